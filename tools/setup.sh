@@ -14,7 +14,7 @@ PACKAGES=(
   # Run: without OpenBLAS, libtorch falls back to the reference BLAS (20-30x slower).
   libopenblas0-pthread
   # Data and checks.
-  dataset-fashion-mnist liblinear-tools prometheus
+  dataset-fashion-mnist liblinear-tools prometheus python3
 )
 
 missing=()
