@@ -1,0 +1,147 @@
+#include "ps/client/placement.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace tessera {
+
+uint64_t Mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+uint64_t StableHash(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return Mix64(h);
+}
+
+absl::Status ValidateTensorSpec(const v1::TensorSpec& spec) {
+  if (spec.name().empty()) {
+    return absl::InvalidArgumentError("tensor spec has an empty name");
+  }
+  if (spec.name().size() > 256 ||
+      spec.name().find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor name must be at most 256 bytes without NUL: \"",
+        spec.name().substr(0, 64), "\""));
+  }
+  if (spec.dtype() != v1::DTYPE_UNSPECIFIED && spec.dtype() != v1::FLOAT32) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor ", spec.name(), ": dtype ", v1::DType_Name(spec.dtype()),
+        " is not supported (float32 only)"));
+  }
+  if (spec.shape_size() > 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", spec.name(), ": rank ", spec.shape_size(),
+                     " exceeds 8"));
+  }
+  for (int i = 0; i < spec.shape_size(); ++i) {
+    const bool unbounded_rows = spec.kind() == v1::TensorSpec::EMBEDDING &&
+                                i == 0 && spec.shape(0) == 0;
+    if (spec.shape(i) <= 0 && !unbounded_rows) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", spec.name(), ": shape[", i, "] = ",
+                       spec.shape(i), " must be positive"));
+    }
+  }
+  if (spec.kind() == v1::TensorSpec::EMBEDDING) {
+    if (spec.shape_size() != 2) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "embedding table ", spec.name(),
+          ": shape must be [rows (0 = unbounded), dim], got rank ",
+          spec.shape_size()));
+    }
+  } else if (spec.kind() != v1::TensorSpec::DENSE) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", spec.name(), ": unknown kind ", spec.kind()));
+  }
+  // Guard against sizes that overflow or cannot be held in memory.
+  double elements = 1;
+  for (int64_t d : spec.shape()) elements *= std::max<int64_t>(d, 1);
+  if (spec.kind() == v1::TensorSpec::EMBEDDING) elements = spec.shape(1);
+  if (elements * 4 > double{1LL << 40}) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor ", spec.name(), ": ", elements, " elements is too large"));
+  }
+  if (!v1::Initializer::Kind_IsValid(spec.initializer().kind())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", spec.name(), ": unknown initializer kind ",
+                     spec.initializer().kind()));
+  }
+  if (!v1::OptimizerConfig::Kind_IsValid(spec.optimizer().kind())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", spec.name(), ": unknown optimizer kind ",
+                     spec.optimizer().kind()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePlacementConfig(const v1::PlacementConfig& config) {
+  if (config.num_shards() < 1 || config.num_shards() > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_shards must be in [1, 4096], got ", config.num_shards()));
+  }
+  if (config.split_threshold_bytes() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("split_threshold_bytes must be >= 0, got ",
+                     config.split_threshold_bytes()));
+  }
+  return absl::OkStatus();
+}
+
+int64_t NumRows(const v1::TensorSpec& spec) {
+  return spec.shape_size() == 0 ? 1 : spec.shape(0);
+}
+
+int64_t RowSize(const v1::TensorSpec& spec) {
+  int64_t n = 1;
+  for (int i = 1; i < spec.shape_size(); ++i) n *= spec.shape(i);
+  return n;
+}
+
+int64_t NumElements(const v1::TensorSpec& spec) {
+  return NumRows(spec) * RowSize(spec);
+}
+
+std::vector<PartPlacement> PlaceDense(const v1::TensorSpec& spec,
+                                      const v1::PlacementConfig& config) {
+  const int shards = config.num_shards();
+  const int64_t rows = NumRows(spec);
+  const int64_t bytes = NumElements(spec) * static_cast<int64_t>(sizeof(float));
+  std::vector<PartPlacement> parts;
+  if (bytes <= config.split_threshold_bytes() || shards == 1 || rows == 1) {
+    parts.push_back(PartPlacement{
+        0, static_cast<int>(StableHash(spec.name()) % shards), 0, rows});
+    return parts;
+  }
+  const int64_t n = std::min<int64_t>(shards, rows);
+  for (int64_t i = 0; i < n; ++i) {
+    parts.push_back(PartPlacement{static_cast<int>(i), static_cast<int>(i),
+                                  rows * i / n, rows * (i + 1) / n});
+  }
+  return parts;
+}
+
+bool PartOnShard(const v1::TensorSpec& spec, const v1::PlacementConfig& config,
+                 int shard, PartPlacement* out) {
+  if (spec.kind() == v1::TensorSpec::EMBEDDING) {
+    *out = PartPlacement{shard, shard, 0, spec.shape(0)};
+    return true;
+  }
+  for (const PartPlacement& p : PlaceDense(spec, config)) {
+    if (p.shard == shard) {
+      *out = p;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace tessera

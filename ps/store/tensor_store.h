@@ -1,0 +1,179 @@
+#ifndef TESSERA_PS_STORE_TENSOR_STORE_H_
+#define TESSERA_PS_STORE_TENSOR_STORE_H_
+
+// The tensor parts placed on one shard, in memory, with their optimizer state.
+//
+// Each tensor has at most one part on a shard: a row range of a dense tensor,
+// or this shard's rows of an embedding table. Every part has its own lock, so
+// pushes and pulls on different parts never wait for each other; the table of
+// parts is read-mostly (a reader lock, taken only to find a part).
+//
+// Every method validates its input first and changes nothing on error. Errors
+// carry a reject reason (ps/common/reject_reason.h).
+//
+// Thread-safe: every method may be called concurrently.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "ps/client/placement.h"
+#include "ps/optim/optimizer.h"
+#include "tessera/v1/ps.pb.h"
+
+namespace tessera {
+
+enum class NonFinitePolicy {
+  kReject,  // InvalidArgument, nothing applied
+  kSkip,    // the whole push is dropped and reported as skipped
+};
+
+struct StoreOptions {
+  int shard_index = 0;
+  v1::PlacementConfig placement;
+  // Flush granularity of dense parts: a push marks the blocks it touched.
+  int64_t block_floats = 1 << 16;
+  NonFinitePolicy non_finite = NonFinitePolicy::kReject;
+};
+
+struct CreateResult {
+  int created = 0;   // new tensors with a part on this shard
+  int existing = 0;  // already present with an identical spec
+  int elsewhere = 0; // valid specs with no part on this shard
+};
+
+struct PushResult {
+  int64_t version = 0;  // the part's version after the push
+  bool skipped = false; // dropped for non-finite values (kSkip)
+};
+
+// What changed since the last TakeDirty(): copies, owned by the caller.
+struct DirtySnapshot {
+  struct Block {
+    std::string tensor;
+    int64_t block = 0;           // index of block_floats floats in the part
+    std::vector<float> values;   // the block's parameters
+    std::vector<std::vector<float>> slots;  // each optimizer slot's block
+  };
+  struct Row {
+    std::string tensor;
+    uint64_t id = 0;
+    int64_t step = 0;
+    std::vector<float> values;  // dim parameters, then dim floats per slot
+  };
+  struct Version {
+    std::string tensor;
+    int64_t version = 0;
+    int64_t step = 0;  // updates the optimizer has applied to the part
+  };
+  std::vector<Block> blocks;
+  std::vector<Row> rows;
+  std::vector<Version> versions;
+  int64_t bytes = 0;  // parameter and slot bytes copied
+
+  bool empty() const { return versions.empty(); }
+};
+
+class TensorStore {
+ public:
+  explicit TensorStore(StoreOptions options);
+  ~TensorStore();
+  TensorStore(const TensorStore&) = delete;
+  TensorStore& operator=(const TensorStore&) = delete;
+
+  const StoreOptions& options() const { return options_; }
+
+  // Registers tensors, all or none: a spec that is invalid, or differs from
+  // the spec already registered under its name (AlreadyExists, both specs in
+  // the message), fails the whole call. Tensors without a part on this shard
+  // are validated and counted but not stored.
+  absl::StatusOr<CreateResult> CreateTensors(
+      absl::Span<const v1::TensorSpec> specs) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Every part on this shard, sorted by tensor name.
+  std::vector<v1::TensorPartInfo> List() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The part of `tensor` on this shard. NotFound if none.
+  absl::StatusOr<v1::TensorPartInfo> Describe(const std::string& tensor) const;
+
+  // Dense tensors. Rows are absolute rows of the tensor and must lie within
+  // this shard's part. `grad` / `out` hold whole rows.
+  absl::StatusOr<PushResult> PushDense(const std::string& tensor,
+                                       int64_t row_begin,
+                                       absl::Span<const float> grad);
+  // Copies rows [row_begin, row_begin + out.size() / row_size); returns the
+  // part's version at the time of the copy.
+  absl::StatusOr<int64_t> PullDense(const std::string& tensor,
+                                    int64_t row_begin,
+                                    absl::Span<float> out) const;
+
+  // Embedding tables. Every id must belong to this shard; rows missing so far
+  // are created with the table's initializer. Repeated ids in a push have
+  // their gradients summed, as a dense gradient of the table would.
+  absl::StatusOr<PushResult> PushRows(const std::string& tensor,
+                                      absl::Span<const uint64_t> ids,
+                                      absl::Span<const float> grad);
+  absl::StatusOr<int64_t> PullRows(const std::string& tensor,
+                                   absl::Span<const uint64_t> ids,
+                                   absl::Span<float> out);
+  // The ids of every row materialized so far, sorted.
+  absl::StatusOr<std::vector<uint64_t>> RowIds(const std::string& tensor) const;
+
+  // Persistence. TakeDirty() copies what changed since the last call and
+  // clears the marks; if writing it fails, MarkDirty() puts the marks back
+  // (memory always holds the newest values, so nothing is lost).
+  void TakeDirty(DirtySnapshot* out) ABSL_LOCKS_EXCLUDED(mu_);
+  void MarkDirty(const DirtySnapshot& snapshot) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Restores state read from disk into an already created tensor. The sizes
+  // must match the spec (DataLoss otherwise: the disk disagrees with itself).
+  absl::Status RestoreBlock(const std::string& tensor, int64_t block,
+                            absl::Span<const float> values,
+                            const std::vector<absl::Span<const float>>& slots);
+  absl::Status RestoreRow(const std::string& tensor, uint64_t id, int64_t step,
+                          absl::Span<const float> values);
+  absl::Status RestoreVersion(const std::string& tensor, int64_t version,
+                              int64_t step);
+
+  // Sizes, for metrics. Cheap (atomics).
+  int64_t parameter_bytes() const { return parameter_bytes_.load(); }
+  int64_t slot_bytes() const { return slot_bytes_.load(); }
+  int64_t num_tensors() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  class Part;
+  class DensePart;
+  class EmbeddingPart;
+
+  absl::StatusOr<Part*> FindPart(const std::string& tensor) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<DensePart*> FindDense(const std::string& tensor) const;
+  absl::StatusOr<EmbeddingPart*> FindEmbedding(const std::string& tensor) const;
+
+  const StoreOptions options_;
+  std::atomic<int64_t> parameter_bytes_{0};
+  std::atomic<int64_t> slot_bytes_{0};
+
+  mutable absl::Mutex mu_;
+  // Parts are created, never removed: a pointer found under mu_ stays valid.
+  absl::flat_hash_map<std::string, std::unique_ptr<Part>> parts_
+      ABSL_GUARDED_BY(mu_);
+  // Specs of tensors with no part here, to detect conflicting re-registration.
+  absl::flat_hash_map<std::string, v1::TensorSpec> remote_specs_
+      ABSL_GUARDED_BY(mu_);
+};
+
+// The optimizer settings of a spec, with the proto's zero defaults resolved.
+optim::OptimizerConfig ToOptimizerConfig(const v1::OptimizerConfig& config);
+
+}  // namespace tessera
+
+#endif  // TESSERA_PS_STORE_TENSOR_STORE_H_

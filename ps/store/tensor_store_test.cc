@@ -1,0 +1,231 @@
+#include "ps/store/tensor_store.h"
+
+#include <cmath>
+#include <limits>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "ps/common/reject_reason.h"
+#include "ps/common/status_matchers.h"
+
+namespace tessera {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+v1::TensorSpec Dense(const std::string& name, std::vector<int64_t> shape,
+                     float lr = 0.5f) {
+  v1::TensorSpec spec;
+  spec.set_name(name);
+  for (int64_t d : shape) spec.add_shape(d);
+  spec.mutable_initializer()->set_kind(v1::Initializer::CONSTANT);
+  spec.mutable_initializer()->set_value(1.0f);
+  spec.mutable_optimizer()->set_kind(v1::OptimizerConfig::SGD);
+  spec.mutable_optimizer()->set_learning_rate(lr);
+  return spec;
+}
+
+v1::TensorSpec Table(const std::string& name, int64_t rows, int64_t dim) {
+  v1::TensorSpec spec = Dense(name, {rows, dim});
+  spec.set_kind(v1::TensorSpec::EMBEDDING);
+  return spec;
+}
+
+StoreOptions Options(int shard = 0, int shards = 1, int64_t threshold = 0) {
+  StoreOptions options;
+  options.shard_index = shard;
+  options.placement.set_num_shards(shards);
+  options.placement.set_split_threshold_bytes(threshold);
+  options.block_floats = 4;
+  return options;
+}
+
+TEST(TensorStoreTest, PushAppliesTheOptimizerAndBumpsTheVersion) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Dense("w", {2, 3})}), IsOk());
+  std::vector<float> grad = {1, 2, 3, 4, 5, 6};
+  auto pushed = store.PushDense("w", 0, grad);
+  ASSERT_THAT(pushed, IsOk());
+  EXPECT_EQ(pushed->version, 1);
+  std::vector<float> out(6);
+  EXPECT_THAT(store.PullDense("w", 0, absl::MakeSpan(out)), IsOkAndHolds(1));
+  EXPECT_THAT(out, ElementsAre(0.5f, 0, -0.5f, -1, -1.5f, -2));
+  // A pull of the second row only.
+  std::vector<float> row(3);
+  ASSERT_THAT(store.PullDense("w", 1, absl::MakeSpan(row)), IsOk());
+  EXPECT_THAT(row, ElementsAre(-1, -1.5f, -2));
+}
+
+TEST(TensorStoreTest, CreateIsIdempotentAndRejectsADifferentSpec) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Dense("w", {4})}), IsOk());
+  auto again = store.CreateTensors({Dense("w", {4})});
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->existing, 1);
+  EXPECT_EQ(again->created, 0);
+  auto conflict = store.CreateTensors({Dense("v", {1}), Dense("w", {5})});
+  EXPECT_THAT(conflict, StatusIs(absl::StatusCode::kAlreadyExists,
+                                 HasSubstr("shape: 5")));
+  EXPECT_THAT(conflict.status().message(), HasSubstr("shape: 4"));
+  EXPECT_EQ(RejectReasonOf(conflict.status()), kReasonSpecConflict);
+  // All or nothing: "v" was not created.
+  EXPECT_THAT(store.Describe("v"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(TensorStoreTest, BadPushesAreRejectedAndChangeNothing) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Dense("w", {2, 3}), Table("e", 0, 2)}),
+              IsOk());
+  std::vector<float> five(5, 1.0f);
+  std::vector<float> six(6, 1.0f);
+  auto expect = [&](absl::StatusOr<PushResult> r, absl::StatusCode code,
+                    absl::string_view reason) {
+    EXPECT_THAT(r, StatusIs(code));
+    EXPECT_EQ(RejectReasonOf(r.status()), reason) << r.status();
+  };
+  expect(store.PushDense("nope", 0, six), absl::StatusCode::kNotFound,
+         kReasonUnknownTensor);
+  expect(store.PushDense("w", 0, five), absl::StatusCode::kInvalidArgument,
+         kReasonWrongShape);
+  expect(store.PushDense("w", 1, six), absl::StatusCode::kInvalidArgument,
+         kReasonRowsOutOfRange);
+  expect(store.PushDense("w", -1, six), absl::StatusCode::kInvalidArgument,
+         kReasonRowsOutOfRange);
+  std::vector<float> nan = six;
+  nan[4] = std::numeric_limits<float>::quiet_NaN();
+  expect(store.PushDense("w", 0, nan), absl::StatusCode::kInvalidArgument,
+         kReasonNonFinite);
+  nan[4] = std::numeric_limits<float>::infinity();
+  expect(store.PushDense("w", 0, nan), absl::StatusCode::kInvalidArgument,
+         kReasonNonFinite);
+  expect(store.PushDense("e", 0, six), absl::StatusCode::kInvalidArgument,
+         kReasonWrongKind);
+  std::vector<uint64_t> ids = {1, 2};
+  expect(store.PushRows("e", ids, six), absl::StatusCode::kInvalidArgument,
+         kReasonWrongShape);
+  std::vector<float> out(6);
+  ASSERT_THAT(store.PullDense("w", 0, absl::MakeSpan(out)), IsOkAndHolds(0));
+  EXPECT_THAT(out, ElementsAre(1, 1, 1, 1, 1, 1));
+}
+
+TEST(TensorStoreTest, NonFiniteGradientsCanBeSkipped) {
+  StoreOptions options = Options();
+  options.non_finite = NonFinitePolicy::kSkip;
+  TensorStore store(options);
+  ASSERT_THAT(store.CreateTensors({Dense("w", {2})}), IsOk());
+  std::vector<float> grad = {NAN, 1};
+  auto r = store.PushDense("w", 0, grad);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_TRUE(r->skipped);
+  EXPECT_EQ(r->version, 0);
+}
+
+TEST(TensorStoreTest, EmbeddingRowsAreCreatedOnFirstTouchAndSummedOnRepeat) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Table("e", 0, 2)}), IsOk());
+  std::vector<uint64_t> ids = {7, 1000000007, 7};
+  std::vector<float> grad = {1, 1, 2, 2, 3, 3};
+  ASSERT_THAT(store.PushRows("e", ids, grad), IsOk());
+  std::vector<uint64_t> both = {7, 1000000007};
+  std::vector<float> out(4);
+  ASSERT_THAT(store.PullRows("e", both, absl::MakeSpan(out)), IsOk());
+  // Row 7: 1 - 0.5 * (1 + 3); row 1000000007: 1 - 0.5 * 2.
+  EXPECT_THAT(out, ElementsAre(-1, -1, 0, 0));
+  EXPECT_THAT(store.RowIds("e"), IsOkAndHolds(ElementsAre(7, 1000000007)));
+}
+
+TEST(TensorStoreTest, RowsOfAnotherShardOrOutOfRangeAreRejected) {
+  TensorStore store(Options(0, 4));
+  ASSERT_THAT(store.CreateTensors({Table("e", 100, 1)}), IsOk());
+  uint64_t foreign = 0;
+  while (ShardOfRow(foreign, 4) == 0) ++foreign;
+  std::vector<uint64_t> ids = {foreign};
+  std::vector<float> out(1);
+  EXPECT_THAT(store.PullRows("e", ids, absl::MakeSpan(out)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("belongs to shard")));
+  ids = {100};
+  EXPECT_THAT(store.PullRows("e", ids, absl::MakeSpan(out)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("out of range")));
+}
+
+TEST(TensorStoreTest, SplitTensorHoldsOnlyThisShardsRows) {
+  TensorStore store(Options(1, 2, 0));
+  auto created = store.CreateTensors({Dense("w", {10, 2})});
+  ASSERT_THAT(created, IsOk());
+  auto info = store.Describe("w");
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(info->row_begin(), 5);
+  EXPECT_EQ(info->row_end(), 10);
+  std::vector<float> grad(4, 1.0f);
+  EXPECT_THAT(store.PushDense("w", 5, grad), IsOk());
+  EXPECT_THAT(store.PushDense("w", 4, grad),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not within this shard's rows [5, 10)")));
+  EXPECT_EQ(store.parameter_bytes(), 5 * 2 * 4);
+}
+
+TEST(TensorStoreTest, TakeDirtyReturnsOnlyTouchedBlocksOnce) {
+  TensorStore store(Options());  // 4 floats per block
+  ASSERT_THAT(store.CreateTensors({Dense("w", {5, 2}), Dense("u", {1})}),
+              IsOk());
+  std::vector<float> grad(2, 1.0f);
+  ASSERT_THAT(store.PushDense("w", 3, grad), IsOk());  // floats 6..7: block 1
+  DirtySnapshot first;
+  store.TakeDirty(&first);
+  ASSERT_EQ(first.blocks.size(), 1u);
+  EXPECT_EQ(first.blocks[0].block, 1);
+  ASSERT_EQ(first.versions.size(), 1u);
+  EXPECT_EQ(first.versions[0].version, 1);
+  DirtySnapshot second;
+  store.TakeDirty(&second);
+  EXPECT_TRUE(second.empty());
+  store.MarkDirty(first);
+  DirtySnapshot third;
+  store.TakeDirty(&third);
+  EXPECT_EQ(third.blocks.size(), 1u);
+}
+
+TEST(TensorStoreTest, InitialValuesDoNotDependOnTheSplit) {
+  v1::TensorSpec spec = Dense("w", {9, 3});
+  spec.mutable_initializer()->set_kind(v1::Initializer::NORMAL);
+  spec.mutable_initializer()->set_stddev(1.0f);
+  spec.mutable_initializer()->set_seed(42);
+  TensorStore whole(Options(0, 1));
+  ASSERT_THAT(whole.CreateTensors({spec}), IsOk());
+  std::vector<float> all(27);
+  ASSERT_THAT(whole.PullDense("w", 0, absl::MakeSpan(all)), IsOk());
+  for (int shard = 0; shard < 3; ++shard) {
+    TensorStore part(Options(shard, 3));
+    ASSERT_THAT(part.CreateTensors({spec}), IsOk());
+    std::vector<float> rows(9);
+    ASSERT_THAT(part.PullDense("w", shard * 3, absl::MakeSpan(rows)), IsOk());
+    for (int i = 0; i < 9; ++i) EXPECT_EQ(rows[i], all[shard * 9 + i]);
+  }
+}
+
+TEST(TensorStoreTest, ConcurrentPushesAreAllApplied) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Dense("a", {64}, 1.0f),
+                                   Dense("b", {64}, 1.0f)}),
+              IsOk());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&store, t] {
+      std::vector<float> grad(64, 1.0f);
+      for (int i = 0; i < 500; ++i) {
+        ASSERT_THAT(store.PushDense(t % 2 ? "a" : "b", 0, grad), IsOk());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<float> out(64);
+  EXPECT_THAT(store.PullDense("a", 0, absl::MakeSpan(out)), IsOkAndHolds(1000));
+  EXPECT_EQ(out[0], 1.0f - 1000);
+}
+
+}  // namespace
+}  // namespace tessera
