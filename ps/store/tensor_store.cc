@@ -260,7 +260,8 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
         dim_(spec_.shape(1)),
         max_rows_(spec_.shape(0)),
         shard_(shard),
-        num_shards_(num_shards) {}
+        num_shards_(num_shards),
+        slots_(optimizer_->num_slots()) {}
 
   int64_t dim() const { return dim_; }
 
@@ -420,7 +421,6 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     const uint32_t r = it->second;
     values_.resize((r + 1) * dim_);
     InitializeRows(spec_, id, absl::MakeSpan(values_.data() + r * dim_, dim_));
-    if (slots_.empty()) slots_.resize(optimizer_->num_slots());
     std::vector<float*> slot_ptrs;
     for (auto& s : slots_) {
       s.resize((r + 1) * dim_);

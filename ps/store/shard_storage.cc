@@ -1,0 +1,344 @@
+#include "ps/store/shard_storage.h"
+
+#include <sys/stat.h>
+
+#include <cstring>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+#include "rocksdb/write_batch.h"
+#include "tessera/v1/storage.pb.h"
+
+namespace tessera {
+namespace {
+
+constexpr uint32_t kFormatVersion = 1;
+constexpr char kIdentityKey[] = "tessera/identity";
+
+// Column families, in the order of ShardStorage::handles_.
+enum Cf { kDefault, kSpecs, kParams, kSlots, kRows, kVersions, kRecords };
+constexpr const char* kColumnFamilies[] = {
+    "default", "specs", "params", "slots", "rows", "versions", "records"};
+constexpr int kNumColumnFamilies = 7;
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  const std::string msg = absl::StrCat(what, ": ", s.ToString());
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+    return absl::UnavailableError(msg);
+  }
+  if (s.IsIOError()) return absl::UnavailableError(msg);
+  return absl::InternalError(msg);
+}
+
+void AppendBigEndian(std::string* out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+
+uint64_t ReadBigEndian(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+// name \0 be64(index) [slot byte]
+std::string BlockKey(const std::string& tensor, uint64_t index) {
+  std::string key = tensor;
+  key.push_back('\0');
+  AppendBigEndian(&key, index);
+  return key;
+}
+
+bool ParseBlockKey(const rocksdb::Slice& key, std::string* tensor,
+                   uint64_t* index) {
+  const char* nul =
+      static_cast<const char*>(memchr(key.data(), '\0', key.size()));
+  if (nul == nullptr) return false;
+  const size_t name_len = nul - key.data();
+  if (key.size() < name_len + 9) return false;
+  tensor->assign(key.data(), name_len);
+  *index = ReadBigEndian(nul + 1);
+  return true;
+}
+
+rocksdb::Slice FloatSlice(const std::vector<float>& v) {
+  return rocksdb::Slice(reinterpret_cast<const char*>(v.data()),
+                        v.size() * sizeof(float));
+}
+
+absl::Span<const float> FloatSpan(const rocksdb::Slice& s) {
+  return absl::MakeConstSpan(reinterpret_cast<const float*>(s.data()),
+                             s.size() / sizeof(float));
+}
+
+bool DirHasFiles(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return false;
+  return std::filesystem::directory_iterator(dir, ec) !=
+         std::filesystem::directory_iterator();
+}
+
+}  // namespace
+
+ShardStorage::ShardStorage(std::string dir, std::unique_ptr<rocksdb::DB> db,
+                           std::vector<rocksdb::ColumnFamilyHandle*> handles)
+    : dir_(std::move(dir)), db_(std::move(db)), handles_(std::move(handles)) {}
+
+ShardStorage::~ShardStorage() {
+  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  db_->Close();
+}
+
+absl::StatusOr<std::unique_ptr<ShardStorage>> ShardStorage::Open(
+    const std::string& dir, int shard_index,
+    const v1::PlacementConfig& placement) {
+  const bool existing = DirHasFiles(dir);
+  std::error_code ec;
+  if (existing && !std::filesystem::exists(dir + "/CURRENT", ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data directory ", dir,
+        " holds files but no RocksDB database: not a Tessera data directory; "
+        "point --data_dir at an empty or Tessera directory"));
+  }
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot create data directory ", dir, ": ", ec.message()));
+  }
+
+  rocksdb::DBOptions options;
+  options.create_if_missing = !existing;
+  options.create_missing_column_families = !existing;
+  options.paranoid_checks = true;
+  options.max_background_jobs = 2;
+  options.keep_log_file_num = 3;
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const char* name : kColumnFamilies) {
+    rocksdb::ColumnFamilyOptions cf;
+    cf.OptimizeForPointLookup(64);
+    families.emplace_back(name, cf);
+  }
+  if (existing) {
+    // An existing database must have exactly our column families.
+    std::vector<std::string> names;
+    rocksdb::Status listed =
+        rocksdb::DB::ListColumnFamilies(options, dir, &names);
+    if (!listed.ok()) return FromRocks(listed, "reading " + dir);
+    if (names.size() != kNumColumnFamilies) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data directory ", dir,
+          " holds a RocksDB database that is not Tessera's (column families: ",
+          names.size(), ")"));
+    }
+  }
+  rocksdb::DB* raw = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::Status s =
+      rocksdb::DB::Open(options, dir, families, &handles, &raw);
+  if (!s.ok()) return FromRocks(s, "opening RocksDB in " + dir);
+  std::unique_ptr<ShardStorage> storage(
+      new ShardStorage(dir, std::unique_ptr<rocksdb::DB>(raw), handles));
+
+  v1::StorageIdentity wanted;
+  wanted.set_format_version(kFormatVersion);
+  wanted.set_shard_index(shard_index);
+  *wanted.mutable_placement() = placement;
+  std::string value;
+  s = raw->Get(rocksdb::ReadOptions(), handles[kDefault], kIdentityKey, &value);
+  if (s.IsNotFound()) {
+    if (existing) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data directory ", dir,
+          " holds a RocksDB database without Tessera's identity record"));
+    }
+    wanted.set_created_unix_ms(absl::ToUnixMillis(absl::Now()));
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    s = raw->Put(sync, handles[kDefault], kIdentityKey,
+                 wanted.SerializeAsString());
+    if (!s.ok()) return FromRocks(s, "writing identity to " + dir);
+    return storage;
+  }
+  if (!s.ok()) return FromRocks(s, "reading identity from " + dir);
+  v1::StorageIdentity found;
+  if (!found.ParseFromString(value)) {
+    return absl::DataLossError(
+        absl::StrCat("identity record in ", dir, " is corrupt"));
+  }
+  if (found.format_version() != kFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data directory ", dir, " has format version ",
+        found.format_version(), "; this binary reads ", kFormatVersion));
+  }
+  if (found.shard_index() != shard_index ||
+      !google::protobuf::util::MessageDifferencer::Equals(found.placement(),
+                                                          placement)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data directory ", dir, " belongs to shard ", found.shard_index(),
+        " of {", found.placement().ShortDebugString(),
+        "}, but this is shard ", shard_index, " of {",
+        placement.ShortDebugString(),
+        "}; resharding a data directory is not supported"));
+  }
+  return storage;
+}
+
+absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store) {
+  LoadStats stats;
+  rocksdb::ReadOptions read;
+  read.verify_checksums = true;
+  read.fill_cache = false;
+
+  std::vector<v1::TensorSpec> specs;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(read, handles_[kSpecs]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      v1::TensorSpec spec;
+      if (!spec.ParseFromArray(it->value().data(), it->value().size())) {
+        return absl::DataLossError(absl::StrCat(
+            "stored spec of ", it->key().ToString(), " is corrupt"));
+      }
+      specs.push_back(std::move(spec));
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "reading specs");
+  }
+  auto created = store->CreateTensors(specs);
+  if (!created.ok()) {
+    return absl::DataLossError(absl::StrCat("stored specs are inconsistent: ",
+                                            created.status().message()));
+  }
+  stats.tensors = created->created;
+
+  {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(read, handles_[kParams]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::string tensor;
+      uint64_t block;
+      if (!ParseBlockKey(it->key(), &tensor, &block)) {
+        return absl::DataLossError("malformed parameter key");
+      }
+      std::vector<std::string> slot_values;
+      for (int slot = 0;; ++slot) {
+        std::string key = BlockKey(tensor, block);
+        key.push_back(static_cast<char>(slot));
+        std::string value;
+        rocksdb::Status s = db_->Get(read, handles_[kSlots], key, &value);
+        if (s.IsNotFound()) break;
+        if (!s.ok()) return FromRocks(s, "reading optimizer slots");
+        slot_values.push_back(std::move(value));
+      }
+      std::vector<absl::Span<const float>> slots;
+      for (const auto& v : slot_values) slots.push_back(FloatSpan(v));
+      absl::Status restored =
+          store->RestoreBlock(tensor, block, FloatSpan(it->value()), slots);
+      if (!restored.ok()) return restored;
+      ++stats.blocks;
+      stats.bytes += it->value().size() * (1 + slots.size());
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "reading params");
+  }
+  {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(read, handles_[kRows]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::string tensor;
+      uint64_t id;
+      const rocksdb::Slice value = it->value();
+      if (!ParseBlockKey(it->key(), &tensor, &id) || value.size() < 8) {
+        return absl::DataLossError("malformed embedding row record");
+      }
+      int64_t step;
+      std::memcpy(&step, value.data(), 8);
+      absl::Status restored = store->RestoreRow(
+          tensor, id, step,
+          FloatSpan(rocksdb::Slice(value.data() + 8, value.size() - 8)));
+      if (!restored.ok()) return restored;
+      ++stats.rows;
+      stats.bytes += value.size();
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "reading rows");
+  }
+  {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(read, handles_[kVersions]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      v1::StoredVersion v;
+      if (!v.ParseFromArray(it->value().data(), it->value().size())) {
+        return absl::DataLossError("malformed version record");
+      }
+      absl::Status restored =
+          store->RestoreVersion(it->key().ToString(), v.version(), v.step());
+      if (!restored.ok()) return restored;
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "reading versions");
+  }
+  return stats;
+}
+
+absl::Status ShardStorage::SaveSpecs(absl::Span<const v1::TensorSpec> specs) {
+  rocksdb::WriteBatch batch;
+  for (const auto& spec : specs) {
+    batch.Put(handles_[kSpecs], spec.name(), spec.SerializeAsString());
+  }
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  return FromRocks(db_->Write(sync, &batch), "writing specs to " + dir_);
+}
+
+absl::Status ShardStorage::Write(const DirtySnapshot& snapshot) {
+  rocksdb::WriteBatch batch;
+  for (const auto& block : snapshot.blocks) {
+    const std::string key = BlockKey(block.tensor, block.block);
+    batch.Put(handles_[kParams], key, FloatSlice(block.values));
+    for (size_t s = 0; s < block.slots.size(); ++s) {
+      std::string slot_key = key;
+      slot_key.push_back(static_cast<char>(s));
+      batch.Put(handles_[kSlots], slot_key, FloatSlice(block.slots[s]));
+    }
+  }
+  for (const auto& row : snapshot.rows) {
+    std::string value(8 + row.values.size() * sizeof(float), '\0');
+    std::memcpy(value.data(), &row.step, 8);
+    std::memcpy(value.data() + 8, row.values.data(),
+                row.values.size() * sizeof(float));
+    batch.Put(handles_[kRows], BlockKey(row.tensor, row.id), value);
+  }
+  for (const auto& v : snapshot.versions) {
+    v1::StoredVersion stored;
+    stored.set_version(v.version);
+    stored.set_step(v.step);
+    batch.Put(handles_[kVersions], v.tensor, stored.SerializeAsString());
+  }
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  return FromRocks(db_->Write(sync, &batch), "flushing to " + dir_);
+}
+
+absl::Status ShardStorage::PutRecord(const std::string& key,
+                                     const std::string& value) {
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  return FromRocks(db_->Put(sync, handles_[kRecords], key, value),
+                   "writing record " + key);
+}
+
+absl::StatusOr<std::optional<std::string>> ShardStorage::GetRecord(
+    const std::string& key) {
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), handles_[kRecords], key, &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, "reading record " + key);
+  return std::optional<std::string>(std::move(value));
+}
+
+}  // namespace tessera
