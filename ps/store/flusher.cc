@@ -49,6 +49,7 @@ absl::Status Flusher::FlushNow() {
     if (!status.ok()) store_->MarkDirty(snapshot);
   }
   const absl::Duration took = absl::Now() - start;
+  if (observer_ && !snapshot.empty()) observer_(took, snapshot.bytes, status);
   absl::MutexLock lock(&stats_mu_);
   const bool was_failing = !stats_.last_status.ok();
   stats_.last_duration = took;

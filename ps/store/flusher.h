@@ -9,6 +9,7 @@
 // Thread-safe.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -38,6 +39,12 @@ class Flusher {
   Flusher(TensorStore* store, ShardStorage* storage, absl::Duration interval);
   ~Flusher();  // Stops the thread; does not flush (call FlushNow() first).
 
+  // Called after every attempt that had something to write, on the flushing
+  // thread, without locks held. Set before Start().
+  using Observer = std::function<void(absl::Duration took, int64_t bytes,
+                                      const absl::Status& status)>;
+  void set_observer(Observer observer) { observer_ = std::move(observer); }
+
   void Start();
 
   // Flushes now on the caller's thread; returns the write's status.
@@ -51,6 +58,7 @@ class Flusher {
   TensorStore* const store_;      // Not owned.
   ShardStorage* const storage_;  // Not owned.
   const absl::Duration interval_;
+  Observer observer_;
 
   absl::Mutex flush_mu_;  // One flush at a time.
 

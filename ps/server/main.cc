@@ -1,0 +1,185 @@
+// tessera-ps: one parameter-server shard.
+//
+// Start-up: metrics endpoint, gRPC server (health NOT_SERVING), load RocksDB,
+// then SERVING. SIGTERM/SIGINT: NOT_SERVING, refuse new pushes, finish the
+// in-flight ones, final flush, exit 0 (1 if the final flush failed).
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "glog/logging.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "ps/common/metrics/metrics.h"
+#include "ps/common/metrics/metrics_server.h"
+#include "ps/common/metrics/process_metrics.h"
+#include "ps/server/ps_service.h"
+#include "ps/server/server_options.h"
+#include "ps/server/shard.h"
+
+ABSL_FLAG(std::string, shard_index, "0",
+          "This shard's index: a number, or a StatefulSet pod name such as "
+          "ps-3 whose trailing ordinal is used.");
+ABSL_FLAG(int, num_shards, 1, "Number of shards in the job.");
+ABSL_FLAG(std::string, listen_address, "0.0.0.0", "Address to listen on.");
+ABSL_FLAG(int, grpc_port, 7000,
+          "gRPC port (ParameterServer, Coordinator on shard 0, health, "
+          "reflection); 0 picks a free port.");
+ABSL_FLAG(int, data_port, 7001, "ZeroMQ data-plane port; 0 picks one.");
+ABSL_FLAG(int, metrics_port, 9100, "HTTP /metrics port; 0 picks one.");
+ABSL_FLAG(std::string, data_dir, "/var/lib/tessera",
+          "RocksDB directory of this shard.");
+ABSL_FLAG(double, flush_interval_s, 5,
+          "Seconds between flushes of changed blocks to RocksDB; a SIGKILL "
+          "loses at most this much training.");
+ABSL_FLAG(int64_t, split_threshold_bytes, 256 << 10,
+          "Dense tensors larger than this are split over all shards. Must be "
+          "the same on every shard of a job.");
+ABSL_FLAG(int64_t, max_message_bytes, 64 << 20,
+          "Largest request accepted; larger ones get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(std::string, nan_policy, "reject",
+          "What to do with a gradient holding NaN/Inf: reject (error to the "
+          "sender) or skip (drop it, count it, answer OK with skipped=true).");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, write the bound ports here once serving (for supervisors "
+          "that start shards on port 0).");
+ABSL_FLAG(double, drain_timeout_s, 20,
+          "On SIGTERM, how long to wait for in-flight updates.");
+ABSL_FLAG(int, verbosity, 0, "glog verbosity (VLOG level).");
+
+namespace tessera {
+namespace {
+
+[[noreturn]] void Die(const absl::Status& status) {
+  LOG(ERROR) << status;
+  google::FlushLogFiles(google::GLOG_INFO);
+  std::exit(1);
+}
+
+int Run() {
+  // Termination signals are handled by sigwait() below: block them before any
+  // thread starts so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto index = ParseShardIndex(absl::GetFlag(FLAGS_shard_index));
+  if (!index.ok()) Die(index.status());
+  ShardOptions options;
+  options.shard_index = *index;
+  options.placement.set_num_shards(absl::GetFlag(FLAGS_num_shards));
+  options.placement.set_split_threshold_bytes(
+      absl::GetFlag(FLAGS_split_threshold_bytes));
+  absl::Status placement_ok = ValidatePlacementConfig(options.placement);
+  if (!placement_ok.ok()) Die(placement_ok);
+  if (options.shard_index >= options.placement.num_shards()) {
+    Die(absl::InvalidArgumentError(absl::StrCat(
+        "--shard_index=", options.shard_index, " is not below --num_shards=",
+        options.placement.num_shards())));
+  }
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.flush_interval = absl::Seconds(absl::GetFlag(FLAGS_flush_interval_s));
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  const std::string nan_policy = absl::GetFlag(FLAGS_nan_policy);
+  if (nan_policy == "skip") {
+    options.non_finite = NonFinitePolicy::kSkip;
+  } else if (nan_policy != "reject") {
+    Die(absl::InvalidArgumentError(absl::StrCat(
+        "--nan_policy=", nan_policy, " must be reject or skip")));
+  }
+  const std::string host = absl::GetFlag(FLAGS_listen_address);
+
+  metrics::Registry registry;
+  metrics::RegisterProcessMetrics(&registry);
+  metrics::RegisterBuildInfo(&registry, "ps");
+  auto metrics_server = metrics::MetricsServer::Start(
+      absl::StrCat(host, ":", absl::GetFlag(FLAGS_metrics_port)), &registry);
+  if (!metrics_server.ok()) Die(metrics_server.status());
+  options.metrics_port = (*metrics_server)->port();
+
+  Shard shard(options, &registry);
+  ParameterServerService ps_service(&shard);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  const std::string grpc_address =
+      absl::StrCat(host, ":", absl::GetFlag(FLAGS_grpc_port));
+  builder.AddListeningPort(grpc_address, grpc::InsecureServerCredentials(),
+                           &grpc_port);
+  builder.RegisterService(&ps_service);
+  // Oversize pushes reach the handler, which rejects and counts them.
+  const int64_t max_grpc =
+      std::min<int64_t>(options.max_message_bytes * 2 + (1 << 20), INT32_MAX);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(max_grpc));
+  builder.SetMaxSendMessageSize(64 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || grpc_port == 0) {
+    Die(absl::UnavailableError(
+        absl::StrCat("cannot listen for gRPC on ", grpc_address)));
+  }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  health->SetServingStatus(false);
+  LOG(INFO) << "shard " << options.shard_index << " of "
+            << options.placement.num_shards() << ": gRPC on port " << grpc_port
+            << ", metrics on port " << options.metrics_port
+            << "; NOT_SERVING until " << options.data_dir << " is loaded";
+
+  absl::Status loaded = shard.Load();
+  if (!loaded.ok()) Die(loaded);
+  health->SetServingStatus(true);
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    absl::Status written =
+        WritePortFile(absl::GetFlag(FLAGS_port_file), grpc_port,
+                      options.data_port, options.metrics_port);
+    if (!written.ok()) Die(written);
+  }
+  LOG(INFO) << "shard " << options.shard_index << ": SERVING";
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  LOG(INFO) << "shard " << options.shard_index << ": received "
+            << strsignal(signal_number)
+            << "; NOT_SERVING, refusing new pushes, draining";
+  health->Shutdown();
+  absl::Status flushed =
+      shard.Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (!flushed.ok()) {
+    LOG(ERROR) << "final flush failed; updates since the last flush are lost: "
+               << flushed;
+    return 1;
+  }
+  LOG(INFO) << "shard " << options.shard_index
+            << ": final flush done; exiting";
+  return 0;
+}
+
+}  // namespace
+}  // namespace tessera
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "tessera-ps: one shard of the Tessera parameter server.");
+  absl::ParseCommandLine(argc, argv);
+  FLAGS_logtostderr = true;
+  FLAGS_v = absl::GetFlag(FLAGS_verbosity);
+  google::InitGoogleLogging(argv[0]);
+  return tessera::Run();
+}

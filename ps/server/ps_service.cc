@@ -1,0 +1,232 @@
+#include "ps/server/ps_service.h"
+
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "ps/common/grpc_status.h"
+#include "ps/common/reject_reason.h"
+
+namespace tessera {
+namespace {
+
+constexpr int64_t kDefaultChunkFloats = 256 * 1024;  // 1 MiB
+constexpr int64_t kMaxChunkFloats = 4 * 1024 * 1024;
+
+// Records one finished call's metrics when it goes out of scope.
+class CallScope {
+ public:
+  CallScope(Shard* shard, const char* rpc, int64_t bytes_in)
+      : shard_(shard), rpc_(rpc), bytes_in_(bytes_in), start_(absl::Now()) {}
+  ~CallScope() {
+    shard_->RecordRequest(rpc_, status_, absl::Now() - start_, bytes_in_,
+                          bytes_out_);
+  }
+  grpc::Status Finish(const absl::Status& status) {
+    status_ = status;
+    return ToGrpcStatus(status);
+  }
+  int64_t* bytes_out() { return &bytes_out_; }
+
+ private:
+  Shard* const shard_;
+  const std::string rpc_;
+  const int64_t bytes_in_;
+  const absl::Time start_;
+  int64_t bytes_out_ = 0;
+  absl::Status status_;
+};
+
+void SetValues(absl::Span<const float> values, v1::TensorChunk* chunk) {
+  chunk->mutable_values()->assign(reinterpret_cast<const char*>(values.data()),
+                                  values.size() * sizeof(float));
+}
+
+}  // namespace
+
+grpc::Status ParameterServerService::CreateTensors(
+    grpc::ServerContext*, const v1::CreateTensorsRequest* request,
+    v1::CreateTensorsResponse* response) {
+  CallScope call(shard_, "CreateTensors", request->ByteSizeLong());
+  const std::vector<v1::TensorSpec> specs(request->specs().begin(),
+                                          request->specs().end());
+  auto result = shard_->CreateTensors(specs);
+  if (!result.ok()) return call.Finish(result.status());
+  response->set_created(result->created);
+  response->set_existing(result->existing);
+  return call.Finish(absl::OkStatus());
+}
+
+grpc::Status ParameterServerService::ListTensors(
+    grpc::ServerContext*, const v1::ListTensorsRequest*,
+    v1::ListTensorsResponse* response) {
+  CallScope call(shard_, "ListTensors", 0);
+  absl::Status serving = shard_->CheckServing(false);
+  if (!serving.ok()) return call.Finish(serving);
+  for (auto& part : shard_->store()->List()) {
+    *response->add_parts() = std::move(part);
+  }
+  return call.Finish(absl::OkStatus());
+}
+
+absl::Status ParameterServerService::StreamTensor(
+    grpc::ServerContext* context, const std::string& tensor,
+    const google::protobuf::RepeatedField<uint64_t>& ids,
+    int64_t max_chunk_floats, grpc::ServerWriter<v1::TensorChunk>* writer,
+    int64_t* sent) {
+  auto info = shard_->store()->Describe(tensor);
+  if (!info.ok()) {
+    shard_->CountRejected(RejectReasonOf(info.status()));
+    return info.status();
+  }
+  const v1::TensorSpec& spec = info->spec();
+  auto write = [&](v1::TensorChunk* chunk) -> absl::Status {
+    if (context->IsCancelled()) {
+      return absl::CancelledError("the client cancelled the pull");
+    }
+    *sent += chunk->values().size();
+    if (!writer->Write(*chunk)) {
+      return absl::UnavailableError("the client went away mid-stream");
+    }
+    return absl::OkStatus();
+  };
+
+  if (spec.kind() == v1::TensorSpec::EMBEDDING) {
+    std::vector<uint64_t> all;
+    if (ids.empty()) {
+      auto listed = shard_->store()->RowIds(tensor);
+      if (!listed.ok()) return listed.status();
+      all = *std::move(listed);
+    } else {
+      all.assign(ids.begin(), ids.end());
+    }
+    const int64_t dim = spec.shape(1);
+    const int64_t rows_per_chunk = std::max<int64_t>(1, max_chunk_floats / dim);
+    std::vector<float> values;
+    size_t begin = 0;
+    do {
+      const size_t end =
+          std::min<size_t>(all.size(), begin + rows_per_chunk);
+      auto id_span = absl::MakeConstSpan(all.data() + begin, end - begin);
+      values.resize(id_span.size() * dim);
+      auto version =
+          shard_->PullRows(tensor, id_span, absl::MakeSpan(values));
+      if (!version.ok()) return version.status();
+      v1::TensorChunk chunk;
+      if (begin == 0) *chunk.mutable_spec() = spec;
+      chunk.set_part(info->part());
+      chunk.set_version(*version);
+      chunk.mutable_row_ids()->Add(id_span.begin(), id_span.end());
+      SetValues(values, &chunk);
+      chunk.set_last(end == all.size());
+      absl::Status written = write(&chunk);
+      if (!written.ok()) return written;
+      begin = end;
+    } while (begin < all.size());
+    return absl::OkStatus();
+  }
+
+  // Dense: one consistent copy of the part (one version), then chunks.
+  const int64_t row_size = RowSize(spec);
+  std::vector<float> values((info->row_end() - info->row_begin()) * row_size);
+  auto version =
+      shard_->PullDense(tensor, info->row_begin(), absl::MakeSpan(values));
+  if (!version.ok()) return version.status();
+  int64_t offset = 0;
+  do {
+    const int64_t n =
+        std::min<int64_t>(max_chunk_floats, values.size() - offset);
+    v1::TensorChunk chunk;
+    if (offset == 0) *chunk.mutable_spec() = spec;
+    chunk.set_part(info->part());
+    chunk.set_version(*version);
+    chunk.set_part_row_begin(info->row_begin());
+    chunk.set_part_row_end(info->row_end());
+    chunk.set_offset(offset);
+    SetValues(absl::MakeConstSpan(values.data() + offset, n), &chunk);
+    chunk.set_last(offset + n == static_cast<int64_t>(values.size()));
+    absl::Status written = write(&chunk);
+    if (!written.ok()) return written;
+    offset += n;
+  } while (offset < static_cast<int64_t>(values.size()));
+  return absl::OkStatus();
+}
+
+grpc::Status ParameterServerService::PullTensor(
+    grpc::ServerContext* context, const v1::PullTensorRequest* request,
+    grpc::ServerWriter<v1::TensorChunk>* writer) {
+  CallScope call(shard_, "PullTensor", 0);
+  absl::Status serving = shard_->CheckServing(false);
+  if (!serving.ok()) return call.Finish(serving);
+  int64_t chunk = request->max_chunk_floats();
+  if (chunk <= 0) chunk = kDefaultChunkFloats;
+  chunk = std::min(chunk, kMaxChunkFloats);
+  return call.Finish(StreamTensor(context, request->tensor_name(),
+                                  request->row_ids(), chunk, writer,
+                                  call.bytes_out()));
+}
+
+grpc::Status ParameterServerService::PullModel(
+    grpc::ServerContext* context, const v1::PullModelRequest* request,
+    grpc::ServerWriter<v1::TensorChunk>* writer) {
+  CallScope call(shard_, "PullModel", 0);
+  absl::Status serving = shard_->CheckServing(false);
+  if (!serving.ok()) return call.Finish(serving);
+  int64_t chunk = request->max_chunk_floats();
+  if (chunk <= 0) chunk = kDefaultChunkFloats;
+  chunk = std::min(chunk, kMaxChunkFloats);
+  const google::protobuf::RepeatedField<uint64_t> all_rows;
+  for (const auto& part : shard_->store()->List()) {
+    absl::Status streamed = StreamTensor(context, part.spec().name(), all_rows,
+                                         chunk, writer, call.bytes_out());
+    if (!streamed.ok()) return call.Finish(streamed);
+  }
+  return call.Finish(absl::OkStatus());
+}
+
+grpc::Status ParameterServerService::PushGradient(
+    grpc::ServerContext*, const v1::PushGradientRequest* request,
+    v1::PushGradientResponse* response) {
+  const int64_t bytes = request->ByteSizeLong();
+  CallScope call(shard_, "PushGradient", bytes);
+  if (bytes > shard_->options().max_message_bytes) {
+    shard_->CountRejected(kReasonOversize);
+    return call.Finish(absl::ResourceExhaustedError(absl::StrCat(
+        "push of ", bytes, " bytes exceeds --max_message_bytes=",
+        shard_->options().max_message_bytes)));
+  }
+  const std::string& raw = request->values();
+  if (raw.size() % sizeof(float) != 0) {
+    shard_->CountRejected(kReasonMalformed);
+    return call.Finish(absl::InvalidArgumentError(absl::StrCat(
+        "values of ", raw.size(), " bytes are not whole float32s")));
+  }
+  // Copy into aligned storage: a bytes field carries no alignment promise.
+  std::vector<float> grad(raw.size() / sizeof(float));
+  std::memcpy(grad.data(), raw.data(), raw.size());
+  absl::StatusOr<PushResult> result;
+  if (request->row_ids_size() > 0) {
+    result = shard_->PushRows(request->tensor_name(),
+                              absl::MakeConstSpan(request->row_ids().data(),
+                                                  request->row_ids_size()),
+                              grad);
+  } else {
+    result = shard_->PushDense(request->tensor_name(), request->row_begin(),
+                               grad);
+  }
+  if (!result.ok()) return call.Finish(result.status());
+  response->set_version(result->version);
+  response->set_skipped(result->skipped);
+  return call.Finish(absl::OkStatus());
+}
+
+grpc::Status ParameterServerService::GetShardInfo(
+    grpc::ServerContext*, const v1::GetShardInfoRequest*,
+    v1::ShardInfo* response) {
+  CallScope call(shard_, "GetShardInfo", 0);
+  *response = shard_->Info();
+  return call.Finish(absl::OkStatus());
+}
+
+}  // namespace tessera

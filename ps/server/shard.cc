@@ -1,0 +1,319 @@
+#include "ps/server/shard.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+#include "ps/common/reject_reason.h"
+
+namespace tessera {
+
+// Counts an update in flight so Drain() can wait for it.
+class Shard::InFlight {
+ public:
+  explicit InFlight(Shard* shard) : shard_(shard) {
+    absl::MutexLock lock(&shard_->inflight_mu_);
+    ++shard_->inflight_;
+  }
+  ~InFlight() {
+    absl::MutexLock lock(&shard_->inflight_mu_);
+    --shard_->inflight_;
+  }
+
+ private:
+  Shard* const shard_;
+};
+
+Shard::Shard(ShardOptions options, metrics::Registry* registry)
+    : options_(std::move(options)), registry_(registry) {
+  StoreOptions store_options;
+  store_options.shard_index = options_.shard_index;
+  store_options.placement = options_.placement;
+  store_options.block_floats = options_.block_floats;
+  store_options.non_finite = options_.non_finite;
+  store_ = std::make_unique<TensorStore>(store_options);
+  RegisterMetrics();
+}
+
+Shard::~Shard() {
+  flusher_.reset();  // Stops its thread before storage_ goes.
+}
+
+void Shard::RegisterMetrics() {
+  using metrics::BuildCounter;
+  using metrics::BuildGauge;
+  using metrics::BuildHistogram;
+  requests_ = &BuildCounter()
+                   .Name("tessera_ps_requests_total")
+                   .Help("Requests answered by this shard, by rpc and status "
+                         "code (gRPC and data plane).")
+                   .Register(*registry_);
+  latency_ = &BuildHistogram()
+                  .Name("tessera_ps_request_latency_seconds")
+                  .Help("Time from receiving a request to its reply, by rpc.")
+                  .Register(*registry_);
+  received_bytes_ = &BuildCounter()
+                         .Name("tessera_ps_received_bytes_total")
+                         .Help("Request payload bytes received, by rpc.")
+                         .Register(*registry_);
+  sent_bytes_ = &BuildCounter()
+                     .Name("tessera_ps_sent_bytes_total")
+                     .Help("Reply payload bytes sent, by rpc.")
+                     .Register(*registry_);
+  rejected_ = &BuildCounter()
+                   .Name("tessera_ps_rejected_requests_total")
+                   .Help("Requests rejected for bad input or state, by "
+                         "reason; a rejected request changes nothing.")
+                   .Register(*registry_);
+  updates_applied_ = &BuildCounter()
+                          .Name("tessera_ps_updates_applied_total")
+                          .Help("Gradient pushes applied by the optimizer.")
+                          .Register(*registry_)
+                          .Add({});
+  updates_skipped_ = &BuildCounter()
+                          .Name("tessera_ps_updates_skipped_total")
+                          .Help("Gradient pushes dropped for NaN/Inf values "
+                                "(--nan_policy=skip).")
+                          .Register(*registry_)
+                          .Add({});
+  flush_duration_ = &BuildHistogram()
+                         .Name("tessera_ps_flush_duration_seconds")
+                         .Help("Duration of flushes of changed blocks to "
+                               "RocksDB.")
+                         .Register(*registry_)
+                         .Add({}, metrics::ExponentialBuckets(0.001, 2, 16));
+  flush_bytes_ = &BuildCounter()
+                      .Name("tessera_ps_flush_bytes_total")
+                      .Help("Parameter and optimizer-slot bytes flushed.")
+                      .Register(*registry_)
+                      .Add({});
+  flush_failures_ = &BuildCounter()
+                         .Name("tessera_ps_flush_failures_total")
+                         .Help("Flushes that failed to write (the shard keeps "
+                               "serving from memory and retries).")
+                         .Register(*registry_)
+                         .Add({});
+  load_duration_ = &BuildGauge()
+                        .Name("tessera_ps_load_duration_seconds")
+                        .Help("Time the last start-up took to load RocksDB.")
+                        .Register(*registry_)
+                        .Add({});
+  serving_ = &BuildGauge()
+                  .Name("tessera_ps_serving")
+                  .Help("1 while the shard serves, 0 while loading or "
+                        "draining.")
+                  .Register(*registry_)
+                  .Add({});
+  auto& parameter_bytes = BuildGauge()
+                              .Name("tessera_ps_parameter_bytes")
+                              .Help("Bytes of parameters held in memory.")
+                              .Register(*registry_)
+                              .Add({});
+  auto& slot_bytes = BuildGauge()
+                         .Name("tessera_ps_optimizer_slot_bytes")
+                         .Help("Bytes of optimizer state held in memory.")
+                         .Register(*registry_)
+                         .Add({});
+  auto& tensors = BuildGauge()
+                      .Name("tessera_ps_tensors")
+                      .Help("Tensors with a part on this shard.")
+                      .Register(*registry_)
+                      .Add({});
+  auto& flush_age = BuildGauge()
+                        .Name("tessera_ps_last_flush_age_seconds")
+                        .Help("Seconds since memory and disk last agreed.")
+                        .Register(*registry_)
+                        .Add({});
+  registry_->AddCollectHook([this, &parameter_bytes, &slot_bytes, &tensors,
+                             &flush_age] {
+    parameter_bytes.Set(store_->parameter_bytes());
+    slot_bytes.Set(store_->slot_bytes());
+    tensors.Set(store_->num_tensors());
+    if (state_.load() != State::kLoading && flusher_ != nullptr) {
+      flush_age.Set(absl::ToDoubleSeconds(absl::Now() -
+                                          flusher_->stats().last_success));
+    }
+  });
+  for (const char* reason :
+       {kReasonUnknownTensor, kReasonWrongShape, kReasonRowsOutOfRange,
+        kReasonNonFinite, kReasonOversize, kReasonMalformed}) {
+    rejected_->Add({{"reason", reason}});
+  }
+}
+
+absl::Status Shard::Load() {
+  const absl::Time start = absl::Now();
+  LOG(INFO) << "shard " << options_.shard_index << ": loading "
+            << options_.data_dir;
+  auto storage = ShardStorage::Open(options_.data_dir, options_.shard_index,
+                                    options_.placement);
+  if (!storage.ok()) return storage.status();
+  storage_ = *std::move(storage);
+  auto loaded = storage_->LoadInto(store_.get());
+  if (!loaded.ok()) return loaded.status();
+  const absl::Duration took = absl::Now() - start;
+  load_duration_->Set(absl::ToDoubleSeconds(took));
+  LOG(INFO) << "shard " << options_.shard_index << ": loaded "
+            << loaded->tensors << " tensors, " << loaded->blocks
+            << " blocks, " << loaded->rows << " embedding rows ("
+            << loaded->bytes << " bytes) in " << took;
+  flusher_ = std::make_unique<Flusher>(store_.get(), storage_.get(),
+                                       options_.flush_interval);
+  flusher_->set_observer([this](absl::Duration d, int64_t bytes,
+                                const absl::Status& status) {
+    flush_duration_->Observe(absl::ToDoubleSeconds(d));
+    if (status.ok()) {
+      flush_bytes_->Increment(bytes);
+    } else {
+      flush_failures_->Increment();
+    }
+  });
+  flusher_->Start();
+  state_ = State::kServing;
+  serving_->Set(1);
+  return absl::OkStatus();
+}
+
+absl::Status Shard::Drain(absl::Duration deadline) {
+  if (state_.load() == State::kLoading) return absl::OkStatus();
+  state_ = State::kDraining;
+  serving_->Set(0);
+  {
+    absl::MutexLock lock(&inflight_mu_);
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inflight_mu_) {
+      return inflight_ == 0;
+    };
+    if (!inflight_mu_.AwaitWithTimeout(absl::Condition(&idle), deadline)) {
+      LOG(WARNING) << "shard " << options_.shard_index << ": " << inflight_
+                   << " updates still in flight after " << deadline
+                   << "; flushing without them";
+    }
+  }
+  absl::Status flushed = flusher_->FlushNow();
+  state_ = State::kStopped;
+  return flushed;
+}
+
+absl::Status Shard::CheckServing(bool is_update) const {
+  switch (state_.load()) {
+    case State::kServing:
+      return absl::OkStatus();
+    case State::kLoading:
+      return Rejected(absl::StatusCode::kUnavailable, kReasonNotServing,
+                      absl::StrCat("shard ", options_.shard_index,
+                                   " is loading its data directory"));
+    default:
+      if (!is_update) return absl::OkStatus();  // Reads still work.
+      return Rejected(absl::StatusCode::kUnavailable, kReasonShuttingDown,
+                      absl::StrCat("shard ", options_.shard_index,
+                                   " is shutting down; retry later"));
+  }
+}
+
+absl::Status Shard::Count(absl::Status status) {
+  if (!status.ok()) CountRejected(RejectReasonOf(status));
+  return status;
+}
+
+void Shard::CountRejected(absl::string_view reason) {
+  rejected_->Add({{"reason", std::string(reason)}}).Increment();
+}
+
+void Shard::RecordRequest(const std::string& rpc, const absl::Status& status,
+                          absl::Duration took, int64_t bytes_in,
+                          int64_t bytes_out) {
+  requests_
+      ->Add({{"rpc", rpc},
+             {"code", absl::StatusCodeToString(status.code())}})
+      .Increment();
+  latency_->Add({{"rpc", rpc}}, metrics::LatencyBuckets())
+      .Observe(absl::ToDoubleSeconds(took));
+  if (bytes_in > 0) received_bytes_->Add({{"rpc", rpc}}).Increment(bytes_in);
+  if (bytes_out > 0) sent_bytes_->Add({{"rpc", rpc}}).Increment(bytes_out);
+}
+
+absl::StatusOr<CreateResult> Shard::CreateTensors(
+    absl::Span<const v1::TensorSpec> specs) {
+  absl::Status serving = CheckServing(true);
+  if (!serving.ok()) return Count(serving);
+  InFlight inflight(this);
+  // Persist first: a tensor that exists in memory exists on disk.
+  for (const auto& spec : specs) {
+    absl::Status valid = ValidateTensorSpec(spec);
+    if (!valid.ok()) {
+      return Count(Rejected(absl::StatusCode::kInvalidArgument, kReasonBadSpec,
+                            valid.message()));
+    }
+  }
+  auto result = store_->CreateTensors(specs);
+  if (!result.ok()) return Count(result.status());
+  if (result->created + result->elsewhere > 0) {
+    absl::Status saved = storage_->SaveSpecs(specs);
+    if (!saved.ok()) return saved;
+    LOG(INFO) << "shard " << options_.shard_index << ": registered "
+              << result->created << " tensors (" << result->elsewhere
+              << " live on other shards)";
+  }
+  return result;
+}
+
+absl::StatusOr<PushResult> Shard::PushDense(const std::string& tensor,
+                                            int64_t row_begin,
+                                            absl::Span<const float> grad) {
+  absl::Status serving = CheckServing(true);
+  if (!serving.ok()) return Count(serving);
+  InFlight inflight(this);
+  auto result = store_->PushDense(tensor, row_begin, grad);
+  if (!result.ok()) return Count(result.status());
+  (result->skipped ? updates_skipped_ : updates_applied_)->Increment();
+  return result;
+}
+
+absl::StatusOr<PushResult> Shard::PushRows(const std::string& tensor,
+                                           absl::Span<const uint64_t> ids,
+                                           absl::Span<const float> grad) {
+  absl::Status serving = CheckServing(true);
+  if (!serving.ok()) return Count(serving);
+  InFlight inflight(this);
+  auto result = store_->PushRows(tensor, ids, grad);
+  if (!result.ok()) return Count(result.status());
+  (result->skipped ? updates_skipped_ : updates_applied_)->Increment();
+  return result;
+}
+
+absl::StatusOr<int64_t> Shard::PullDense(const std::string& tensor,
+                                         int64_t row_begin,
+                                         absl::Span<float> out) {
+  absl::Status serving = CheckServing(false);
+  if (!serving.ok()) return Count(serving);
+  auto version = store_->PullDense(tensor, row_begin, out);
+  if (!version.ok()) return Count(version.status());
+  return version;
+}
+
+absl::StatusOr<int64_t> Shard::PullRows(const std::string& tensor,
+                                        absl::Span<const uint64_t> ids,
+                                        absl::Span<float> out) {
+  absl::Status serving = CheckServing(false);
+  if (!serving.ok()) return Count(serving);
+  auto version = store_->PullRows(tensor, ids, out);
+  if (!version.ok()) return Count(version.status());
+  return version;
+}
+
+v1::ShardInfo Shard::Info() const {
+  v1::ShardInfo info;
+  info.set_shard_index(options_.shard_index);
+  *info.mutable_placement() = options_.placement;
+  info.set_data_port(options_.data_port);
+  info.set_metrics_port(options_.metrics_port);
+  info.set_serving(state_.load() == State::kServing);
+  info.set_num_tensors(store_->num_tensors());
+  info.set_parameter_bytes(store_->parameter_bytes());
+  if (flusher_ != nullptr) {
+    info.set_last_flush_unix_ms(absl::ToUnixMillis(flusher_->stats().last_success));
+  }
+  info.set_version("0.1.0");
+  return info;
+}
+
+}  // namespace tessera

@@ -1,0 +1,128 @@
+#ifndef TESSERA_PS_SERVER_SHARD_H_
+#define TESSERA_PS_SERVER_SHARD_H_
+
+// One parameter-server shard, independent of how requests arrive: the tensor
+// store, its RocksDB storage and flusher, the shard's lifecycle (loading ->
+// serving -> draining) and its metrics. The gRPC service and the ZeroMQ data
+// plane are thin front ends over this class.
+//
+// Thread-safe.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "ps/common/metrics/metrics.h"
+#include "ps/store/flusher.h"
+#include "ps/store/shard_storage.h"
+#include "ps/store/tensor_store.h"
+#include "tessera/v1/ps.pb.h"
+
+namespace tessera {
+
+struct ShardOptions {
+  int shard_index = 0;
+  v1::PlacementConfig placement;
+  std::string data_dir;
+  absl::Duration flush_interval = absl::Seconds(5);
+  NonFinitePolicy non_finite = NonFinitePolicy::kReject;
+  int64_t max_message_bytes = 64 << 20;
+  int64_t block_floats = 1 << 16;
+  // Reported by GetShardInfo so clients find the other ports.
+  int data_port = 0;
+  int metrics_port = 0;
+};
+
+class Shard {
+ public:
+  enum class State { kLoading, kServing, kDraining, kStopped };
+
+  // `registry` is not owned and must outlive this.
+  Shard(ShardOptions options, metrics::Registry* registry);
+  ~Shard();
+
+  // Opens the data directory and loads everything in it, then starts the
+  // flusher and serves. Errors leave the shard in kLoading, refusing requests.
+  absl::Status Load();
+
+  // Refuses new updates, waits up to `deadline` for in-flight ones, then runs
+  // a final flush. Returns the flush's status.
+  absl::Status Drain(absl::Duration deadline);
+
+  State state() const { return state_.load(); }
+  bool serving() const { return state() == State::kServing; }
+  const ShardOptions& options() const { return options_; }
+
+  // Requests. Each checks the state first (Unavailable while loading or
+  // draining), validates its input, counts rejections by reason, and changes
+  // nothing on error.
+  absl::StatusOr<CreateResult> CreateTensors(
+      absl::Span<const v1::TensorSpec> specs);
+  absl::StatusOr<PushResult> PushDense(const std::string& tensor,
+                                       int64_t row_begin,
+                                       absl::Span<const float> grad);
+  absl::StatusOr<PushResult> PushRows(const std::string& tensor,
+                                      absl::Span<const uint64_t> ids,
+                                      absl::Span<const float> grad);
+  absl::StatusOr<int64_t> PullDense(const std::string& tensor,
+                                    int64_t row_begin, absl::Span<float> out);
+  absl::StatusOr<int64_t> PullRows(const std::string& tensor,
+                                   absl::Span<const uint64_t> ids,
+                                   absl::Span<float> out);
+
+  // Reads that are allowed in every state but kLoading.
+  TensorStore* store() { return store_.get(); }
+  v1::ShardInfo Info() const;
+
+  // Counts a request rejected before it reached the shard (malformed frame,
+  // oversize message) under `reason`.
+  void CountRejected(absl::string_view reason);
+
+  // Per-request metrics, for front ends: one call per finished request.
+  void RecordRequest(const std::string& rpc, const absl::Status& status,
+                     absl::Duration took, int64_t bytes_in, int64_t bytes_out);
+
+  // The state as a Status: OK when serving, Unavailable otherwise.
+  absl::Status CheckServing(bool is_update) const;
+
+ private:
+  class InFlight;
+  void RegisterMetrics();
+  absl::Status Count(absl::Status status);
+
+  const ShardOptions options_;
+  metrics::Registry* const registry_;  // Not owned.
+  std::unique_ptr<TensorStore> store_;
+  std::unique_ptr<ShardStorage> storage_;
+  std::unique_ptr<Flusher> flusher_;
+  std::atomic<State> state_{State::kLoading};
+
+  absl::Mutex inflight_mu_;
+  int64_t inflight_ ABSL_GUARDED_BY(inflight_mu_) = 0;
+
+  // Metrics (owned by the registry).
+  metrics::Family<metrics::Counter>* requests_ = nullptr;
+  metrics::Family<metrics::Histogram>* latency_ = nullptr;
+  metrics::Family<metrics::Counter>* received_bytes_ = nullptr;
+  metrics::Family<metrics::Counter>* sent_bytes_ = nullptr;
+  metrics::Family<metrics::Counter>* rejected_ = nullptr;
+  metrics::Counter* updates_applied_ = nullptr;
+  metrics::Counter* updates_skipped_ = nullptr;
+  metrics::Histogram* flush_duration_ = nullptr;
+  metrics::Counter* flush_bytes_ = nullptr;
+  metrics::Counter* flush_failures_ = nullptr;
+  metrics::Gauge* load_duration_ = nullptr;
+  metrics::Gauge* serving_ = nullptr;
+};
+
+}  // namespace tessera
+
+#endif  // TESSERA_PS_SERVER_SHARD_H_

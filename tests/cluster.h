@@ -1,0 +1,100 @@
+#ifndef TESSERA_TESTS_CLUSTER_H_
+#define TESSERA_TESTS_CLUSTER_H_
+
+// Test support for multi-process tests: starts the real binaries as child
+// processes on loopback with ports picked at run time, waits for readiness by
+// polling (port file, then gRPC health), and kills and reaps every child when
+// the owning object goes away, also when a test fails.
+//
+// Thread-compatible.
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/channel.h"
+
+namespace tessera::testing {
+
+// A file under $TEST_TMPDIR (or /tmp) unique to this test process.
+std::string TempPath(const std::string& name);
+
+// Path of a binary built by Bazel and listed in the test's data, e.g.
+// "ps/server/tessera-ps".
+std::string BinaryPath(const std::string& workspace_relative);
+
+// One child process. Its stdout and stderr go to log_path().
+class Child {
+ public:
+  // Starts `argv` (argv[0] = the binary's path).
+  static absl::StatusOr<std::unique_ptr<Child>> Start(
+      std::vector<std::string> argv, const std::string& log_path);
+  ~Child();  // SIGKILL if still running, then reaped.
+
+  pid_t pid() const { return pid_; }
+  const std::string& log_path() const { return log_path_; }
+  std::string Log() const;
+
+  // Sends `signal` (SIGTERM, SIGKILL, SIGSTOP, SIGCONT).
+  void Signal(int signal);
+  // Waits up to `timeout` for the exit; returns the exit code, or 128+signal.
+  // DeadlineExceeded if still running.
+  absl::StatusOr<int> Wait(absl::Duration timeout);
+  bool running();
+
+ private:
+  Child(pid_t pid, std::string log_path)
+      : pid_(pid), log_path_(std::move(log_path)) {}
+  pid_t pid_;
+  std::string log_path_;
+  bool reaped_ = false;
+  int exit_code_ = -1;
+};
+
+// A shard started by ShardProcess::Start.
+struct ShardPorts {
+  int grpc = 0;
+  int data = 0;
+  int metrics = 0;
+  std::string grpc_address() const;
+};
+
+class ShardProcess {
+ public:
+  // Starts tessera-ps with --shard_index, --num_shards, --data_dir, ports 0
+  // and a port file, plus `extra_flags`; waits up to `timeout` until its
+  // health says SERVING. On failure the error includes the log's tail.
+  static absl::StatusOr<std::unique_ptr<ShardProcess>> Start(
+      int shard_index, int num_shards, const std::string& data_dir,
+      std::vector<std::string> extra_flags,
+      absl::Duration timeout = absl::Seconds(60));
+
+  Child& child() { return *child_; }
+  const ShardPorts& ports() const { return ports_; }
+  std::shared_ptr<grpc::Channel> channel();
+
+  // Scrapes /metrics and returns the value of the series `name{labels}`
+  // (labels as printed, e.g. `reason="non_finite"`), or 0 if absent.
+  absl::StatusOr<double> Metric(const std::string& name,
+                                const std::string& labels = "");
+
+ private:
+  std::unique_ptr<Child> child_;
+  ShardPorts ports_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+// Polls gRPC health of `address` until SERVING or `timeout`.
+absl::Status WaitForServing(const std::string& address, absl::Duration timeout);
+
+// GET http://127.0.0.1:port/path, body only.
+absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
+
+}  // namespace tessera::testing
+
+#endif  // TESSERA_TESTS_CLUSTER_H_
