@@ -1,0 +1,39 @@
+#ifndef TESSERA_PS_COMMON_JOB_CONFIG_H_
+#define TESSERA_PS_COMMON_JOB_CONFIG_H_
+
+// The training job's configuration: parsing from protobuf text format,
+// defaults, validation. Thread-safe (pure functions).
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "tessera/v1/job.pb.h"
+#include "tessera/v1/tensor.pb.h"
+
+namespace tessera {
+
+// Parses text format, fills defaults and validates. InvalidArgument with the
+// line and column of a syntax error, or naming the invalid field.
+absl::StatusOr<v1::JobConfig> ParseJobConfig(absl::string_view text);
+
+// Reads and parses a file; NotFound if it cannot be read.
+absl::StatusOr<v1::JobConfig> LoadJobConfig(const std::string& path);
+
+// Fills unset fields with their documented defaults.
+void ApplyJobDefaults(v1::JobConfig* job);
+
+// Checks a config with defaults applied.
+absl::Status ValidateJobConfig(const v1::JobConfig& job);
+
+// The optimizer for `tensor`: the first tensor group whose prefix matches,
+// else the job's optimizer.
+v1::OptimizerConfig OptimizerFor(const v1::JobConfig& job,
+                                 absl::string_view tensor);
+
+// The staleness bound in steps; -1 for ASYNC (never wait).
+int StalenessBound(const v1::JobConfig& job);
+
+}  // namespace tessera
+
+#endif  // TESSERA_PS_COMMON_JOB_CONFIG_H_

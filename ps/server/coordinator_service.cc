@@ -1,0 +1,108 @@
+#include "ps/server/coordinator_service.h"
+
+#include <chrono>
+
+#include "absl/time/clock.h"
+#include "ps/common/grpc_status.h"
+
+namespace tessera {
+namespace {
+
+// Longest a WaitForClock holds a server thread; callers loop.
+constexpr absl::Duration kMaxClockWait = absl::Seconds(2);
+
+template <typename Response, typename Call>
+grpc::Status Serve(Shard* shard, const char* rpc, Response* response,
+                   Call call) {
+  const absl::Time start = absl::Now();
+  absl::Status status = shard->CheckServing(false);
+  if (status.ok()) {
+    auto result = call();
+    status = result.status();
+    if (result.ok()) *response = *std::move(result);
+  }
+  shard->RecordRequest(rpc, status, absl::Now() - start, 0, 0);
+  return ToGrpcStatus(status);
+}
+
+template <typename T>
+absl::StatusOr<T> Wrap(absl::Status status) {
+  if (!status.ok()) return status;
+  return T();
+}
+
+}  // namespace
+
+grpc::Status CoordinatorService::Join(grpc::ServerContext*,
+                                      const v1::JoinRequest* request,
+                                      v1::JoinResponse* response) {
+  return Serve(shard_, "Join", response,
+               [&] { return coordinator_->Join(*request); });
+}
+
+grpc::Status CoordinatorService::RegisterModel(
+    grpc::ServerContext*, const v1::RegisterModelRequest* request,
+    v1::RegisterModelResponse* response) {
+  return Serve(shard_, "RegisterModel", response,
+               [&] { return coordinator_->RegisterModel(*request); });
+}
+
+grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext*,
+                                           const v1::HeartbeatRequest* request,
+                                           v1::HeartbeatResponse* response) {
+  return Serve(shard_, "Heartbeat", response,
+               [&] { return coordinator_->Heartbeat(*request); });
+}
+
+grpc::Status CoordinatorService::Leave(grpc::ServerContext*,
+                                       const v1::LeaveRequest* request,
+                                       v1::LeaveResponse* response) {
+  return Serve(shard_, "Leave", response, [&] {
+    return Wrap<v1::LeaveResponse>(coordinator_->Leave(*request));
+  });
+}
+
+grpc::Status CoordinatorService::AcquirePartition(
+    grpc::ServerContext*, const v1::AcquirePartitionRequest* request,
+    v1::AcquirePartitionResponse* response) {
+  return Serve(shard_, "AcquirePartition", response,
+               [&] { return coordinator_->AcquirePartition(*request); });
+}
+
+grpc::Status CoordinatorService::CompletePartition(
+    grpc::ServerContext*, const v1::CompletePartitionRequest* request,
+    v1::CompletePartitionResponse* response) {
+  return Serve(shard_, "CompletePartition", response,
+               [&] { return coordinator_->CompletePartition(*request); });
+}
+
+grpc::Status CoordinatorService::WaitForClock(
+    grpc::ServerContext* context, const v1::WaitForClockRequest* request,
+    v1::WaitForClockResponse* response) {
+  // Never hold the caller past its own deadline.
+  absl::Duration wait = kMaxClockWait;
+  const auto left = context->deadline() - std::chrono::system_clock::now();
+  wait = std::min(wait, absl::FromChrono(left) - absl::Milliseconds(50));
+  if (wait < absl::ZeroDuration()) wait = absl::ZeroDuration();
+  return Serve(shard_, "WaitForClock", response,
+               [&] { return coordinator_->WaitForClock(*request, wait); });
+}
+
+grpc::Status CoordinatorService::ReportEvaluation(
+    grpc::ServerContext*, const v1::ReportEvaluationRequest* request,
+    v1::ReportEvaluationResponse* response) {
+  return Serve(shard_, "ReportEvaluation", response, [&] {
+    return Wrap<v1::ReportEvaluationResponse>(
+        coordinator_->ReportEvaluation(*request));
+  });
+}
+
+grpc::Status CoordinatorService::GetStatus(grpc::ServerContext*,
+                                           const v1::GetStatusRequest*,
+                                           v1::JobStatus* response) {
+  return Serve(shard_, "GetStatus", response, [&] {
+    return absl::StatusOr<v1::JobStatus>(coordinator_->Status());
+  });
+}
+
+}  // namespace tessera

@@ -1,0 +1,210 @@
+#include "ps/server/coordinator.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "ps/common/job_config.h"
+#include "ps/common/status_matchers.h"
+
+namespace tessera {
+namespace {
+
+using ::testing::HasSubstr;
+using Result = v1::AcquirePartitionResponse;
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    dir_ = std::string(tmp ? tmp : "/tmp") + "/coord-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    placement_.set_num_shards(1);
+    auto storage = ShardStorage::Open(dir_, 0, placement_);
+    ASSERT_THAT(storage, IsOk());
+    storage_ = *std::move(storage);
+    job_ = *ParseJobConfig(R"pb(
+      name: "test-job" model { name: "mlp" } epochs: 2
+      partitions_per_epoch: 6 lease_timeout_s: 10
+      consistency { mode: SSP staleness: 2 }
+    )pb");
+  }
+
+  std::unique_ptr<Coordinator> Make() {
+    auto c = std::make_unique<Coordinator>(job_, storage_.get(), &registry_,
+                                           [this] { return now_; });
+    EXPECT_THAT(c->Load(), IsOk());
+    return c;
+  }
+
+  Result Acquire(Coordinator* c, const std::string& worker) {
+    v1::AcquirePartitionRequest r;
+    r.set_worker_id(worker);
+    return *c->AcquirePartition(r);
+  }
+
+  v1::CompletePartitionResponse Complete(Coordinator* c,
+                                         const std::string& worker,
+                                         const Result& lease) {
+    v1::CompletePartitionRequest r;
+    r.set_worker_id(worker);
+    r.set_epoch(lease.epoch());
+    r.set_partition(lease.partition());
+    r.set_samples(10);
+    return *c->CompletePartition(r);
+  }
+
+  std::string dir_;
+  v1::PlacementConfig placement_;
+  std::unique_ptr<ShardStorage> storage_;
+  v1::JobConfig job_;
+  metrics::Registry registry_;
+  absl::Time now_ = absl::FromUnixSeconds(1000000);
+};
+
+TEST_F(CoordinatorTest, EveryPartitionIsCompletedOncePerEpochUntilFinished) {
+  auto c = Make();
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    std::set<int> seen;
+    for (int i = 0; i < 6; ++i) {
+      Result lease = Acquire(c.get(), i % 2 ? "a" : "b");
+      ASSERT_EQ(lease.result(), Result::LEASED);
+      EXPECT_EQ(lease.epoch(), epoch);
+      EXPECT_TRUE(seen.insert(lease.partition()).second);
+      auto done = Complete(c.get(), i % 2 ? "a" : "b", lease);
+      EXPECT_TRUE(done.accepted());
+      // A second completion of the same partition is not counted.
+      EXPECT_FALSE(Complete(c.get(), "a", lease).accepted());
+    }
+  }
+  EXPECT_EQ(Acquire(c.get(), "a").result(), Result::FINISHED);
+  v1::JobStatus status = c->Status();
+  EXPECT_TRUE(status.finished());
+  ASSERT_EQ(status.epoch_stats_size(), 2);
+  EXPECT_EQ(status.epoch_stats(0).samples(), 60);
+}
+
+TEST_F(CoordinatorTest, SilentWorkersLeaseReturnsToTheQueue) {
+  auto c = Make();
+  Result dead = Acquire(c.get(), "dead");
+  ASSERT_EQ(dead.result(), Result::LEASED);
+  now_ += absl::Seconds(5);
+  // Everything else is leased by a live worker, which stays in touch.
+  std::vector<Result> others;
+  for (int i = 0; i < 5; ++i) {
+    others.push_back(Acquire(c.get(), "live"));
+    Complete(c.get(), "live", others.back());
+  }
+  EXPECT_EQ(Acquire(c.get(), "live").result(), Result::WAIT);
+  now_ += absl::Seconds(6);  // "dead" silent for 11 s > 10 s.
+  Result again = Acquire(c.get(), "live");
+  ASSERT_EQ(again.result(), Result::LEASED);
+  EXPECT_EQ(again.partition(), dead.partition());
+  EXPECT_EQ(c->Status().workers_size(), 1);
+  // The dead worker's late completion is refused: the partition is leased to
+  // "live" now.
+  EXPECT_FALSE(Complete(c.get(), "dead", dead).accepted());
+  EXPECT_TRUE(Complete(c.get(), "live", again).accepted());
+  EXPECT_EQ(c->Status().epoch(), 1);
+}
+
+TEST_F(CoordinatorTest, RestartKeepsFinishedPartitionsAndReadoptsLeases) {
+  std::set<int> finished;
+  Result in_flight;
+  {
+    auto c = Make();
+    for (int i = 0; i < 3; ++i) {
+      Result lease = Acquire(c.get(), "w");
+      finished.insert(lease.partition());
+      Complete(c.get(), "w", lease);
+    }
+    in_flight = Acquire(c.get(), "w");
+  }
+  auto c = Make();
+  v1::JobStatus status = c->Status();
+  EXPECT_EQ(status.partitions_done(), 3);
+  EXPECT_EQ(status.partitions_queued(), 3);
+  // The worker's heartbeat re-adopts its lease.
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("w");
+  hb.set_partition(in_flight.partition());
+  hb.set_epoch(0);
+  auto beat = c->Heartbeat(hb);
+  ASSERT_THAT(beat, IsOk());
+  EXPECT_FALSE(beat->lease_lost());
+  EXPECT_EQ(c->Status().partitions_queued(), 2);
+  for (int i = 0; i < 2; ++i) {
+    Result lease = Acquire(c.get(), "v");
+    EXPECT_EQ(finished.count(lease.partition()), 0u);
+    EXPECT_NE(lease.partition(), in_flight.partition());
+  }
+}
+
+TEST_F(CoordinatorTest, ModelIsRegisteredOnceAndConflictsAreRefused) {
+  auto c = Make();
+  v1::RegisterModelRequest r;
+  r.set_worker_id("a");
+  r.add_specs()->set_name("fc1.weight");
+  r.mutable_specs(0)->add_shape(4);
+  EXPECT_THAT(c->RegisterModel(r), IsOk());
+  auto again = c->RegisterModel(r);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_FALSE(again->created());
+  r.mutable_specs(0)->set_shape(0, 5);
+  EXPECT_THAT(c->RegisterModel(r),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       HasSubstr("different")));
+  v1::JoinRequest join;
+  join.set_worker_id("b");
+  EXPECT_EQ(c->Join(join)->specs_size(), 1);
+}
+
+TEST_F(CoordinatorTest, StalenessBoundHoldsTheFastWorkerOnly) {
+  auto c = Make();
+  Acquire(c.get(), "fast");
+  Acquire(c.get(), "slow");
+  auto wait = [&](const std::string& w, int64_t clock) {
+    v1::WaitForClockRequest r;
+    r.set_worker_id(w);
+    r.set_clock(clock);
+    return *c->WaitForClock(r, absl::ZeroDuration());
+  };
+  EXPECT_TRUE(wait("slow", 1).may_proceed());
+  EXPECT_TRUE(wait("fast", 3).may_proceed());  // 3 - 1 <= 2
+  auto held = wait("fast", 4);
+  EXPECT_FALSE(held.may_proceed());
+  EXPECT_EQ(held.slowest_worker(), "slow");
+  EXPECT_TRUE(wait("slow", 2).may_proceed());
+  EXPECT_TRUE(wait("fast", 4).may_proceed());
+  // A worker without a lease does not hold anyone back.
+  v1::LeaveRequest leave;
+  leave.set_worker_id("slow");
+  ASSERT_THAT(c->Leave(leave), IsOk());
+  EXPECT_TRUE(wait("fast", 100).may_proceed());
+}
+
+TEST_F(CoordinatorTest, NewcomerStartsAtTheSlowestActiveClock) {
+  auto c = Make();
+  Acquire(c.get(), "a");
+  v1::WaitForClockRequest r;
+  r.set_worker_id("a");
+  r.set_clock(40);
+  ASSERT_THAT(c->WaitForClock(r, absl::ZeroDuration()), IsOk());
+  v1::JoinRequest join;
+  join.set_worker_id("late");
+  EXPECT_EQ(c->Join(join)->initial_clock(), 40);
+}
+
+TEST_F(CoordinatorTest, StateOfAnotherJobIsRefused) {
+  { Make(); }
+  job_.set_name("other-job");
+  Coordinator c(job_, storage_.get(), &registry_, [this] { return now_; });
+  EXPECT_THAT(c.Load(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                 HasSubstr("test-job")));
+}
+
+}  // namespace
+}  // namespace tessera
