@@ -12,10 +12,13 @@ namespace {
 constexpr absl::Duration kMaxClockWait = absl::Seconds(2);
 
 template <typename Response, typename Call>
-grpc::Status Serve(Shard* shard, const char* rpc, Response* response,
-                   Call call) {
+grpc::Status Serve(Shard* shard, bool ready, const char* rpc,
+                   Response* response, Call call) {
   const absl::Time start = absl::Now();
   absl::Status status = shard->CheckServing(false);
+  if (status.ok() && !ready) {
+    status = absl::UnavailableError("the coordinator is starting");
+  }
   if (status.ok()) {
     auto result = call();
     status = result.status();
@@ -36,44 +39,44 @@ absl::StatusOr<T> Wrap(absl::Status status) {
 grpc::Status CoordinatorService::Join(grpc::ServerContext*,
                                       const v1::JoinRequest* request,
                                       v1::JoinResponse* response) {
-  return Serve(shard_, "Join", response,
-               [&] { return coordinator_->Join(*request); });
+  return Serve(shard_, coordinator_.load() != nullptr, "Join", response,
+               [&] { return coordinator_.load()->Join(*request); });
 }
 
 grpc::Status CoordinatorService::RegisterModel(
     grpc::ServerContext*, const v1::RegisterModelRequest* request,
     v1::RegisterModelResponse* response) {
-  return Serve(shard_, "RegisterModel", response,
-               [&] { return coordinator_->RegisterModel(*request); });
+  return Serve(shard_, coordinator_.load() != nullptr, "RegisterModel", response,
+               [&] { return coordinator_.load()->RegisterModel(*request); });
 }
 
 grpc::Status CoordinatorService::Heartbeat(grpc::ServerContext*,
                                            const v1::HeartbeatRequest* request,
                                            v1::HeartbeatResponse* response) {
-  return Serve(shard_, "Heartbeat", response,
-               [&] { return coordinator_->Heartbeat(*request); });
+  return Serve(shard_, coordinator_.load() != nullptr, "Heartbeat", response,
+               [&] { return coordinator_.load()->Heartbeat(*request); });
 }
 
 grpc::Status CoordinatorService::Leave(grpc::ServerContext*,
                                        const v1::LeaveRequest* request,
                                        v1::LeaveResponse* response) {
-  return Serve(shard_, "Leave", response, [&] {
-    return Wrap<v1::LeaveResponse>(coordinator_->Leave(*request));
+  return Serve(shard_, coordinator_.load() != nullptr, "Leave", response, [&] {
+    return Wrap<v1::LeaveResponse>(coordinator_.load()->Leave(*request));
   });
 }
 
 grpc::Status CoordinatorService::AcquirePartition(
     grpc::ServerContext*, const v1::AcquirePartitionRequest* request,
     v1::AcquirePartitionResponse* response) {
-  return Serve(shard_, "AcquirePartition", response,
-               [&] { return coordinator_->AcquirePartition(*request); });
+  return Serve(shard_, coordinator_.load() != nullptr, "AcquirePartition", response,
+               [&] { return coordinator_.load()->AcquirePartition(*request); });
 }
 
 grpc::Status CoordinatorService::CompletePartition(
     grpc::ServerContext*, const v1::CompletePartitionRequest* request,
     v1::CompletePartitionResponse* response) {
-  return Serve(shard_, "CompletePartition", response,
-               [&] { return coordinator_->CompletePartition(*request); });
+  return Serve(shard_, coordinator_.load() != nullptr, "CompletePartition", response,
+               [&] { return coordinator_.load()->CompletePartition(*request); });
 }
 
 grpc::Status CoordinatorService::WaitForClock(
@@ -84,24 +87,24 @@ grpc::Status CoordinatorService::WaitForClock(
   const auto left = context->deadline() - std::chrono::system_clock::now();
   wait = std::min(wait, absl::FromChrono(left) - absl::Milliseconds(50));
   if (wait < absl::ZeroDuration()) wait = absl::ZeroDuration();
-  return Serve(shard_, "WaitForClock", response,
-               [&] { return coordinator_->WaitForClock(*request, wait); });
+  return Serve(shard_, coordinator_.load() != nullptr, "WaitForClock", response,
+               [&] { return coordinator_.load()->WaitForClock(*request, wait); });
 }
 
 grpc::Status CoordinatorService::ReportEvaluation(
     grpc::ServerContext*, const v1::ReportEvaluationRequest* request,
     v1::ReportEvaluationResponse* response) {
-  return Serve(shard_, "ReportEvaluation", response, [&] {
+  return Serve(shard_, coordinator_.load() != nullptr, "ReportEvaluation", response, [&] {
     return Wrap<v1::ReportEvaluationResponse>(
-        coordinator_->ReportEvaluation(*request));
+        coordinator_.load()->ReportEvaluation(*request));
   });
 }
 
 grpc::Status CoordinatorService::GetStatus(grpc::ServerContext*,
                                            const v1::GetStatusRequest*,
                                            v1::JobStatus* response) {
-  return Serve(shard_, "GetStatus", response, [&] {
-    return absl::StatusOr<v1::JobStatus>(coordinator_->Status());
+  return Serve(shard_, coordinator_.load() != nullptr, "GetStatus", response, [&] {
+    return absl::StatusOr<v1::JobStatus>(coordinator_.load()->Status());
   });
 }
 

@@ -4,6 +4,8 @@
 // tessera.v1.Coordinator over gRPC, on shard 0: converts statuses and
 // records per-rpc metrics. Thread-safe.
 
+#include <atomic>
+
 #include "ps/server/coordinator.h"
 #include "ps/server/shard.h"
 #include "tessera/v1/coordinator.grpc.pb.h"
@@ -12,9 +14,15 @@ namespace tessera {
 
 class CoordinatorService final : public v1::Coordinator::Service {
  public:
-  // Neither is owned; both must outlive this.
+  // Neither is owned; both must outlive this. `coordinator` may be null
+  // until the shard has loaded: calls answer UNAVAILABLE meanwhile.
   CoordinatorService(Coordinator* coordinator, Shard* shard)
       : coordinator_(coordinator), shard_(shard) {}
+
+  // Publishes the coordinator once it is ready. Call once.
+  void set_coordinator(Coordinator* coordinator) {
+    coordinator_.store(coordinator);
+  }
 
   grpc::Status Join(grpc::ServerContext*, const v1::JoinRequest*,
                     v1::JoinResponse*) override;
@@ -41,7 +49,7 @@ class CoordinatorService final : public v1::Coordinator::Service {
                          v1::JobStatus*) override;
 
  private:
-  Coordinator* const coordinator_;  // Not owned.
+  std::atomic<Coordinator*> coordinator_;  // Not owned.
   Shard* const shard_;              // Not owned.
 };
 

@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -26,6 +27,9 @@
 #include "ps/common/metrics/metrics.h"
 #include "ps/common/metrics/metrics_server.h"
 #include "ps/common/metrics/process_metrics.h"
+#include "ps/common/job_config.h"
+#include "ps/server/coordinator.h"
+#include "ps/server/coordinator_service.h"
 #include "ps/server/ps_service.h"
 #include "ps/server/server_options.h"
 #include "ps/server/shard.h"
@@ -58,6 +62,9 @@ ABSL_FLAG(std::string, port_file, "",
           "that start shards on port 0).");
 ABSL_FLAG(double, drain_timeout_s, 20,
           "On SIGTERM, how long to wait for in-flight updates.");
+ABSL_FLAG(std::string, job_config, "",
+          "Shard 0 only: the training job (protobuf text format). When set, "
+          "this shard also serves tessera.v1.Coordinator.");
 ABSL_FLAG(int, verbosity, 0, "glog verbosity (VLOG level).");
 
 namespace tessera {
@@ -112,8 +119,22 @@ int Run() {
   if (!metrics_server.ok()) Die(metrics_server.status());
   options.metrics_port = (*metrics_server)->port();
 
+  // The job is read before anything listens: a bad config fails fast.
+  std::optional<v1::JobConfig> job;
+  if (!absl::GetFlag(FLAGS_job_config).empty()) {
+    if (options.shard_index != 0) {
+      Die(absl::InvalidArgumentError(
+          "--job_config is for shard 0, which runs the coordinator"));
+    }
+    auto loaded_job = LoadJobConfig(absl::GetFlag(FLAGS_job_config));
+    if (!loaded_job.ok()) Die(loaded_job.status());
+    job = *std::move(loaded_job);
+  }
+
   Shard shard(options, &registry);
   ParameterServerService ps_service(&shard);
+  std::unique_ptr<Coordinator> coordinator;
+  std::unique_ptr<CoordinatorService> coordinator_service;
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -124,6 +145,11 @@ int Run() {
   builder.AddListeningPort(grpc_address, grpc::InsecureServerCredentials(),
                            &grpc_port);
   builder.RegisterService(&ps_service);
+  if (job.has_value()) {
+    // Registered now, answering UNAVAILABLE until the shard has loaded.
+    coordinator_service = std::make_unique<CoordinatorService>(nullptr, &shard);
+    builder.RegisterService(coordinator_service.get());
+  }
   // Oversize pushes reach the handler, which rejects and counts them.
   const int64_t max_grpc =
       std::min<int64_t>(options.max_message_bytes * 2 + (1 << 20), INT32_MAX);
@@ -143,6 +169,17 @@ int Run() {
 
   absl::Status loaded = shard.Load();
   if (!loaded.ok()) Die(loaded);
+  if (job.has_value()) {
+    coordinator = std::make_unique<Coordinator>(*job, shard.storage(),
+                                                &registry);
+    absl::Status resumed = coordinator->Load();
+    if (!resumed.ok()) Die(resumed);
+    coordinator->StartReaper(absl::Milliseconds(500));
+    coordinator_service->set_coordinator(coordinator.get());
+    LOG(INFO) << "shard 0: coordinating job " << job->name() << " ("
+              << job->epochs() << " epochs of " << job->partitions_per_epoch()
+              << " partitions)";
+  }
   health->SetServingStatus(true);
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     absl::Status written =

@@ -80,6 +80,8 @@ class Shard {
 
   // Reads that are allowed in every state but kLoading.
   TensorStore* store() { return store_.get(); }
+  // Null until Load() succeeded.
+  ShardStorage* storage() { return storage_.get(); }
   v1::ShardInfo Info() const;
 
   // Counts a request rejected before it reached the shard (malformed frame,
