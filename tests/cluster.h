@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
+#include "tools/subprocess.h"
 
 namespace tessera::testing {
 
@@ -28,33 +29,9 @@ std::string TempPath(const std::string& name);
 // "ps/server/tessera-ps".
 std::string BinaryPath(const std::string& workspace_relative);
 
-// One child process. Its stdout and stderr go to log_path().
-class Child {
- public:
-  // Starts `argv` (argv[0] = the binary's path).
-  static absl::StatusOr<std::unique_ptr<Child>> Start(
-      std::vector<std::string> argv, const std::string& log_path);
-  ~Child();  // SIGKILL if still running, then reaped.
-
-  pid_t pid() const { return pid_; }
-  const std::string& log_path() const { return log_path_; }
-  std::string Log() const;
-
-  // Sends `signal` (SIGTERM, SIGKILL, SIGSTOP, SIGCONT).
-  void Signal(int signal);
-  // Waits up to `timeout` for the exit; returns the exit code, or 128+signal.
-  // DeadlineExceeded if still running.
-  absl::StatusOr<int> Wait(absl::Duration timeout);
-  bool running();
-
- private:
-  Child(pid_t pid, std::string log_path)
-      : pid_(pid), log_path_(std::move(log_path)) {}
-  pid_t pid_;
-  std::string log_path_;
-  bool reaped_ = false;
-  int exit_code_ = -1;
-};
+// Child processes: the project's Subprocess, killed and reaped on
+// destruction.
+using Child = ::tessera::Subprocess;
 
 // A shard started by ShardProcess::Start.
 struct ShardPorts {
