@@ -36,7 +36,8 @@ def xml_counts(path):
 def main(events_path):
     results = {}  # label -> (status, xml path) of the last attempt
     summaries = {}  # label -> overall status
-    aborted = []
+    test_targets = set()  # labels of configured test rules
+    unbuilt = []  # test targets whose build failed or was aborted
     with open(events_path) as f:
         for line in f:
             event = json.loads(line)
@@ -53,8 +54,15 @@ def main(events_path):
                 label = eid["testSummary"]["label"]
                 summaries[label] = event.get("testSummary", {}).get(
                     "overallStatus", "NO_STATUS")
-            elif "targetCompleted" in eid and event.get("aborted"):
-                aborted.append(eid["targetCompleted"]["label"])
+            elif "targetConfigured" in eid:
+                kind = event.get("configured", {}).get("targetKind", "")
+                if kind.endswith("_test rule"):
+                    test_targets.add(eid["targetConfigured"]["label"])
+            elif "targetCompleted" in eid:
+                completed = event.get("completed")
+                if event.get("aborted") or (
+                        completed is not None and not completed.get("success")):
+                    unbuilt.append(eid["targetCompleted"]["label"])
 
     passed = failed = 0
     failures = []
@@ -79,12 +87,13 @@ def main(events_path):
         passed += p
         failed += fl
         failures += [f"{label}: {n}" for n in names]
-    for label in aborted:
-        if label not in summaries and label not in results:
+    for label in sorted(set(unbuilt)):
+        if label in test_targets and label not in summaries \
+                and label not in results:
             failed += 1
             failures.append(f"{label} (did not build)")
 
-    print(f"test targets: {len(labels)}")
+    print(f"test targets: {len(set(labels) | test_targets)}")
     for f in failures:
         print(f"FAILED {f}")
     print(f"{passed} passed, {failed} failed")
