@@ -1,0 +1,193 @@
+#ifndef TESSERA_WORKER_MODEL_MODEL_H_
+#define TESSERA_WORKER_MODEL_MODEL_H_
+
+// The models a worker trains: libtorch networks whose parameters live on the
+// parameter server. This header is libtorch-free (the implementation is
+// hidden behind a pimpl), so the training loop and tools include it without
+// the cost of <torch/torch.h>.
+//
+// One training step of a worker:
+//
+//   for (const TensorInfo& t : model->Parameters()) ...   // register on PS
+//   model->LoadDense("fc1.weight", pulled_values);         // each dense tensor
+//   model->LoadEmbeddingRows("embedding", batch.unique_ids, pulled_rows);
+//   TESSERA_ASSIGN_OR_RETURN(StepResult step, model->TrainStep(batch));
+//   push(step.gradients);                                  // PS applies
+//   optimizer
+//
+// There is no optimizer here: TrainStep only computes gradients.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "worker/data/batch.h"
+
+namespace tessera {
+namespace worker {
+
+// How the parameter server should initialize a tensor.
+//
+// `name` is the family the model asked for: "zeros", "constant", "uniform",
+// "normal" or "kaiming_uniform" (libtorch's default for Linear and Conv
+// weights). `params` always holds the resolved distribution, so a server
+// needs no knowledge of fans or gains:
+//   zeros:                    (none)
+//   constant:                 "value"
+//   uniform, kaiming_uniform: "low", "high"   (uniform on [low, high))
+//   normal:                   "mean", "stddev"
+// kaiming_uniform also records "fan_in" and "a" for the reader's benefit.
+// `seed` is derived from the model seed and the tensor name.
+struct InitializerSpec {
+  std::string name;
+  std::map<std::string, double> params;
+  uint64_t seed = 0;
+};
+
+enum class TensorKind {
+  kDense,      // A whole tensor, pulled and pushed in full.
+  kEmbedding,  // A table of rows addressed by feature id; a batch pulls and
+               // pushes only the rows of its SparseBatch::unique_ids.
+};
+
+// A parameter the server must hold.
+struct TensorInfo {
+  // The libtorch parameter name, e.g. "fc1.weight".
+  std::string name;
+  TensorKind kind = TensorKind::kDense;
+  // Dense: the tensor's shape (row-major values). Embedding: {num_rows, dim},
+  // where num_rows == 0 means unbounded (any uint64 id; rows are created on
+  // first touch).
+  std::vector<int64_t> shape;
+  InitializerSpec initializer;
+
+  // Dense: number of values. Embedding: values per row (dim).
+  int64_t num_elements() const;
+};
+
+// What TrainStep returns. Gradients are of the batch-mean loss.
+struct TensorGradient {
+  std::string name;
+  TensorKind kind = TensorKind::kDense;
+  // Dense: num_elements() values, row-major. Embedding: one row of `dim`
+  // values per entry of the batch's unique_ids, in that order.
+  std::vector<float> values;
+};
+
+struct StepResult {
+  double loss = 0;          // Mean over the batch.
+  int64_t num_correct = 0;  // Examples whose prediction matches the label.
+  int64_t num_examples = 0;
+  std::vector<TensorGradient> gradients;  // One per Parameters(), same order.
+};
+
+struct EvalResult {
+  double loss = 0;  // Mean over the batch.
+  int64_t num_correct = 0;
+  int64_t num_examples = 0;
+};
+
+enum class InputKind { kDense, kSparse };
+
+struct ModelOptions {
+  // "mlp" and "cnn" classify DenseBatches (softmax cross-entropy); "logreg"
+  // is binary logistic regression on SparseBatches (BCE with logits).
+  std::string name = "mlp";
+
+  // mlp, cnn: features per example and classes. The cnn reads its input as
+  // one 28 x 28 channel, so it needs input_dim == 784.
+  int64_t input_dim = 784;
+  int64_t num_classes = 10;
+  // mlp: widths of the hidden layers (ReLU); layers are fc1, fc2, ...
+  std::vector<int64_t> hidden_sizes = {256, 128};
+  // cnn: output channels of its two 5 x 5 convolutions (each followed by
+  // ReLU and 2 x 2 max-pooling), then one fully connected layer.
+  std::vector<int64_t> conv_channels = {8, 16};
+
+  // logreg: logit = sum over the example's features of value * row(id),
+  // plus a bias. With embedding_dim 1 the row is the feature's weight; with
+  // embedding_dim d > 1 the pooled d-vector goes through a Linear(d, 1).
+  int64_t embedding_dim = 1;
+  // logreg: rows of the embedding table; 0 = unbounded.
+  uint64_t vocab_size = 0;
+
+  // Seeds the initializer specs and the model's own initial values.
+  uint64_t seed = 0;
+  // If > 0, torch::set_num_threads(num_threads) at creation. Caveat: this is
+  // process-wide, so the last model created wins.
+  int num_threads = 0;
+};
+
+// A network and its current parameter values. Thread-compatible: a Model is
+// used by one thread at a time; separate Models may run concurrently.
+class Model {
+ public:
+  // InvalidArgument for an unknown name or bad options.
+  static absl::StatusOr<std::unique_ptr<Model>> Create(
+      const ModelOptions& options);
+
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelOptions& options() const;
+  InputKind input_kind() const;
+
+  // Every tensor the parameter server holds for this model: the libtorch
+  // module's named_parameters() in registration order (all dense), then the
+  // embedding tables. Stable for the life of the model.
+  const std::vector<TensorInfo>& Parameters() const;
+
+  // Sets dense tensor `name` to `values` (row-major). NotFound for an
+  // unknown name; InvalidArgument for an embedding table or a size other
+  // than num_elements().
+  //
+  // A new Model starts from values drawn from its initializer specs (seeded
+  // by options.seed), so it can train locally without loading anything.
+  absl::Status LoadDense(absl::string_view name,
+                         absl::Span<const float> values);
+
+  // Sets the rows of embedding table `name` that the next steps use: row i
+  // (values [i * dim, (i + 1) * dim)) belongs to ids[i]. `ids` must equal
+  // the SparseBatch::unique_ids of the batches passed to TrainStep/Evaluate.
+  // NotFound for an unknown name; InvalidArgument for a dense tensor or
+  // rows.size() != ids.size() * dim.
+  absl::Status LoadEmbeddingRows(absl::string_view name,
+                                 absl::Span<const uint64_t> ids,
+                                 absl::Span<const float> rows);
+
+  // The current values of dense tensor `name` (for tests, checkpoints and
+  // seeding the server). NotFound / InvalidArgument as for LoadDense.
+  absl::StatusOr<std::vector<float>> DenseValues(absl::string_view name) const;
+
+  // Forward and backward on `batch`; returns the mean loss, the number of
+  // correct predictions and the gradients. Changes no parameter.
+  // InvalidArgument if the batch is malformed (see ValidateDenseBatch /
+  // ValidateSparseBatch), of the wrong kind for this model, has the wrong
+  // feature_dim, or a label outside [0, num_classes).
+  // FailedPrecondition (sparse) if the loaded embedding rows are not those of
+  // batch.unique_ids. Internal if libtorch fails.
+  absl::StatusOr<StepResult> TrainStep(const DenseBatch& batch);
+  absl::StatusOr<StepResult> TrainStep(const SparseBatch& batch);
+
+  // Forward only (no gradients); same errors as TrainStep.
+  absl::StatusOr<EvalResult> Evaluate(const DenseBatch& batch);
+  absl::StatusOr<EvalResult> Evaluate(const SparseBatch& batch);
+
+ private:
+  class Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace worker
+}  // namespace tessera
+
+#endif  // TESSERA_WORKER_MODEL_MODEL_H_
