@@ -4,6 +4,29 @@
 # Sources: Debian's package archive only (and, later, the npm registry for validators).
 set -euo pipefail
 
+# ---- npm step (deployment validators) --------------------------------------
+# npm packages of tools/validators (Kubernetes schemas, dockerfilelint), used
+# by the Bazel tests of k8s/, dashboards/ and the Dockerfile; versions pinned
+# in tools/validators/package-lock.json. `npm ci` runs only when node_modules
+# is missing or older than the lock file. This step comes first because the
+# Debian step below exits as soon as every package is present. A failure here
+# does not stop the set-up: those tests then fail and say why.
+validators="$(dirname "$0")/validators"
+if [[ -f $validators/package-lock.json ]]; then
+  if [[ -f $validators/node_modules/.package-lock.json &&
+        ! $validators/package-lock.json -nt $validators/node_modules/.package-lock.json ]]; then
+    echo "setup: npm packages of tools/validators present"
+  elif ! command -v npm >/dev/null; then
+    echo "setup: npm not found; install Node.js >= 20 with npm, or the" \
+      "deployment checks (//k8s, //dashboards, //tools/validators) fail" >&2
+  else
+    echo "setup: npm ci in tools/validators"
+    (cd "$validators" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error) ||
+      echo "setup: npm ci failed; the deployment checks will fail until it succeeds" >&2
+  fi
+fi
+# ---- end of the npm step -----------------------------------------------------
+
 PACKAGES=(
   # Build.
   bazel-bootstrap g++ make

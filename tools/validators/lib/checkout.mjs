@@ -87,7 +87,8 @@ function withComponents(srcDir, components, dest) {
   k.components = (k.components || []).map(rel);
   const scaled = [];
   for (const c of components) {
-    k.components.push(path.relative(dest, c));
+    // Already enabled in the copied kustomization: listed once.
+    if (!k.components.some((x) => path.resolve(dest, x) === path.resolve(c))) k.components.push(path.relative(dest, c));
     scaled.push(...hpaTargets(c));
   }
   if (k.replicas) {
