@@ -46,6 +46,8 @@ class ShardProcess {
   // Starts tessera-ps with --shard_index, --num_shards, --data_dir, ports 0
   // and a port file, plus `extra_flags`; waits up to `timeout` until its
   // health says SERVING. On failure the error includes the log's tail.
+  // `extra_flags` come last and win: pass e.g. --data_port=<PickFreePort()>
+  // to restart a shard on the same ports.
   static absl::StatusOr<std::unique_ptr<ShardProcess>> Start(
       int shard_index, int num_shards, const std::string& data_dir,
       std::vector<std::string> extra_flags,
@@ -65,6 +67,10 @@ class ShardProcess {
   ShardPorts ports_;
   std::shared_ptr<grpc::Channel> channel_;
 };
+
+// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then
+// released), for processes that must keep their port across restarts.
+absl::StatusOr<int> PickFreePort();
 
 // Polls gRPC health of `address` until SERVING or `timeout`.
 absl::Status WaitForServing(const std::string& address, absl::Duration timeout);

@@ -30,6 +30,7 @@
 #include "ps/common/job_config.h"
 #include "ps/server/coordinator.h"
 #include "ps/server/coordinator_service.h"
+#include "ps/server/data_plane.h"
 #include "ps/server/ps_service.h"
 #include "ps/server/server_options.h"
 #include "ps/server/shard.h"
@@ -43,6 +44,9 @@ ABSL_FLAG(int, grpc_port, 7000,
           "gRPC port (ParameterServer, Coordinator on shard 0, health, "
           "reflection); 0 picks a free port.");
 ABSL_FLAG(int, data_port, 7001, "ZeroMQ data-plane port; 0 picks one.");
+ABSL_FLAG(int, data_threads, 2,
+          "Data-plane worker threads that run pushes and pulls (0 = on the "
+          "socket thread).");
 ABSL_FLAG(int, metrics_port, 9100, "HTTP /metrics port; 0 picks one.");
 ABSL_FLAG(std::string, data_dir, "/var/lib/tessera",
           "RocksDB directory of this shard.");
@@ -63,8 +67,8 @@ ABSL_FLAG(std::string, port_file, "",
 ABSL_FLAG(double, drain_timeout_s, 20,
           "On SIGTERM, how long to wait for in-flight updates.");
 ABSL_FLAG(std::string, job_config, "",
-          "Shard 0 only: the training job (protobuf text format). When set, "
-          "this shard also serves tessera.v1.Coordinator.");
+          "The training job (protobuf text format). Shard 0 reads it and also "
+          "serves tessera.v1.Coordinator; other shards ignore it.");
 ABSL_FLAG(int, verbosity, 0, "glog verbosity (VLOG level).");
 
 namespace tessera {
@@ -121,15 +125,26 @@ int Run() {
 
   // The job is read before anything listens: a bad config fails fast.
   std::optional<v1::JobConfig> job;
-  if (!absl::GetFlag(FLAGS_job_config).empty()) {
-    if (options.shard_index != 0) {
-      Die(absl::InvalidArgumentError(
-          "--job_config is for shard 0, which runs the coordinator"));
-    }
+  if (!absl::GetFlag(FLAGS_job_config).empty() && options.shard_index != 0) {
+    // Every pod of a StatefulSet gets the same flags; only shard 0 reads it.
+    LOG(INFO) << "shard " << options.shard_index
+              << ": ignoring --job_config (the coordinator runs on shard 0)";
+  } else if (!absl::GetFlag(FLAGS_job_config).empty()) {
     auto loaded_job = LoadJobConfig(absl::GetFlag(FLAGS_job_config));
     if (!loaded_job.ok()) Die(loaded_job.status());
     job = *std::move(loaded_job);
   }
+
+  // The data port is bound now, so GetShardInfo reports it even with
+  // --data_port=0; requests are read only once the shard has loaded.
+  DataPlaneOptions data_options;
+  data_options.host = host;
+  data_options.port = absl::GetFlag(FLAGS_data_port);
+  data_options.threads = absl::GetFlag(FLAGS_data_threads);
+  data_options.max_message_bytes = options.max_message_bytes;
+  auto data_plane = DataPlane::Bind(data_options);
+  if (!data_plane.ok()) Die(data_plane.status());
+  options.data_port = (*data_plane)->port();
 
   Shard shard(options, &registry);
   ParameterServerService ps_service(&shard);
@@ -164,8 +179,9 @@ int Run() {
   health->SetServingStatus(false);
   LOG(INFO) << "shard " << options.shard_index << " of "
             << options.placement.num_shards() << ": gRPC on port " << grpc_port
-            << ", metrics on port " << options.metrics_port
-            << "; NOT_SERVING until " << options.data_dir << " is loaded";
+            << ", data on port " << options.data_port << ", metrics on port "
+            << options.metrics_port << "; NOT_SERVING until "
+            << options.data_dir << " is loaded";
 
   absl::Status loaded = shard.Load();
   if (!loaded.ok()) Die(loaded);
@@ -180,6 +196,7 @@ int Run() {
               << job->epochs() << " epochs of " << job->partitions_per_epoch()
               << " partitions)";
   }
+  (*data_plane)->Start(&shard);
   health->SetServingStatus(true);
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     absl::Status written =
@@ -197,6 +214,9 @@ int Run() {
   health->Shutdown();
   absl::Status flushed =
       shard.Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
+  // After the drain: pushes that arrived meanwhile were answered UNAVAILABLE;
+  // requests still unread are dropped unanswered, and clients resend them.
+  (*data_plane)->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   if (!flushed.ok()) {
     LOG(ERROR) << "final flush failed; updates since the last flush are lost: "

@@ -1,0 +1,179 @@
+#include "ps/client/data_wire.h"
+
+#include "absl/strings/str_cat.h"
+#include "ps/common/reject_reason.h"
+
+namespace tessera {
+namespace {
+
+absl::Status Malformed(absl::string_view message) {
+  return Rejected(absl::StatusCode::kInvalidArgument, kReasonMalformed,
+                  message);
+}
+
+// The payload frames each op's request carries after the header.
+size_t RequestFrames(v1::DataHeader::Op op) {
+  switch (op) {
+    case v1::DataHeader::PUSH_DENSE:
+      return 1;  // values
+    case v1::DataHeader::PUSH_ROWS:
+      return 2;  // ids, values
+    case v1::DataHeader::PULL_ROWS:
+      return 1;  // ids
+    default:
+      return 0;
+  }
+}
+
+// Checks a values frame of `bytes` holding `rows` rows (of `row_size` floats
+// when row_size > 0).
+absl::Status CheckValues(const v1::DataHeader& h, size_t bytes, int64_t rows) {
+  if (bytes == 0 || bytes % sizeof(float) != 0) {
+    return Malformed(absl::StrCat("values frame of ", bytes,
+                                  " bytes is not a non-empty run of whole "
+                                  "float32s"));
+  }
+  const uint64_t floats = bytes / sizeof(float);
+  if (floats % static_cast<uint64_t>(rows) != 0) {
+    return Malformed(absl::StrCat("values frame of ", floats,
+                                  " floats does not hold ", rows,
+                                  " whole rows"));
+  }
+  if (h.row_size() > 0 &&
+      floats / static_cast<uint64_t>(rows) !=
+          static_cast<uint64_t>(h.row_size())) {
+    return Malformed(absl::StrCat("values frame of ", floats, " floats; ",
+                                  rows, " rows of ", h.row_size(), " need ",
+                                  rows * h.row_size()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckIds(const v1::DataHeader& h, size_t bytes) {
+  if (bytes % sizeof(uint64_t) != 0 ||
+      bytes / sizeof(uint64_t) != static_cast<uint64_t>(h.row_count())) {
+    return Malformed(absl::StrCat("ids frame of ", bytes, " bytes; ",
+                                  h.row_count(), " ids need ",
+                                  h.row_count() * sizeof(uint64_t)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const char* DataOpName(v1::DataHeader::Op op) {
+  switch (op) {
+    case v1::DataHeader::PUSH_DENSE:
+      return "push";
+    case v1::DataHeader::PULL_DENSE:
+      return "pull";
+    case v1::DataHeader::PUSH_ROWS:
+      return "push_rows";
+    case v1::DataHeader::PULL_ROWS:
+      return "pull_rows";
+    case v1::DataHeader::PING:
+      return "ping";
+    default:
+      return "invalid";
+  }
+}
+
+absl::StatusOr<v1::DataHeader> ParseDataHeader(absl::string_view frame) {
+  if (frame.size() > kMaxHeaderBytes) {
+    return Malformed(absl::StrCat("header frame of ", frame.size(),
+                                  " bytes exceeds ", kMaxHeaderBytes));
+  }
+  if (frame.empty()) {
+    return Malformed("empty message: no header frame");
+  }
+  v1::DataHeader header;
+  if (!header.ParseFromArray(frame.data(), static_cast<int>(frame.size()))) {
+    return Malformed(absl::StrCat("header frame of ", frame.size(),
+                                  " bytes is truncated or not a DataHeader"));
+  }
+  return header;
+}
+
+absl::Status CheckRequestLayout(const v1::DataHeader& h,
+                                absl::Span<const size_t> payload) {
+  const v1::DataHeader::Op op = h.op();
+  if (op == v1::DataHeader::OP_UNSPECIFIED ||
+      !v1::DataHeader::Op_IsValid(op)) {
+    return Malformed(absl::StrCat("unknown op ", static_cast<int>(op)));
+  }
+  const size_t want = RequestFrames(op);
+  if (payload.size() != want) {
+    return Malformed(absl::StrCat(DataOpName(op), " request has ",
+                                  payload.size(), " payload frames; expected ",
+                                  want));
+  }
+  if (op == v1::DataHeader::PING) return absl::OkStatus();
+  if (h.tensor_name().empty()) {
+    return Malformed(absl::StrCat(DataOpName(op), " request names no tensor"));
+  }
+  if (h.row_count() <= 0) {
+    return Malformed(absl::StrCat(DataOpName(op), " request for ",
+                                  h.tensor_name(), " has row_count ",
+                                  h.row_count(), "; it must be positive"));
+  }
+  if (h.row_begin() < 0 || h.row_size() < 0) {
+    return Malformed(absl::StrCat(DataOpName(op), " request for ",
+                                  h.tensor_name(),
+                                  " has a negative row_begin or row_size"));
+  }
+  switch (op) {
+    case v1::DataHeader::PUSH_DENSE:
+      return CheckValues(h, payload[0], h.row_count());
+    case v1::DataHeader::PUSH_ROWS: {
+      absl::Status ids = CheckIds(h, payload[0]);
+      if (!ids.ok()) return ids;
+      return CheckValues(h, payload[1], h.row_count());
+    }
+    case v1::DataHeader::PULL_ROWS:
+      return CheckIds(h, payload[0]);
+    default:  // PULL_DENSE
+      return absl::OkStatus();
+  }
+}
+
+absl::Status CheckReplyLayout(v1::DataHeader::Op op,
+                              const v1::DataHeader& reply,
+                              absl::Span<const size_t> payload,
+                              size_t expected_value_bytes) {
+  const bool is_pull =
+      op == v1::DataHeader::PULL_DENSE || op == v1::DataHeader::PULL_ROWS;
+  const size_t want = is_pull && reply.status_code() == 0 ? 1 : 0;
+  if (payload.size() != want) {
+    return absl::InternalError(absl::StrCat(
+        DataOpName(op), " reply has ", payload.size(),
+        " payload frames; expected ", want));
+  }
+  if (want == 1 && payload[0] != expected_value_bytes) {
+    return absl::InternalError(absl::StrCat(
+        DataOpName(op), " reply carries ", payload[0], " bytes; expected ",
+        expected_value_bytes));
+  }
+  return absl::OkStatus();
+}
+
+void SetHeaderStatus(const absl::Status& status, v1::DataHeader* header) {
+  header->set_status_code(static_cast<int32_t>(status.code()));
+  if (status.ok()) {
+    header->clear_status_message();
+  } else {
+    header->set_status_message(std::string(status.message()));
+  }
+}
+
+absl::Status HeaderStatus(const v1::DataHeader& header) {
+  const int code = header.status_code();
+  if (code == 0) return absl::OkStatus();
+  if (code < 0 || code > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
+    return absl::UnknownError(absl::StrCat("status code ", code, ": ",
+                                           header.status_message()));
+  }
+  return absl::Status(static_cast<absl::StatusCode>(code),
+                      header.status_message());
+}
+
+}  // namespace tessera

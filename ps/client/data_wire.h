@@ -1,0 +1,58 @@
+#ifndef TESSERA_PS_CLIENT_DATA_WIRE_H_
+#define TESSERA_PS_CLIENT_DATA_WIRE_H_
+
+// The data plane's message layout (proto/tessera/v1/data.proto), checked the
+// same way by the shard (requests) and the client (replies). Pure functions
+// over header fields and frame sizes: no sockets, no payload scans.
+//
+// Errors are InvalidArgument with reject reason "malformed"
+// (ps/common/reject_reason.h) and a message that says what was wrong, for the
+// shard to send back and count.
+//
+// Thread-safe (stateless).
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "tessera/v1/data.pb.h"
+
+namespace tessera {
+
+// Frames of a request after the header: at most ids + values.
+inline constexpr size_t kMaxPayloadFrames = 2;
+// Largest header frame accepted: a header is tens of bytes plus the name.
+inline constexpr size_t kMaxHeaderBytes = 64 << 10;
+
+// The metric label of an op: "push", "pull", "push_rows", "pull_rows",
+// "ping", or "invalid" for anything else.
+const char* DataOpName(v1::DataHeader::Op op);
+
+// Parses a header frame. Malformed (truncated, garbage, oversize) -> error.
+absl::StatusOr<v1::DataHeader> ParseDataHeader(absl::string_view frame);
+
+// Checks that a request with `header` and payload frames of `payload_bytes`
+// (in order, header excluded) has the layout of its op: frame count, sizes
+// that are whole floats / uint64s, sizes that agree with row_count (and
+// row_size when set), a tensor name, non-negative rows.
+absl::Status CheckRequestLayout(const v1::DataHeader& header,
+                                absl::Span<const size_t> payload_bytes);
+
+// Checks a reply to a request of `op`: OK pulls carry exactly one values
+// frame of `expected_value_bytes`; everything else carries none.
+absl::Status CheckReplyLayout(v1::DataHeader::Op op,
+                              const v1::DataHeader& reply,
+                              absl::Span<const size_t> payload_bytes,
+                              size_t expected_value_bytes);
+
+// A status in a reply header, and back.
+void SetHeaderStatus(const absl::Status& status, v1::DataHeader* header);
+absl::Status HeaderStatus(const v1::DataHeader& header);
+
+}  // namespace tessera
+
+#endif  // TESSERA_PS_CLIENT_DATA_WIRE_H_

@@ -1,0 +1,230 @@
+#ifndef TESSERA_PS_CLIENT_PS_CLIENT_H_
+#define TESSERA_PS_CLIENT_PS_CLIENT_H_
+
+// The parameter-server client library, used by workers and tools.
+//
+//   PsClientOptions options;
+//   options.shard_addresses = {"ps-0.ps:7000", "ps-1.ps:7000"};
+//   options.registry = &registry;  // optional: tessera_client_* metrics
+//   TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<PsClient> client,
+//                            PsClient::Connect(options));
+//   TESSERA_RETURN_IF_ERROR(client->CreateTensors(specs));  // or LoadSpecs()
+//   std::future<absl::Status> pulled = client->PullDense("fc1.weight", 0, out);
+//   ...
+//   TESSERA_RETURN_IF_ERROR(pulled.get());
+//   client->PushDense("fc1.weight", 0, std::move(grad));  // zero-copy
+//
+// Control calls (CreateTensors, ListTensors, GetShardInfo) go over gRPC and
+// block. Pushes and pulls go over each shard's ZeroMQ data plane
+// (proto/tessera/v1/data.proto) and are asynchronous: a call is split per
+// shard by the placement function (placement.h), the pieces are sent to all
+// shards at once, and the call completes when every piece has answered.
+//
+// Failures. Every call has a deadline (CallOptions::deadline, else
+// PsClientOptions::default_deadline). A piece answered UNAVAILABLE (the shard
+// is loading or draining) is resent with exponential backoff until the
+// deadline. When a shard's connection drops (it restarted), the client
+// reconnects to the same address and resends the pieces that had no answer:
+// a shard that stops on SIGTERM answers every request it read, so a resent
+// push is never applied twice (after a SIGKILL it may be). A call that runs
+// out of time fails with DEADLINE_EXCEEDED naming the shards that did not
+// answer ("shard 2 at 10.0.0.7:7001 did not answer within 5s"); while a wait
+// lasts longer than wait_log_interval, a log line says what it waits for.
+// Caveat: a push that failed (deadline, or an error from another shard) may
+// still have been applied on some shards, as with any RPC.
+//
+// Metrics (registered into PsClientOptions::registry when given):
+//   tessera_client_retries_total{shard}       pieces resent
+//   tessera_client_timeouts_total{shard}      calls that timed out on a shard
+//   tessera_client_waiting_seconds{shard}     age of the oldest unanswered
+//                                             piece on a shard, 0 when none
+//   tessera_client_request_latency_seconds{op}  calls, start to completion
+//
+// Thread-safe: every method may be called concurrently. Callbacks run on the
+// client's I/O thread (or on the calling thread when a call fails before it
+// is sent); they must not block, but may start new calls.
+
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "ps/client/placement.h"
+#include "ps/common/metrics/metrics.h"
+#include "tessera/v1/ps.grpc.pb.h"
+#include "tessera/v1/tensor.pb.h"
+
+namespace tessera {
+
+struct PsClientOptions {
+  // The gRPC address (host:port) of every shard, in shard-index order.
+  std::vector<std::string> shard_addresses;
+  // How long Connect waits for all shards to answer (they may be starting).
+  absl::Duration connect_timeout = absl::Seconds(60);
+  // The deadline of a call whose CallOptions set none, data plane and
+  // control calls alike.
+  absl::Duration default_deadline = absl::Seconds(5);
+  // Backoff between resends after UNAVAILABLE: initial_backoff, doubling up
+  // to max_backoff, each with +-20% jitter.
+  absl::Duration initial_backoff = absl::Milliseconds(10);
+  absl::Duration max_backoff = absl::Seconds(1);
+  // A wait on a shard longer than this is logged, at most once per interval.
+  absl::Duration wait_log_interval = absl::Seconds(1);
+  // Receives the client's metrics. Optional; not owned; must outlive the
+  // client.
+  metrics::Registry* registry = nullptr;
+  // ZeroMQ I/O threads.
+  int io_threads = 1;
+};
+
+struct CallOptions {
+  // Time allowed for the whole call; zero = the client's default_deadline.
+  absl::Duration deadline = absl::ZeroDuration();
+  // The worker's clock (training step), sent with each request.
+  int64_t clock = 0;
+};
+
+// Called once with the call's result.
+using DoneCallback = std::function<void(const absl::Status&)>;
+
+class PsClient {
+ public:
+  // Asks every shard for its ShardInfo over gRPC (retrying UNAVAILABLE until
+  // connect_timeout), checks that shard i answers at address i and that all
+  // agree on the PlacementConfig (FailedPrecondition otherwise), then opens a
+  // ZeroMQ DEALER to each shard's data port. InvalidArgument without
+  // addresses; DeadlineExceeded naming the shards that never answered.
+  static absl::StatusOr<std::unique_ptr<PsClient>> Connect(
+      PsClientOptions options);
+
+  // Fails calls still pending with CANCELLED (their callbacks run), then
+  // closes the sockets.
+  ~PsClient();
+
+  PsClient(const PsClient&) = delete;
+  PsClient& operator=(const PsClient&) = delete;
+
+  int num_shards() const { return static_cast<int>(shards_.size()); }
+  const v1::PlacementConfig& placement() const { return placement_; }
+  // "host:port" of shard `shard`'s gRPC server and data plane.
+  const std::string& grpc_address(int shard) const;
+  const std::string& data_address(int shard) const;
+
+  // Tensor specs. The client needs a tensor's spec to place it.
+  //
+  // Creates `specs` on every shard (idempotent; a different spec under an
+  // existing name is ALREADY_EXISTS), then remembers them. The error names
+  // the shard that refused.
+  absl::Status CreateTensors(absl::Span<const v1::TensorSpec> specs);
+  // Remembers `specs` without asking anyone (they must already exist on the
+  // shards). InvalidArgument for an invalid spec, AlreadyExists for a name
+  // remembered with a different spec.
+  absl::Status RegisterSpecs(absl::Span<const v1::TensorSpec> specs);
+  // Learns every tensor's spec from ListTensors on all shards.
+  absl::Status LoadSpecs();
+  // The spec remembered under `tensor`; NotFound if none.
+  absl::StatusOr<v1::TensorSpec> GetSpec(const std::string& tensor) const;
+
+  // Control calls, over gRPC, blocking up to default_deadline.
+  absl::StatusOr<v1::ShardInfo> GetShardInfo(int shard);
+  absl::StatusOr<std::vector<v1::TensorPartInfo>> ListTensors(int shard);
+
+  // Dense tensors. Rows [row_begin, row_begin + n) where n = out.size() (or
+  // grad.size()) / floats per row; the whole tensor is row_begin 0 with
+  // out.size() == its number of elements. `out` must stay valid until the
+  // call completes; nothing writes to it after that.
+  std::future<absl::Status> PullDense(const std::string& tensor,
+                                      int64_t row_begin, absl::Span<float> out,
+                                      const CallOptions& options = {});
+  void PullDenseAsync(const std::string& tensor, int64_t row_begin,
+                      absl::Span<float> out, DoneCallback done,
+                      const CallOptions& options = {});
+  // Copies `grad` once; the caller may reuse it as soon as this returns.
+  std::future<absl::Status> PushDense(const std::string& tensor,
+                                      int64_t row_begin,
+                                      absl::Span<const float> grad,
+                                      const CallOptions& options = {});
+  // Sends `grad` without copying: the client keeps a reference until ZeroMQ
+  // has sent it (possibly after the call completes). `grad` must not change.
+  std::future<absl::Status> PushDense(
+      const std::string& tensor, int64_t row_begin,
+      std::shared_ptr<const std::vector<float>> grad,
+      const CallOptions& options = {});
+  void PushDenseAsync(const std::string& tensor, int64_t row_begin,
+                      std::shared_ptr<const std::vector<float>> grad,
+                      DoneCallback done, const CallOptions& options = {});
+
+  // Embedding rows, by id. Repeated ids are sent once: a pull copies the row
+  // to every position that asked for it (out holds ids.size() rows, in the
+  // caller's order); a push sums their gradients first, as the shard would.
+  // `out` must stay valid until the call completes; `ids` and `grad` are
+  // copied before these return.
+  std::future<absl::Status> PullRows(const std::string& tensor,
+                                     absl::Span<const uint64_t> ids,
+                                     absl::Span<float> out,
+                                     const CallOptions& options = {});
+  void PullRowsAsync(const std::string& tensor, absl::Span<const uint64_t> ids,
+                     absl::Span<float> out, DoneCallback done,
+                     const CallOptions& options = {});
+  std::future<absl::Status> PushRows(const std::string& tensor,
+                                     absl::Span<const uint64_t> ids,
+                                     absl::Span<const float> grad,
+                                     const CallOptions& options = {});
+  void PushRowsAsync(const std::string& tensor, absl::Span<const uint64_t> ids,
+                     absl::Span<const float> grad, DoneCallback done,
+                     const CallOptions& options = {});
+
+  // A data-plane round trip to one shard: OK once it serves.
+  absl::Status Ping(int shard, const CallOptions& options = {});
+
+ private:
+  struct ShardEndpoint {
+    std::string grpc_address;
+    std::string data_address;  // host:port
+    std::string data_endpoint; // tcp://host:port
+    std::unique_ptr<v1::ParameterServer::Stub> stub;
+  };
+  // What the client needs of a tensor to place it; immutable once made.
+  struct TensorInfo {
+    v1::TensorSpec spec;
+    bool embedding = false;
+    int64_t row_size = 0;
+    int64_t num_rows = 0;             // dense
+    std::vector<PartPlacement> parts; // dense, in row order
+  };
+  class Transport;
+  struct Call;
+
+  PsClient(PsClientOptions options, v1::PlacementConfig placement,
+           std::vector<ShardEndpoint> shards);
+
+  absl::StatusOr<std::shared_ptr<const TensorInfo>> Find(
+      const std::string& tensor) const ABSL_LOCKS_EXCLUDED(specs_mu_);
+  std::unique_ptr<Call> NewCall(int op, const std::string& tensor,
+                                DoneCallback done, const CallOptions& options);
+  void Submit(std::unique_ptr<Call> call);
+  absl::Duration DeadlineOf(const CallOptions& options) const;
+
+  const PsClientOptions options_;
+  const v1::PlacementConfig placement_;
+  const std::vector<ShardEndpoint> shards_;
+  std::unique_ptr<metrics::Registry> own_registry_;  // When none was given.
+  std::unique_ptr<Transport> transport_;
+
+  mutable absl::Mutex specs_mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const TensorInfo>> specs_
+      ABSL_GUARDED_BY(specs_mu_);
+};
+
+}  // namespace tessera
+
+#endif  // TESSERA_PS_CLIENT_PS_CLIENT_H_

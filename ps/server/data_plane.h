@@ -1,0 +1,116 @@
+#ifndef TESSERA_PS_SERVER_DATA_PLANE_H_
+#define TESSERA_PS_SERVER_DATA_PLANE_H_
+
+// The shard's ZeroMQ data plane: a ROUTER socket on the data port that serves
+// workers' PUSH_DENSE / PULL_DENSE / PUSH_ROWS / PULL_ROWS / PING requests
+// (proto/tessera/v1/data.proto) over a Shard.
+//
+// Threads. One socket thread owns the ROUTER: it reads each request, checks
+// its framing (ps/client/data_wire.h) and hands it, by pointer over an inproc
+// PAIR socket, to one of `threads` worker threads, which run it against the
+// Shard and hand the reply back for the socket thread to send. There is no
+// lock of our own on this path: the Shard's per-part locks are the only
+// serialization.
+//
+// Order. A request goes to worker hash(client identity, tensor name) %
+// threads, and each worker runs its requests first come, first served, so the
+// requests of one client to one tensor part are applied, and answered, in the
+// order the client sent them. Requests to different tensors, or from
+// different clients, may overtake each other.
+//
+// Payloads are never copied through protobuf: a push applies the optimizer
+// straight from the received frame when its data is 4-byte aligned (copied
+// once otherwise), and a pull's values are sent without copying (ownership of
+// the buffer passes to ZeroMQ).
+//
+// Bad input (a truncated or garbage header, an unknown op, the wrong frames
+// or payload sizes, too many frames, an oversize message) is answered with an
+// error reply that says what was wrong, counted with
+// Shard::CountRejected(reason), and changes nothing.
+//
+// Thread-safe: Start and Stop may be called from any one thread.
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "ps/client/zmq_frames.h"
+#include "ps/server/shard.h"
+
+namespace tessera {
+
+struct DataPlaneOptions {
+  std::string host = "0.0.0.0";
+  int port = 7001;  // 0 picks a free port; see DataPlane::port().
+  // Worker threads that run requests; 0 runs them on the socket thread.
+  int threads = 2;
+  // Largest request accepted (all frames); larger ones get an error reply.
+  // Frames beyond 2x this (plus 1 MiB) make ZeroMQ drop the connection
+  // without reading them.
+  int64_t max_message_bytes = 64 << 20;
+  // ZeroMQ I/O threads.
+  int io_threads = 1;
+  // On Stop, how long replies already queued may take to leave.
+  absl::Duration linger = absl::Seconds(2);
+};
+
+class DataPlane {
+ public:
+  // Binds the ROUTER socket. ZeroMQ accepts connections and queues their
+  // requests from here on; they are read once Start is called. Unavailable if
+  // the port cannot be bound.
+  static absl::StatusOr<std::unique_ptr<DataPlane>> Bind(
+      DataPlaneOptions options);
+
+  // Stops if still running.
+  ~DataPlane();
+
+  DataPlane(const DataPlane&) = delete;
+  DataPlane& operator=(const DataPlane&) = delete;
+
+  // The bound TCP port.
+  int port() const { return port_; }
+
+  // Serves `shard`'s requests until Stop. `shard` is not owned and must
+  // outlive Stop(). Call at most once.
+  void Start(Shard* shard);
+
+  // Stops reading requests, finishes and answers those already read, lets
+  // their replies leave (up to `linger`), and closes the socket; requests
+  // still queued in ZeroMQ are dropped unanswered (never applied), so a
+  // client may safely resend them. Idempotent.
+  void Stop();
+
+ private:
+  class Handler;
+  struct Work;
+
+  DataPlane(DataPlaneOptions options, std::unique_ptr<ZmqContext> context,
+            ZmqSocket router, int port);
+
+  void SocketLoop();
+  void WorkerLoop(int index);
+  // Reads one request from the ROUTER; returns it with its reply already
+  // filled in if it is malformed (not to be dispatched).
+  std::unique_ptr<Work> ReadRequest(bool* got);
+  void SendReply(std::unique_ptr<Work> work);
+
+  const DataPlaneOptions options_;
+  const int port_;
+  std::unique_ptr<ZmqContext> context_;
+  ZmqSocket router_;  // Used by the socket thread only once started.
+  ZmqSocket stop_sender_;  // Used by the thread calling Stop().
+  Shard* shard_ = nullptr;  // Not owned; set by Start.
+  std::atomic<bool> started_{false};
+  std::atomic<bool> stopped_{false};
+  std::thread socket_thread_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace tessera
+
+#endif  // TESSERA_PS_SERVER_DATA_PLANE_H_

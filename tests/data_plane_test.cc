@@ -1,0 +1,578 @@
+// Multi-process tests of the ZeroMQ data plane and the client library: real
+// tessera-ps processes on loopback, driven through PsClient and through a raw
+// ZeroMQ DEALER socket.
+
+#include <signal.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "ps/client/data_wire.h"
+#include "ps/client/placement.h"
+#include "ps/client/ps_client.h"
+#include "ps/client/zmq_frames.h"
+#include "ps/common/metrics/metrics.h"
+#include "ps/common/status_matchers.h"
+#include "tessera/v1/data.pb.h"
+#include "tests/cluster.h"
+
+namespace tessera {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::ShardProcess;
+
+constexpr float kLearningRate = 0.1f;
+constexpr int kBigRows = 96;
+constexpr int kBigCols = 16;  // 6 KiB: split over every shard at 4 KiB.
+constexpr int kDim = 8;
+
+v1::TensorSpec Dense(const std::string& name, std::vector<int64_t> shape,
+                     uint64_t seed) {
+  v1::TensorSpec spec;
+  spec.set_name(name);
+  for (int64_t d : shape) spec.add_shape(d);
+  spec.mutable_initializer()->set_kind(v1::Initializer::UNIFORM);
+  spec.mutable_initializer()->set_low(-1);
+  spec.mutable_initializer()->set_high(1);
+  spec.mutable_initializer()->set_seed(seed);
+  spec.mutable_optimizer()->set_kind(v1::OptimizerConfig::SGD);
+  spec.mutable_optimizer()->set_learning_rate(kLearningRate);
+  return spec;
+}
+
+v1::TensorSpec Table() {
+  v1::TensorSpec spec;
+  spec.set_name("emb");
+  spec.set_kind(v1::TensorSpec::EMBEDDING);
+  spec.add_shape(0);
+  spec.add_shape(kDim);
+  spec.mutable_initializer()->set_kind(v1::Initializer::NORMAL);
+  spec.mutable_initializer()->set_stddev(0.1f);
+  spec.mutable_initializer()->set_seed(3);
+  spec.mutable_optimizer()->set_kind(v1::OptimizerConfig::SGD);
+  spec.mutable_optimizer()->set_learning_rate(kLearningRate);
+  return spec;
+}
+
+std::vector<v1::TensorSpec> Specs() {
+  return {Dense("big", {kBigRows, kBigCols}, 1), Dense("small", {4, 8}, 2),
+          Dense("bias", {10}, 4), Table()};
+}
+
+std::vector<float> Gradient(size_t n, int step, int salt) {
+  std::vector<float> g(n);
+  for (size_t i = 0; i < n; ++i) {
+    g[i] = static_cast<float>(std::sin(0.37 * step + 0.011 * i + salt));
+  }
+  return g;
+}
+
+// The shard's SGD: p = p + float(-lr) * g, in float.
+void Sgd(float* p, const float* g, size_t n) {
+  const float neg_lr = static_cast<float>(-1 * double{kLearningRate});
+  for (size_t i = 0; i < n; ++i) p[i] = p[i] + neg_lr * g[i];
+}
+
+// A local copy of the parameters, updated as the shards should be.
+struct Reference {
+  std::map<std::string, std::vector<float>> dense;
+  std::map<uint64_t, std::vector<float>> rows;
+
+  void PushDense(const std::string& name, int64_t row_begin, int64_t row_size,
+                 const std::vector<float>& g) {
+    Sgd(dense[name].data() + row_begin * row_size, g.data(), g.size());
+  }
+  // Repeated ids: summed in order, then one step, as the shard does.
+  void PushRows(const std::vector<uint64_t>& ids, const std::vector<float>& g) {
+    std::map<uint64_t, std::vector<float>> summed;
+    std::vector<uint64_t> order;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto [it, inserted] = summed.try_emplace(ids[i], kDim, 0.0f);
+      if (inserted) {
+        order.push_back(ids[i]);
+        std::copy(g.begin() + i * kDim, g.begin() + (i + 1) * kDim,
+                  it->second.begin());
+      } else {
+        for (int j = 0; j < kDim; ++j) it->second[j] += g[i * kDim + j];
+      }
+    }
+    for (uint64_t id : order) Sgd(rows[id].data(), summed[id].data(), kDim);
+  }
+};
+
+std::string Text(metrics::Registry& registry) { return registry.Serialize(); }
+
+// The value of `series` (name{labels}) in a Prometheus text, or -1.
+double SeriesValue(const std::string& text, const std::string& series) {
+  const size_t at = text.find(series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 1));
+}
+
+class DataPlaneTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    base_dir_ = testing::TempPath(
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(base_dir_);
+  }
+
+  std::string DataDir(int shard) {
+    return absl::StrCat(base_dir_, "/shard", shard);
+  }
+
+  // Starts `n` shards; with `fixed_ports`, each on ports picked now, so a
+  // restart can reuse them.
+  void StartShards(int n, std::vector<std::string> flags,
+                   bool fixed_ports = false) {
+    flags_.clear();
+    shards_.clear();
+    for (int i = 0; i < n; ++i) {
+      std::vector<std::string> f = flags;
+      if (fixed_ports) {
+        auto grpc = testing::PickFreePort();
+        auto data = testing::PickFreePort();
+        ASSERT_TRUE(grpc.ok() && data.ok());
+        f.push_back(absl::StrCat("--grpc_port=", *grpc));
+        f.push_back(absl::StrCat("--data_port=", *data));
+      }
+      flags_.push_back(f);
+      shards_.push_back(nullptr);
+    }
+    for (int i = 0; i < n; ++i) StartShard(i);
+  }
+
+  void StartShard(int i) {
+    shards_[i].reset();
+    auto shard = ShardProcess::Start(i, static_cast<int>(flags_.size()),
+                                     DataDir(i), flags_[i]);
+    ASSERT_TRUE(shard.ok()) << shard.status();
+    shards_[i] = *std::move(shard);
+  }
+
+  void ConnectClient(absl::Duration deadline = absl::Seconds(10)) {
+    PsClientOptions options;
+    for (auto& shard : shards_) {
+      options.shard_addresses.push_back(shard->ports().grpc_address());
+    }
+    options.default_deadline = deadline;
+    options.registry = &registry_;
+    auto client = PsClient::Connect(options);
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = *std::move(client);
+  }
+
+  std::vector<float> PullDense(const std::string& name, size_t floats) {
+    std::vector<float> out(floats);
+    EXPECT_THAT(client_->PullDense(name, 0, absl::MakeSpan(out)).get(),
+                IsOk());
+    return out;
+  }
+
+  std::string base_dir_;
+  std::vector<std::vector<std::string>> flags_;
+  std::vector<std::unique_ptr<ShardProcess>> shards_;
+  metrics::Registry registry_;
+  std::unique_ptr<PsClient> client_;
+};
+
+TEST_F(DataPlaneTest, PushesAndPullsOverThreeShardsMatchALocalSgdReference) {
+  StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600"});
+  ConnectClient();
+  ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
+  // The big tensor is split over every shard; the small ones live whole.
+  EXPECT_EQ(PlaceDense(Specs()[0], client_->placement()).size(), 3u);
+  EXPECT_EQ(PlaceDense(Specs()[1], client_->placement()).size(), 1u);
+
+  Reference ref;
+  ref.dense["big"] = PullDense("big", kBigRows * kBigCols);
+  ref.dense["small"] = PullDense("small", 32);
+  ref.dense["bias"] = PullDense("bias", 10);
+  std::vector<uint64_t> all_ids;
+  for (uint64_t id = 0; id < 40; ++id) all_ids.push_back(id * 7919 + 5);
+  std::vector<float> initial_rows(all_ids.size() * kDim);
+  ASSERT_THAT(client_->PullRows("emb", all_ids, absl::MakeSpan(initial_rows))
+                  .get(),
+              IsOk());
+  for (size_t i = 0; i < all_ids.size(); ++i) {
+    ref.rows[all_ids[i]].assign(initial_rows.begin() + i * kDim,
+                                initial_rows.begin() + (i + 1) * kDim);
+  }
+
+  for (int step = 0; step < 20; ++step) {
+    std::vector<std::future<absl::Status>> pushed;
+    // Several calls in flight at once, two of them to the same parts: the
+    // shards apply one client's pushes to a part in order.
+    auto whole = std::make_shared<const std::vector<float>>(
+        Gradient(kBigRows * kBigCols, step, 0));
+    pushed.push_back(client_->PushDense("big", 0, whole));
+    ref.PushDense("big", 0, kBigCols, *whole);
+    const std::vector<float> range = Gradient(40 * kBigCols, step, 1);
+    pushed.push_back(client_->PushDense("big", 20, absl::MakeConstSpan(range)));
+    ref.PushDense("big", 20, kBigCols, range);
+    const std::vector<float> small = Gradient(32, step, 2);
+    pushed.push_back(client_->PushDense("small", 0, absl::MakeConstSpan(small)));
+    ref.PushDense("small", 0, 8, small);
+    const std::vector<float> bias = Gradient(4, step, 3);
+    pushed.push_back(client_->PushDense("bias", 6, absl::MakeConstSpan(bias)));
+    ref.PushDense("bias", 6, 1, bias);
+    // Rows with repeats, in no particular order.
+    std::vector<uint64_t> ids;
+    for (int k = 0; k < 12; ++k) ids.push_back(all_ids[(step * 5 + k * 3) % 40]);
+    ids.push_back(ids[0]);
+    ids.push_back(ids[3]);
+    const std::vector<float> rows = Gradient(ids.size() * kDim, step, 4);
+    pushed.push_back(client_->PushRows("emb", ids, rows));
+    ref.PushRows(ids, rows);
+    for (auto& f : pushed) ASSERT_THAT(f.get(), IsOk());
+  }
+
+  for (const char* name : {"big", "small", "bias"}) {
+    const std::vector<float> got = PullDense(name, ref.dense[name].size());
+    ASSERT_EQ(got.size(), ref.dense[name].size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_FLOAT_EQ(got[i], ref.dense[name][i]) << name << "[" << i << "]";
+    }
+  }
+  // A row range across shard boundaries comes back in place.
+  std::vector<float> middle(50 * kBigCols);
+  ASSERT_THAT(client_->PullDense("big", 23, absl::MakeSpan(middle)).get(),
+              IsOk());
+  for (size_t i = 0; i < middle.size(); ++i) {
+    ASSERT_FLOAT_EQ(middle[i], ref.dense["big"][23 * kBigCols + i]);
+  }
+  // Rows come back in the caller's order, repeats included.
+  std::vector<uint64_t> ids = {all_ids[9], all_ids[2], all_ids[9], all_ids[31]};
+  std::vector<float> got(ids.size() * kDim);
+  ASSERT_THAT(client_->PullRows("emb", ids, absl::MakeSpan(got)).get(), IsOk());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    for (int j = 0; j < kDim; ++j) {
+      ASSERT_FLOAT_EQ(got[i * kDim + j], ref.rows[ids[i]][j]) << "row " << i;
+    }
+  }
+
+  // Each shard counted its data-plane requests.
+  for (auto& shard : shards_) {
+    auto pushes = shard->Metric("tessera_ps_requests_total",
+                                "code=\"OK\",rpc=\"push\"");
+    ASSERT_TRUE(pushes.ok());
+    EXPECT_GT(*pushes, 0);
+  }
+  EXPECT_THAT(Text(registry_),
+              HasSubstr("tessera_client_request_latency_seconds_count{op="
+                        "\"push\"}"));
+}
+
+TEST_F(DataPlaneTest, BadCallsFailBeforeAnythingIsSent) {
+  StartShards(1, {});
+  ConnectClient();
+  ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
+  std::vector<float> out(33);
+  EXPECT_THAT(client_->PullDense("small", 0, absl::MakeSpan(out)).get(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("rows of 8")));
+  out.resize(16);
+  EXPECT_THAT(client_->PullDense("small", 3, absl::MakeSpan(out)).get(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("outside its 4 rows")));
+  EXPECT_THAT(client_->PullDense("emb", 0, absl::MakeSpan(out)).get(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("PullRows")));
+  const std::vector<uint64_t> ids = {1, 2, 3};
+  EXPECT_THAT(client_->PullRows("emb", ids, absl::MakeSpan(out)).get(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("needs 24 floats, got 16")));
+  EXPECT_THAT(client_->PushRows("small", ids, out).get(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("PushDense")));
+  EXPECT_THAT(client_->PullDense("nope", 0, absl::MakeSpan(out)).get(),
+              StatusIs(absl::StatusCode::kNotFound));
+  v1::TensorSpec changed = Specs()[1];
+  changed.set_shape(1, 9);
+  EXPECT_THAT(client_->RegisterSpecs({changed}),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(client_->CreateTensors({changed}),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       HasSubstr("shard 0 at 127.0.0.1:")));
+}
+
+TEST_F(DataPlaneTest, LoadSpecsLearnsTensorsFromTheShards) {
+  StartShards(2, {"--split_threshold_bytes=4096"});
+  ConnectClient();
+  ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
+  PsClientOptions options;
+  for (auto& shard : shards_) {
+    options.shard_addresses.push_back(shard->ports().grpc_address());
+  }
+  auto other = PsClient::Connect(options);
+  ASSERT_THAT(other, IsOk());
+  std::vector<float> out(32);
+  EXPECT_THAT((*other)->PullDense("small", 0, absl::MakeSpan(out)).get(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("LoadSpecs")));
+  ASSERT_THAT((*other)->LoadSpecs(), IsOk());
+  EXPECT_THAT((*other)->PullDense("small", 0, absl::MakeSpan(out)).get(),
+              IsOk());
+  EXPECT_EQ(out, PullDense("small", 32));
+  auto spec = (*other)->GetSpec("emb");
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_EQ(spec->shape(1), kDim);
+}
+
+TEST_F(DataPlaneTest, ShardRestartedMidStreamIsRetriedAndNothingIsLost) {
+  StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600"},
+              /*fixed_ports=*/true);
+  ConnectClient(absl::Seconds(60));
+  ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
+  Reference ref;
+  ref.dense["big"] = PullDense("big", kBigRows * kBigCols);
+  const std::vector<uint64_t> ids = {1, 2, 3, 5, 8, 13, 21, 34, 55, 89};
+  std::vector<float> initial(ids.size() * kDim);
+  ASSERT_THAT(client_->PullRows("emb", ids, absl::MakeSpan(initial)).get(),
+              IsOk());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ref.rows[ids[i]].assign(initial.begin() + i * kDim,
+                            initial.begin() + (i + 1) * kDim);
+  }
+
+  constexpr int kSteps = 150;
+  std::atomic<int> done_steps{0};
+  absl::Notification restarted;
+  absl::Status failure;
+  std::thread pusher([&] {
+    for (int step = 0; step < kSteps; ++step) {
+      auto g = std::make_shared<const std::vector<float>>(
+          Gradient(kBigRows * kBigCols, step, 0));
+      const std::vector<float> rows = Gradient(ids.size() * kDim, step, 1);
+      auto dense = client_->PushDense("big", 0, g);
+      auto sparse = client_->PushRows("emb", ids, rows);
+      absl::Status a = dense.get();
+      absl::Status b = sparse.get();
+      if (!a.ok() || !b.ok()) {
+        failure = a.ok() ? b : a;
+        return;
+      }
+      ref.PushDense("big", 0, kBigCols, *g);
+      ref.PushRows(ids, rows);
+      done_steps = step + 1;
+      // Keep some steps for after the restart.
+      if (step == kSteps / 2) restarted.WaitForNotificationWithTimeout(
+          absl::Seconds(120));
+    }
+  });
+
+  // After a few steps, freeze shard 1 while requests to it are in flight,
+  // then stop it with SIGTERM and restart it, while pushes keep coming. The
+  // requests it held are either answered before it exits or resent after.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (done_steps < 10 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  shards_[1]->child().Signal(SIGSTOP);
+  double waiting = 0;
+  while (waiting <= 0 && absl::Now() < deadline) {
+    waiting = SeriesValue(Text(registry_),
+                          "tessera_client_waiting_seconds{shard=\"1\"}");
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  shards_[1]->child().Signal(SIGTERM);
+  shards_[1]->child().Signal(SIGCONT);
+  auto code = shards_[1]->child().Wait(absl::Seconds(30));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+  const int steps_before_restart = done_steps;
+  StartShard(1);
+  restarted.Notify();
+  pusher.join();
+  ASSERT_THAT(failure, IsOk());
+  EXPECT_EQ(done_steps, kSteps);
+  EXPECT_LT(steps_before_restart, kSteps);
+
+  const std::vector<float> big = PullDense("big", kBigRows * kBigCols);
+  for (size_t i = 0; i < big.size(); ++i) {
+    ASSERT_FLOAT_EQ(big[i], ref.dense["big"][i]) << "big[" << i << "]";
+  }
+  std::vector<float> rows(ids.size() * kDim);
+  ASSERT_THAT(client_->PullRows("emb", ids, absl::MakeSpan(rows)).get(),
+              IsOk());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    for (int j = 0; j < kDim; ++j) {
+      ASSERT_FLOAT_EQ(rows[i * kDim + j], ref.rows[ids[i]][j]);
+    }
+  }
+  EXPECT_GT(SeriesValue(Text(registry_),
+                        "tessera_client_retries_total{shard=\"1\"}"),
+            0);
+}
+
+TEST_F(DataPlaneTest, FrozenShardFailsTheCallNamingItThenServesAgain) {
+  StartShards(2, {"--split_threshold_bytes=4096"});
+  ConnectClient();
+  ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
+  std::vector<float> out(kBigRows * kBigCols);
+  ASSERT_THAT(client_->PullDense("big", 0, absl::MakeSpan(out)).get(), IsOk());
+
+  shards_[1]->child().Signal(SIGSTOP);
+  CallOptions quick;
+  quick.deadline = absl::Seconds(3);
+  auto pulled = client_->PullDense("big", 0, absl::MakeSpan(out), quick);
+  // While it waits, the client says how long it has waited on shard 1.
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  double waiting = 0;
+  while (waiting <= 0 && absl::Now() < give_up) {
+    waiting = SeriesValue(Text(registry_),
+                          "tessera_client_waiting_seconds{shard=\"1\"}");
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_GT(waiting, 0);
+  const std::string who = absl::StrCat(
+      "shard 1 at 127.0.0.1:", shards_[1]->ports().data, " did not answer");
+  EXPECT_THAT(pulled.get(), StatusIs(absl::StatusCode::kDeadlineExceeded,
+                                     HasSubstr(who)));
+  EXPECT_EQ(SeriesValue(Text(registry_),
+                        "tessera_client_timeouts_total{shard=\"1\"}"),
+            1);
+  EXPECT_EQ(SeriesValue(Text(registry_),
+                        "tessera_client_timeouts_total{shard=\"0\"}"),
+            0);
+
+  shards_[1]->child().Signal(SIGCONT);
+  EXPECT_THAT(client_->PullDense("big", 0, absl::MakeSpan(out)).get(), IsOk());
+  std::vector<float> grad(kBigRows * kBigCols, 0.5f);
+  EXPECT_THAT(client_->PushDense("big", 0, absl::MakeConstSpan(grad)).get(),
+              IsOk());
+  // The gauge goes back to 0 once nothing waits.
+  const absl::Time settle = absl::Now() + absl::Seconds(10);
+  while (waiting != 0 && absl::Now() < settle) {
+    waiting = SeriesValue(Text(registry_),
+                          "tessera_client_waiting_seconds{shard=\"1\"}");
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(waiting, 0);
+}
+
+// A raw DEALER talking to one shard's data port.
+class RawSocket {
+ public:
+  explicit RawSocket(int port) : context_(1) {
+    auto socket = ZmqSocket::Open(context_.get(), ZMQ_DEALER);
+    CHECK(socket.ok());
+    socket_ = *std::move(socket);
+    CHECK(socket_.Connect(absl::StrCat("tcp://127.0.0.1:", port)).ok());
+  }
+
+  // Sends `frames` and waits (bounded) for one reply.
+  absl::StatusOr<std::vector<ZmqFrame>> RoundTrip(
+      std::vector<std::string> frames) {
+    std::vector<ZmqFrame> out;
+    for (auto& f : frames) out.push_back(ZmqFrame::Copy(f));
+    absl::Status sent = ZmqSendFrames(socket_.get(), absl::MakeSpan(out), 0);
+    if (!sent.ok()) return sent;
+    zmq_pollitem_t item = {socket_.get(), 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, 20000) <= 0) {
+      return absl::DeadlineExceededError("no reply within 20 s");
+    }
+    std::vector<ZmqFrame> reply;
+    auto received = ZmqRecvFrames(socket_.get(), &reply, 0, 8);
+    if (!received.ok()) return received.status();
+    return reply;
+  }
+
+ private:
+  ZmqContext context_;
+  ZmqSocket socket_;
+};
+
+std::string FloatBytes(const std::vector<float>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()),
+                     v.size() * sizeof(float));
+}
+
+TEST_F(DataPlaneTest, MalformedFramesGetErrorRepliesAndChangeNothing) {
+  StartShards(1, {"--max_message_bytes=65536"});
+  ConnectClient();
+  ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
+  const std::vector<float> before = PullDense("small", 32);
+  ShardProcess& shard = *shards_[0];
+  RawSocket raw(shard.ports().data);
+
+  v1::DataHeader push;
+  push.set_request_id(7);
+  push.set_op(v1::DataHeader::PUSH_DENSE);
+  push.set_tensor_name("small");
+  push.set_row_count(4);
+  push.set_row_size(8);
+  const std::string good_header = push.SerializeAsString();
+  const std::string good_values = FloatBytes(std::vector<float>(32, 0.25f));
+  v1::DataHeader unknown_op = push;
+  unknown_op.set_op(static_cast<v1::DataHeader::Op>(42));
+  v1::DataHeader unknown_tensor = push;
+  unknown_tensor.set_tensor_name("nope");
+
+  struct Case {
+    std::string what;
+    std::vector<std::string> frames;
+    std::string message;
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {"truncated header", {good_header.substr(0, 6), good_values},
+       "truncated", "malformed"},
+      {"wrong payload size", {good_header, good_values.substr(0, 28 * 4)},
+       "4 rows of 8 need 32", "malformed"},
+      {"ragged payload", {good_header, good_values.substr(0, 30)},
+       "whole float32s", "malformed"},
+      {"unknown op", {unknown_op.SerializeAsString(), good_values},
+       "unknown op 42", "malformed"},
+      {"garbage", {std::string(11, '\xff'), "zzz"},
+       "not a DataHeader", "malformed"},
+      {"empty message", {""}, "empty message", "malformed"},
+      {"too many frames", {good_header, good_values, "a", "b"},
+       "at most 3", "malformed"},
+      {"missing payload", {good_header}, "expected 1", "malformed"},
+      {"oversize", {good_header, std::string(100000, '\0')},
+       "max_message_bytes", "oversize"},
+      {"unknown tensor", {unknown_tensor.SerializeAsString(), good_values},
+       "unknown tensor nope", "unknown_tensor"},
+  };
+  for (const Case& c : cases) {
+    const std::string labels = absl::StrCat("reason=\"", c.reason, "\"");
+    auto counted = shard.Metric("tessera_ps_rejected_requests_total", labels);
+    ASSERT_TRUE(counted.ok()) << counted.status();
+    auto reply = raw.RoundTrip(c.frames);
+    ASSERT_TRUE(reply.ok()) << c.what << ": " << reply.status();
+    ASSERT_EQ(reply->size(), 1u) << c.what << ": an error reply is a header";
+    auto header = ParseDataHeader((*reply)[0].view());
+    ASSERT_TRUE(header.ok()) << c.what;
+    EXPECT_NE(header->status_code(), 0) << c.what;
+    EXPECT_THAT(header->status_message(), HasSubstr(c.message)) << c.what;
+    auto after = shard.Metric("tessera_ps_rejected_requests_total", labels);
+    ASSERT_TRUE(after.ok());
+    EXPECT_EQ(*after, *counted + 1) << c.what;
+  }
+
+  EXPECT_TRUE(shard.child().running());
+  EXPECT_EQ(PullDense("small", 32), before);
+  // And it still serves: the well-formed push, then a ping.
+  auto reply = raw.RoundTrip({good_header, good_values});
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  auto header = ParseDataHeader((*reply)[0].view());
+  ASSERT_TRUE(header.ok());
+  EXPECT_EQ(header->status_code(), 0) << header->status_message();
+  EXPECT_EQ(header->request_id(), 7u);
+  EXPECT_EQ(header->version(), 1);
+  EXPECT_NE(PullDense("small", 32), before);
+  EXPECT_THAT(client_->Ping(0), IsOk());
+}
+
+}  // namespace
+}  // namespace tessera

@@ -1,0 +1,109 @@
+// tessera-worker: one stateless trainer. Joins the job on the coordinator
+// (shard 0), trains leased partitions against the shards, exits 0 when the job
+// is finished. SIGTERM/SIGINT: finish the current step, hand back the lease,
+// leave, exit 0.
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "glog/logging.h"
+#include "ps/common/metrics/metrics.h"
+#include "ps/common/metrics/metrics_server.h"
+#include "ps/common/metrics/process_metrics.h"
+#include "worker/trainer.h"
+
+ABSL_FLAG(std::string, coordinator, "",
+          "gRPC address of the coordinator (shard 0), e.g. "
+          "ps-0.ps.tessera.svc:7000.");
+ABSL_FLAG(std::string, shards, "",
+          "gRPC addresses of every shard in shard order, comma-separated.");
+ABSL_FLAG(std::string, worker_id, "",
+          "This worker's name; default: the host name (the pod name).");
+ABSL_FLAG(std::string, listen_address, "0.0.0.0",
+          "Address of the /metrics endpoint.");
+ABSL_FLAG(int, metrics_port, 9101, "HTTP /metrics port; 0 picks one.");
+ABSL_FLAG(int, threads, 2, "libtorch intra-op threads.");
+ABSL_FLAG(double, call_deadline_s, 10, "Deadline of each remote call.");
+ABSL_FLAG(int, verbosity, 0, "glog verbosity (VLOG level).");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "tessera-worker: trains a Tessera job's model on leased partitions.");
+  absl::ParseCommandLine(argc, argv);
+  FLAGS_logtostderr = true;
+  FLAGS_v = absl::GetFlag(FLAGS_verbosity);
+  google::InitGoogleLogging(argv[0]);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR1);  // Wakes the watcher when Run() returns.
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  tessera::worker::TrainerOptions options;
+  options.coordinator = absl::GetFlag(FLAGS_coordinator);
+  for (absl::string_view s :
+       absl::StrSplit(absl::GetFlag(FLAGS_shards), ',', absl::SkipEmpty())) {
+    options.shards.emplace_back(s);
+  }
+  if (options.coordinator.empty() && !options.shards.empty()) {
+    options.coordinator = options.shards[0];
+  }
+  if (options.coordinator.empty() || options.shards.empty()) {
+    LOG(ERROR) << "--coordinator and --shards are required";
+    return 2;
+  }
+  options.worker_id = absl::GetFlag(FLAGS_worker_id);
+  if (options.worker_id.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    options.worker_id = host;
+  }
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.call_deadline = absl::Seconds(absl::GetFlag(FLAGS_call_deadline_s));
+
+  tessera::metrics::Registry registry;
+  tessera::metrics::RegisterProcessMetrics(&registry);
+  tessera::metrics::RegisterBuildInfo(&registry, "worker");
+  auto metrics_server = tessera::metrics::MetricsServer::Start(
+      absl::StrCat(absl::GetFlag(FLAGS_listen_address), ":",
+                   absl::GetFlag(FLAGS_metrics_port)),
+      &registry);
+  if (!metrics_server.ok()) {
+    LOG(ERROR) << metrics_server.status();
+    return 1;
+  }
+  options.registry = &registry;
+  LOG(INFO) << "worker " << options.worker_id << ": metrics on port "
+            << (*metrics_server)->port() << "; joining "
+            << options.coordinator;
+
+  tessera::worker::Trainer trainer(options);
+  std::thread watcher([&] {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    if (signal_number == SIGUSR1) return;  // Run() finished.
+    LOG(INFO) << "received " << strsignal(signal_number)
+              << ": handing back the lease and leaving";
+    trainer.RequestStop();
+  });
+  absl::Status status = trainer.Run();
+  pthread_kill(watcher.native_handle(), SIGUSR1);
+  watcher.join();
+  if (!status.ok()) {
+    LOG(ERROR) << "worker " << options.worker_id << " failed: " << status;
+    return 1;
+  }
+  return 0;
+}

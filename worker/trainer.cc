@@ -1,0 +1,733 @@
+#include "worker/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <future>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "ps/client/ps_client.h"
+#include "ps/common/grpc_status.h"
+#include "ps/common/job_config.h"
+#include "tessera/v1/coordinator.grpc.pb.h"
+#include "worker/data/dataset.h"
+#include "worker/data/fashion_mnist.h"
+#include "worker/data/sparse_dataset.h"
+#include "worker/data/synthetic_ctr.h"
+
+namespace tessera {
+namespace worker {
+namespace {
+
+bool Retryable(const absl::Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) ||
+         absl::IsAborted(s);
+}
+
+v1::Initializer ToInitializer(const InitializerSpec& spec) {
+  v1::Initializer init;
+  auto param = [&spec](const char* key) {
+    auto it = spec.params.find(key);
+    return it == spec.params.end() ? 0.0 : it->second;
+  };
+  init.set_seed(spec.seed);
+  if (spec.name == "constant") {
+    init.set_kind(v1::Initializer::CONSTANT);
+    init.set_value(param("value"));
+  } else if (spec.name == "uniform" || spec.name == "kaiming_uniform") {
+    init.set_kind(v1::Initializer::UNIFORM);
+    init.set_low(param("low"));
+    init.set_high(param("high"));
+  } else if (spec.name == "normal") {
+    init.set_kind(v1::Initializer::NORMAL);
+    init.set_mean(param("mean"));
+    init.set_stddev(param("stddev"));
+  } else {
+    init.set_kind(v1::Initializer::ZEROS);
+  }
+  return init;
+}
+
+// Exponential moving average for loss and accuracy gauges.
+class Ema {
+ public:
+  void Add(double x) {
+    value_ = initialized_ ? 0.95 * value_ + 0.05 * x : x;
+    initialized_ = true;
+  }
+  double value() const { return value_; }
+
+ private:
+  double value_ = 0;
+  bool initialized_ = false;
+};
+
+}  // namespace
+
+v1::TensorSpec ToTensorSpec(const TensorInfo& info,
+                            const v1::OptimizerConfig& optimizer) {
+  v1::TensorSpec spec;
+  spec.set_name(info.name);
+  for (int64_t d : info.shape) spec.add_shape(d);
+  spec.set_dtype(v1::FLOAT32);
+  spec.set_kind(info.kind == TensorKind::kEmbedding ? v1::TensorSpec::EMBEDDING
+                                                    : v1::TensorSpec::DENSE);
+  *spec.mutable_initializer() = ToInitializer(info.initializer);
+  *spec.mutable_optimizer() = optimizer;
+  return spec;
+}
+
+class Trainer::Impl {
+ public:
+  explicit Impl(TrainerOptions options) : options_(std::move(options)) {
+    metrics::Registry& r = *options_.registry;
+    samples_ = &metrics::BuildCounter()
+                    .Name("tessera_worker_samples_total")
+                    .Help("Training examples processed.")
+                    .Register(r)
+                    .Add({});
+    steps_ = &metrics::BuildCounter()
+                  .Name("tessera_worker_steps_total")
+                  .Help("Training steps (batches) completed.")
+                  .Register(r)
+                  .Add({});
+    partitions_ = &metrics::BuildCounter()
+                       .Name("tessera_worker_partitions_completed_total")
+                       .Help("Leased partitions this worker completed.")
+                       .Register(r)
+                       .Add({});
+    push_failures_ = &metrics::BuildCounter()
+                          .Name("tessera_worker_push_failures_total")
+                          .Help("Gradient pushes that failed after retries "
+                                "(their update is lost).")
+                          .Register(r)
+                          .Add({});
+    loss_ = &metrics::BuildGauge()
+                 .Name("tessera_worker_loss")
+                 .Help("Training loss, moving average over recent steps.")
+                 .Register(r)
+                 .Add({});
+    train_accuracy_ = &metrics::BuildGauge()
+                           .Name("tessera_worker_train_accuracy")
+                           .Help("Training accuracy (0-1), moving average.")
+                           .Register(r)
+                           .Add({});
+    test_accuracy_ = &metrics::BuildGauge()
+                          .Name("tessera_worker_test_accuracy")
+                          .Help("Accuracy (0-1) on the test set at the last "
+                                "evaluation by this worker.")
+                          .Register(r)
+                          .Add({});
+    epoch_gauge_ = &metrics::BuildGauge()
+                        .Name("tessera_worker_epoch")
+                        .Help("Epoch of the partition being trained.")
+                        .Register(r)
+                        .Add({});
+    auto& phase = metrics::BuildHistogram()
+                      .Name("tessera_worker_step_phase_seconds")
+                      .Help("Time per step spent computing, waiting for "
+                            "pulls and waiting for pushes.")
+                      .Register(r);
+    compute_ = &phase.Add({{"phase", "compute"}}, metrics::LatencyBuckets());
+    pull_wait_ = &phase.Add({{"phase", "pull_wait"}}, metrics::LatencyBuckets());
+    push_wait_ = &phase.Add({{"phase", "push_wait"}}, metrics::LatencyBuckets());
+    staleness_ = &metrics::BuildHistogram()
+                      .Name("tessera_worker_staleness_steps")
+                      .Help("Steps this worker was ahead of the slowest live "
+                            "worker when it pulled.")
+                      .Register(r)
+                      .Add({}, metrics::LinearBuckets(0, 1, 17));
+    coordinator_ = v1::Coordinator::NewStub(grpc::CreateChannel(
+        options_.coordinator, grpc::InsecureChannelCredentials()));
+  }
+
+  ~Impl() { StopHeartbeat(); }
+
+  void RequestStop() { stop_ = true; }
+
+  absl::Status Run() {
+    absl::Status s = Setup();
+    if (!s.ok()) return s;
+    StartHeartbeat();
+    s = dense_train_ != nullptr ? Loop(*dense_train_, dense_test_.get())
+                                : Loop(*sparse_train_, sparse_test_.get());
+    StopHeartbeat();
+    Leave();
+    return s;
+  }
+
+ private:
+  // --- Coordinator calls ---------------------------------------------------
+
+  // Calls `rpc` until it succeeds, fails for good, the worker is stopped, or
+  // `patience` passes; says what it waits for while retrying.
+  template <typename Request, typename Response, typename Rpc>
+  absl::Status CallCoordinator(const char* what, const Request& request,
+                               Response* response, Rpc rpc,
+                               absl::Duration patience) {
+    const absl::Time start = absl::Now();
+    absl::Duration backoff = absl::Milliseconds(100);
+    absl::Time last_log = start;
+    while (true) {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() +
+                           absl::ToChronoMilliseconds(options_.call_deadline));
+      absl::Status s = FromGrpcStatus(
+          (coordinator_.get()->*rpc)(&context, request, response));
+      if (s.ok() || !Retryable(s)) return s;
+      const absl::Duration waited = absl::Now() - start;
+      if (stop_ && waited > absl::Seconds(2)) return s;
+      if (waited > patience) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            what, ": coordinator at ", options_.coordinator,
+            " unreachable for ", absl::FormatDuration(absl::Trunc(waited, absl::Seconds(1))),
+            ": ", s.message()));
+      }
+      if (absl::Now() - last_log > absl::Seconds(5)) {
+        LOG(WARNING) << "waiting for coordinator at " << options_.coordinator
+                     << " for "
+                     << absl::FormatDuration(absl::Trunc(waited, absl::Seconds(1)))
+                     << " (" << what << "): " << s.message();
+        last_log = absl::Now();
+      }
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(2));
+    }
+  }
+
+  absl::Status Setup() {
+    v1::JoinRequest join;
+    join.set_worker_id(options_.worker_id);
+    v1::JoinResponse joined;
+    absl::Status s =
+        CallCoordinator("join", join, &joined, &v1::Coordinator::Stub::Join,
+                        options_.connect_timeout);
+    if (!s.ok()) return s;
+    job_ = joined.job();
+    clock_ = joined.initial_clock();
+    staleness_bound_ = StalenessBound(job_);
+    LOG(INFO) << "worker " << options_.worker_id << " joined job "
+              << job_.name() << " at clock " << clock_.load();
+    if (joined.finished()) {
+      finished_ = true;
+      return absl::OkStatus();
+    }
+
+    ModelOptions model_options;
+    model_options.name = job_.model().name();
+    if (job_.model().hidden_size() > 0) {
+      model_options.hidden_sizes.assign(job_.model().hidden().begin(),
+                                        job_.model().hidden().end());
+    }
+    if (job_.model().embedding_dim() > 0) {
+      model_options.embedding_dim = job_.model().embedding_dim();
+    }
+    model_options.vocab_size = job_.model().num_features();
+    model_options.seed = job_.model().seed();
+    model_options.num_threads = options_.threads;
+    auto model = Model::Create(model_options);
+    if (!model.ok()) return model.status();
+    model_ = *std::move(model);
+
+    std::vector<v1::TensorSpec> specs;
+    for (const TensorInfo& t : model_->Parameters()) {
+      specs.push_back(ToTensorSpec(t, OptimizerFor(job_, t.name)));
+    }
+    v1::RegisterModelRequest reg;
+    reg.set_worker_id(options_.worker_id);
+    for (const auto& spec : specs) *reg.add_specs() = spec;
+    v1::RegisterModelResponse registered;
+    s = CallCoordinator("register model", reg, &registered,
+                        &v1::Coordinator::Stub::RegisterModel,
+                        options_.connect_timeout);
+    if (!s.ok()) return s;  // AlreadyExists: another model under this job.
+
+    PsClientOptions client_options;
+    client_options.shard_addresses = options_.shards;
+    client_options.registry = options_.registry;
+    client_options.default_deadline = options_.call_deadline;
+    client_options.connect_timeout = options_.connect_timeout;
+    auto client = PsClient::Connect(client_options);
+    if (!client.ok()) return client.status();
+    client_ = *std::move(client);
+    s = client_->CreateTensors(specs);
+    if (!s.ok()) return s;
+    LOG(INFO) << "model " << job_.model().name() << ": " << specs.size()
+              << " tensors on " << client_->num_shards() << " shards ("
+              << (registered.created() ? "registered by this worker"
+                                       : "already registered")
+              << ")";
+    return OpenDatasets();
+  }
+
+  absl::Status OpenDatasets() {
+    const v1::DatasetConfig& d = job_.dataset();
+    switch (d.format()) {
+      case v1::DatasetConfig::FASHION_MNIST: {
+        FashionMnistOptions train_options;
+        train_options.max_examples = d.limit();
+        auto train =
+            OpenFashionMnist(d.path(), FashionMnistSplit::kTrain, train_options);
+        if (!train.ok()) return train.status();
+        dense_train_ = *std::move(train);
+        auto test = OpenFashionMnist(d.path(), FashionMnistSplit::kTest);
+        if (test.ok()) {
+          dense_test_ = *std::move(test);
+        } else {
+          LOG(WARNING) << "no test set: " << test.status();
+        }
+        break;
+      }
+      case v1::DatasetConfig::LIBSVM: {
+        LibsvmOptions o;
+        o.max_examples = d.limit();
+        auto train = ReadLibsvmFile(d.path(), o);
+        if (!train.ok()) return train.status();
+        sparse_train_ = *std::move(train);
+        if (!d.test_path().empty()) {
+          auto test = ReadLibsvmFile(d.test_path());
+          if (!test.ok()) return test.status();
+          sparse_test_ = *std::move(test);
+        }
+        break;
+      }
+      case v1::DatasetConfig::SYNTHETIC_CTR: {
+        SyntheticCtrOptions o;
+        o.num_examples = d.num_examples();
+        o.vocab_size = d.vocabulary();
+        o.features_per_example = d.features_per_example();
+        if (d.zipf_exponent() > 0) o.zipf_exponent = d.zipf_exponent();
+        o.seed = d.seed();
+        auto train = SyntheticCtrDataset::Create(o);
+        if (!train.ok()) return train.status();
+        sparse_train_ = *std::move(train);
+        o.num_examples = std::max<int64_t>(1000, d.num_examples() / 10);
+        o.seed = d.seed() + 1;  // Held-out examples from the same model.
+        auto test = SyntheticCtrDataset::Create(o);
+        if (test.ok()) sparse_test_ = *std::move(test);
+        break;
+      }
+      default:
+        return absl::InvalidArgumentError("unknown dataset format");
+    }
+    return absl::OkStatus();
+  }
+
+  void Leave() {
+    if (client_ == nullptr && model_ == nullptr) return;
+    v1::LeaveRequest leave;
+    leave.set_worker_id(options_.worker_id);
+    v1::LeaveResponse left;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(5));
+    grpc::Status s = coordinator_->Leave(&context, leave, &left);
+    if (!s.ok()) LOG(WARNING) << "leave failed: " << s.error_message();
+  }
+
+  // --- Heartbeat -----------------------------------------------------------
+
+  void StartHeartbeat() {
+    heartbeat_ = std::thread([this] {
+      while (!heartbeat_stop_.WaitForNotificationWithTimeout(
+          options_.heartbeat_interval)) {
+        v1::HeartbeatRequest hb;
+        hb.set_worker_id(options_.worker_id);
+        hb.set_clock(clock_);
+        hb.set_partition(partition_);
+        hb.set_epoch(epoch_);
+        hb.set_samples(unreported_samples_.exchange(0));
+        v1::HeartbeatResponse response;
+        grpc::ClientContext context;
+        context.set_deadline(std::chrono::system_clock::now() +
+                             absl::ToChronoMilliseconds(options_.call_deadline));
+        grpc::Status s = coordinator_->Heartbeat(&context, hb, &response);
+        if (!s.ok()) {
+          unreported_samples_ += hb.samples();
+          LOG_EVERY_N(WARNING, 5)
+              << "heartbeat to coordinator at " << options_.coordinator
+              << " failed: " << s.error_message();
+          continue;
+        }
+        if (response.lease_lost() && hb.partition() >= 0 &&
+            hb.partition() == partition_) {
+          LOG(WARNING) << "lease on partition " << hb.partition()
+                       << " lost; dropping it";
+          lease_lost_ = true;
+        }
+        if (response.finished()) finished_ = true;
+      }
+    });
+  }
+
+  void StopHeartbeat() {
+    if (!heartbeat_.joinable()) return;
+    heartbeat_stop_.Notify();
+    heartbeat_.join();
+  }
+
+  // --- Parameters ----------------------------------------------------------
+
+  // The parameters one batch needs, pulled asynchronously.
+  struct Pulled {
+    std::vector<std::vector<float>> values;  // per Parameters() entry
+    std::vector<std::future<absl::Status>> done;
+  };
+
+  template <typename BatchT>
+  void IssuePull(const BatchT& batch, Pulled* p) {
+    const auto& params = model_->Parameters();
+    p->values.resize(params.size());
+    p->done.clear();
+    for (size_t i = 0; i < params.size(); ++i) {
+      const TensorInfo& t = params[i];
+      if (t.kind == TensorKind::kDense) {
+        p->values[i].resize(t.num_elements());
+        p->done.push_back(client_->PullDense(t.name, 0,
+                                             absl::MakeSpan(p->values[i])));
+      } else {
+        const std::vector<uint64_t>& ids = UniqueIds(batch);
+        p->values[i].resize(ids.size() * t.shape[1]);
+        p->done.push_back(
+            client_->PullRows(t.name, ids, absl::MakeSpan(p->values[i])));
+      }
+    }
+  }
+
+  static const std::vector<uint64_t>& UniqueIds(const DenseBatch&) {
+    static const std::vector<uint64_t> kNone;
+    return kNone;
+  }
+  static const std::vector<uint64_t>& UniqueIds(const SparseBatch& b) {
+    return b.unique_ids;
+  }
+
+  template <typename BatchT>
+  absl::Status WaitAndLoad(const BatchT& batch, Pulled* p) {
+    absl::Status status;
+    for (auto& f : p->done) {
+      absl::Status s = f.get();
+      if (status.ok()) status = s;
+    }
+    p->done.clear();
+    if (!status.ok()) return status;
+    const auto& params = model_->Parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      absl::Status s =
+          params[i].kind == TensorKind::kDense
+              ? model_->LoadDense(params[i].name, p->values[i])
+              : model_->LoadEmbeddingRows(params[i].name, UniqueIds(batch),
+                                          p->values[i]);
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+  // Pulls until it works or the worker must give up the partition.
+  template <typename BatchT>
+  absl::Status PullWithRetry(const BatchT& batch, Pulled* p, bool issued) {
+    absl::Duration backoff = absl::Milliseconds(200);
+    while (true) {
+      if (!issued) IssuePull(batch, p);
+      issued = false;
+      const absl::Time start = absl::Now();
+      absl::Status s = WaitAndLoad(batch, p);
+      pull_wait_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+      if (s.ok() || !Retryable(s)) return s;
+      if (stop_ || lease_lost_) return s;
+      LOG(WARNING) << "pull failed, retrying in " << backoff << ": " << s;
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(5));
+    }
+  }
+
+  // Under SSP/BSP, blocks while this worker is too far ahead.
+  void WaitForClock() {
+    if (staleness_bound_ < 0) return;
+    const absl::Time start = absl::Now();
+    absl::Time last_log = start;
+    while (!stop_ && !lease_lost_) {
+      v1::WaitForClockRequest request;
+      request.set_worker_id(options_.worker_id);
+      request.set_clock(clock_);
+      request.set_max_wait_ms(2000);
+      v1::WaitForClockResponse response;
+      absl::Status s = CallCoordinator(
+          "wait for clock", request, &response,
+          &v1::Coordinator::Stub::WaitForClock, absl::Minutes(10));
+      if (!s.ok()) {
+        LOG(WARNING) << "staleness check failed; pulling anyway: " << s;
+        return;
+      }
+      if (response.min_clock() >= 0) {
+        staleness_->Observe(clock_ - response.min_clock());
+      }
+      if (response.may_proceed()) return;
+      if (absl::Now() - last_log > absl::Seconds(5)) {
+        LOG(INFO) << "waiting for worker " << response.slowest_worker()
+                  << " (clock " << response.min_clock()
+                  << ") to catch up: this worker is at clock " << clock_
+                  << ", staleness bound " << staleness_bound_ << ", for "
+                  << absl::FormatDuration(
+                         absl::Trunc(absl::Now() - start, absl::Seconds(1)));
+        last_log = absl::Now();
+      }
+    }
+  }
+
+  // --- Training --------------------------------------------------------------
+
+  struct PartitionTotals {
+    int64_t samples = 0;
+    double loss_sum = 0;
+    int64_t correct = 0;
+  };
+
+  void PushGradients(StepResult& step,
+                     std::deque<std::vector<std::future<absl::Status>>>* pending,
+                     const std::vector<uint64_t>& ids) {
+    std::vector<std::future<absl::Status>> pushes;
+    for (TensorGradient& g : step.gradients) {
+      if (g.kind == TensorKind::kDense) {
+        auto values =
+            std::make_shared<const std::vector<float>>(std::move(g.values));
+        pushes.push_back(client_->PushDense(g.name, 0, std::move(values)));
+      } else {
+        pushes.push_back(client_->PushRows(g.name, ids, g.values));
+      }
+    }
+    pending->push_back(std::move(pushes));
+    while (static_cast<int>(pending->size()) > options_.max_pushes_in_flight) {
+      DrainOne(pending);
+    }
+  }
+
+  void DrainOne(std::deque<std::vector<std::future<absl::Status>>>* pending) {
+    const absl::Time start = absl::Now();
+    for (auto& f : pending->front()) {
+      absl::Status s = f.get();
+      if (!s.ok()) {
+        push_failures_->Increment();
+        LOG_EVERY_N(WARNING, 20) << "push failed (update lost): " << s;
+      }
+    }
+    pending->pop_front();
+    push_wait_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  }
+
+  template <typename BatchT>
+  absl::StatusOr<PartitionTotals> TrainPartition(const Dataset<BatchT>& data,
+                                                 int epoch, int partition) {
+    BatchOptions batch_options;
+    batch_options.batch_size = job_.batch_size();
+    batch_options.shuffle = true;
+    batch_options.shuffle_seed = job_.model().seed() * 7919 + epoch;
+    auto reader = PartitionReader<BatchT>::Create(
+        &data, partition, job_.partitions_per_epoch(), batch_options);
+    if (!reader.ok()) return reader.status();
+    PartitionTotals totals;
+    if (reader->Done()) return totals;
+    auto batch = reader->Next();
+    if (!batch.ok()) return batch.status();
+    Pulled current, next;
+    WaitForClock();
+    IssuePull(*batch, &current);
+    bool issued = true;
+    std::deque<std::vector<std::future<absl::Status>>> pending;
+    while (true) {
+      absl::Status pulled = PullWithRetry(*batch, &current, issued);
+      if (!pulled.ok()) {
+        while (!pending.empty()) DrainOne(&pending);
+        return pulled;
+      }
+      // Prefetch the next batch's parameters while this one computes.
+      absl::StatusOr<BatchT> following = absl::OutOfRangeError("end");
+      if (!reader->Done() && !stop_ && !lease_lost_) {
+        following = reader->Next();
+        if (!following.ok()) return following.status();
+        WaitForClock();
+        IssuePull(*following, &next);
+      }
+      const absl::Time start = absl::Now();
+      auto step = model_->TrainStep(*batch);
+      compute_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+      if (!step.ok()) return step.status();
+      PushGradients(*step, &pending, UniqueIds(*batch));
+      ++clock_;
+      steps_->Increment();
+      samples_->Increment(step->num_examples);
+      unreported_samples_ += step->num_examples;
+      loss_ema_.Add(step->loss);
+      accuracy_ema_.Add(static_cast<double>(step->num_correct) /
+                        std::max<int64_t>(1, step->num_examples));
+      loss_->Set(loss_ema_.value());
+      train_accuracy_->Set(accuracy_ema_.value());
+      totals.samples += step->num_examples;
+      totals.loss_sum += step->loss * step->num_examples;
+      totals.correct += step->num_correct;
+      if (!following.ok()) break;
+      batch = std::move(following);
+      std::swap(current, next);
+      issued = true;
+    }
+    while (!pending.empty()) DrainOne(&pending);
+    return totals;
+  }
+
+  template <typename BatchT>
+  absl::Status Evaluate(const Dataset<BatchT>& test, int epoch) {
+    const absl::Time start = absl::Now();
+    std::vector<int64_t> indices;
+    int64_t correct = 0, samples = 0;
+    double loss_sum = 0;
+    for (int64_t begin = 0; begin < test.size() && !stop_; begin += 1000) {
+      indices.clear();
+      for (int64_t i = begin; i < std::min<int64_t>(test.size(), begin + 1000);
+           ++i) {
+        indices.push_back(i);
+      }
+      auto batch = test.Gather(indices);
+      if (!batch.ok()) return batch.status();
+      Pulled p;
+      absl::Status s = PullWithRetry(*batch, &p, false);
+      if (!s.ok()) return s;
+      auto eval = model_->Evaluate(*batch);
+      if (!eval.ok()) return eval.status();
+      correct += eval->num_correct;
+      samples += eval->num_examples;
+      loss_sum += eval->loss * eval->num_examples;
+    }
+    if (samples == 0) return absl::OkStatus();
+    test_accuracy_->Set(static_cast<double>(correct) / samples);
+    LOG(INFO) << "epoch " << epoch + 1 << " test accuracy "
+              << 100.0 * correct / samples << "% on " << samples
+              << " examples (" << absl::Now() - start << ")";
+    v1::ReportEvaluationRequest report;
+    report.set_worker_id(options_.worker_id);
+    report.set_epoch(epoch);
+    report.set_samples(samples);
+    report.set_loss_sum(loss_sum);
+    report.set_correct(correct);
+    v1::ReportEvaluationResponse reported;
+    return CallCoordinator("report evaluation", report, &reported,
+                           &v1::Coordinator::Stub::ReportEvaluation,
+                           absl::Minutes(1));
+  }
+
+  template <typename BatchT>
+  absl::Status Loop(const Dataset<BatchT>& train, const Dataset<BatchT>* test) {
+    while (!stop_ && !finished_) {
+      v1::AcquirePartitionRequest acquire;
+      acquire.set_worker_id(options_.worker_id);
+      v1::AcquirePartitionResponse lease;
+      absl::Status s = CallCoordinator(
+          "acquire partition", acquire, &lease,
+          &v1::Coordinator::Stub::AcquirePartition, absl::Minutes(10));
+      if (!s.ok()) return s;
+      if (lease.result() == v1::AcquirePartitionResponse::FINISHED) break;
+      if (lease.result() == v1::AcquirePartitionResponse::WAIT) {
+        // Every partition is leased: wait for the epoch's stragglers.
+        absl::SleepFor(absl::Milliseconds(
+            std::clamp<int64_t>(lease.retry_after_ms(), 10, 2000)));
+        continue;
+      }
+      epoch_ = lease.epoch();
+      partition_ = lease.partition();
+      lease_lost_ = false;
+      epoch_gauge_->Set(epoch_);
+      auto totals = TrainPartition(train, lease.epoch(), lease.partition());
+      partition_ = -1;
+      if (!totals.ok()) {
+        if (Retryable(totals.status()) || lease_lost_ || stop_) {
+          LOG(WARNING) << "partition " << lease.partition()
+                       << " abandoned: " << totals.status();
+          continue;
+        }
+        return totals.status();
+      }
+      if (stop_ || lease_lost_) continue;  // Handed back by Leave().
+      v1::CompletePartitionRequest complete;
+      complete.set_worker_id(options_.worker_id);
+      complete.set_epoch(lease.epoch());
+      complete.set_partition(lease.partition());
+      complete.set_samples(totals->samples);
+      complete.set_loss_sum(totals->loss_sum);
+      complete.set_correct(totals->correct);
+      v1::CompletePartitionResponse completed;
+      s = CallCoordinator("complete partition", complete, &completed,
+                          &v1::Coordinator::Stub::CompletePartition,
+                          absl::Minutes(10));
+      if (!s.ok()) return s;
+      if (completed.accepted()) partitions_->Increment();
+      if (completed.epoch_finished()) {
+        LOG(INFO) << "epoch " << lease.epoch() + 1 << " of " << job_.epochs()
+                  << " finished";
+        if (test != nullptr) {
+          absl::Status e = Evaluate(*test, lease.epoch());
+          if (!e.ok()) LOG(WARNING) << "evaluation failed: " << e;
+        }
+      }
+      if (completed.job_finished()) finished_ = true;
+    }
+    LOG(INFO) << "worker " << options_.worker_id
+              << (stop_ ? ": stopping on request" : ": job finished")
+              << " after " << clock_.load() << " steps";
+    return absl::OkStatus();
+  }
+
+  const TrainerOptions options_;
+  std::unique_ptr<v1::Coordinator::Stub> coordinator_;
+  std::unique_ptr<PsClient> client_;
+  std::unique_ptr<Model> model_;
+  v1::JobConfig job_;
+  int staleness_bound_ = -1;
+  std::unique_ptr<DenseDataset> dense_train_, dense_test_;
+  std::unique_ptr<SparseDataset> sparse_train_, sparse_test_;
+
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> finished_{false};
+  std::atomic<bool> lease_lost_{false};
+  std::atomic<int64_t> clock_{0};
+  std::atomic<int> partition_{-1};
+  std::atomic<int> epoch_{0};
+  std::atomic<int64_t> unreported_samples_{0};
+  Ema loss_ema_, accuracy_ema_;
+
+  absl::Notification heartbeat_stop_;
+  std::thread heartbeat_;
+
+  metrics::Counter* samples_;
+  metrics::Counter* steps_;
+  metrics::Counter* partitions_;
+  metrics::Counter* push_failures_;
+  metrics::Gauge* loss_;
+  metrics::Gauge* train_accuracy_;
+  metrics::Gauge* test_accuracy_;
+  metrics::Gauge* epoch_gauge_;
+  metrics::Histogram* compute_;
+  metrics::Histogram* pull_wait_;
+  metrics::Histogram* push_wait_;
+  metrics::Histogram* staleness_;
+};
+
+Trainer::Trainer(TrainerOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Trainer::~Trainer() = default;
+
+absl::Status Trainer::Run() { return impl_->Run(); }
+
+void Trainer::RequestStop() { impl_->RequestStop(); }
+
+}  // namespace worker
+}  // namespace tessera
