@@ -4,7 +4,7 @@
 BAZEL ?= bazel
 BAZEL_FLAGS ?=
 
-.PHONY: setup test build bench fuzz format clean
+.PHONY: setup test demo build bench format clean
 
 setup:
 	@tools/setup.sh
@@ -12,6 +12,13 @@ setup:
 # Builds everything, runs every test and prints "N passed, N failed".
 test: setup
 	@tools/run_tests.sh $(BAZEL_FLAGS)
+
+# Trains Fashion-MNIST on 2 local shards and 2 workers, evaluates the model and
+# writes it to tessera-demo-model.pt. DEMO_FLAGS="--demo_epochs=2" etc.
+DEMO_FLAGS ?=
+demo: setup
+	$(BAZEL) build $(BAZEL_FLAGS) //tools:tessera //ps/server:tessera-ps //worker:tessera-worker
+	"$$($(BAZEL) info $(BAZEL_FLAGS) bazel-bin 2>/dev/null)/tools/tessera" demo $(DEMO_FLAGS)
 
 build: setup
 	$(BAZEL) build $(BAZEL_FLAGS) //...
