@@ -26,6 +26,7 @@ inline constexpr char kReasonSpecConflict[] = "spec_conflict";
 inline constexpr char kReasonMalformed[] = "malformed";
 inline constexpr char kReasonShuttingDown[] = "shutting_down";
 inline constexpr char kReasonNotServing[] = "not_serving";
+inline constexpr char kReasonOutOfMemory[] = "out_of_memory";
 
 // A status with `code`, `message` and the reason payload attached.
 absl::Status Rejected(absl::StatusCode code, absl::string_view reason,

@@ -58,6 +58,10 @@ ABSL_FLAG(int64_t, split_threshold_bytes, 256 << 10,
           "the same on every shard of a job.");
 ABSL_FLAG(int64_t, max_message_bytes, 64 << 20,
           "Largest request accepted; larger ones get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int64_t, max_memory_bytes, -1,
+          "Parameters plus optimizer state this shard may hold; tensors or "
+          "embedding rows beyond it are refused with RESOURCE_EXHAUSTED. "
+          "-1: 80% of the machine's memory; 0: no limit.");
 ABSL_FLAG(std::string, nan_policy, "reject",
           "What to do with a gradient holding NaN/Inf: reject (error to the "
           "sender) or skip (drop it, count it, answer OK with skipped=true).");
@@ -106,6 +110,11 @@ int Run() {
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.flush_interval = absl::Seconds(absl::GetFlag(FLAGS_flush_interval_s));
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_memory_bytes = absl::GetFlag(FLAGS_max_memory_bytes);
+  if (options.max_memory_bytes < 0) {
+    options.max_memory_bytes = static_cast<int64_t>(
+        0.8 * sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE));
+  }
   const std::string nan_policy = absl::GetFlag(FLAGS_nan_policy);
   if (nan_policy == "skip") {
     options.non_finite = NonFinitePolicy::kSkip;

@@ -30,6 +30,7 @@ Shard::Shard(ShardOptions options, metrics::Registry* registry)
   store_options.placement = options_.placement;
   store_options.block_floats = options_.block_floats;
   store_options.non_finite = options_.non_finite;
+  store_options.max_memory_bytes = options_.max_memory_bytes;
   store_ = std::make_unique<TensorStore>(store_options);
   RegisterMetrics();
 }
@@ -135,7 +136,8 @@ void Shard::RegisterMetrics() {
   });
   for (const char* reason :
        {kReasonUnknownTensor, kReasonWrongShape, kReasonRowsOutOfRange,
-        kReasonNonFinite, kReasonOversize, kReasonMalformed}) {
+        kReasonNonFinite, kReasonOversize, kReasonMalformed,
+        kReasonOutOfMemory}) {
     rejected_->Add({{"reason", reason}});
   }
 }

@@ -36,6 +36,8 @@ struct ShardOptions {
   NonFinitePolicy non_finite = NonFinitePolicy::kReject;
   int64_t max_message_bytes = 64 << 20;
   int64_t block_floats = 1 << 16;
+  // Parameters + optimizer slots this shard may hold (0 = no limit).
+  int64_t max_memory_bytes = 0;
   // Reported by GetShardInfo so clients find the other ports.
   int data_port = 0;
   int metrics_port = 0;

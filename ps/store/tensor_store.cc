@@ -462,6 +462,7 @@ absl::StatusOr<CreateResult> TensorStore::CreateTensors(
   std::vector<std::unique_ptr<Part>> fresh;
   std::vector<v1::TensorSpec> fresh_remote;
   CreateResult result;
+  int64_t pending_bytes = 0;  // of the dense parts this call creates
   absl::MutexLock lock(&mu_);
   absl::flat_hash_map<std::string, const v1::TensorSpec*> in_request;
   for (const v1::TensorSpec& spec : specs) {
@@ -518,6 +519,12 @@ absl::StatusOr<CreateResult> TensorStore::CreateTensors(
       ++result.elsewhere;
       continue;
     }
+    const int64_t floats = (placement.row_end - placement.row_begin) *
+                           RowSize(spec);
+    pending_bytes += floats * kFloat * (1 + (*optimizer)->num_slots());
+    absl::Status fits = CheckMemory(
+        pending_bytes, absl::StrCat("tensor ", spec.name(), "'s part"));
+    if (!fits.ok()) return fits;
     fresh.push_back(std::make_unique<DensePart>(spec, *std::move(optimizer),
                                                 placement,
                                                 options_.block_floats));
@@ -607,6 +614,19 @@ absl::StatusOr<TensorStore::EmbeddingPart*> TensorStore::FindEmbedding(
   return table;
 }
 
+absl::Status TensorStore::CheckMemory(int64_t more,
+                                      const std::string& what) const {
+  if (options_.max_memory_bytes <= 0 ||
+      memory_bytes() + more <= options_.max_memory_bytes) {
+    return absl::OkStatus();
+  }
+  return Rejected(absl::StatusCode::kResourceExhausted, kReasonOutOfMemory,
+                  absl::StrCat(what, " needs ", more, " bytes; shard ",
+                               options_.shard_index, " holds ", memory_bytes(),
+                               " of its ", options_.max_memory_bytes,
+                               " bytes (--max_memory_bytes)"));
+}
+
 absl::StatusOr<PushResult> TensorStore::PushDense(
     const std::string& tensor, int64_t row_begin,
     absl::Span<const float> grad) {
@@ -650,6 +670,10 @@ absl::StatusOr<PushResult> TensorStore::PushRows(
   }
   absl::Status ids_ok = t->CheckIds(ids);
   if (!ids_ok.ok()) return ids_ok;
+  absl::Status fits = CheckMemory(
+      ids.size() * t->dim() * kFloat * (1 + t->num_slots()),
+      absl::StrCat("up to ", ids.size(), " new rows of ", tensor));
+  if (!fits.ok()) return fits;
   if (!AllFinite(grad)) {
     if (options_.non_finite == NonFinitePolicy::kReject) {
       return NonFiniteError(tensor);
@@ -682,6 +706,10 @@ absl::StatusOr<int64_t> TensorStore::PullRows(const std::string& tensor,
   }
   absl::Status ids_ok = t->CheckIds(ids);
   if (!ids_ok.ok()) return ids_ok;
+  absl::Status fits = CheckMemory(
+      ids.size() * t->dim() * kFloat * (1 + t->num_slots()),
+      absl::StrCat("up to ", ids.size(), " new rows of ", tensor));
+  if (!fits.ok()) return fits;
   int64_t version = 0;
   const int64_t created = t->Read(ids, out, &version);
   parameter_bytes_ += created * t->dim() * kFloat;

@@ -42,6 +42,9 @@ struct StoreOptions {
   // Flush granularity of dense parts: a push marks the blocks it touched.
   int64_t block_floats = 1 << 16;
   NonFinitePolicy non_finite = NonFinitePolicy::kReject;
+  // Parameters plus optimizer slots this shard may hold; creating a tensor or
+  // embedding rows beyond it is ResourceExhausted. 0 = no limit.
+  int64_t max_memory_bytes = 0;
 };
 
 struct CreateResult {
@@ -147,6 +150,7 @@ class TensorStore {
   int64_t parameter_bytes() const { return parameter_bytes_.load(); }
   int64_t slot_bytes() const { return slot_bytes_.load(); }
   int64_t num_tensors() const ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t memory_bytes() const { return parameter_bytes() + slot_bytes(); }
 
  private:
   class Part;
@@ -157,6 +161,8 @@ class TensorStore {
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<DensePart*> FindDense(const std::string& tensor) const;
   absl::StatusOr<EmbeddingPart*> FindEmbedding(const std::string& tensor) const;
+  // ResourceExhausted if `more` bytes would exceed max_memory_bytes.
+  absl::Status CheckMemory(int64_t more, const std::string& what) const;
 
   const StoreOptions options_;
   std::atomic<int64_t> parameter_bytes_{0};

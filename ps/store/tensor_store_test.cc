@@ -207,6 +207,25 @@ TEST(TensorStoreTest, InitialValuesDoNotDependOnTheSplit) {
   }
 }
 
+TEST(TensorStoreTest, MemoryBudgetRefusesHugeTensorsAndRowsWithoutCrashing) {
+  StoreOptions options = Options();
+  options.max_memory_bytes = 1 << 20;
+  TensorStore store(options);
+  // 400 GB: refused before anything is allocated.
+  auto huge = store.CreateTensors({Dense("huge", {100000000, 1000})});
+  EXPECT_THAT(huge, StatusIs(absl::StatusCode::kResourceExhausted,
+                             HasSubstr("--max_memory_bytes")));
+  EXPECT_EQ(RejectReasonOf(huge.status()), kReasonOutOfMemory);
+  EXPECT_EQ(store.num_tensors(), 0);
+  ASSERT_THAT(store.CreateTensors({Table("e", 0, 1024)}), IsOk());
+  std::vector<uint64_t> ids(512);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = i;
+  std::vector<float> out(ids.size() * 1024);
+  EXPECT_THAT(store.PullRows("e", ids, absl::MakeSpan(out)),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(store.memory_bytes(), 0);
+}
+
 TEST(TensorStoreTest, ConcurrentPushesAreAllApplied) {
   TensorStore store(Options());
   ASSERT_THAT(store.CreateTensors({Dense("a", {64}, 1.0f),
