@@ -1,5 +1,8 @@
 #include "ps/common/job_config.h"
 
+#include <cstdlib>
+#include <string>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ps/common/status_matchers.h"
@@ -59,6 +62,20 @@ TEST(JobConfigTest, InvalidValuesNameTheField) {
                        HasSubstr("SYNTHETIC_CTR")));
   EXPECT_THAT(LoadJobConfig("/nonexistent/job.pbtxt"),
               StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(JobConfigTest, EveryExampleConfigIsValid) {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  ASSERT_NE(srcdir, nullptr);
+  const std::string dir = std::string(srcdir) + "/tessera/worker/configs";
+  int checked = 0;
+  for (const char* name : {"fashion_mnist_mlp", "fashion_mnist_cnn",
+                           "ctr_logreg", "heart_scale_logreg"}) {
+    auto job = LoadJobConfig(dir + "/" + name + ".pbtxt");
+    EXPECT_THAT(job, IsOk()) << name;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 4);
 }
 
 }  // namespace
