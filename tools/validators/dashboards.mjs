@@ -3,159 +3,30 @@
 // (dashboards/metrics_contract.txt). Each check is one test case.
 import fs from "node:fs";
 import path from "node:path";
-import { checkout, readYaml } from "./lib/checkout.mjs";
+import { readYaml } from "./lib/checkout.mjs";
+import {
+  SCRAPE_SERIES,
+  TARGET_LABELS,
+  allPanels,
+  dashboardFiles,
+  dashboardsDir as dir,
+  readContract,
+  readRules,
+  recordedLabels,
+  ruleFiles,
+  rulesDir,
+} from "./lib/dashboards.mjs";
+import { labelValues, selectors } from "./lib/promql.mjs";
 import { Findings, Report } from "./lib/report.mjs";
-
-const dir = path.join(checkout, "dashboards");
-const rulesDir = path.join(dir, "rules");
-const contractFile = path.join(dir, "metrics_contract.txt");
-
-// Labels Prometheus attaches to every scraped series (target labels).
-const TARGET_LABELS = ["job", "instance", "namespace", "pod", "container", "service", "endpoint"];
-// Series Prometheus itself makes for every target.
-const SCRAPE_SERIES = ["up", "scrape_duration_seconds", "scrape_samples_scraped"];
-const TYPES = ["counter", "gauge", "histogram"];
-const COMPONENTS = ["ps", "coordinator", "worker", "all"];
-
-// ---- the contract
-
-function readContract() {
-  const metrics = new Map(); // series name -> {base, type, labels}
-  const problems = [];
-  const lines = fs.readFileSync(contractFile, "utf8").split("\n");
-  lines.forEach((line, i) => {
-    const text = line.replace(/#.*/, "").trim();
-    if (!text) return;
-    const where = `metrics_contract.txt:${i + 1}`;
-    const cols = text.split(/\s+/);
-    if (cols.length !== 4) return problems.push(`${where}: want "<name> <type> <component> <labels|->", got "${text}"`);
-    const [name, type, component, labelCol] = cols;
-    if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name)) problems.push(`${where}: bad metric name ${name}`);
-    if (!TYPES.includes(type)) problems.push(`${where}: type ${type} not one of ${TYPES}`);
-    if (!COMPONENTS.includes(component)) problems.push(`${where}: component ${component} not one of ${COMPONENTS}`);
-    if (!/^(tessera_|process_)/.test(name)) problems.push(`${where}: ${name} lacks the tessera_/process_ prefix`);
-    if (type === "counter" && !name.endsWith("_total")) problems.push(`${where}: counter ${name} does not end in _total`);
-    if (type !== "counter" && name.endsWith("_total")) problems.push(`${where}: ${type} ${name} ends in _total`);
-    const labels = labelCol === "-" ? [] : labelCol.split(",");
-    for (const l of labels) {
-      if (TARGET_LABELS.includes(l) || l === "le") problems.push(`${where}: label ${l} is reserved`);
-    }
-    const series =
-      type === "histogram"
-        ? [
-            [`${name}_bucket`, [...labels, "le"]],
-            [`${name}_sum`, labels],
-            [`${name}_count`, labels],
-          ]
-        : [[name, labels]];
-    for (const [s, ls] of series) {
-      if (metrics.has(s)) problems.push(`${where}: ${s} listed twice`);
-      metrics.set(s, { base: name, type, labels: new Set([...ls, ...TARGET_LABELS]) });
-    }
-  });
-  return { metrics, problems };
-}
-
-// ---- rules
-
-function ruleFiles() {
-  return fs
-    .readdirSync(rulesDir)
-    .filter((f) => f.endsWith(".yaml") && !f.endsWith("_test.yaml"))
-    .sort();
-}
-
-function readRules() {
-  const rules = [];
-  for (const f of ruleFiles()) {
-    for (const g of readYaml(path.join(rulesDir, f))[0]?.groups || []) {
-      for (const r of g.rules || []) rules.push({ file: f, group: g.name, ...r });
-    }
-  }
-  return rules;
-}
-
-// Labels a recorded series keeps, from its level (level:metric:operation):
-// the level's words, plus namespace, which every Tessera rule keeps.
-function recordedLabels(name) {
-  const level = name.split(":")[0];
-  return new Set(["namespace", ...level.split("_")]);
-}
-
-// ---- PromQL: metric names and label matchers of an expression
-
-const KEYWORDS = new Set([
-  "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
-  "sum", "avg", "min", "max", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values", "group",
-  "inf", "nan", "atan2",
-]);
-const LABEL_LIST_KEYWORDS = new Set(["by", "without", "on", "ignoring", "group_left", "group_right"]);
-
-// Returns [{name, labels: [label names in its matchers]}] for the series
-// selectors of `expr`, and the label names used in by/on/... clauses.
-export function selectors(expr) {
-  let s = expr
-    .replace(/\$__\w+/g, "5m")
-    .replace(/\$\{\w+(:\w+)?\}|\$\w+/g, "X")
-    .replace(/\[[^\]]*\]/g, "")
-    .replace(/\boffset\s+-?[0-9a-z]+/g, "");
-  const tokens = [];
-  const re = /\s+|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`|[0-9]+(?:\.[0-9]*)?(?:e[+-]?[0-9]+)?|[a-zA-Z_:][a-zA-Z0-9_:]*|=~|!~|!=|==|>=|<=|[-+*/%^(){},=<>]/gy;
-  let m;
-  while (re.lastIndex < s.length) {
-    const at = re.lastIndex;
-    m = re.exec(s);
-    if (!m) throw new Error(`cannot parse PromQL at "${s.slice(at, at + 30)}" in: ${expr}`);
-    if (!/^\s/.test(m[0])) tokens.push(m[0]);
-  }
-  const out = [];
-  const clauseLabels = [];
-  for (let i = 0; i < tokens.length; i++) {
-    const t = tokens[i];
-    if (LABEL_LIST_KEYWORDS.has(t) && tokens[i + 1] === "(") {
-      i += 2;
-      while (i < tokens.length && tokens[i] !== ")") {
-        if (tokens[i] !== ",") clauseLabels.push(tokens[i]);
-        i++;
-      }
-      continue;
-    }
-    if (!/^[a-zA-Z_:]/.test(t) || KEYWORDS.has(t)) {
-      if (t === "{") {
-        // A selector without a metric name: {__name__=...}.
-        const labels = [];
-        i = matchers(tokens, i, labels);
-        out.push({ name: null, labels });
-      }
-      continue;
-    }
-    if (tokens[i + 1] === "(") continue; // function
-    const sel = { name: t, labels: [] };
-    if (tokens[i + 1] === "{") i = matchers(tokens, i + 1, sel.labels);
-    out.push(sel);
-  }
-  return { selectors: out, clauseLabels };
-}
-
-// tokens[i] is "{": collects label names until "}", returns the index of "}".
-function matchers(tokens, i, labels) {
-  i++;
-  while (i < tokens.length && tokens[i] !== "}") {
-    if (/^[a-zA-Z_]/.test(tokens[i]) && ["=", "!=", "=~", "!~"].includes(tokens[i + 1])) labels.push(tokens[i]);
-    i++;
-  }
-  return i;
-}
 
 // Checks one expression; `where` names it in problems.
 function checkExpr(expr, where, known, f) {
   let parsed;
   let labelOf = null;
-  const lv = /^\s*label_values\((.*?)(?:,\s*([a-zA-Z_]\w*))?\)\s*$/s.exec(expr);
+  const lv = labelValues(expr);
   try {
-    parsed = selectors(lv ? lv[1] : expr);
-    if (lv && !lv[2]) labelOf = null;
-    if (lv && lv[2]) labelOf = lv[2];
+    parsed = selectors(lv ? lv.selector : expr);
+    labelOf = lv ? lv.label : null;
   } catch (e) {
     f.problem(`${where}: ${e.message}`);
     return [];
@@ -176,27 +47,6 @@ function checkExpr(expr, where, known, f) {
   }
   if (parsed.selectors.length === 0) f.problem(`${where}: no metric in expression "${expr}"`);
   return used;
-}
-
-// ---- dashboards
-
-function dashboardFiles() {
-  return fs
-    .readdirSync(dir)
-    .filter((f) => f.endsWith(".json"))
-    .sort();
-}
-
-function allPanels(d) {
-  const out = [];
-  const walk = (panels) => {
-    for (const p of panels || []) {
-      out.push(p);
-      if (p.panels) walk(p.panels);
-    }
-  };
-  walk(d.panels);
-  return out;
 }
 
 const DS_UIDS = ["${datasource}", "$datasource"];

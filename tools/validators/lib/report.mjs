@@ -23,19 +23,45 @@ export class Report {
   // throws (or returns a non-empty array of problems) to fail the case.
   check(name, fn) {
     const start = Date.now();
-    let problems = [];
-    let checked = "";
+    let outcome;
     try {
-      const result = fn();
-      if (Array.isArray(result)) {
-        problems = result.filter((p) => p.problem).map((p) => p.problem);
-        checked = result.filter((p) => p.checked).map((p) => p.checked).join("; ");
-      } else {
-        checked = result ?? "";
-      }
+      outcome = this.#outcome(fn());
     } catch (e) {
-      problems = [e && e.stack && process.env.VALIDATORS_DEBUG ? e.stack : String(e && e.message ? e.message : e)];
+      outcome = this.#failed(e);
     }
+    return this.#record(name, start, outcome);
+  }
+
+  // check() for an async fn: await it.
+  async checkAsync(name, fn) {
+    const start = Date.now();
+    let outcome;
+    try {
+      outcome = this.#outcome(await fn());
+    } catch (e) {
+      outcome = this.#failed(e);
+    }
+    return this.#record(name, start, outcome);
+  }
+
+  #outcome(result) {
+    if (Array.isArray(result)) {
+      return {
+        problems: result.filter((p) => p.problem).map((p) => p.problem),
+        checked: result.filter((p) => p.checked).map((p) => p.checked).join("; "),
+      };
+    }
+    return { problems: [], checked: result ?? "" };
+  }
+
+  #failed(e) {
+    return {
+      problems: [e && e.stack && process.env.VALIDATORS_DEBUG ? e.stack : String(e && e.message ? e.message : e)],
+      checked: "",
+    };
+  }
+
+  #record(name, start, { problems, checked }) {
     const seconds = (Date.now() - start) / 1000;
     this.cases.push({ name, problems, seconds });
     if (problems.length === 0) {
