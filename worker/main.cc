@@ -3,9 +3,12 @@
 // is finished. SIGTERM/SIGINT: finish the current step, hand back the lease,
 // leave, exit 0.
 
-#include <pthread.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <string>
 #include <thread>
@@ -35,6 +38,27 @@ ABSL_FLAG(int, metrics_port, 9101, "HTTP /metrics port; 0 picks one.");
 ABSL_FLAG(int, threads, 2, "libtorch intra-op threads.");
 ABSL_FLAG(double, call_deadline_s, 10, "Deadline of each remote call.");
 ABSL_FLAG(int, verbosity, 0, "glog verbosity (VLOG level).");
+ABSL_FLAG(int, debug_nan_every_n_steps, 0,
+          "Testing only: every n-th step pushes NaN gradients (the shards "
+          "must refuse them). 0 = never.");
+
+namespace {
+
+// The SIGTERM/SIGINT handler writes the signal's number here and the watcher
+// thread reads it (0: Run() finished). A handler rather than sigwait():
+// threads started before main() -- OpenBLAS's pool, loaded with libtorch --
+// have every signal unblocked, and a default-action SIGTERM delivered to one
+// of them killed the process (exit 143) instead of stopping it cleanly.
+int stop_pipe[2] = {-1, -1};
+
+void OnStopSignal(int signal_number) {
+  const unsigned char byte = static_cast<unsigned char>(signal_number);
+  // write() is async-signal-safe; a full pipe only drops a repeated signal.
+  const ssize_t ignored = write(stop_pipe[1], &byte, 1);
+  (void)ignored;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -44,12 +68,16 @@ int main(int argc, char** argv) {
   FLAGS_v = absl::GetFlag(FLAGS_verbosity);
   google::InitGoogleLogging(argv[0]);
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGUSR1);  // Wakes the watcher when Run() returns.
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (pipe2(stop_pipe, O_CLOEXEC) != 0) {
+    LOG(ERROR) << "pipe2: " << strerror(errno);
+    return 1;
+  }
+  struct sigaction action {};
+  action.sa_handler = OnStopSignal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
 
   tessera::worker::TrainerOptions options;
   options.coordinator = absl::GetFlag(FLAGS_coordinator);
@@ -72,6 +100,7 @@ int main(int argc, char** argv) {
   }
   options.threads = absl::GetFlag(FLAGS_threads);
   options.call_deadline = absl::Seconds(absl::GetFlag(FLAGS_call_deadline_s));
+  options.debug_nan_every_n_steps = absl::GetFlag(FLAGS_debug_nan_every_n_steps);
 
   tessera::metrics::Registry registry;
   tessera::metrics::RegisterProcessMetrics(&registry);
@@ -91,15 +120,18 @@ int main(int argc, char** argv) {
 
   tessera::worker::Trainer trainer(options);
   std::thread watcher([&] {
-    int signal_number = 0;
-    sigwait(&signals, &signal_number);
-    if (signal_number == SIGUSR1) return;  // Run() finished.
+    unsigned char signal_number = 0;
+    while (read(stop_pipe[0], &signal_number, 1) < 0 && errno == EINTR) {
+    }
+    if (signal_number == 0) return;  // Run() finished.
     LOG(INFO) << "received " << strsignal(signal_number)
               << ": handing back the lease and leaving";
     trainer.RequestStop();
   });
   absl::Status status = trainer.Run();
-  pthread_kill(watcher.native_handle(), SIGUSR1);
+  const unsigned char finished = 0;
+  const ssize_t ignored = write(stop_pipe[1], &finished, 1);
+  (void)ignored;
   watcher.join();
   if (!status.ok()) {
     LOG(ERROR) << "worker " << options.worker_id << " failed: " << status;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <deque>
 #include <future>
+#include <limits>
 #include <thread>
 #include <utility>
 
@@ -147,6 +148,13 @@ class Trainer::Impl {
                             "worker when it pulled.")
                       .Register(r)
                       .Add({}, metrics::LinearBuckets(0, 1, 17));
+    coordinator_waiting_ =
+        &metrics::BuildGauge()
+             .Name("tessera_worker_coordinator_waiting_seconds")
+             .Help("How long the current call to the coordinator has been "
+                   "retried (unreachable or unavailable); 0 when none.")
+             .Register(r)
+             .Add({});
     coordinator_ = v1::Coordinator::NewStub(grpc::CreateChannel(
         options_.coordinator, grpc::InsecureChannelCredentials()));
   }
@@ -178,6 +186,11 @@ class Trainer::Impl {
     const absl::Time start = absl::Now();
     absl::Duration backoff = absl::Milliseconds(100);
     absl::Time last_log = start;
+    // The wait shows in a metric as well as in the log; 0 once it is over.
+    struct ResetOnReturn {
+      metrics::Gauge* gauge;
+      ~ResetOnReturn() { gauge->Set(0); }
+    } reset{coordinator_waiting_};
     while (true) {
       grpc::ClientContext context;
       context.set_deadline(std::chrono::system_clock::now() +
@@ -186,6 +199,7 @@ class Trainer::Impl {
           (coordinator_.get()->*rpc)(&context, request, response));
       if (s.ok() || !Retryable(s)) return s;
       const absl::Duration waited = absl::Now() - start;
+      coordinator_waiting_->Set(absl::ToDoubleSeconds(waited));
       if (stop_ && waited > absl::Seconds(2)) return s;
       if (waited > patience) {
         return absl::DeadlineExceededError(absl::StrCat(
@@ -496,6 +510,16 @@ class Trainer::Impl {
   void PushGradients(StepResult& step,
                      std::deque<std::vector<std::future<absl::Status>>>* pending,
                      const std::vector<uint64_t>& ids) {
+    if (options_.debug_nan_every_n_steps > 0 &&
+        ++debug_steps_ % options_.debug_nan_every_n_steps == 0) {
+      for (TensorGradient& g : step.gradients) {
+        std::fill(g.values.begin(), g.values.end(),
+                  std::numeric_limits<float>::quiet_NaN());
+      }
+      LOG(WARNING) << "debug_nan_every_n_steps: pushing NaN gradients at "
+                      "step "
+                   << debug_steps_;
+    }
     std::vector<std::future<absl::Status>> pushes;
     for (TensorGradient& g : step.gradients) {
       if (g.kind == TensorKind::kDense) {
@@ -557,6 +581,11 @@ class Trainer::Impl {
         if (!following.ok()) return following.status();
         WaitForClock();
         IssuePull(*following, &next);
+      } else {
+        // The last step of the partition waits like every other: its pull
+        // was checked one step earlier (prefetch), so ungated it would move
+        // this worker's clock two steps past the slowest one's.
+        WaitForClock();
       }
       const absl::Time start = absl::Now();
       auto step = model_->TrainStep(*batch);
@@ -641,6 +670,10 @@ class Trainer::Impl {
             std::clamp<int64_t>(lease.retry_after_ms(), 10, 2000)));
         continue;
       }
+      // The coordinator may have moved this worker's clock up (to the slowest
+      // lease holder); count from there, or its waits would be checked
+      // against a clock it does not report.
+      if (lease.clock() > clock_) clock_ = lease.clock();
       epoch_ = lease.epoch();
       partition_ = lease.partition();
       lease_lost_ = false;
@@ -701,6 +734,7 @@ class Trainer::Impl {
   std::atomic<int> partition_{-1};
   std::atomic<int> epoch_{0};
   std::atomic<int64_t> unreported_samples_{0};
+  int64_t debug_steps_ = 0;  // Steps counted for debug_nan_every_n_steps.
   Ema loss_ema_, accuracy_ema_;
 
   absl::Notification heartbeat_stop_;
@@ -714,6 +748,7 @@ class Trainer::Impl {
   metrics::Gauge* train_accuracy_;
   metrics::Gauge* test_accuracy_;
   metrics::Gauge* epoch_gauge_;
+  metrics::Gauge* coordinator_waiting_;
   metrics::Histogram* compute_;
   metrics::Histogram* pull_wait_;
   metrics::Histogram* push_wait_;

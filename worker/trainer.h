@@ -42,6 +42,9 @@ struct TrainerOptions {
   // How long to keep retrying the coordinator and shards at start-up.
   absl::Duration connect_timeout = absl::Minutes(5);
   metrics::Registry* registry = nullptr;  // Not owned; required.
+  // Testing only (fault injection): when > 0, every n-th step pushes
+  // gradients made of NaN instead of the real ones. The shards refuse them.
+  int debug_nan_every_n_steps = 0;
 };
 
 class Trainer {

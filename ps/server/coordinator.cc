@@ -109,6 +109,7 @@ absl::Status Coordinator::Load() {
   specs_.assign(state.specs().begin(), state.specs().end());
   epoch_stats_.assign(state.epoch_stats().begin(), state.epoch_stats().end());
   max_clock_ = state.max_clock();
+  max_clock_spread_ = state.max_clock_spread();
   StartEpochLocked();
   for (int p : state.done()) {
     if (p >= 0 && p < static_cast<int>(done_.size()) && !done_[p]) {
@@ -240,6 +241,18 @@ v1::EpochStats& Coordinator::StatsLocked(int epoch) {
   return epoch_stats_.back();
 }
 
+void Coordinator::NoteClocksLocked() {
+  int64_t lo = -1, hi = -1;
+  for (const auto& [id, w] : workers_) {
+    if (w.partition < 0) continue;
+    lo = lo < 0 ? w.clock : std::min(lo, w.clock);
+    hi = std::max(hi, w.clock);
+  }
+  const int64_t spread = lo < 0 ? 0 : hi - lo;
+  clock_spread_->Set(spread);
+  max_clock_spread_ = std::max(max_clock_spread_, spread);
+}
+
 void Coordinator::UpdateGaugesLocked() {
   live_workers_->Set(workers_.size());
   partitions_done_->Set(done_count_);
@@ -247,13 +260,7 @@ void Coordinator::UpdateGaugesLocked() {
   partitions_queued_->Set(queue_.size());
   epoch_gauge_->Set(epoch_);
   job_finished_->Set(finished_ ? 1 : 0);
-  int64_t lo = -1, hi = -1;
-  for (const auto& [id, w] : workers_) {
-    if (w.partition < 0) continue;
-    lo = lo < 0 ? w.clock : std::min(lo, w.clock);
-    hi = std::max(hi, w.clock);
-  }
-  clock_spread_->Set(lo < 0 ? 0 : hi - lo);
+  NoteClocksLocked();
 }
 
 absl::Status Coordinator::Persist() {
@@ -270,6 +277,7 @@ absl::Status Coordinator::Persist() {
     for (const auto& s : specs_) *state.add_specs() = s;
     for (const auto& s : epoch_stats_) *state.add_epoch_stats() = s;
     state.set_max_clock(max_clock_);
+    state.set_max_clock_spread(max_clock_spread_);
   }
   return storage_->PutRecord(kStateKey, state.SerializeAsString());
 }
@@ -332,6 +340,7 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(
   Worker& w = TouchLocked(request.worker_id(), nullptr);
   w.clock = std::max(w.clock, request.clock());
   max_clock_ = std::max(max_clock_, w.clock);
+  NoteClocksLocked();
   w.samples += std::max<int64_t>(0, request.samples());
   const int p = request.partition();
   if (p >= 0) {
@@ -391,10 +400,14 @@ absl::StatusOr<v1::AcquirePartitionResponse> Coordinator::AcquirePartition(
     UpdateGaugesLocked();
     return response;
   }
-  // Catch up to the slowest active worker before counting in SSP.
+  // Catch up to the slowest active worker before counting in SSP. With
+  // nobody active, catch up to the highest clock reached: otherwise a worker
+  // that idled (e.g. at an epoch's end while another finished the last
+  // partition) and leases first would start far behind, and the others would
+  // wait for it to catch up.
   std::string slowest;
   const int64_t min = MinActiveClockLocked(&slowest);
-  if (min > w.clock) w.clock = min;
+  w.clock = std::max(w.clock, min >= 0 ? min : max_clock_);
   const int p = queue_.front();
   queue_.pop_front();
   leased_[p] = request.worker_id();
@@ -403,6 +416,7 @@ absl::StatusOr<v1::AcquirePartitionResponse> Coordinator::AcquirePartition(
   response.set_partition(p);
   response.set_lease_expiry_unix_ms(
       absl::ToUnixMillis(now_() + lease_timeout_));
+  response.set_clock(w.clock);
   StatsLocked(epoch_);
   UpdateGaugesLocked();
   return response;
@@ -434,6 +448,7 @@ absl::StatusOr<v1::CompletePartitionResponse> Coordinator::CompletePartition(
       stats.set_samples(stats.samples() + request.samples());
       stats.set_loss_sum(stats.loss_sum() + request.loss_sum());
       stats.set_correct(stats.correct() + request.correct());
+      stats.set_partitions_done(stats.partitions_done() + 1);
       response.set_accepted(true);
       changed = true;
       if (done_count_ == static_cast<int>(done_.size())) {
@@ -479,6 +494,7 @@ absl::StatusOr<v1::WaitForClockResponse> Coordinator::WaitForClock(
   Worker& w = TouchLocked(request.worker_id(), nullptr);
   w.clock = std::max(w.clock, request.clock());
   max_clock_ = std::max(max_clock_, w.clock);
+  NoteClocksLocked();  // Before waiting: the caller is held at this clock.
   const int64_t clock = w.clock;
   std::string slowest;
   auto may_proceed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -525,6 +541,7 @@ v1::JobStatus Coordinator::Status() const {
   status.set_partitions_queued(queue_.size());
   status.set_finished(finished_);
   status.set_membership_changes(membership_changes_);
+  status.set_max_clock_spread(max_clock_spread_);
   *status.mutable_consistency() = job_.consistency();
   for (const auto& [id, w] : workers_) {
     v1::WorkerStatus* ws = status.add_workers();

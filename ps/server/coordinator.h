@@ -18,7 +18,10 @@
 // with bound s, WaitForClock(c) returns once c - min <= s, where min is the
 // smallest clock of live workers that hold a lease (idle workers waiting for a
 // partition never hold others back). A worker that (re)starts work is moved up
-// to that minimum, so a newcomer does not stall the others.
+// to that minimum, or to the highest clock reached when nobody holds a lease,
+// so a newcomer does not stall the others; it learns its clock from the lease.
+// The largest spread of lease holders' clocks is tracked (JobStatus
+// max_clock_spread): with bound s it never exceeds s + 1.
 //
 // Thread-safe.
 
@@ -97,7 +100,10 @@ class Coordinator {
   int64_t MinActiveClockLocked(std::string* slowest) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   v1::EpochStats& StatsLocked(int epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void UpdateGaugesLocked() ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Recomputes the clock spread of lease holders (gauge and maximum); call
+  // after any change of a clock or of who holds a lease.
+  void NoteClocksLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes the persistent state; the snapshot is taken under mu_, the write
   // happens outside it, in order (persist_mu_).
   absl::Status Persist() ABSL_LOCKS_EXCLUDED(mu_);
@@ -121,6 +127,7 @@ class Coordinator {
   std::vector<v1::TensorSpec> specs_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::EpochStats> epoch_stats_ ABSL_GUARDED_BY(mu_);
   int64_t max_clock_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t max_clock_spread_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t membership_changes_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
 

@@ -198,6 +198,87 @@ TEST_F(CoordinatorTest, NewcomerStartsAtTheSlowestActiveClock) {
   EXPECT_EQ(c->Join(join)->initial_clock(), 40);
 }
 
+TEST_F(CoordinatorTest, MaxClockSpreadIsTheWidestGapAmongLeaseHolders) {
+  auto c = Make();  // SSP, staleness 2.
+  Acquire(c.get(), "fast");
+  Acquire(c.get(), "slow");
+  auto wait = [&](const std::string& w, int64_t clock) {
+    v1::WaitForClockRequest r;
+    r.set_worker_id(w);
+    r.set_clock(clock);
+    return *c->WaitForClock(r, absl::ZeroDuration());
+  };
+  EXPECT_TRUE(wait("slow", 1).may_proceed());
+  EXPECT_TRUE(wait("fast", 3).may_proceed());
+  EXPECT_EQ(c->Status().max_clock_spread(), 2);
+  // Held at 4 while the slowest is at 1: the clock is recorded, so the
+  // spread reaches the bound plus one, never more.
+  EXPECT_FALSE(wait("fast", 4).may_proceed());
+  EXPECT_EQ(c->Status().max_clock_spread(), 3);
+  EXPECT_TRUE(wait("slow", 4).may_proceed());
+  EXPECT_EQ(c->Status().max_clock_spread(), 3);  // The maximum stays.
+  // An idle worker (no lease) does not count.
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("idle");
+  hb.set_partition(-1);
+  hb.set_clock(100);
+  ASSERT_THAT(c->Heartbeat(hb), IsOk());
+  EXPECT_EQ(c->Status().max_clock_spread(), 3);
+}
+
+TEST_F(CoordinatorTest, BspWorkerThatIdledIsMovedUpWhenItLeasesFirst) {
+  job_.set_partitions_per_epoch(2);
+  job_.mutable_consistency()->set_mode(v1::ConsistencyConfig::BSP);
+  job_.mutable_consistency()->set_staleness(0);
+  auto c = Make();
+  auto wait = [&](const std::string& w, int64_t clock) {
+    v1::WaitForClockRequest r;
+    r.set_worker_id(w);
+    r.set_clock(clock);
+    return *c->WaitForClock(r, absl::ZeroDuration());
+  };
+  Result a = Acquire(c.get(), "a");
+  Result b = Acquire(c.get(), "b");
+  EXPECT_TRUE(wait("a", 0).may_proceed());
+  EXPECT_TRUE(wait("b", 0).may_proceed());
+  EXPECT_FALSE(wait("a", 1).may_proceed());  // Held: b is at 0.
+  // b finishes its partition and idles; a trains the rest alone.
+  ASSERT_TRUE(Complete(c.get(), "b", b).accepted());
+  for (int64_t clock = 1; clock <= 10; ++clock) {
+    EXPECT_TRUE(wait("a", clock).may_proceed());
+  }
+  ASSERT_TRUE(Complete(c.get(), "a", a).accepted());
+  ASSERT_EQ(c->Status().epoch(), 1);
+  // b leases first in the new epoch: it starts at the highest clock, not at
+  // its own stale 0 (which would hold a back for 10 steps).
+  Result b2 = Acquire(c.get(), "b");
+  ASSERT_EQ(b2.result(), Result::LEASED);
+  EXPECT_EQ(b2.clock(), 10);
+  Result a2 = Acquire(c.get(), "a");
+  EXPECT_EQ(a2.clock(), 10);
+  EXPECT_TRUE(wait("a", 10).may_proceed());
+  EXPECT_FALSE(wait("a", 11).may_proceed());
+  EXPECT_TRUE(wait("b", 11).may_proceed());
+  EXPECT_TRUE(wait("a", 11).may_proceed());
+  EXPECT_EQ(c->Status().max_clock_spread(), 1);
+}
+
+TEST_F(CoordinatorTest, EpochStatsCountEachPartitionOnce) {
+  auto c = Make();
+  Result dead = Acquire(c.get(), "dead");
+  now_ += absl::Seconds(11);  // "dead" expires; its partition is redone.
+  for (int i = 0; i < 6; ++i) {
+    Result lease = Acquire(c.get(), "live");
+    ASSERT_EQ(lease.result(), Result::LEASED);
+    ASSERT_TRUE(Complete(c.get(), "live", lease).accepted());
+  }
+  EXPECT_FALSE(Complete(c.get(), "dead", dead).accepted());
+  v1::JobStatus status = c->Status();
+  ASSERT_GE(status.epoch_stats_size(), 1);
+  EXPECT_EQ(status.epoch_stats(0).partitions_done(), 6);
+  EXPECT_EQ(status.epoch_stats(0).samples(), 60);
+}
+
 TEST_F(CoordinatorTest, StateOfAnotherJobIsRefused) {
   { Make(); }
   job_.set_name("other-job");
