@@ -174,8 +174,7 @@ class DataPlaneTest : public ::testing::Test {
 
   std::vector<float> PullDense(const std::string& name, size_t floats) {
     std::vector<float> out(floats);
-    EXPECT_THAT(client_->PullDense(name, 0, absl::MakeSpan(out)).get(),
-                IsOk());
+    EXPECT_THAT(client_->PullDense(name, 0, absl::MakeSpan(out)).get(), IsOk());
     return out;
   }
 
@@ -201,9 +200,9 @@ TEST_F(DataPlaneTest, PushesAndPullsOverThreeShardsMatchALocalSgdReference) {
   std::vector<uint64_t> all_ids;
   for (uint64_t id = 0; id < 40; ++id) all_ids.push_back(id * 7919 + 5);
   std::vector<float> initial_rows(all_ids.size() * kDim);
-  ASSERT_THAT(client_->PullRows("emb", all_ids, absl::MakeSpan(initial_rows))
-                  .get(),
-              IsOk());
+  ASSERT_THAT(
+      client_->PullRows("emb", all_ids, absl::MakeSpan(initial_rows)).get(),
+      IsOk());
   for (size_t i = 0; i < all_ids.size(); ++i) {
     ref.rows[all_ids[i]].assign(initial_rows.begin() + i * kDim,
                                 initial_rows.begin() + (i + 1) * kDim);
@@ -221,14 +220,16 @@ TEST_F(DataPlaneTest, PushesAndPullsOverThreeShardsMatchALocalSgdReference) {
     pushed.push_back(client_->PushDense("big", 20, absl::MakeConstSpan(range)));
     ref.PushDense("big", 20, kBigCols, range);
     const std::vector<float> small = Gradient(32, step, 2);
-    pushed.push_back(client_->PushDense("small", 0, absl::MakeConstSpan(small)));
+    pushed.push_back(
+        client_->PushDense("small", 0, absl::MakeConstSpan(small)));
     ref.PushDense("small", 0, 8, small);
     const std::vector<float> bias = Gradient(4, step, 3);
     pushed.push_back(client_->PushDense("bias", 6, absl::MakeConstSpan(bias)));
     ref.PushDense("bias", 6, 1, bias);
     // Rows with repeats, in no particular order.
     std::vector<uint64_t> ids;
-    for (int k = 0; k < 12; ++k) ids.push_back(all_ids[(step * 5 + k * 3) % 40]);
+    for (int k = 0; k < 12; ++k)
+      ids.push_back(all_ids[(step * 5 + k * 3) % 40]);
     ids.push_back(ids[0]);
     ids.push_back(ids[3]);
     const std::vector<float> rows = Gradient(ids.size() * kDim, step, 4);
@@ -263,8 +264,8 @@ TEST_F(DataPlaneTest, PushesAndPullsOverThreeShardsMatchALocalSgdReference) {
 
   // Each shard counted its data-plane requests.
   for (auto& shard : shards_) {
-    auto pushes = shard->Metric("tessera_ps_requests_total",
-                                "code=\"OK\",rpc=\"push\"");
+    auto pushes =
+        shard->Metric("tessera_ps_requests_total", "code=\"OK\",rpc=\"push\"");
     ASSERT_TRUE(pushes.ok());
     EXPECT_GT(*pushes, 0);
   }
@@ -278,23 +279,23 @@ TEST_F(DataPlaneTest, BadCallsFailBeforeAnythingIsSent) {
   ConnectClient();
   ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
   std::vector<float> out(33);
-  EXPECT_THAT(client_->PullDense("small", 0, absl::MakeSpan(out)).get(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("rows of 8")));
+  EXPECT_THAT(
+      client_->PullDense("small", 0, absl::MakeSpan(out)).get(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rows of 8")));
   out.resize(16);
   EXPECT_THAT(client_->PullDense("small", 3, absl::MakeSpan(out)).get(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("outside its 4 rows")));
-  EXPECT_THAT(client_->PullDense("emb", 0, absl::MakeSpan(out)).get(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("PullRows")));
+  EXPECT_THAT(
+      client_->PullDense("emb", 0, absl::MakeSpan(out)).get(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("PullRows")));
   const std::vector<uint64_t> ids = {1, 2, 3};
   EXPECT_THAT(client_->PullRows("emb", ids, absl::MakeSpan(out)).get(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("needs 24 floats, got 16")));
-  EXPECT_THAT(client_->PushRows("small", ids, out).get(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("PushDense")));
+  EXPECT_THAT(
+      client_->PushRows("small", ids, out).get(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("PushDense")));
   EXPECT_THAT(client_->PullDense("nope", 0, absl::MakeSpan(out)).get(),
               StatusIs(absl::StatusCode::kNotFound));
   v1::TensorSpec changed = Specs()[1];
@@ -365,8 +366,8 @@ TEST_F(DataPlaneTest, ShardRestartedMidStreamIsRetriedAndNothingIsLost) {
       ref.PushRows(ids, rows);
       done_steps = step + 1;
       // Keep some steps for after the restart.
-      if (step == kSteps / 2) restarted.WaitForNotificationWithTimeout(
-          absl::Seconds(120));
+      if (step == kSteps / 2)
+        restarted.WaitForNotificationWithTimeout(absl::Seconds(120));
     }
   });
 
@@ -409,9 +410,9 @@ TEST_F(DataPlaneTest, ShardRestartedMidStreamIsRetriedAndNothingIsLost) {
       ASSERT_FLOAT_EQ(rows[i * kDim + j], ref.rows[ids[i]][j]);
     }
   }
-  EXPECT_GT(SeriesValue(Text(registry_),
-                        "tessera_client_retries_total{shard=\"1\"}"),
-            0);
+  EXPECT_GT(
+      SeriesValue(Text(registry_), "tessera_client_retries_total{shard=\"1\"}"),
+      0);
 }
 
 TEST_F(DataPlaneTest, FrozenShardFailsTheCallNamingItThenServesAgain) {
@@ -436,8 +437,8 @@ TEST_F(DataPlaneTest, FrozenShardFailsTheCallNamingItThenServesAgain) {
   EXPECT_GT(waiting, 0);
   const std::string who = absl::StrCat(
       "shard 1 at 127.0.0.1:", shards_[1]->ports().data, " did not answer");
-  EXPECT_THAT(pulled.get(), StatusIs(absl::StatusCode::kDeadlineExceeded,
-                                     HasSubstr(who)));
+  EXPECT_THAT(pulled.get(),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr(who)));
   EXPECT_EQ(SeriesValue(Text(registry_),
                         "tessera_client_timeouts_total{shard=\"1\"}"),
             1);
@@ -525,24 +526,40 @@ TEST_F(DataPlaneTest, MalformedFramesGetErrorRepliesAndChangeNothing) {
     std::string reason;
   };
   const std::vector<Case> cases = {
-      {"truncated header", {good_header.substr(0, 6), good_values},
-       "truncated", "malformed"},
-      {"wrong payload size", {good_header, good_values.substr(0, 28 * 4)},
-       "4 rows of 8 need 32", "malformed"},
-      {"ragged payload", {good_header, good_values.substr(0, 30)},
-       "whole float32s", "malformed"},
-      {"unknown op", {unknown_op.SerializeAsString(), good_values},
-       "unknown op 42", "malformed"},
-      {"garbage", {std::string(11, '\xff'), "zzz"},
-       "not a DataHeader", "malformed"},
+      {"truncated header",
+       {good_header.substr(0, 6), good_values},
+       "truncated",
+       "malformed"},
+      {"wrong payload size",
+       {good_header, good_values.substr(0, 28 * 4)},
+       "4 rows of 8 need 32",
+       "malformed"},
+      {"ragged payload",
+       {good_header, good_values.substr(0, 30)},
+       "whole float32s",
+       "malformed"},
+      {"unknown op",
+       {unknown_op.SerializeAsString(), good_values},
+       "unknown op 42",
+       "malformed"},
+      {"garbage",
+       {std::string(11, '\xff'), "zzz"},
+       "not a DataHeader",
+       "malformed"},
       {"empty message", {""}, "empty message", "malformed"},
-      {"too many frames", {good_header, good_values, "a", "b"},
-       "at most 3", "malformed"},
+      {"too many frames",
+       {good_header, good_values, "a", "b"},
+       "at most 3",
+       "malformed"},
       {"missing payload", {good_header}, "expected 1", "malformed"},
-      {"oversize", {good_header, std::string(100000, '\0')},
-       "max_message_bytes", "oversize"},
-      {"unknown tensor", {unknown_tensor.SerializeAsString(), good_values},
-       "unknown tensor nope", "unknown_tensor"},
+      {"oversize",
+       {good_header, std::string(100000, '\0')},
+       "max_message_bytes",
+       "oversize"},
+      {"unknown tensor",
+       {unknown_tensor.SerializeAsString(), good_values},
+       "unknown tensor nope",
+       "unknown_tensor"},
   };
   for (const Case& c : cases) {
     const std::string labels = absl::StrCat("reason=\"", c.reason, "\"");

@@ -34,7 +34,7 @@
 
 ABSL_FLAG(int, demo_shards, 2, "demo: parameter-server shards to start.");
 ABSL_FLAG(int, demo_workers, 2, "demo: workers to start.");
-ABSL_FLAG(int, demo_epochs, 10, "demo: training epochs.");
+ABSL_FLAG(int, demo_epochs, 15, "demo: training epochs.");
 ABSL_FLAG(std::string, demo_model, "mlp", "demo: mlp or cnn.");
 ABSL_FLAG(std::string, demo_consistency, "SSP",
           "demo: ASYNC, SSP or BSP.");

@@ -16,6 +16,9 @@ PACKAGES=(
   libopenblas0-pthread
   # Data and checks.
   dataset-fashion-mnist liblinear-tools prometheus python3
+  # Fuzzers (clang with libFuzzer and the sanitizer runtimes), and the fault
+  # suite's network namespaces and veth pairs.
+  clang libclang-rt-14-dev iproute2
 )
 # Node.js for the deployment validators, from Debian unless one is installed.
 if ! command -v npm >/dev/null; then

@@ -39,11 +39,10 @@ absl::Status CheckValues(const v1::DataHeader& h, size_t bytes, int64_t rows) {
                                   " floats does not hold ", rows,
                                   " whole rows"));
   }
-  if (h.row_size() > 0 &&
-      floats / static_cast<uint64_t>(rows) !=
-          static_cast<uint64_t>(h.row_size())) {
-    return Malformed(absl::StrCat("values frame of ", floats, " floats; ",
-                                  rows, " rows of ", h.row_size(), " need ",
+  if (h.row_size() > 0 && floats / static_cast<uint64_t>(rows) !=
+                              static_cast<uint64_t>(h.row_size())) {
+    return Malformed(absl::StrCat("values frame of ", floats, " floats; ", rows,
+                                  " rows of ", h.row_size(), " need ",
                                   rows * h.row_size()));
   }
   return absl::OkStatus();
@@ -97,8 +96,7 @@ absl::StatusOr<v1::DataHeader> ParseDataHeader(absl::string_view frame) {
 absl::Status CheckRequestLayout(const v1::DataHeader& h,
                                 absl::Span<const size_t> payload) {
   const v1::DataHeader::Op op = h.op();
-  if (op == v1::DataHeader::OP_UNSPECIFIED ||
-      !v1::DataHeader::Op_IsValid(op)) {
+  if (op == v1::DataHeader::OP_UNSPECIFIED || !v1::DataHeader::Op_IsValid(op)) {
     return Malformed(absl::StrCat("unknown op ", static_cast<int>(op)));
   }
   const size_t want = RequestFrames(op);
@@ -144,14 +142,14 @@ absl::Status CheckReplyLayout(v1::DataHeader::Op op,
       op == v1::DataHeader::PULL_DENSE || op == v1::DataHeader::PULL_ROWS;
   const size_t want = is_pull && reply.status_code() == 0 ? 1 : 0;
   if (payload.size() != want) {
-    return absl::InternalError(absl::StrCat(
-        DataOpName(op), " reply has ", payload.size(),
-        " payload frames; expected ", want));
+    return absl::InternalError(
+        absl::StrCat(DataOpName(op), " reply has ", payload.size(),
+                     " payload frames; expected ", want));
   }
   if (want == 1 && payload[0] != expected_value_bytes) {
-    return absl::InternalError(absl::StrCat(
-        DataOpName(op), " reply carries ", payload[0], " bytes; expected ",
-        expected_value_bytes));
+    return absl::InternalError(absl::StrCat(DataOpName(op), " reply carries ",
+                                            payload[0], " bytes; expected ",
+                                            expected_value_bytes));
   }
   return absl::OkStatus();
 }
@@ -169,8 +167,8 @@ absl::Status HeaderStatus(const v1::DataHeader& header) {
   const int code = header.status_code();
   if (code == 0) return absl::OkStatus();
   if (code < 0 || code > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
-    return absl::UnknownError(absl::StrCat("status code ", code, ": ",
-                                           header.status_message()));
+    return absl::UnknownError(
+        absl::StrCat("status code ", code, ": ", header.status_message()));
   }
   return absl::Status(static_cast<absl::StatusCode>(code),
                       header.status_message());

@@ -55,9 +55,9 @@ TEST(DataWireTest, GarbageAndEmptyHeadersAreMalformed) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseDataHeader(""), StatusIs(absl::StatusCode::kInvalidArgument,
                                             HasSubstr("empty message")));
-  EXPECT_THAT(ParseDataHeader(std::string(kMaxHeaderBytes + 1, 'x')),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("exceeds")));
+  EXPECT_THAT(
+      ParseDataHeader(std::string(kMaxHeaderBytes + 1, 'x')),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exceeds")));
 }
 
 TEST(DataWireTest, WellFormedRequestsOfEveryOpPass) {
@@ -86,12 +86,12 @@ TEST(DataWireTest, WrongFrameCountIsRefused) {
   EXPECT_THAT(Layout(Header(v1::DataHeader::PUSH_DENSE, 2), {}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("0 payload frames; expected 1")));
-  EXPECT_THAT(Layout(Header(v1::DataHeader::PULL_DENSE, 2), {8}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("expected 0")));
-  EXPECT_THAT(Layout(Header(v1::DataHeader::PUSH_ROWS, 1), {8}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("expected 2")));
+  EXPECT_THAT(
+      Layout(Header(v1::DataHeader::PULL_DENSE, 2), {8}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected 0")));
+  EXPECT_THAT(
+      Layout(Header(v1::DataHeader::PUSH_ROWS, 1), {8}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("expected 2")));
 }
 
 TEST(DataWireTest, WrongPayloadSizesAreRefused) {
@@ -100,20 +100,20 @@ TEST(DataWireTest, WrongPayloadSizesAreRefused) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("whole float32s")));
   // Not whole rows.
-  EXPECT_THAT(Layout(Header(v1::DataHeader::PUSH_DENSE, 3), {16}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("3 whole rows")));
+  EXPECT_THAT(
+      Layout(Header(v1::DataHeader::PUSH_DENSE, 3), {16}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("3 whole rows")));
   // Rows of the wrong size.
   EXPECT_THAT(Layout(Header(v1::DataHeader::PUSH_DENSE, 2, 8), {72}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("2 rows of 8 need 16")));
   // An ids frame that disagrees with row_count.
-  EXPECT_THAT(Layout(Header(v1::DataHeader::PULL_ROWS, 3), {16}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("3 ids need 24")));
-  EXPECT_THAT(Layout(Header(v1::DataHeader::PUSH_ROWS, 3), {24, 20}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("3 whole rows")));
+  EXPECT_THAT(
+      Layout(Header(v1::DataHeader::PULL_ROWS, 3), {16}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("3 ids need 24")));
+  EXPECT_THAT(
+      Layout(Header(v1::DataHeader::PUSH_ROWS, 3), {24, 20}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("3 whole rows")));
 }
 
 TEST(DataWireTest, MissingNameOrRowsAreRefused) {
@@ -126,9 +126,8 @@ TEST(DataWireTest, MissingNameOrRowsAreRefused) {
                        HasSubstr("must be positive")));
   v1::DataHeader negative = Header(v1::DataHeader::PULL_DENSE, 1);
   negative.set_row_begin(-1);
-  EXPECT_THAT(Layout(negative, {}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("negative")));
+  EXPECT_THAT(Layout(negative, {}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("negative")));
 }
 
 TEST(DataWireTest, HugeRowCountsDoNotOverflowTheSizeChecks) {
@@ -153,8 +152,8 @@ TEST(DataWireTest, RepliesMustCarryExactlyTheValuesAPullAskedFor) {
 TEST(DataWireTest, StatusRoundTripsThroughTheHeader) {
   v1::DataHeader h;
   SetHeaderStatus(absl::UnavailableError("shard 1 is loading"), &h);
-  EXPECT_THAT(HeaderStatus(h), StatusIs(absl::StatusCode::kUnavailable,
-                                        "shard 1 is loading"));
+  EXPECT_THAT(HeaderStatus(h),
+              StatusIs(absl::StatusCode::kUnavailable, "shard 1 is loading"));
   SetHeaderStatus(absl::OkStatus(), &h);
   EXPECT_THAT(HeaderStatus(h), IsOk());
   h.set_status_code(999);

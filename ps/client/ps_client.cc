@@ -59,9 +59,9 @@ std::chrono::system_clock::time_point GrpcDeadline(absl::Duration d) {
 absl::Status WithShard(int shard, const std::string& address,
                        const absl::Status& status) {
   if (status.ok()) return status;
-  return absl::Status(status.code(), absl::StrCat("shard ", shard, " at ",
-                                                  address, ": ",
-                                                  status.message()));
+  return absl::Status(
+      status.code(),
+      absl::StrCat("shard ", shard, " at ", address, ": ", status.message()));
 }
 
 v1::DataHeader RequestHeader(v1::DataHeader::Op op, const std::string& tensor,
@@ -143,6 +143,7 @@ class PsClient::Transport {
     std::string endpoint;
     ZmqSocket socket;
     ZmqSocket monitor;
+    int monitor_fd = -1;  // Polled as a plain fd (ZmqSocket::Fd).
     int generation = 0;
     // Pieces waiting for room in the socket, in send order.
     std::deque<std::pair<uint64_t, int>> backlog;
@@ -186,6 +187,10 @@ class PsClient::Transport {
   absl::Mutex mu_;
   std::vector<std::unique_ptr<Call>> submitted_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The I/O thread is (about to be) asleep in zmq_poll and needs the eventfd
+  // to wake; once written, later submissions need not write it again.
+  bool sleeping_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
 
   // I/O thread only (and the constructor, before it starts).
   std::vector<Link> links_;
@@ -212,23 +217,27 @@ PsClient::Transport::Create(const PsClientOptions& options,
   std::unique_ptr<Transport> t(new Transport(options, wake_fd));
   auto& retries = metrics::BuildCounter()
                       .Name("tessera_client_retries_total")
-                      .Help("Data-plane requests resent to a shard (after "
-                            "UNAVAILABLE or a lost connection).")
+                      .Help(
+                          "Data-plane requests resent to a shard (after "
+                          "UNAVAILABLE or a lost connection).")
                       .Register(*registry);
   auto& timeouts = metrics::BuildCounter()
                        .Name("tessera_client_timeouts_total")
-                       .Help("Data-plane calls that ran out of time waiting "
-                             "for a shard.")
+                       .Help(
+                           "Data-plane calls that ran out of time waiting "
+                           "for a shard.")
                        .Register(*registry);
   auto& waiting = metrics::BuildGauge()
                       .Name("tessera_client_waiting_seconds")
-                      .Help("How long the oldest unanswered data-plane "
-                            "request to a shard has waited; 0 when none.")
+                      .Help(
+                          "How long the oldest unanswered data-plane "
+                          "request to a shard has waited; 0 when none.")
                       .Register(*registry);
   t->latency_ = &metrics::BuildHistogram()
                      .Name("tessera_client_request_latency_seconds")
-                     .Help("Data-plane calls from start to completion, by "
-                           "op.")
+                     .Help(
+                         "Data-plane calls from start to completion, by "
+                         "op.")
                      .Register(*registry);
   for (size_t i = 0; i < infos.size(); ++i) {
     Link link;
@@ -254,7 +263,7 @@ PsClient::Transport::~Transport() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
-  }
+  }  // Always write: the thread may be between its check and its poll.
   const uint64_t one = 1;
   (void)!write(wake_fd_, &one, sizeof(one));
   if (thread_.joinable()) thread_.join();
@@ -272,9 +281,8 @@ absl::Status PsClient::Transport::OpenLink(Link* link) {
   // The I/O thread queues what does not fit (backlog) instead of blocking.
   absl::Status hwm = socket->SetInt(ZMQ_SNDHWM, 10000);
   if (!hwm.ok()) return hwm;
-  const std::string monitor_endpoint =
-      absl::StrCat("inproc://tessera-client-monitor-", link->index, "-",
-                   ++monitors_);
+  const std::string monitor_endpoint = absl::StrCat(
+      "inproc://tessera-client-monitor-", link->index, "-", ++monitors_);
   if (zmq_socket_monitor(socket->get(), monitor_endpoint.c_str(),
                          ZMQ_EVENT_DISCONNECTED) != 0) {
     return ZmqError("zmq_socket_monitor");
@@ -285,8 +293,18 @@ absl::Status PsClient::Transport::OpenLink(Link* link) {
   if (!connected.ok()) return connected;
   connected = socket->Connect(link->endpoint);
   if (!connected.ok()) return connected;
+  auto monitor_fd = monitor->Fd();
+  if (!monitor_fd.ok()) return monitor_fd.status();
   link->socket = *std::move(socket);
   link->monitor = *std::move(monitor);
+  link->monitor_fd = *monitor_fd;
+  // A receive that finds nothing arms the fd: only a reader that has come up
+  // empty gets signalled when the next event arrives.
+  std::vector<ZmqFrame> none;
+  while (true) {
+    auto received = ZmqRecvFrames(link->monitor.get(), &none, ZMQ_DONTWAIT, 2);
+    if (!received.ok() || !received->received) break;
+  }
   return absl::OkStatus();
 }
 
@@ -297,18 +315,25 @@ void PsClient::Transport::CloseLink(Link* link) {
 }
 
 void PsClient::Transport::Submit(std::unique_ptr<Call> call) {
+  bool wake = false;
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {
       submitted_.push_back(std::move(call));
+      wake = sleeping_ && !woken_;
+      if (wake) woken_ = true;
     }
   }
   if (call != nullptr) {  // Not taken: the client is shutting down.
     call->done(absl::CancelledError("the client is shutting down"));
     return;
   }
-  const uint64_t one = 1;
-  (void)!write(wake_fd_, &one, sizeof(one));
+  // A system call per request costs more than the rest of a small request
+  // on a VM: wake the I/O thread only when it sleeps.
+  if (wake) {
+    const uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof(one));
+  }
 }
 
 void PsClient::Transport::Loop() {
@@ -318,21 +343,35 @@ void PsClient::Transport::Loop() {
     items.clear();
     items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
     for (Link& link : links_) {
+      if (!link.socket.valid()) {  // Reopened by the next Tick.
+        items.push_back({nullptr, -1, 0, 0});
+        items.push_back({nullptr, -1, 0, 0});
+        continue;
+      }
       const short out = link.backlog.empty() ? 0 : ZMQ_POLLOUT;
-      items.push_back({link.socket.get(), 0,
-                       static_cast<short>(ZMQ_POLLIN | out), 0});
-      items.push_back({link.monitor.get(), 0, ZMQ_POLLIN, 0});
+      items.push_back(
+          {link.socket.get(), 0, static_cast<short>(ZMQ_POLLIN | out), 0});
+      items.push_back({nullptr, link.monitor_fd, ZMQ_POLLIN, 0});
     }
     absl::Time now = absl::Now();
     absl::Time wake = absl::InfiniteFuture();
     if (!deadlines_.empty()) wake = std::min(wake, deadlines_.begin()->first);
-    if (!retries_.empty()) wake = std::min(wake, std::get<0>(*retries_.begin()));
+    if (!retries_.empty())
+      wake = std::min(wake, std::get<0>(*retries_.begin()));
     if (!calls_.empty() || waiting_) wake = std::min(wake, next_tick);
     long timeout_ms = -1;
     if (wake != absl::InfiniteFuture()) {
-      timeout_ms = std::max<int64_t>(
-          0, absl::ToInt64Milliseconds(absl::Ceil(wake - now,
-                                                  absl::Milliseconds(1))));
+      timeout_ms =
+          std::max<int64_t>(0, absl::ToInt64Milliseconds(absl::Ceil(
+                                   wake - now, absl::Milliseconds(1))));
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (!submitted_.empty() || stopping_) {
+        timeout_ms = 0;  // Work is waiting: look, don't sleep.
+      } else {
+        sleeping_ = true;
+      }
     }
     if (zmq_poll(items.data(), static_cast<int>(items.size()), timeout_ms) <
             0 &&
@@ -348,6 +387,8 @@ void PsClient::Transport::Loop() {
     bool stopping;
     {
       absl::MutexLock lock(&mu_);
+      sleeping_ = false;
+      woken_ = false;
       fresh.swap(submitted_);
       stopping = stopping_;
     }
@@ -413,7 +454,9 @@ absl::Status PsClient::Transport::Send(Call* call, int index,
   Piece& piece = call->pieces[index];
   Link& link = links_[piece.shard];
   // Behind a backlog, wait in line: requests to a part keep their order.
-  if (!from_backlog && !link.backlog.empty()) {
+  // Without a socket (it could not be reopened), wait for the next Tick.
+  if (!link.socket.valid() || (!from_backlog && !link.backlog.empty())) {
+    if (from_backlog) return absl::OkStatus();  // Still queued.
     piece.state = Piece::State::kQueued;
     link.backlog.emplace_back(call->id, index);
     return absl::OkStatus();
@@ -449,8 +492,7 @@ void PsClient::Transport::FlushBacklog(Link* link) {
   while (!link->backlog.empty()) {
     auto [call_id, index] = link->backlog.front();
     Call* call = FindCall(call_id);
-    if (call == nullptr ||
-        call->pieces[index].state != Piece::State::kQueued) {
+    if (call == nullptr || call->pieces[index].state != Piece::State::kQueued) {
       link->backlog.pop_front();
       continue;
     }
@@ -535,16 +577,20 @@ void PsClient::Transport::HandleReply(Link* link,
 }
 
 void PsClient::Transport::HandleMonitor(Link* link) {
+  // Its fd fired: read every event (until EAGAIN, which re-arms the fd).
+  bool disconnected = false;
   std::vector<ZmqFrame> frames;
-  auto received =
-      ZmqRecvFrames(link->monitor.get(), &frames, ZMQ_DONTWAIT, 2);
-  if (!received.ok() || !received->received || frames.empty() ||
-      frames[0].size() < sizeof(uint16_t)) {
-    return;
+  while (true) {
+    auto received =
+        ZmqRecvFrames(link->monitor.get(), &frames, ZMQ_DONTWAIT, 2);
+    if (!received.ok() || !received->received) break;
+    uint16_t event = 0;
+    if (!frames.empty() && frames[0].size() >= sizeof(event)) {
+      std::memcpy(&event, frames[0].data(), sizeof(event));
+    }
+    if (event == ZMQ_EVENT_DISCONNECTED) disconnected = true;
   }
-  uint16_t event = 0;
-  std::memcpy(&event, frames[0].data(), sizeof(event));
-  if (event != ZMQ_EVENT_DISCONNECTED) return;
+  if (!disconnected) return;
 
   // Replies that arrived before the connection dropped still count.
   DrainReplies(link);
@@ -565,6 +611,7 @@ void PsClient::Transport::HandleMonitor(Link* link) {
   absl::Status opened = OpenLink(link);
   if (!opened.ok()) {
     LOG(ERROR) << WithShard(link->index, link->address, opened);
+    CloseLink(link);
   }
   for (const auto& [request_id, where] : unanswered) {
     by_request_.erase(request_id);
@@ -572,7 +619,7 @@ void PsClient::Transport::HandleMonitor(Link* link) {
     if (call == nullptr) continue;
     call->pieces[where.second].state = Piece::State::kNew;
     link->retries->Increment();
-    absl::Status sent = opened.ok() ? Send(call, where.second) : opened;
+    absl::Status sent = Send(call, where.second);
     if (!sent.ok()) Finish(call, sent);
   }
   // Pieces queued behind the old socket's high-water mark go out on the new
@@ -629,12 +676,11 @@ void PsClient::Transport::TimeOut(Call* call) {
                              " did not answer within ", Pretty(call->timeout));
     } else {
       message = absl::StrCat("shard ", shard, " at ", link.address,
-                             " still unavailable after ",
-                             Pretty(call->timeout), ": ", last.message());
+                             " still unavailable after ", Pretty(call->timeout),
+                             ": ", last.message());
     }
   }
-  absl::StrAppend(&message, " (", DataOpName(call->op), " ", call->tensor,
-                  ")");
+  absl::StrAppend(&message, " (", DataOpName(call->op), " ", call->tensor, ")");
   Finish(call, absl::DeadlineExceededError(message));
 }
 
@@ -676,6 +722,15 @@ void PsClient::Transport::Tick(absl::Time now) {
   waiting_ = false;
   for (size_t s = 0; s < links_.size(); ++s) {
     Link& link = links_[s];
+    if (!link.socket.valid()) {
+      absl::Status opened = OpenLink(&link);
+      if (!opened.ok()) {
+        LOG(ERROR) << WithShard(link.index, link.address, opened);
+        CloseLink(&link);
+      } else {
+        FlushBacklog(&link);
+      }
+    }
     if (pending[s] == 0) {
       link.waiting->Set(0);
       continue;
@@ -739,22 +794,22 @@ absl::StatusOr<std::unique_ptr<PsClient>> PsClient::Connect(
     }
     const v1::ShardInfo& info = infos[i];
     if (info.shard_index() != i) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          shard.grpc_address, " is shard ", info.shard_index(),
-          ", but it is listed as shard ", i));
+      return absl::FailedPreconditionError(
+          absl::StrCat(shard.grpc_address, " is shard ", info.shard_index(),
+                       ", but it is listed as shard ", i));
     }
     if (!google::protobuf::util::MessageDifferencer::Equals(
             info.placement(), infos[0].placement())) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "shards disagree on the placement: shard 0 has {",
-          infos[0].placement().ShortDebugString(), "}, shard ", i, " has {",
-          info.placement().ShortDebugString(), "}"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("shards disagree on the placement: shard 0 has {",
+                       infos[0].placement().ShortDebugString(), "}, shard ", i,
+                       " has {", info.placement().ShortDebugString(), "}"));
     }
     if (info.placement().num_shards() != n) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "shard ", i, " at ", shard.grpc_address, " belongs to a job of ",
-          info.placement().num_shards(), " shards; the client was given ", n,
-          " addresses"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("shard ", i, " at ", shard.grpc_address,
+                       " belongs to a job of ", info.placement().num_shards(),
+                       " shards; the client was given ", n, " addresses"));
     }
     if (info.data_port() <= 0 || info.data_port() > 65535) {
       return absl::FailedPreconditionError(
@@ -780,8 +835,8 @@ absl::StatusOr<std::unique_ptr<PsClient>> PsClient::Connect(
     client->own_registry_ = std::make_unique<metrics::Registry>();
     registry = client->own_registry_.get();
   }
-  auto transport = Transport::Create(client->options_, std::move(links),
-                                     registry);
+  auto transport =
+      Transport::Create(client->options_, std::move(links), registry);
   if (!transport.ok()) return transport.status();
   client->transport_ = *std::move(transport);
   return client;
@@ -831,10 +886,10 @@ absl::Status PsClient::RegisterSpecs(absl::Span<const v1::TensorSpec> specs) {
     if (it != specs_.end() &&
         !google::protobuf::util::MessageDifferencer::Equals(it->second->spec,
                                                             info->spec)) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "tensor ", info->spec.name(), " is already known as {",
-          it->second->spec.ShortDebugString(), "}, not {",
-          info->spec.ShortDebugString(), "}"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("tensor ", info->spec.name(), " is already known as {",
+                       it->second->spec.ShortDebugString(), "}, not {",
+                       info->spec.ShortDebugString(), "}"));
     }
   }
   for (auto& info : infos) specs_[info->spec.name()] = std::move(info);
@@ -869,7 +924,8 @@ absl::StatusOr<std::vector<v1::TensorPartInfo>> PsClient::ListTensors(
   v1::ListTensorsResponse response;
   absl::Status listed = FromGrpcStatus(shards_[shard].stub->ListTensors(
       &context, v1::ListTensorsRequest(), &response));
-  if (!listed.ok()) return WithShard(shard, shards_[shard].grpc_address, listed);
+  if (!listed.ok())
+    return WithShard(shard, shards_[shard].grpc_address, listed);
   return std::vector<v1::TensorPartInfo>(response.parts().begin(),
                                          response.parts().end());
 }
@@ -897,9 +953,9 @@ absl::Status PsClient::LoadSpecs() {
           found.try_emplace(part.spec().name(), i, part.spec());
       if (!inserted && !google::protobuf::util::MessageDifferencer::Equals(
                            it->second.second, part.spec())) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "shards ", it->second.first, " and ", i,
-            " disagree on the spec of ", part.spec().name()));
+        return absl::FailedPreconditionError(
+            absl::StrCat("shards ", it->second.first, " and ", i,
+                         " disagree on the spec of ", part.spec().name()));
       }
     }
   }
@@ -962,8 +1018,8 @@ std::future<absl::Status> AsFuture(Start start) {
 // The rows [row_begin, row_begin + floats / row_size) of a dense tensor, or
 // an error saying why they are not.
 absl::Status CheckDenseRange(const std::string& tensor, int64_t row_size,
-                             int64_t num_rows, int64_t row_begin,
-                             size_t floats, const char* what) {
+                             int64_t num_rows, int64_t row_begin, size_t floats,
+                             const char* what) {
   if (floats == 0 || floats % row_size != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " of ", floats, " floats for ", tensor,
@@ -971,9 +1027,9 @@ absl::Status CheckDenseRange(const std::string& tensor, int64_t row_size,
   }
   const int64_t rows = floats / row_size;
   if (row_begin < 0 || row_begin + rows > num_rows) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " for ", tensor, " rows [", row_begin, ", ", row_begin + rows,
-        ") is outside its ", num_rows, " rows"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " for ", tensor, " rows [", row_begin, ", ",
+                     row_begin + rows, ") is outside its ", num_rows, " rows"));
   }
   return absl::OkStatus();
 }
@@ -987,15 +1043,15 @@ void PsClient::PullDenseAsync(const std::string& tensor, int64_t row_begin,
   if (!info.ok()) return done(info.status());
   const TensorInfo& t = **info;
   if (t.embedding) {
-    return done(absl::InvalidArgumentError(absl::StrCat(
-        tensor, " is an embedding table: pull it with PullRows")));
+    return done(absl::InvalidArgumentError(
+        absl::StrCat(tensor, " is an embedding table: pull it with PullRows")));
   }
   absl::Status range = CheckDenseRange(tensor, t.row_size, t.num_rows,
                                        row_begin, out.size(), "pull");
   if (!range.ok()) return done(range);
   const int64_t row_end = row_begin + out.size() / t.row_size;
-  auto call = NewCall(v1::DataHeader::PULL_DENSE, tensor, std::move(done),
-                      options);
+  auto call =
+      NewCall(v1::DataHeader::PULL_DENSE, tensor, std::move(done), options);
   for (const PartPlacement& part : t.parts) {
     const int64_t lo = std::max(row_begin, part.row_begin);
     const int64_t hi = std::min(row_end, part.row_end);
@@ -1039,8 +1095,8 @@ void PsClient::PushDenseAsync(const std::string& tensor, int64_t row_begin,
                                        row_begin, grad->size(), "gradient");
   if (!range.ok()) return done(range);
   const int64_t row_end = row_begin + grad->size() / t.row_size;
-  auto call = NewCall(v1::DataHeader::PUSH_DENSE, tensor, std::move(done),
-                      options);
+  auto call =
+      NewCall(v1::DataHeader::PUSH_DENSE, tensor, std::move(done), options);
   for (const PartPlacement& part : t.parts) {
     const int64_t lo = std::max(row_begin, part.row_begin);
     const int64_t hi = std::min(row_end, part.row_end);
@@ -1087,8 +1143,8 @@ void PsClient::PullRowsAsync(const std::string& tensor,
   if (!info.ok()) return done(info.status());
   const TensorInfo& t = **info;
   if (!t.embedding) {
-    return done(absl::InvalidArgumentError(absl::StrCat(
-        tensor, " is a dense tensor: pull it with PullDense")));
+    return done(absl::InvalidArgumentError(
+        absl::StrCat(tensor, " is a dense tensor: pull it with PullDense")));
   }
   const int64_t dim = t.row_size;
   if (out.size() != ids.size() * dim) {
@@ -1100,8 +1156,8 @@ void PsClient::PullRowsAsync(const std::string& tensor,
   std::vector<std::vector<uint64_t>> shard_ids(n);
   std::vector<std::vector<int64_t>> shard_rows(n);
   absl::flat_hash_map<uint64_t, int64_t> first;
-  auto call = NewCall(v1::DataHeader::PULL_ROWS, tensor, std::move(done),
-                      options);
+  auto call =
+      NewCall(v1::DataHeader::PULL_ROWS, tensor, std::move(done), options);
   for (size_t i = 0; i < ids.size(); ++i) {
     auto [it, inserted] = first.try_emplace(ids[i], i);
     if (!inserted) {
@@ -1116,8 +1172,8 @@ void PsClient::PullRowsAsync(const std::string& tensor,
   call->row_size = dim;
   for (int s = 0; s < n; ++s) {
     if (shard_ids[s].empty()) continue;
-    auto owned = std::make_shared<const std::vector<uint64_t>>(
-        std::move(shard_ids[s]));
+    auto owned =
+        std::make_shared<const std::vector<uint64_t>>(std::move(shard_ids[s]));
     Piece piece;
     piece.shard = s;
     piece.header = RequestHeader(v1::DataHeader::PULL_ROWS, tensor, options);
@@ -1150,14 +1206,14 @@ void PsClient::PushRowsAsync(const std::string& tensor,
   if (!info.ok()) return done(info.status());
   const TensorInfo& t = **info;
   if (!t.embedding) {
-    return done(absl::InvalidArgumentError(absl::StrCat(
-        tensor, " is a dense tensor: push to it with PushDense")));
+    return done(absl::InvalidArgumentError(
+        absl::StrCat(tensor, " is a dense tensor: push to it with PushDense")));
   }
   const int64_t dim = t.row_size;
   if (grad.size() != ids.size() * dim) {
     return done(absl::InvalidArgumentError(absl::StrCat(
-        "gradient for ", tensor, " has ", grad.size(), " floats; ",
-        ids.size(), " rows of dim ", dim, " need ", ids.size() * dim)));
+        "gradient for ", tensor, " has ", grad.size(), " floats; ", ids.size(),
+        " rows of dim ", dim, " need ", ids.size() * dim)));
   }
   const int n = num_shards();
   std::vector<std::vector<uint64_t>> shard_ids(n);
@@ -1169,8 +1225,8 @@ void PsClient::PushRowsAsync(const std::string& tensor,
     auto it = where.find(ids[i]);
     if (it != where.end()) {
       // Summed in arrival order, as the shard sums repeated ids.
-      float* sum = shard_values[it->second.first].data() +
-                   it->second.second * dim;
+      float* sum =
+          shard_values[it->second.first].data() + it->second.second * dim;
       for (int64_t j = 0; j < dim; ++j) sum[j] += g[j];
       continue;
     }
@@ -1179,12 +1235,12 @@ void PsClient::PushRowsAsync(const std::string& tensor,
     shard_ids[shard].push_back(ids[i]);
     shard_values[shard].insert(shard_values[shard].end(), g, g + dim);
   }
-  auto call = NewCall(v1::DataHeader::PUSH_ROWS, tensor, std::move(done),
-                      options);
+  auto call =
+      NewCall(v1::DataHeader::PUSH_ROWS, tensor, std::move(done), options);
   for (int s = 0; s < n; ++s) {
     if (shard_ids[s].empty()) continue;
-    auto owned_ids = std::make_shared<const std::vector<uint64_t>>(
-        std::move(shard_ids[s]));
+    auto owned_ids =
+        std::make_shared<const std::vector<uint64_t>>(std::move(shard_ids[s]));
     auto owned_values =
         std::make_shared<const std::vector<float>>(std::move(shard_values[s]));
     Piece piece;
@@ -1217,8 +1273,8 @@ absl::Status PsClient::Ping(int shard, const CallOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat("no shard ", shard));
   }
   return AsFuture([&](DoneCallback done) {
-           auto call = NewCall(v1::DataHeader::PING, "", std::move(done),
-                               options);
+           auto call =
+               NewCall(v1::DataHeader::PING, "", std::move(done), options);
            Piece piece;
            piece.shard = shard;
            piece.header = RequestHeader(v1::DataHeader::PING, "", options);

@@ -33,6 +33,11 @@
 // Caveat: a push that failed (deadline, or an error from another shard) may
 // still have been applied on some shards, as with any RPC.
 //
+// Order. One client's pushes and pulls to one tensor part are sent, applied
+// and answered in the order they were issued, with one exception: a piece
+// that is resent (after UNAVAILABLE or a lost connection) goes behind what
+// was issued after it.
+//
 // Metrics (registered into PsClientOptions::registry when given):
 //   tessera_client_retries_total{shard}       pieces resent
 //   tessera_client_timeouts_total{shard}      calls that timed out on a shard
@@ -189,8 +194,8 @@ class PsClient {
  private:
   struct ShardEndpoint {
     std::string grpc_address;
-    std::string data_address;  // host:port
-    std::string data_endpoint; // tcp://host:port
+    std::string data_address;   // host:port
+    std::string data_endpoint;  // tcp://host:port
     std::unique_ptr<v1::ParameterServer::Stub> stub;
   };
   // What the client needs of a tensor to place it; immutable once made.
@@ -198,8 +203,8 @@ class PsClient {
     v1::TensorSpec spec;
     bool embedding = false;
     int64_t row_size = 0;
-    int64_t num_rows = 0;             // dense
-    std::vector<PartPlacement> parts; // dense, in row order
+    int64_t num_rows = 0;              // dense
+    std::vector<PartPlacement> parts;  // dense, in row order
   };
   class Transport;
   struct Call;

@@ -69,9 +69,16 @@ ZmqFrame ZmqFrame::Adopt(std::unique_ptr<float[]> data, size_t floats) {
   return frame;
 }
 
+ZmqFrame ZmqFrame::WithFree(void* data, size_t size, zmq_free_fn* free_fn,
+                            void* hint) {
+  ZmqFrame frame;
+  zmq_msg_close(&frame.msg_);
+  CHECK_EQ(zmq_msg_init_data(&frame.msg_, data, size, free_fn, hint), 0);
+  return frame;
+}
+
 const char* ZmqFrame::data() const {
-  return static_cast<const char*>(
-      zmq_msg_data(const_cast<zmq_msg_t*>(&msg_)));
+  return static_cast<const char*>(zmq_msg_data(const_cast<zmq_msg_t*>(&msg_)));
 }
 
 size_t ZmqFrame::size() const {
@@ -125,6 +132,15 @@ absl::Status ZmqSocket::Connect(const std::string& endpoint) {
     return ZmqError(absl::StrCat("cannot connect to ", endpoint));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<int> ZmqSocket::Fd() const {
+  int fd = -1;
+  size_t size = sizeof(fd);
+  if (zmq_getsockopt(socket_, ZMQ_FD, &fd, &size) != 0) {
+    return ZmqError("zmq_getsockopt(ZMQ_FD)");
+  }
+  return fd;
 }
 
 absl::StatusOr<int> ZmqSocket::BoundPort() const {

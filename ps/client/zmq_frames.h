@@ -46,6 +46,11 @@ class ZmqFrame {
   // new float[]; ZeroMQ deletes it after sending.
   static ZmqFrame Adopt(std::unique_ptr<float[]> data, size_t floats);
 
+  // A frame over `data` that ZeroMQ releases with free_fn(data, hint) once
+  // sent (on one of its own threads).
+  static ZmqFrame WithFree(void* data, size_t size, zmq_free_fn* free_fn,
+                           void* hint);
+
   const char* data() const;
   size_t size() const;
   absl::string_view view() const { return {data(), size()}; }
@@ -92,6 +97,11 @@ class ZmqSocket {
   absl::Status SetInt(int option, int value);
   absl::Status Bind(const std::string& endpoint);
   absl::Status Connect(const std::string& endpoint);
+  // The socket's ZMQ_FD: readable when the socket may have become readable.
+  // For a socket that only receives, it is enough to poll this fd and, each
+  // time it fires (and once at the start), receive until EAGAIN; that skips
+  // the two system calls zmq_poll spends checking each socket item.
+  absl::StatusOr<int> Fd() const;
   // The TCP port a socket bound to tcp://host:0 got. Internal error if none.
   absl::StatusOr<int> BoundPort() const;
   void Close();

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -25,7 +26,7 @@ constexpr int kReadBatch = 64;
 std::string WorkerEndpoint(int i) {
   return absl::StrCat("inproc://tessera-data-worker-", i);
 }
-constexpr char kStopEndpoint[] = "inproc://tessera-data-stop";
+constexpr char kRepliesEndpoint[] = "inproc://tessera-data-replies";
 
 // A span over a payload frame's values, in place when its data is aligned for
 // T, else copied once into `scratch`. ZeroMQ gives large frames their own
@@ -41,6 +42,23 @@ absl::Span<const T> AlignedSpan(const ZmqFrame& frame,
   scratch->resize(n);
   std::memcpy(scratch->data(), frame.data(), n * sizeof(T));
   return *scratch;
+}
+
+// The payload a request moves: what it carries, or for a pull what it asks
+// for (unknown, so large, without a row size).
+int64_t PayloadBytes(const v1::DataHeader& h, int64_t bytes_in) {
+  switch (h.op()) {
+    case v1::DataHeader::PULL_DENSE:
+    case v1::DataHeader::PULL_ROWS:
+      if (h.row_size() <= 0) return std::numeric_limits<int64_t>::max();
+      if (h.row_count() >
+          std::numeric_limits<int64_t>::max() / 4 / h.row_size()) {
+        return std::numeric_limits<int64_t>::max();
+      }
+      return h.row_count() * h.row_size() * 4;
+    default:
+      return bytes_in;
+  }
 }
 
 bool SendPointer(void* socket, void* pointer) {
@@ -63,11 +81,95 @@ bool RecvPointer(void* socket, int flags, void** pointer) {
 
 }  // namespace
 
+// Buffers for pull replies, reused. A fresh large allocation costs a page
+// fault per 4 KiB page on first touch, which (on a VM especially) costs more
+// than sending the bytes, and glibc's malloc gives large blocks back to the
+// kernel whenever several are freed together. Each thread that makes replies
+// has its own pool; a buffer comes back to it from ZeroMQ's I/O thread once
+// sent, so the lock is shared by two threads at most.
+//
+// Thread-safe.
+class DataPlane::ReplyPool {
+ public:
+  // Below this, malloc's own free lists do as well.
+  static constexpr size_t kMinPooledBytes = 16 << 10;
+
+  explicit ReplyPool(size_t max_pooled_bytes)
+      : max_pooled_bytes_(max_pooled_bytes) {}
+  ~ReplyPool() {
+    for (auto& [bytes, buffers] : free_) {
+      for (Block* b : buffers) Delete(b);
+    }
+  }
+
+  // A buffer for `floats` floats, and the frame that sends it and then
+  // returns it here.
+  float* Take(size_t floats) {
+    const size_t bytes = floats * sizeof(float);
+    if (bytes >= kMinPooledBytes) {
+      absl::MutexLock lock(&mu_);
+      auto it = free_.find(bytes);
+      if (it != free_.end() && !it->second.empty()) {
+        Block* block = it->second.back();
+        it->second.pop_back();
+        pooled_bytes_ -= bytes;
+        return block->data();
+      }
+    }
+    void* raw =
+        ::operator new(sizeof(Block) + bytes, std::align_val_t(alignof(Block)));
+    Block* block = new (raw) Block{bytes, this};
+    return block->data();
+  }
+
+  // Returns a buffer from Take that was never sent.
+  void Give(float* data) { Release(data, nullptr); }
+
+  // A frame over `floats` floats of a buffer from Take; ZeroMQ returns it.
+  ZmqFrame Frame(float* data, size_t floats) {
+    return ZmqFrame::WithFree(data, floats * sizeof(float), &Release, nullptr);
+  }
+
+ private:
+  // Header in front of each buffer: 16 bytes keep the floats 16-aligned.
+  struct alignas(16) Block {
+    size_t bytes;
+    ReplyPool* pool;
+    float* data() { return reinterpret_cast<float*>(this + 1); }
+  };
+  static_assert(sizeof(Block) == 16, "Block keeps its data 16-aligned");
+
+  static void Delete(Block* block) {
+    block->~Block();
+    ::operator delete(block, std::align_val_t(alignof(Block)));
+  }
+
+  static void Release(void* data, void* /*hint*/) {
+    Block* block = reinterpret_cast<Block*>(data) - 1;
+    ReplyPool* pool = block->pool;
+    if (block->bytes >= kMinPooledBytes) {
+      absl::MutexLock lock(&pool->mu_);
+      if (pool->pooled_bytes_ + block->bytes <= pool->max_pooled_bytes_) {
+        pool->pooled_bytes_ += block->bytes;
+        pool->free_[block->bytes].push_back(block);
+        return;
+      }
+    }
+    Delete(block);
+  }
+
+  const size_t max_pooled_bytes_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<size_t, std::vector<Block*>> free_ ABSL_GUARDED_BY(mu_);
+  size_t pooled_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 // One request and, once handled, its reply. Owned by exactly one thread at a
 // time: the socket thread, then a worker, then the socket thread again.
 struct DataPlane::Work {
   ZmqFrame identity;
   std::vector<ZmqFrame> frames;  // header, then payload frames
+  int worker = -1;               // the worker it was handed to
   v1::DataHeader request;
   absl::Time received;
   int64_t bytes_in = 0;
@@ -82,8 +184,8 @@ struct DataPlane::Work {
 // Runs requests against the shard. One per thread (its cache is unlocked).
 class DataPlane::Handler {
  public:
-  Handler(Shard* shard, int64_t max_message_bytes)
-      : shard_(shard), max_message_bytes_(max_message_bytes) {}
+  Handler(Shard* shard, ReplyPool* pool, int64_t max_message_bytes)
+      : shard_(shard), pool_(pool), max_message_bytes_(max_message_bytes) {}
 
   // Fills w->status, w->reply and the reply's values.
   void Run(Work* w) {
@@ -113,20 +215,19 @@ class DataPlane::Handler {
       row_sizes_.emplace(h.tensor_name(), row_size);
     }
     if (h.row_size() > 0 && h.row_size() != row_size) {
-      return Own(Rejected(
-          absl::StatusCode::kInvalidArgument, kReasonWrongShape,
-          absl::StrCat("the client assumes rows of ", h.row_size(),
-                       " floats for ", h.tensor_name(), "; its rows have ",
-                       row_size)));
+      return Own(
+          Rejected(absl::StatusCode::kInvalidArgument, kReasonWrongShape,
+                   absl::StrCat("the client assumes rows of ", h.row_size(),
+                                " floats for ", h.tensor_name(),
+                                "; its rows have ", row_size)));
     }
     return row_size;
   }
 
   // A buffer for a pull's reply of `rows` rows of `row_size` floats, or
   // ResourceExhausted if the reply would exceed the message limit.
-  absl::StatusOr<std::unique_ptr<float[]>> ReplyBuffer(const v1::DataHeader& h,
-                                                       int64_t rows,
-                                                       int64_t row_size) {
+  absl::StatusOr<float*> ReplyBuffer(const v1::DataHeader& h, int64_t rows,
+                                     int64_t row_size) {
     const int64_t max_floats = max_message_bytes_ / sizeof(float);
     if (row_size <= 0 || rows > max_floats / row_size) {
       return Own(Rejected(
@@ -134,7 +235,7 @@ class DataPlane::Handler {
           absl::StrCat("pull of ", rows, " rows of ", h.tensor_name(),
                        " exceeds --max_message_bytes=", max_message_bytes_)));
     }
-    return std::unique_ptr<float[]>(new float[rows * row_size]);
+    return pool_->Take(rows * row_size);
   }
 
   absl::Status RunOp(Work* w) {
@@ -143,9 +244,21 @@ class DataPlane::Handler {
       case v1::DataHeader::PING:
         return shard_->CheckServing(false);
       case v1::DataHeader::PUSH_DENSE: {
-        if (h.row_size() > 0) {
-          auto row_size = RowSizeOf(h);
-          if (!row_size.ok()) return row_size.status();
+        // The values must be exactly the header's rows of the tensor's row
+        // size: a push that says 2 rows and carries 1 is refused, not
+        // applied as 1.
+        auto row_size = RowSizeOf(h);
+        if (!row_size.ok()) return row_size.status();
+        const size_t floats = w->frames[1].size() / sizeof(float);
+        if (*row_size <= 0 ||
+            floats / static_cast<uint64_t>(*row_size) !=
+                static_cast<uint64_t>(h.row_count()) ||
+            floats % static_cast<uint64_t>(*row_size) != 0) {
+          return Own(
+              Rejected(absl::StatusCode::kInvalidArgument, kReasonWrongShape,
+                       absl::StrCat("push for ", h.tensor_name(), " says ",
+                                    h.row_count(), " rows but carries ", floats,
+                                    " floats; its rows have ", *row_size)));
         }
         auto result = shard_->PushDense(h.tensor_name(), h.row_begin(),
                                         AlignedSpan(w->frames[1], &floats_));
@@ -159,9 +272,9 @@ class DataPlane::Handler {
           auto row_size = RowSizeOf(h);
           if (!row_size.ok()) return row_size.status();
         }
-        auto result = shard_->PushRows(h.tensor_name(),
-                                       AlignedSpan(w->frames[1], &ids_),
-                                       AlignedSpan(w->frames[2], &floats_));
+        auto result =
+            shard_->PushRows(h.tensor_name(), AlignedSpan(w->frames[1], &ids_),
+                             AlignedSpan(w->frames[2], &floats_));
         if (!result.ok()) return result.status();
         w->reply.set_version(result->version);
         w->reply.set_skipped(result->skipped);
@@ -173,12 +286,14 @@ class DataPlane::Handler {
         auto buffer = ReplyBuffer(h, h.row_count(), *row_size);
         if (!buffer.ok()) return buffer.status();
         const int64_t floats = h.row_count() * *row_size;
-        auto version = shard_->PullDense(
-            h.tensor_name(), h.row_begin(),
-            absl::MakeSpan(buffer->get(), floats));
-        if (!version.ok()) return version.status();
+        auto version = shard_->PullDense(h.tensor_name(), h.row_begin(),
+                                         absl::MakeSpan(*buffer, floats));
+        if (!version.ok()) {
+          pool_->Give(*buffer);
+          return version.status();
+        }
         w->reply.set_version(*version);
-        w->reply_values = ZmqFrame::Adopt(*std::move(buffer), floats);
+        w->reply_values = pool_->Frame(*buffer, floats);
         w->has_values = true;
         w->bytes_out = floats * sizeof(float);
         return absl::OkStatus();
@@ -191,10 +306,13 @@ class DataPlane::Handler {
         if (!buffer.ok()) return buffer.status();
         const int64_t floats = ids.size() * *row_size;
         auto version = shard_->PullRows(h.tensor_name(), ids,
-                                        absl::MakeSpan(buffer->get(), floats));
-        if (!version.ok()) return version.status();
+                                        absl::MakeSpan(*buffer, floats));
+        if (!version.ok()) {
+          pool_->Give(*buffer);
+          return version.status();
+        }
         w->reply.set_version(*version);
-        w->reply_values = ZmqFrame::Adopt(*std::move(buffer), floats);
+        w->reply_values = pool_->Frame(*buffer, floats);
         w->has_values = true;
         w->bytes_out = floats * sizeof(float);
         return absl::OkStatus();
@@ -206,11 +324,12 @@ class DataPlane::Handler {
     }
   }
 
-  Shard* const shard_;  // Not owned.
+  Shard* const shard_;     // Not owned.
+  ReplyPool* const pool_;  // Not owned.
   const int64_t max_message_bytes_;
   absl::flat_hash_map<std::string, int64_t> row_sizes_;
-  std::vector<float> floats_;   // Scratch for misaligned frames.
-  std::vector<uint64_t> ids_;   // Scratch for misaligned frames.
+  std::vector<float> floats_;  // Scratch for misaligned frames.
+  std::vector<uint64_t> ids_;  // Scratch for misaligned frames.
 };
 
 absl::StatusOr<std::unique_ptr<DataPlane>> DataPlane::Bind(
@@ -262,118 +381,148 @@ void DataPlane::Start(Shard* shard) {
   shard_ = shard;
   // Every socket is made here and handed to its thread; starting a thread
   // publishes it (ZeroMQ sockets may move between threads with a barrier).
-  auto stop_receiver = ZmqSocket::Open(context_->get(), ZMQ_PAIR);
-  auto stop_sender = ZmqSocket::Open(context_->get(), ZMQ_PAIR);
-  CHECK(stop_receiver.ok() && stop_sender.ok()) << "inproc sockets";
-  CHECK(stop_receiver->Bind(kStopEndpoint).ok());
-  CHECK(stop_sender->Connect(kStopEndpoint).ok());
-  stop_sender_ = *std::move(stop_sender);
-
-  std::vector<ZmqSocket> fronts;
+  // Inproc queues are unbounded (HWM 0): the socket thread bounds them itself
+  // (kMaxQueuedPerWorker), and a blocked hand-over could deadlock.
+  auto open = [this](int type, const std::string& endpoint, bool bind) {
+    auto socket = ZmqSocket::Open(context_->get(), type);
+    CHECK(socket.ok()) << socket.status();
+    CHECK(socket->SetInt(ZMQ_SNDHWM, 0).ok() &&
+          socket->SetInt(ZMQ_RCVHWM, 0).ok());
+    CHECK((bind ? socket->Bind(endpoint) : socket->Connect(endpoint)).ok())
+        << endpoint;
+    return *std::move(socket);
+  };
+  // Replies from every worker, and Stop's null pointer, arrive on one
+  // socket, so the socket thread polls two sockets however many workers.
+  auto* replies = new ZmqSocket(open(ZMQ_PULL, kRepliesEndpoint, true));
+  stop_sender_ = open(ZMQ_PUSH, kRepliesEndpoint, false);
+  const int64_t pooled_bytes =
+      std::max<int64_t>(256 << 20, 4 * options_.max_message_bytes) /
+      (options_.threads + 1);
+  for (int i = 0; i <= options_.threads; ++i) {
+    pools_.push_back(std::make_unique<ReplyPool>(pooled_bytes));
+  }
+  auto* to_workers = new std::vector<ZmqSocket>();
   for (int i = 0; i < options_.threads; ++i) {
-    auto front = ZmqSocket::Open(context_->get(), ZMQ_PAIR);
-    auto back = ZmqSocket::Open(context_->get(), ZMQ_PAIR);
-    CHECK(front.ok() && back.ok()) << "inproc sockets";
-    // The socket thread bounds each queue itself (kMaxQueuedPerWorker).
-    CHECK(front->SetInt(ZMQ_SNDHWM, 0).ok() &&
-          front->SetInt(ZMQ_RCVHWM, 0).ok() &&
-          back->SetInt(ZMQ_SNDHWM, 0).ok() && back->SetInt(ZMQ_RCVHWM, 0).ok());
-    CHECK(front->Bind(WorkerEndpoint(i)).ok());
-    CHECK(back->Connect(WorkerEndpoint(i)).ok());
-    fronts.push_back(*std::move(front));
-    auto* back_socket = new ZmqSocket(*std::move(back));
-    workers_.emplace_back([this, back_socket] {
-      std::unique_ptr<ZmqSocket> socket(back_socket);
-      Handler handler(shard_, options_.max_message_bytes);
+    ReplyPool* pool = pools_[i + 1].get();
+    to_workers->push_back(open(ZMQ_PUSH, WorkerEndpoint(i), true));
+    auto* in = new ZmqSocket(open(ZMQ_PULL, WorkerEndpoint(i), false));
+    auto* out = new ZmqSocket(open(ZMQ_PUSH, kRepliesEndpoint, false));
+    workers_.emplace_back([this, in, out, pool] {
+      std::unique_ptr<ZmqSocket> requests(in), answers(out);
+      Handler handler(shard_, pool, options_.max_message_bytes);
       void* pointer = nullptr;
-      while (RecvPointer(socket->get(), 0, &pointer) && pointer != nullptr) {
+      while (RecvPointer(requests->get(), 0, &pointer) && pointer != nullptr) {
         handler.Run(static_cast<Work*>(pointer));
-        if (!SendPointer(socket->get(), pointer)) break;
+        if (!SendPointer(answers->get(), pointer)) break;
       }
     });
   }
-  auto* receiver = new ZmqSocket(*std::move(stop_receiver));
-  auto* front_sockets = new std::vector<ZmqSocket>(std::move(fronts));
-  socket_thread_ = std::thread([this, receiver, front_sockets] {
-    std::unique_ptr<ZmqSocket> stop(receiver);
-    std::unique_ptr<std::vector<ZmqSocket>> fronts(front_sockets);
-    const int n = static_cast<int>(fronts->size());
-    Handler inline_handler(shard_, options_.max_message_bytes);
-    std::vector<zmq_pollitem_t> items(2 + n);
-    items[0] = {router_.get(), 0, ZMQ_POLLIN, 0};
-    items[1] = {stop->get(), 0, ZMQ_POLLIN, 0};
-    for (int i = 0; i < n; ++i) {
-      items[2 + i] = {(*fronts)[i].get(), 0, ZMQ_POLLIN, 0};
+  socket_thread_ = std::thread([this, replies, to_workers] {
+    std::unique_ptr<ZmqSocket> from_workers(replies);
+    std::unique_ptr<std::vector<ZmqSocket>> workers(to_workers);
+    SocketLoop(from_workers->get(), workers.get());
+  });
+}
+
+void DataPlane::SocketLoop(void* replies, std::vector<ZmqSocket>* workers) {
+  const int n = static_cast<int>(workers->size());
+  Handler inline_handler(shard_, pools_[0].get(), options_.max_message_bytes);
+  // `replies` only receives: poll its fd and drain it whenever it fires
+  // (ZmqSocket::Fd), one zmq socket item less per poll.
+  int replies_fd = -1;
+  size_t fd_size = sizeof(replies_fd);
+  CHECK_EQ(zmq_getsockopt(replies, ZMQ_FD, &replies_fd, &fd_size), 0);
+  zmq_pollitem_t items[2] = {{router_.get(), 0, ZMQ_POLLIN, 0},
+                             {nullptr, replies_fd, ZMQ_POLLIN, 0}};
+  bool drain_replies = true;  // Once at the start, then when the fd fires.
+  std::vector<int> queued(n, 0);
+  int total_queued = 0;
+  std::unique_ptr<Work> held;  // Read, waiting for room at its worker.
+  bool stopping = false;
+
+  auto dispatch = [&](std::unique_ptr<Work> work) {
+    const int worker = work->worker;
+    ++queued[worker];
+    ++total_queued;
+    Work* raw = work.release();
+    if (!SendPointer((*workers)[worker].get(), raw)) {
+      // Only a terminated context fails an inproc send; nothing to answer.
+      delete raw;
+      --queued[worker];
+      --total_queued;
     }
-    std::vector<int> queued(n, 0);
-    int total_queued = 0;
-    std::unique_ptr<Work> held;  // Read, waiting for room at its worker.
-    int held_worker = 0;
-    bool stopping = false;
+  };
 
-    auto dispatch = [&](std::unique_ptr<Work> work, int worker) {
-      ++queued[worker];
-      ++total_queued;
-      Work* raw = work.release();
-      if (!SendPointer((*fronts)[worker].get(), raw)) {
-        // Only a terminated context fails an inproc send; nothing to answer.
-        delete raw;
-        --queued[worker];
-        --total_queued;
-      }
-    };
-
-    while (true) {
-      if (stopping && total_queued == 0 && held == nullptr) break;
-      items[0].events = (!stopping && held == nullptr) ? ZMQ_POLLIN : 0;
-      if (zmq_poll(items.data(), items.size(), -1) < 0) {
-        if (zmq_errno() == EINTR) continue;
-        LOG(ERROR) << ZmqError("data plane: zmq_poll");
-        break;
-      }
-      if (items[1].revents & ZMQ_POLLIN) stopping = true;
-      for (int i = 0; i < n; ++i) {
-        if (!(items[2 + i].revents & ZMQ_POLLIN)) continue;
-        void* pointer = nullptr;
-        while (RecvPointer((*fronts)[i].get(), ZMQ_DONTWAIT, &pointer)) {
-          --queued[i];
-          --total_queued;
-          SendReply(std::unique_ptr<Work>(static_cast<Work*>(pointer)));
-        }
-      }
-      if (held != nullptr && queued[held_worker] < kMaxQueuedPerWorker) {
-        dispatch(std::move(held), held_worker);
-      }
-      if (!(items[0].revents & ZMQ_POLLIN)) continue;
-      for (int k = 0; k < kReadBatch && held == nullptr; ++k) {
-        bool got = false;
-        std::unique_ptr<Work> work = ReadRequest(&got);
-        if (!got) break;
-        if (work->status.ok() && n == 0) inline_handler.Run(work.get());
-        if (!work->status.ok() || n == 0) {
-          SendReply(std::move(work));
+  while (true) {
+    if (stopping && total_queued == 0 && held == nullptr) break;
+    items[0].events = (!stopping && held == nullptr) ? ZMQ_POLLIN : 0;
+    if (zmq_poll(items, 2, -1) < 0) {
+      if (zmq_errno() == EINTR) continue;
+      LOG(ERROR) << ZmqError("data plane: zmq_poll");
+      break;
+    }
+    if (drain_replies || (items[1].revents & ZMQ_POLLIN)) {
+      drain_replies = false;
+      void* pointer = nullptr;
+      while (RecvPointer(replies, ZMQ_DONTWAIT, &pointer)) {
+        if (pointer == nullptr) {  // From Stop().
+          stopping = true;
           continue;
         }
+        std::unique_ptr<Work> work(static_cast<Work*>(pointer));
+        --queued[work->worker];
+        --total_queued;
+        SendReply(std::move(work));
+      }
+    }
+    if (held != nullptr && queued[held->worker] < kMaxQueuedPerWorker) {
+      dispatch(std::move(held));
+    }
+    if (!(items[0].revents & ZMQ_POLLIN)) continue;
+    for (int k = 0; k < kReadBatch && held == nullptr; ++k) {
+      bool got = false;
+      std::unique_ptr<Work> work = ReadRequest(&got);
+      if (!got) break;
+      if (!work->status.ok()) {
+        SendReply(std::move(work));
+        continue;
+      }
+      int worker = -1;
+      if (n > 0) {
         const uint64_t key =
             Mix64(StableHash(std::string_view(work->identity.data(),
                                               work->identity.size())) ^
                   Mix64(StableHash(work->request.tensor_name())));
-        const int worker = static_cast<int>(key % n);
-        if (queued[worker] >= kMaxQueuedPerWorker) {
-          held = std::move(work);
-          held_worker = worker;
-          break;
-        }
-        dispatch(std::move(work), worker);
+        worker = static_cast<int>(key % n);
       }
+      // Without workers, or for a small request whose worker is idle, run it
+      // here: handing it over costs two thread wake-ups, more than such a
+      // request's work. With nothing queued at that worker, nothing sent
+      // before it by the same client to the same part is still pending, so
+      // order holds.
+      if (n == 0 ||
+          (queued[worker] == 0 && PayloadBytes(work->request, work->bytes_in) <=
+                                      options_.inline_max_bytes)) {
+        inline_handler.Run(work.get());
+        SendReply(std::move(work));
+        continue;
+      }
+      work->worker = worker;
+      if (queued[worker] >= kMaxQueuedPerWorker) {
+        held = std::move(work);
+        break;
+      }
+      dispatch(std::move(work));
     }
-    for (int i = 0; i < n; ++i) SendPointer((*fronts)[i].get(), nullptr);
-    // Replies already queued get `linger` to leave.
-    router_.SetInt(ZMQ_LINGER,
-                   static_cast<int>(absl::ToInt64Milliseconds(options_.linger)))
-        .IgnoreError();
-    router_.Close();
-  });
+  }
+  for (ZmqSocket& worker : *workers) SendPointer(worker.get(), nullptr);
+  // Replies already queued get `linger` to leave.
+  router_
+      .SetInt(ZMQ_LINGER,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.linger)))
+      .IgnoreError();
+  router_.Close();
 }
 
 std::unique_ptr<DataPlane::Work> DataPlane::ReadRequest(bool* got) {
@@ -417,7 +566,8 @@ std::unique_ptr<DataPlane::Work> DataPlane::ReadRequest(bool* got) {
                                    1 + kMaxPayloadFrames));
     }
     std::vector<size_t> sizes;
-    for (size_t i = 2; i < frames.size(); ++i) sizes.push_back(frames[i].size());
+    for (size_t i = 2; i < frames.size(); ++i)
+      sizes.push_back(frames[i].size());
     return CheckRequestLayout(work->request, sizes);
   };
   absl::Status status = check();
@@ -453,8 +603,7 @@ void DataPlane::SendReply(std::unique_ptr<Work> work) {
 void DataPlane::Stop() {
   if (stopped_.exchange(true)) return;
   if (started_.load()) {
-    const char stop = 1;
-    zmq_send(stop_sender_.get(), &stop, 1, 0);
+    SendPointer(stop_sender_.get(), nullptr);
     socket_thread_.join();
     for (auto& worker : workers_) worker.join();
     stop_sender_.Close();

@@ -7,21 +7,24 @@
 //
 // Threads. One socket thread owns the ROUTER: it reads each request, checks
 // its framing (ps/client/data_wire.h) and hands it, by pointer over an inproc
-// PAIR socket, to one of `threads` worker threads, which run it against the
-// Shard and hand the reply back for the socket thread to send. There is no
-// lock of our own on this path: the Shard's per-part locks are the only
-// serialization.
+// PUSH/PULL queue, to one of `threads` worker threads, which run it against
+// the Shard and hand it back, reply filled in, over one shared inproc queue
+// for the socket thread to send. There is no lock of our own on this path:
+// the Shard's per-part locks are the only serialization. Small requests whose
+// worker is idle run on the socket thread itself
+// (DataPlaneOptions::inline_max_bytes).
 //
 // Order. A request goes to worker hash(client identity, tensor name) %
 // threads, and each worker runs its requests first come, first served, so the
 // requests of one client to one tensor part are applied, and answered, in the
-// order the client sent them. Requests to different tensors, or from
+// order the client sent them (a request runs on the socket thread only when
+// its worker has nothing queued). Requests to different tensors, or from
 // different clients, may overtake each other.
 //
 // Payloads are never copied through protobuf: a push applies the optimizer
 // straight from the received frame when its data is 4-byte aligned (copied
-// once otherwise), and a pull's values are sent without copying (ownership of
-// the buffer passes to ZeroMQ).
+// once otherwise), and a pull copies the rows once, under the part's lock,
+// into a pooled buffer that ZeroMQ sends without copying and then returns.
 //
 // Bad input (a truncated or garbage header, an unknown op, the wrong frames
 // or payload sizes, too many frames, an oversize message) is answered with an
@@ -48,6 +51,10 @@ struct DataPlaneOptions {
   int port = 7001;  // 0 picks a free port; see DataPlane::port().
   // Worker threads that run requests; 0 runs them on the socket thread.
   int threads = 2;
+  // Requests moving at most this many payload bytes run on the socket thread
+  // when their worker has nothing queued (a hand-over costs two thread
+  // wake-ups, which is more than such a request's work).
+  int64_t inline_max_bytes = 64 << 10;
   // Largest request accepted (all frames); larger ones get an error reply.
   // Frames beyond 2x this (plus 1 MiB) make ZeroMQ drop the connection
   // without reading them.
@@ -87,13 +94,15 @@ class DataPlane {
 
  private:
   class Handler;
+  class ReplyPool;
   struct Work;
 
   DataPlane(DataPlaneOptions options, std::unique_ptr<ZmqContext> context,
             ZmqSocket router, int port);
 
-  void SocketLoop();
-  void WorkerLoop(int index);
+  // The socket thread: `replies` brings back handled requests (and Stop's
+  // signal); `workers` hand requests to the worker threads.
+  void SocketLoop(void* replies, std::vector<ZmqSocket>* workers);
   // Reads one request from the ROUTER; returns it with its reply already
   // filled in if it is malformed (not to be dispatched).
   std::unique_ptr<Work> ReadRequest(bool* got);
@@ -101,9 +110,12 @@ class DataPlane {
 
   const DataPlaneOptions options_;
   const int port_;
+  // Pull replies' buffers, one pool per thread that makes them (the socket
+  // thread's first); they outlive the context, whose threads return them.
+  std::vector<std::unique_ptr<ReplyPool>> pools_;
   std::unique_ptr<ZmqContext> context_;
-  ZmqSocket router_;  // Used by the socket thread only once started.
-  ZmqSocket stop_sender_;  // Used by the thread calling Stop().
+  ZmqSocket router_;        // Used by the socket thread only once started.
+  ZmqSocket stop_sender_;   // Used by the thread calling Stop().
   Shard* shard_ = nullptr;  // Not owned; set by Start.
   std::atomic<bool> started_{false};
   std::atomic<bool> stopped_{false};

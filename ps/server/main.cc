@@ -24,6 +24,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "ps/client/allocator.h"
 #include "ps/common/metrics/metrics.h"
 #include "ps/common/metrics/metrics_server.h"
 #include "ps/common/metrics/process_metrics.h"
@@ -92,6 +93,10 @@ int Run() {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // Received data-plane messages are malloc'd: keep freed blocks for reuse
+  // rather than page-faulting fresh ones in (see allocator.h).
+  if (!KeepFreedMessageMemory()) LOG(WARNING) << "malloc tuning refused";
 
   auto index = ParseShardIndex(absl::GetFlag(FLAGS_shard_index));
   if (!index.ok()) Die(index.status());

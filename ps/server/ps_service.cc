@@ -204,7 +204,8 @@ grpc::Status ParameterServerService::PushGradient(
   }
   // Copy into aligned storage: a bytes field carries no alignment promise.
   std::vector<float> grad(raw.size() / sizeof(float));
-  std::memcpy(grad.data(), raw.data(), raw.size());
+  // memcpy from or to null is undefined even for 0 bytes (an empty push).
+  if (!raw.empty()) std::memcpy(grad.data(), raw.data(), raw.size());
   absl::StatusOr<PushResult> result;
   if (request->row_ids_size() > 0) {
     result = shard_->PushRows(request->tensor_name(),

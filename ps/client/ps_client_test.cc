@@ -1,0 +1,365 @@
+// PsClient against fake shards: a gRPC ParameterServer that answers
+// GetShardInfo, and a ROUTER socket the test drives by hand, so each failure
+// (no answer, UNAVAILABLE, a dropped connection, a late or garbled reply)
+// happens exactly when the test says.
+
+#include "ps/client/ps_client.h"
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "gtest/gtest.h"
+#include "ps/client/data_wire.h"
+#include "ps/client/zmq_frames.h"
+#include "ps/common/metrics/metrics.h"
+#include "ps/common/status_matchers.h"
+#include "tessera/v1/data.pb.h"
+
+namespace tessera {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::TensorSpec Spec() {
+  v1::TensorSpec spec;
+  spec.set_name("w");
+  spec.add_shape(4);
+  spec.add_shape(2);
+  return spec;
+}
+
+// Answers GetShardInfo with `info`; accepts CreateTensors.
+class FakeService final : public v1::ParameterServer::Service {
+ public:
+  explicit FakeService(v1::ShardInfo info) : info_(std::move(info)) {}
+  grpc::Status GetShardInfo(grpc::ServerContext*,
+                            const v1::GetShardInfoRequest*,
+                            v1::ShardInfo* response) override {
+    *response = info_;
+    return grpc::Status::OK;
+  }
+  grpc::Status CreateTensors(grpc::ServerContext*,
+                             const v1::CreateTensorsRequest*,
+                             v1::CreateTensorsResponse*) override {
+    return grpc::Status::OK;
+  }
+
+ private:
+  const v1::ShardInfo info_;
+};
+
+// One request as the fake shard's ROUTER received it.
+struct Received {
+  std::string identity;
+  v1::DataHeader header;
+  std::vector<std::string> payload;
+};
+
+class FakeShard {
+ public:
+  FakeShard(int index, int num_shards) : context_(1) {
+    Open(0);
+    v1::ShardInfo info;
+    info.set_shard_index(index);
+    info.mutable_placement()->set_num_shards(num_shards);
+    info.mutable_placement()->set_split_threshold_bytes(1 << 20);
+    info.set_data_port(port_);
+    service_ = std::make_unique<FakeService>(info);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &grpc_port_);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+  }
+  ~FakeShard() { server_->Shutdown(); }
+
+  std::string address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
+  int data_port() const { return port_; }
+
+  // Closes the data socket, dropping its connections, and binds a new one on
+  // the same port: a shard that restarted.
+  void Restart() {
+    router_.Close();
+    // ZeroMQ closes the listener on its I/O thread, a moment later: retry.
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    while (!Bind(port_).ok() && absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    ASSERT_TRUE(router_.valid()) << "port " << port_ << " never came free";
+  }
+
+  // The next request, or an error after 20 s.
+  absl::StatusOr<Received> Receive() {
+    zmq_pollitem_t item = {router_.get(), 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, 20000) <= 0) {
+      return absl::DeadlineExceededError("no request within 20 s");
+    }
+    std::vector<ZmqFrame> frames;
+    auto got = ZmqRecvFrames(router_.get(), &frames, 0, 8);
+    if (!got.ok()) return got.status();
+    Received r;
+    r.identity = std::string(frames[0].view());
+    auto header = ParseDataHeader(frames[1].view());
+    if (!header.ok()) return header.status();
+    r.header = *header;
+    for (size_t i = 2; i < frames.size(); ++i) {
+      r.payload.emplace_back(frames[i].view());
+    }
+    return r;
+  }
+
+  void Reply(const Received& to, const absl::Status& status,
+             std::vector<std::string> payload = {}) {
+    v1::DataHeader header;
+    header.set_request_id(to.header.request_id());
+    SetHeaderStatus(status, &header);
+    SendRaw(to.identity, header.SerializeAsString(), std::move(payload));
+  }
+
+  void SendRaw(const std::string& identity, const std::string& header,
+               std::vector<std::string> payload = {}) {
+    std::vector<ZmqFrame> frames;
+    frames.push_back(ZmqFrame::Copy(identity));
+    frames.push_back(ZmqFrame::Copy(header));
+    for (auto& p : payload) frames.push_back(ZmqFrame::Copy(p));
+    ASSERT_THAT(ZmqSendFrames(router_.get(), absl::MakeSpan(frames), 0),
+                IsOk());
+  }
+
+ private:
+  void Open(int port) { ASSERT_THAT(Bind(port), IsOk()); }
+
+  absl::Status Bind(int port) {
+    auto router = ZmqSocket::Open(context_.get(), ZMQ_ROUTER);
+    if (!router.ok()) return router.status();
+    absl::Status bound = router->Bind(absl::StrCat("tcp://127.0.0.1:", port));
+    if (!bound.ok()) return bound;
+    auto actual = router->BoundPort();
+    if (!actual.ok()) return actual.status();
+    router_ = *std::move(router);
+    port_ = *actual;
+    return absl::OkStatus();
+  }
+
+  ZmqContext context_;
+  ZmqSocket router_;
+  int port_ = 0;
+  int grpc_port_ = 0;
+  std::unique_ptr<FakeService> service_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+std::string Floats(const std::vector<float>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()),
+                     v.size() * sizeof(float));
+}
+
+double Series(metrics::Registry& registry, const std::string& series) {
+  const std::string text = registry.Serialize();
+  const size_t at = text.find(series + " ");
+  return at == std::string::npos ? -1
+                                 : std::stod(text.substr(at + series.size()));
+}
+
+class PsClientTest : public ::testing::Test {
+ protected:
+  void Connect(std::vector<FakeShard*> shards) {
+    PsClientOptions options;
+    for (FakeShard* s : shards) options.shard_addresses.push_back(s->address());
+    options.registry = &registry_;
+    options.default_deadline = absl::Seconds(20);
+    options.initial_backoff = absl::Milliseconds(1);
+    auto client = PsClient::Connect(options);
+    ASSERT_THAT(client, IsOk());
+    client_ = *std::move(client);
+    ASSERT_THAT(client_->RegisterSpecs({Spec()}), IsOk());
+  }
+
+  metrics::Registry registry_;
+  std::unique_ptr<PsClient> client_;
+};
+
+TEST_F(PsClientTest, PullCopiesTheReplyIntoTheCallersBuffer) {
+  FakeShard shard(0, 1);
+  Connect({&shard});
+  std::vector<float> out(4);
+  auto pulled = client_->PullDense("w", 1, absl::MakeSpan(out));
+  auto request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  EXPECT_EQ(request->header.op(), v1::DataHeader::PULL_DENSE);
+  EXPECT_EQ(request->header.tensor_name(), "w");
+  EXPECT_EQ(request->header.row_begin(), 1);
+  EXPECT_EQ(request->header.row_count(), 2);
+  EXPECT_EQ(request->header.row_size(), 2);
+  shard.Reply(*request, absl::OkStatus(), {Floats({1, 2, 3, 4})});
+  EXPECT_THAT(pulled.get(), IsOk());
+  EXPECT_EQ(out, std::vector<float>({1, 2, 3, 4}));
+}
+
+TEST_F(PsClientTest, UnavailableIsRetriedUntilItSucceeds) {
+  FakeShard shard(0, 1);
+  Connect({&shard});
+  std::vector<float> grad = {1, 2};
+  auto pushed = client_->PushDense("w", 3, absl::MakeConstSpan(grad));
+  uint64_t last_id = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto request = shard.Receive();
+    ASSERT_THAT(request, IsOk());
+    EXPECT_NE(request->header.request_id(), last_id);  // A fresh id each time.
+    last_id = request->header.request_id();
+    ASSERT_EQ(request->payload.size(), 1u);
+    EXPECT_EQ(request->payload[0], Floats(grad));
+    shard.Reply(*request,
+                i < 2 ? absl::UnavailableError("loading") : absl::OkStatus());
+  }
+  EXPECT_THAT(pushed.get(), IsOk());
+  EXPECT_EQ(Series(registry_, "tessera_client_retries_total{shard=\"0\"}"), 2);
+}
+
+TEST_F(PsClientTest, ARequestLostWithItsConnectionIsResentAfterReconnecting) {
+  FakeShard shard(0, 1);
+  Connect({&shard});
+  std::vector<float> grad = {1, 2, 3, 4};
+  auto pushed = client_->PushDense("w", 0, absl::MakeConstSpan(grad));
+  auto first = shard.Receive();
+  ASSERT_THAT(first, IsOk());
+  shard.Restart();  // Read, never answered: the "shard" died with it.
+  auto again = shard.Receive();
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->header.tensor_name(), "w");
+  EXPECT_EQ(again->payload, first->payload);
+  shard.Reply(*again, absl::OkStatus());
+  EXPECT_THAT(pushed.get(), IsOk());
+  EXPECT_EQ(Series(registry_, "tessera_client_retries_total{shard=\"0\"}"), 1);
+}
+
+TEST_F(PsClientTest, SilenceEndsInADeadlineErrorNamingTheShard) {
+  FakeShard zero(0, 2), one(1, 2);
+  Connect({&zero, &one});
+  std::vector<float> out(8);
+  CallOptions options;
+  options.deadline = absl::Milliseconds(300);
+  // The spec's 32 bytes stay whole on one shard; the message says which.
+  auto pulled = client_->PullDense("w", 0, absl::MakeSpan(out), options);
+  const absl::Status status = pulled.get();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kDeadlineExceeded,
+                               HasSubstr("did not answer within 300ms")));
+  const bool on_one = status.message().find("shard 1 at") != std::string::npos;
+  FakeShard& silent = on_one ? one : zero;
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr(absl::StrCat("127.0.0.1:", silent.data_port())));
+  EXPECT_EQ(
+      Series(registry_, absl::StrCat("tessera_client_timeouts_total{shard=\"",
+                                     on_one ? 1 : 0, "\"}")),
+      1);
+  // The request arrived; answering it now changes nothing.
+  auto late = silent.Receive();
+  ASSERT_THAT(late, IsOk());
+  silent.Reply(*late, absl::OkStatus(), {Floats(std::vector<float>(8, 9))});
+  EXPECT_EQ(out, std::vector<float>(8, 0));
+}
+
+TEST_F(PsClientTest, GarbledAndUnknownRepliesAreIgnored) {
+  FakeShard shard(0, 1);
+  Connect({&shard});
+  std::vector<float> out(2);
+  auto pulled = client_->PullDense("w", 0, absl::MakeSpan(out));
+  auto request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  shard.SendRaw(request->identity, std::string(11, '\xff'));
+  v1::DataHeader stranger;
+  stranger.set_request_id(request->header.request_id() + 1000);
+  shard.SendRaw(request->identity, stranger.SerializeAsString(),
+                {Floats({7, 7})});
+  shard.Reply(*request, absl::OkStatus(), {Floats({5, 6})});
+  EXPECT_THAT(pulled.get(), IsOk());
+  EXPECT_EQ(out, std::vector<float>({5, 6}));
+}
+
+TEST_F(PsClientTest, ShardErrorsAreReturnedWithTheShardNamed) {
+  FakeShard shard(0, 1);
+  Connect({&shard});
+  std::vector<float> grad = {1, 2};
+  auto pushed = client_->PushDense("w", 0, absl::MakeConstSpan(grad));
+  auto request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  shard.Reply(*request, absl::InvalidArgumentError("NaN in the gradient"));
+  EXPECT_THAT(pushed.get(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(absl::StrCat(
+                           "shard 0 at 127.0.0.1:", shard.data_port(),
+                           ": NaN in the gradient"))));
+}
+
+TEST_F(PsClientTest, RowsAreDeduplicatedAndScatteredBackInOrder) {
+  FakeShard shard(0, 1);
+  PsClientOptions options;
+  options.shard_addresses = {shard.address()};
+  auto client = PsClient::Connect(options);
+  ASSERT_THAT(client, IsOk());
+  v1::TensorSpec table;
+  table.set_name("emb");
+  table.set_kind(v1::TensorSpec::EMBEDDING);
+  table.add_shape(0);
+  table.add_shape(2);
+  ASSERT_THAT((*client)->RegisterSpecs({table}), IsOk());
+
+  const std::vector<uint64_t> ids = {7, 3, 7, 9, 3};
+  std::vector<float> out(ids.size() * 2);
+  auto pulled = (*client)->PullRows("emb", ids, absl::MakeSpan(out));
+  auto request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  ASSERT_EQ(request->payload.size(), 1u);
+  std::vector<uint64_t> sent(request->payload[0].size() / 8);
+  std::memcpy(sent.data(), request->payload[0].data(),
+              request->payload[0].size());
+  EXPECT_EQ(sent, std::vector<uint64_t>({7, 3, 9}));
+  shard.Reply(*request, absl::OkStatus(), {Floats({70, 71, 30, 31, 90, 91})});
+  ASSERT_THAT(pulled.get(), IsOk());
+  EXPECT_EQ(out, std::vector<float>({70, 71, 30, 31, 70, 71, 90, 91, 30, 31}));
+
+  const std::vector<float> grad = {1, 1, 2, 2, 3, 3, 4, 4, 5, 5};
+  auto pushed = (*client)->PushRows("emb", ids, grad);
+  request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  ASSERT_EQ(request->payload.size(), 2u);
+  EXPECT_EQ(request->header.row_count(), 3);
+  EXPECT_EQ(request->payload[1], Floats({4, 4, 7, 7, 4, 4}));  // 7, 3, 9
+  shard.Reply(*request, absl::OkStatus());
+  EXPECT_THAT(pushed.get(), IsOk());
+}
+
+TEST_F(PsClientTest, ShardsThatDisagreeOnThePlacementAreRefused) {
+  FakeShard zero(0, 2), stranger(0, 3);
+  PsClientOptions options;
+  options.shard_addresses = {zero.address(), stranger.address()};
+  EXPECT_THAT(PsClient::Connect(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("is shard 0, but it is listed as shard 1")));
+  FakeShard one_of_three(1, 3);
+  options.shard_addresses = {zero.address(), one_of_three.address()};
+  EXPECT_THAT(PsClient::Connect(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("disagree on the placement")));
+}
+
+TEST_F(PsClientTest, DestroyingTheClientCancelsWhatIsPending) {
+  FakeShard shard(0, 1);
+  Connect({&shard});
+  std::vector<float> out(8);
+  auto pulled = client_->PullDense("w", 0, absl::MakeSpan(out));
+  ASSERT_THAT(shard.Receive(), IsOk());
+  client_.reset();
+  EXPECT_THAT(pulled.get(), StatusIs(absl::StatusCode::kCancelled));
+}
+
+}  // namespace
+}  // namespace tessera

@@ -1,0 +1,1535 @@
+// The fault-injection suite (issue 7): a small Fashion-MNIST job runs on real
+// tessera-ps and tessera-worker processes while shards and workers are
+// killed, stopped, frozen, cut off, fed bad input and starved of disk; after
+// each scenario the job's promises are checked:
+//
+//   - the job completes, and every process exits as it should;
+//   - each partition is completed exactly once per epoch (the coordinator's
+//     per-epoch sample count equals the examples per epoch);
+//   - the final test accuracy is within kAccuracyTolerance points of an
+//     undisturbed run of the same job (the baseline, run once per suite);
+//   - a shard killed with SIGKILL comes back with at least every update that
+//     a completed flush covered (measured exactly: part versions sampled
+//     before a flush that then completed), and the updates lost are printed;
+//   - no process of the scenario is left behind, and each wait is bounded.
+//
+// The suite runs in network and mount namespaces of its own when it may
+// (root): its loopback, its veth pairs and its tmpfs mounts vanish with it.
+// Scenarios that need them skip with the reason when they cannot be made.
+//
+// Every scenario writes its section of docs/reliability.md to
+// $TEST_UNDECLARED_OUTPUTS_DIR/reliability/ (tests/fault/assemble_report.py).
+//
+// TESSERA_FAULT_LONG=1 runs the longer variant: the whole 60,000-example
+// training set and more epochs.
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "ps/client/data_wire.h"
+#include "ps/client/zmq_frames.h"
+#include "tessera/v1/data.pb.h"
+#include "tessera/v1/ps.grpc.pb.h"
+#include "tests/fault/fault_cluster.h"
+#include "tests/fault/metrics_text.h"
+#include "tests/fault/report.h"
+#include "tools/model_pull.h"
+
+namespace tessera::fault {
+
+// Set by main() before any thread starts.
+struct Isolation {
+  bool own_netns = false;
+  bool own_mountns = false;
+  std::string why_not;  // when either is false
+};
+Isolation g_isolation;
+
+namespace {
+
+using ::testing::HasSubstr;
+
+// The job (JobOptions' defaults: MLP 784-64-10, Adam 5e-4, batch 64, 36,000
+// examples x 3 epochs) is the cheapest tried whose undisturbed runs repeat
+// within about a point (84.5-84.7% on a quiet machine); a 6,000-example,
+// 2-epoch job varied by 1.5 points in identical runs. See
+// tests/fault/findings.md.
+constexpr double kAccuracyTolerance = 1.0;
+
+#define FT_ASSERT_OK(expr)                                   \
+  do {                                                       \
+    const absl::Status _ft_status = (expr);                  \
+    ASSERT_TRUE(_ft_status.ok()) << #expr ": " << _ft_status; \
+  } while (0)
+
+#define FT_ASSIGN_OR_FAIL(lhs, expr)                                 \
+  auto FT_CONCAT(_ft_or_, __LINE__) = (expr);                        \
+  ASSERT_TRUE(FT_CONCAT(_ft_or_, __LINE__).ok())                     \
+      << #expr ": " << FT_CONCAT(_ft_or_, __LINE__).status();        \
+  lhs = *std::move(FT_CONCAT(_ft_or_, __LINE__))
+#define FT_RETURN_IF_ERROR(expr)      \
+  do {                                \
+    const absl::Status _ft_s = (expr); \
+    if (!_ft_s.ok()) return _ft_s;     \
+  } while (0)
+#define FT_CONCAT_INNER(a, b) a##b
+#define FT_CONCAT(a, b) FT_CONCAT_INNER(a, b)
+
+bool LongRun() {
+  const char* v = std::getenv("TESSERA_FAULT_LONG");
+  return v != nullptr && std::string(v) == "1";
+}
+
+JobOptions DefaultJob() {
+  JobOptions job;
+  if (LongRun()) {
+    job.limit = 60000;
+    job.epochs = 5;
+    job.partitions = 60;
+  }
+  return job;
+}
+
+// Upper bounds of waits: generous, for two loaded cores; they bound a hang,
+// they do not judge speed.
+absl::Duration JobTimeout() {
+  return LongRun() ? absl::Minutes(20) : absl::Minutes(5);
+}
+
+std::string ScenarioDir(const std::string& name) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  return absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/tessera-fault-",
+                      getpid(), "/", name);
+}
+
+std::string Seconds(absl::Duration d) {
+  return absl::StrFormat("%.2f s", absl::ToDoubleSeconds(d));
+}
+
+std::string Ms(absl::Duration d) {
+  return absl::StrFormat("%.0f ms", absl::ToDoubleMilliseconds(d));
+}
+
+std::string Pct(double v) { return absl::StrFormat("%.2f%%", v); }
+
+int64_t Sum(const std::map<std::string, int64_t>& versions) {
+  int64_t s = 0;
+  for (const auto& [k, v] : versions) s += v;
+  return s;
+}
+
+std::string IpBinary() {
+  for (const char* p : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
+    if (access(p, X_OK) == 0) return p;
+  }
+  return "";
+}
+
+// Sums histogram buckets over shards (same bounds on every shard).
+Buckets AddBuckets(const Buckets& a, const Buckets& b) {
+  if (a.empty()) return b;
+  Buckets out = a;
+  for (size_t i = 0; i < out.size() && i < b.size(); ++i) {
+    out[i].second += b[i].second;
+  }
+  return out;
+}
+
+Buckets PushLatency(FaultCluster& c) {
+  Buckets total;
+  for (int i = 0; i < c.num_shards(); ++i) {
+    auto m = c.ShardMetrics(i);
+    if (!m.ok()) continue;
+    total = AddBuckets(
+        total, m->HistogramBuckets("tessera_ps_request_latency_seconds",
+                                   "rpc=\"push\""));
+  }
+  return total;
+}
+
+// --- The baseline ------------------------------------------------------------
+
+struct Baseline {
+  absl::Status status;
+  double accuracy = 0;
+  absl::Duration took;
+  Buckets push_latency;
+  v1::JobStatus job;
+};
+
+// What a scenario measured about one SIGKILL + restart.
+struct KillRecord {
+  int shard = 0;
+  double progress = 0;
+  int64_t flushed = 0;    // sum of part versions covered by a completed flush
+  int64_t last_seen = 0;  // sum of part versions last seen before the kill
+  int64_t restored = 0;   // sum right after the restart
+  std::string short_parts;  // parts restored below the flushed sample
+  absl::Duration lost_window;  // kill time - when `restored` was current
+  bool lost_window_known = true;
+  absl::Duration restart;      // kill -> SERVING again
+  absl::Duration resumed;      // kill -> the shard's versions grow again
+};
+
+class FaultTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (report_ == nullptr) return;
+    std::string outcome = "passed";
+    if (IsSkipped()) {
+      outcome = "skipped: " + skip_reason_;
+    } else if (HasFailure()) {
+      outcome = "FAILED (see the test log)";
+    }
+    report_->Figure("scenario wall time", Seconds(absl::Now() - start_));
+    report_->Write(outcome);
+  }
+
+  ScenarioReport& Report(const std::string& id, const std::string& title) {
+    report_ = std::make_unique<ScenarioReport>(id, title);
+    start_ = absl::Now();
+    return *report_;
+  }
+
+  static ClusterOptions DefaultOptions() {
+    ClusterOptions o;
+    o.job = DefaultJob();
+    return o;
+  }
+
+  // The undisturbed run every scenario compares against; run once.
+  static const Baseline& GetBaseline() {
+    static Baseline* baseline = [] {
+      auto* b = new Baseline;
+      const absl::Time start = absl::Now();
+      ClusterOptions o = DefaultOptions();
+      o.job.name = "fault-baseline";
+      auto c = FaultCluster::Start(o, ScenarioDir("baseline"));
+      if (!c.ok()) {
+        b->status = c.status();
+        return b;
+      }
+      for (const char* w : {"w0", "w1"}) {
+        absl::Status s = (*c)->StartWorker(w);
+        if (!s.ok()) b->status = s;
+      }
+      auto job = (*c)->WaitForJob(JobTimeout());
+      if (!job.ok()) {
+        b->status = job.status();
+        return b;
+      }
+      b->job = *job;
+      b->took = absl::Now() - start;
+      auto accuracy = (*c)->TestAccuracy();
+      if (!accuracy.ok()) {
+        b->status = accuracy.status();
+        return b;
+      }
+      b->accuracy = *accuracy;
+      b->push_latency = PushLatency(**c);
+      for (const char* w : {"w0", "w1"}) {
+        auto code = (*c)->WaitWorker(w, absl::Seconds(60));
+        if (!code.ok() || *code != 0) {
+          b->status = absl::InternalError(
+              absl::StrCat("baseline worker ", w, " did not exit 0"));
+        }
+      }
+      absl::Status shut = (*c)->Shutdown();
+      if (!shut.ok()) b->status = shut;
+      return b;
+    }();
+    return *baseline;
+  }
+
+  // --- Steps shared by scenarios --------------------------------------------
+
+  // Waits for the job, checks the invariants and the accuracy, waits for
+  // every worker not in `killed` to exit 0, then (with `shutdown`) stops the
+  // shards with SIGTERM (exit 0) and checks that no process is left.
+  void FinishJob(FaultCluster& c, ScenarioReport& r,
+                 const std::set<std::string>& killed = {},
+                 bool shutdown = true) {
+    const Baseline& base = GetBaseline();
+    auto job = c.WaitForJob(JobTimeout());
+    ASSERT_TRUE(job.ok()) << job.status();
+    std::vector<std::string> problems =
+        CheckJobInvariants(*job, c.options().job);
+    for (const auto& p : problems) ADD_FAILURE() << p;
+    std::vector<std::string> samples;
+    for (const auto& e : job->epoch_stats()) {
+      samples.push_back(absl::StrCat(e.samples(), " (", e.partitions_done(),
+                                     " partitions)"));
+    }
+    r.Figure("samples per epoch (expected " +
+                 absl::StrCat(c.options().job.limit, ", ",
+                              c.options().job.partitions, " partitions)"),
+             absl::StrJoin(samples, ", "));
+    r.Figure("exactly-once partitions", problems.empty() ? "yes" : "NO");
+    auto accuracy = c.TestAccuracy();
+    ASSERT_TRUE(accuracy.ok()) << accuracy.status();
+    EXPECT_NEAR(*accuracy, base.accuracy, kAccuracyTolerance)
+        << "baseline " << base.accuracy;
+    r.Figure("test accuracy (baseline)",
+             absl::StrCat(Pct(*accuracy), " (", Pct(base.accuracy), ")"));
+    r.Figure("accuracy delta",
+             absl::StrFormat("%+.2f points", *accuracy - base.accuracy));
+    for (const std::string& w : c.AllWorkers()) {
+      if (killed.count(w)) continue;
+      auto code = c.WaitWorker(w, absl::Seconds(60));
+      ASSERT_TRUE(code.ok()) << "worker " << w << ": " << code.status();
+      EXPECT_EQ(*code, 0) << "worker " << w << " log:\n" << c.WorkerLog(w);
+    }
+    if (!shutdown) return;
+    ShutdownAndCheck(c, r);
+  }
+
+  void ShutdownAndCheck(FaultCluster& c, ScenarioReport& r) {
+    absl::Status shut = c.Shutdown();
+    EXPECT_TRUE(shut.ok()) << shut;
+    const std::vector<std::string> left = c.ProcessesLeft();
+    EXPECT_TRUE(left.empty()) << absl::StrJoin(left, "\n");
+    r.Figure("processes left behind", absl::StrCat(left.size()));
+  }
+
+  // Kills shard `shard` with SIGKILL and restarts it on the same directory,
+  // measuring what the restart kept.
+  absl::StatusOr<KillRecord> KillAndRestart(FaultCluster& c, int shard,
+                                            double progress) {
+    KillRecord k;
+    k.shard = shard;
+    k.progress = progress;
+    const absl::Duration flush = absl::Seconds(c.options().flush_interval_s);
+    // A sample of the versions that a flush started afterwards must cover.
+    const absl::Time sampled_at = absl::Now();
+    auto sample = c.PartVersions(shard);
+    if (!sample.ok()) return sample.status();
+    absl::Status flushed =
+        c.WaitForFlushAfter(shard, sampled_at, 20 * flush + absl::Seconds(5));
+    if (!flushed.ok()) return flushed;
+    k.flushed = Sum(*sample);
+    // Versions over the last moments before the kill, for the lost window;
+    // the kill follows the last sample at once.
+    std::vector<std::pair<absl::Time, int64_t>> timeline;
+    const absl::Time watch_until = absl::Now() + 2 * flush;
+    for (int i = 0; i < 1000; ++i) {
+      auto v = c.PartVersions(shard);
+      if (v.ok()) timeline.push_back({absl::Now(), Sum(*v)});
+      if (absl::Now() >= watch_until) break;
+      absl::SleepFor(absl::Milliseconds(20));  // Sampling period.
+    }
+    if (timeline.empty()) return absl::UnavailableError("no versions seen");
+    c.SignalShard(shard, SIGKILL);
+    const absl::Time killed_at = absl::Now();
+    k.last_seen = timeline.back().second;
+    auto code = c.WaitShard(shard, absl::Seconds(20));
+    if (!code.ok()) return code.status();
+    // What the restart will load, read from the directory before any worker
+    // can push to the restarted shard.
+    auto restored = c.StoredVersions(shard);
+    if (!restored.ok()) return restored.status();
+    k.restored = Sum(*restored);
+    absl::Status started = c.StartShard(shard);
+    if (!started.ok()) return started;
+    k.restart = absl::Now() - killed_at;
+    for (const auto& [name, v] : *sample) {
+      auto it = restored->find(name);
+      const int64_t got = it == restored->end() ? 0 : it->second;
+      if (got < v) absl::StrAppend(&k.short_parts, name, ":", got, "<", v, " ");
+    }
+    // When was the restored state current? The last sample not above it.
+    k.lost_window_known = false;
+    for (auto it = timeline.rbegin(); it != timeline.rend(); ++it) {
+      if (it->second <= k.restored) {
+        k.lost_window = killed_at - it->first;
+        k.lost_window_known = true;
+        break;
+      }
+    }
+    if (!k.lost_window_known) k.lost_window = killed_at - timeline.front().first;
+    // Training goes on: the restarted shard applies updates again.
+    const absl::Time deadline = absl::Now() + absl::Seconds(120);
+    while (true) {
+      auto now = c.PartVersions(shard);
+      if (now.ok() && Sum(*now) > k.restored) break;
+      auto status = c.Status();
+      if (status.ok() && status->finished()) break;
+      if (absl::Now() > deadline) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "shard ", shard, " applied no update within 120 s of restarting"));
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    k.resumed = absl::Now() - killed_at;
+    return k;
+  }
+
+  // Waits until the sum of shard `shard`'s part versions exceeds `above`.
+  absl::StatusOr<absl::Duration> WaitForUpdates(FaultCluster& c, int shard,
+                                                int64_t above,
+                                                absl::Duration timeout) {
+    const absl::Time start = absl::Now();
+    while (true) {
+      auto v = c.PartVersions(shard);
+      if (v.ok() && Sum(*v) > above) return absl::Now() - start;
+      auto status = c.Status();
+      if (status.ok() && status->finished()) return absl::Now() - start;
+      if (absl::Now() - start > timeout) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("shard ", shard, " applied no update within ",
+                         absl::FormatDuration(timeout)));
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  }
+
+  std::string skip_reason_;
+  std::unique_ptr<ScenarioReport> report_;
+  absl::Time start_;
+};
+
+#define FT_SKIP(reason)          \
+  do {                           \
+    skip_reason_ = (reason);     \
+    std::cout << "SKIPPED: " << skip_reason_ << std::endl; \
+    GTEST_SKIP() << skip_reason_; \
+  } while (0)
+
+// --- Scenarios -----------------------------------------------------------------
+
+TEST_F(FaultTest, UndisturbedJobSetsTheBaseline) {
+  ScenarioReport& r = Report("01-baseline", "Baseline: the job undisturbed");
+  const Baseline& b = GetBaseline();
+  ASSERT_TRUE(b.status.ok()) << b.status;
+  std::vector<std::string> problems =
+      CheckJobInvariants(b.job, DefaultJob());
+  for (const auto& p : problems) ADD_FAILURE() << p;
+  const JobOptions job = DefaultJob();
+  r.Injected("nothing: 2 shards, 2 workers");
+  r.Figure("job", absl::StrCat("Fashion-MNIST MLP, ", job.limit,
+                               " examples x ", job.epochs, " epochs, ",
+                               job.partitions, " partitions/epoch, batch ",
+                               job.batch_size, ", ", job.optimizer, ", ",
+                               job.consistency, " ", job.staleness));
+  r.Figure("test accuracy", Pct(b.accuracy));
+  r.Figure("job wall time", Seconds(b.took));
+  r.Figure("push p99 (shards' tessera_ps_request_latency_seconds)",
+           Ms(absl::Seconds(HistogramQuantile(0.99, b.push_latency))));
+  r.Figure("exactly-once partitions", problems.empty() ? "yes" : "NO");
+  EXPECT_GT(b.accuracy, 70) << "the baseline did not learn";
+}
+
+TEST_F(FaultTest, ShardsKilledMidTrainingResumeFromTheirLastFlush) {
+  ScenarioReport& r = Report(
+      "02-sigkill",
+      "SIGKILL and restart on the same data directory: shard 1 three times "
+      "and shard 0 (the coordinator) three times, in one job");
+  ASSERT_TRUE(GetBaseline().status.ok()) << GetBaseline().status;
+  ClusterOptions o = DefaultOptions();
+  o.job.name = "fault-sigkill";
+  FT_ASSIGN_OR_FAIL(auto c, FaultCluster::Start(o, ScenarioDir("sigkill")));
+  FT_ASSERT_OK(c->StartWorker("w0"));
+  FT_ASSERT_OK(c->StartWorker("w1"));
+  r.Injected(absl::StrCat(
+      "SIGKILL of shard 1 at 10%, 34% and 58% of the job and of shard 0 at "
+      "22%, 46% and 70%; each restarted at once on its ports and directory; "
+      "flush interval ",
+      Ms(absl::Seconds(o.flush_interval_s))));
+  r.Table({"kill", "shard", "at", "versions flushed before kill",
+           "last seen", "after restart", "updates lost",
+           "lost window (flush interval)", "restart", "training resumed"});
+  const std::vector<std::pair<double, int>> schedule = {
+      {0.10, 1}, {0.22, 0}, {0.34, 1}, {0.46, 0}, {0.58, 1}, {0.70, 0}};
+  int n = 0;
+  int64_t lost_total = 0;
+  for (const auto& [at, shard] : schedule) {
+    FT_ASSIGN_OR_FAIL(auto status, c->WaitForProgress(at, JobTimeout()));
+    FT_ASSIGN_OR_FAIL(KillRecord k,
+                      KillAndRestart(*c, shard, FaultCluster::Progress(status)));
+    ++n;
+    // The promise: a restart keeps everything a completed flush covered.
+    EXPECT_TRUE(k.short_parts.empty())
+        << "shard " << shard << " lost flushed updates: " << k.short_parts;
+    EXPECT_GE(k.restored, k.flushed);
+    const int64_t lost = std::max<int64_t>(0, k.last_seen - k.restored);
+    lost_total += lost;
+    r.Row({absl::StrCat(n), absl::StrCat(shard),
+           absl::StrFormat("%.0f%%", 100 * k.progress),
+           absl::StrCat(k.flushed), absl::StrCat(k.last_seen),
+           absl::StrCat(k.restored), absl::StrCat(lost),
+           absl::StrCat(k.lost_window_known ? "" : "> ", Ms(k.lost_window),
+                        " (", Ms(absl::Seconds(o.flush_interval_s)), ")"),
+           Ms(k.restart), Ms(k.resumed)});
+    std::cout << "kill " << n << ": shard " << shard << " lost " << lost
+              << " updates (" << k.last_seen << " -> " << k.restored
+              << ", flushed " << k.flushed << ")" << std::endl;
+  }
+  r.Figure("updates lost over 6 kills (sum of part versions)",
+           absl::StrCat(lost_total));
+  r.Note(
+      "Versions count the updates applied to each tensor part; \"updates "
+      "lost\" is the sum over the shard's parts of the versions last seen "
+      "before the kill minus those stored in its data directory (read with "
+      "the shard's own storage code between the kill and the restart): a "
+      "lower bound, as updates applied between the last look and the kill "
+      "are not seen. \"Lost window\" is how old the restored state was at "
+      "the kill: the promise is at most one flush interval plus the flush "
+      "itself. \"Restart\" is kill to SERVING (including the read of the "
+      "directory); \"training resumed\" is kill to the shard's next applied "
+      "update.");
+  FinishJob(*c, r);
+}
+
+TEST_F(FaultTest, ShardStoppedWithSigtermRestartsBitIdentical) {
+  ScenarioReport& r = Report(
+      "03-sigterm",
+      "SIGTERM and restart: parameters bit-identical across the restart");
+  ASSERT_TRUE(GetBaseline().status.ok()) << GetBaseline().status;
+  ClusterOptions o = DefaultOptions();
+  o.job.name = "fault-sigterm";
+  // Only SIGTERM's final flush may persist the updates compared here.
+  o.flush_interval_s = 30;
+  FT_ASSIGN_OR_FAIL(auto c, FaultCluster::Start(o, ScenarioDir("sigterm")));
+  FT_ASSERT_OK(c->StartWorker("w0"));
+  FT_ASSERT_OK(c->StartWorker("w1"));
+  r.Injected(
+      "at 30% of the job: both workers paused (SIGSTOP) until the shards' "
+      "parameters are quiet, both shards stopped with SIGTERM and restarted, "
+      "workers resumed (SIGCONT); flush interval 30 s, so only the final "
+      "flush on SIGTERM persists");
+  r.Injected("after the job: every shard stopped with SIGTERM and restarted");
+  r.Table({"when", "shard", "versions before SIGTERM", "after restart",
+           "bit-identical"});
+  FT_ASSERT_OK(c->WaitForProgress(0.3, JobTimeout()).status());
+  for (const std::string& w : c->AllWorkers()) c->SignalWorker(w, SIGSTOP);
+  // Quiet: two pulls in a row agree (pushes already sent have landed).
+  std::vector<ShardSnapshot> before(c->num_shards());
+  for (int s = 0; s < c->num_shards(); ++s) {
+    FT_ASSIGN_OR_FAIL(before[s], c->PullShard(s));
+    bool quiet = false;
+    for (int i = 0; i < 100 && !quiet; ++i) {
+      absl::SleepFor(absl::Milliseconds(100));  // Sampling period.
+      FT_ASSIGN_OR_FAIL(ShardSnapshot again, c->PullShard(s));
+      quiet = again == before[s];
+      before[s] = std::move(again);
+    }
+    ASSERT_TRUE(quiet) << "shard " << s << " kept changing with workers paused";
+  }
+  FT_ASSIGN_OR_FAIL(v1::JobStatus job_before, c->Status());
+  for (int s = 0; s < c->num_shards(); ++s) c->SignalShard(s, SIGTERM);
+  for (int s = 0; s < c->num_shards(); ++s) {
+    FT_ASSIGN_OR_FAIL(int code, c->WaitShard(s, absl::Seconds(30)));
+    EXPECT_EQ(code, 0) << c->ShardLog(s);
+    EXPECT_THAT(c->ShardLog(s), HasSubstr("final flush done"));
+  }
+  for (int s = 0; s < c->num_shards(); ++s) FT_ASSERT_OK(c->StartShard(s));
+  int64_t bytes = 0;
+  for (int s = 0; s < c->num_shards(); ++s) {
+    FT_ASSIGN_OR_FAIL(ShardSnapshot after, c->PullShard(s));
+    EXPECT_TRUE(after == before[s])
+        << "shard " << s << " differs after SIGTERM + restart (versions "
+        << before[s].total_version() << " -> " << after.total_version() << ")";
+    for (const auto& [name, b] : after.bytes) bytes += b.size();
+    r.Row({"mid-job", absl::StrCat(s), absl::StrCat(before[s].total_version()),
+           absl::StrCat(after.total_version()),
+           after == before[s] ? "yes" : "NO"});
+  }
+  FT_ASSIGN_OR_FAIL(v1::JobStatus job_after, c->Status());
+  EXPECT_EQ(job_after.epoch(), job_before.epoch());
+  EXPECT_EQ(job_after.partitions_done(), job_before.partitions_done());
+  r.Observed(absl::StrCat(
+      "coordinator state kept: epoch ", job_after.epoch() + 1,
+      ", partitions done ", job_after.partitions_done(), " (before: ",
+      job_before.partitions_done(), ")"));
+  for (const std::string& w : c->AllWorkers()) c->SignalWorker(w, SIGCONT);
+
+  FinishJob(*c, r, {}, /*shutdown=*/false);
+  if (HasFatalFailure()) return;
+  // After the job: the final state survives SIGTERM + restart too.
+  std::vector<ShardSnapshot> final_state(c->num_shards());
+  for (int s = 0; s < c->num_shards(); ++s) {
+    FT_ASSIGN_OR_FAIL(final_state[s], c->PullShard(s));
+    c->SignalShard(s, SIGTERM);
+    FT_ASSIGN_OR_FAIL(int code, c->WaitShard(s, absl::Seconds(30)));
+    EXPECT_EQ(code, 0);
+    FT_ASSERT_OK(c->StartShard(s));
+    FT_ASSIGN_OR_FAIL(ShardSnapshot after, c->PullShard(s));
+    EXPECT_TRUE(after == final_state[s]) << "shard " << s;
+    r.Row({"after the job", absl::StrCat(s),
+           absl::StrCat(final_state[s].total_version()),
+           absl::StrCat(after.total_version()),
+           after == final_state[s] ? "yes" : "NO"});
+  }
+  r.Figure("bytes of parameters and row ids compared (mid-job)",
+           absl::StrCat(bytes));
+  ShutdownAndCheck(*c, r);
+}
+
+TEST_F(FaultTest, FrozenShardsMakeWorkersSayWhatTheyWaitForThenTrainingGoesOn) {
+  ScenarioReport& r = Report(
+      "04-sigstop",
+      "SIGSTOP for longer than the deadlines, then SIGCONT: shard 1, then "
+      "shard 0 (the coordinator)");
+  ASSERT_TRUE(GetBaseline().status.ok()) << GetBaseline().status;
+  ClusterOptions o = DefaultOptions();
+  o.job.name = "fault-sigstop";
+  o.call_deadline_s = 2;
+  FT_ASSIGN_OR_FAIL(auto c, FaultCluster::Start(o, ScenarioDir("sigstop")));
+  FT_ASSERT_OK(c->StartWorker("w0"));
+  FT_ASSERT_OK(c->StartWorker("w1"));
+  const absl::Duration freeze = absl::Seconds(8);
+  r.Injected(absl::StrCat("shard 1 frozen (SIGSTOP) for ", Seconds(freeze),
+                          " at 25% of the job; workers' call deadline ",
+                          Seconds(absl::Seconds(o.call_deadline_s))));
+  r.Injected(absl::StrCat("shard 0 frozen for ", Seconds(freeze),
+                          " at 55% (longer than the lease timeout of ",
+                          o.job.lease_timeout_s, " s too)"));
+
+  // Shard 1.
+  FT_ASSERT_OK(c->WaitForProgress(0.25, JobTimeout()).status());
+  FT_ASSIGN_OR_FAIL(auto v_before, c->PartVersions(1));
+  double timeouts_before = 0;
+  for (const auto& w : c->RunningWorkers()) {
+    auto m = c->WorkerMetrics(w);
+    if (m.ok()) {
+      timeouts_before +=
+          m->Get("tessera_client_timeouts_total", "shard=\"1\"");
+    }
+  }
+  c->SignalShard(1, SIGSTOP);
+  const absl::Time frozen_at = absl::Now();
+  double max_waiting = 0;
+  // The freeze lasts `freeze`; meanwhile the workers' metrics are scraped.
+  for (int i = 0; i < 1000 && absl::Now() - frozen_at < freeze; ++i) {
+    for (const auto& w : c->RunningWorkers()) {
+      auto m = c->WorkerMetrics(w);
+      if (m.ok()) {
+        max_waiting = std::max(
+            max_waiting,
+            m->Get("tessera_client_waiting_seconds", "shard=\"1\""));
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(200));  // Scrape period.
+  }
+  c->SignalShard(1, SIGCONT);
+  FT_ASSIGN_OR_FAIL(absl::Duration resumed,
+                    WaitForUpdates(*c, 1, Sum(v_before), absl::Seconds(120)));
+  double timeouts_after = 0;
+  for (const auto& w : c->RunningWorkers()) {
+    auto m = c->WorkerMetrics(w);
+    if (m.ok()) {
+      timeouts_after += m->Get("tessera_client_timeouts_total", "shard=\"1\"");
+    }
+  }
+  bool logged = false;
+  std::string example;
+  for (const auto& w : c->AllWorkers()) {
+    const std::string log = c->WorkerLog(w);
+    for (absl::string_view line : absl::StrSplit(log, '\n')) {
+      if (absl::StrContains(line, absl::StrCat("waiting for shard 1 at ",
+                                                c->data_address(1)))) {
+        logged = true;
+        if (example.empty()) example = std::string(line.substr(line.find(']') + 2));
+      }
+    }
+  }
+  EXPECT_TRUE(logged) << "no worker logged what it waited for";
+  EXPECT_GT(max_waiting, 0.5) << "tessera_client_waiting_seconds{shard=\"1\"}";
+  EXPECT_GT(timeouts_after, timeouts_before);
+  r.Observed(absl::StrCat("worker log: `", example, "`"));
+  r.Figure("shard 1: max tessera_client_waiting_seconds{shard=\"1\"} scraped",
+           absl::StrFormat("%.2f s", max_waiting));
+  r.Figure("shard 1: calls timed out (tessera_client_timeouts_total)",
+           absl::StrCat(timeouts_after - timeouts_before));
+  r.Figure("shard 1: updates applied again after SIGCONT", Seconds(resumed));
+
+  // Shard 0, the coordinator.
+  FT_ASSERT_OK(c->WaitForProgress(0.55, JobTimeout()).status());
+  FT_ASSIGN_OR_FAIL(auto v0_before, c->PartVersions(1));
+  c->SignalShard(0, SIGSTOP);
+  const absl::Time frozen0_at = absl::Now();
+  double max_coordinator_waiting = 0;
+  for (int i = 0; i < 1000 && absl::Now() - frozen0_at < freeze; ++i) {
+    for (const auto& w : c->RunningWorkers()) {
+      auto m = c->WorkerMetrics(w);
+      if (m.ok()) {
+        max_coordinator_waiting = std::max(
+            max_coordinator_waiting,
+            m->Get("tessera_worker_coordinator_waiting_seconds"));
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(200));  // Scrape period.
+  }
+  c->SignalShard(0, SIGCONT);
+  const absl::Time thawed = absl::Now();
+  FT_ASSIGN_OR_FAIL(auto status_after,
+                    c->WaitForStatus(
+                        [](const v1::JobStatus& s) { return true; },
+                        absl::Seconds(60), "an answer from the coordinator"));
+  const int done_at_thaw = status_after.partitions_done() +
+                           status_after.epoch() * o.job.partitions;
+  FT_ASSERT_OK(c->WaitForStatus(
+                     [&](const v1::JobStatus& s) {
+                       return s.finished() ||
+                              s.partitions_done() +
+                                      s.epoch() * o.job.partitions >
+                                  done_at_thaw;
+                     },
+                     absl::Seconds(120), "a partition completed after SIGCONT")
+                   .status());
+  const absl::Duration resumed0 = absl::Now() - thawed;
+  (void)v0_before;
+  bool coordinator_logged = false;
+  for (const auto& w : c->AllWorkers()) {
+    const std::string log = c->WorkerLog(w);
+    coordinator_logged =
+        coordinator_logged ||
+        LogHasLine(log, {"coordinator at " + c->grpc_address(0)});
+  }
+  EXPECT_TRUE(coordinator_logged)
+      << "no worker logged that it waited for the coordinator";
+  EXPECT_GT(max_coordinator_waiting, 1)
+      << "tessera_worker_coordinator_waiting_seconds";
+  r.Figure("shard 0: max tessera_worker_coordinator_waiting_seconds scraped",
+           absl::StrFormat("%.2f s", max_coordinator_waiting));
+  r.Figure("shard 0: a partition completed again after SIGCONT",
+           Seconds(resumed0));
+  r.Observed(coordinator_logged
+                 ? "workers logged the coordinator they waited for "
+                   "(`waiting for coordinator at ...` / `heartbeat to "
+                   "coordinator at ... failed`)"
+                 : "workers did NOT log the coordinator they waited for");
+  FinishJob(*c, r);
+}
+
+TEST_F(FaultTest, WorkerChurnCostsOnlyUnfinishedLeases) {
+  ScenarioReport& r = Report(
+      "05-churn", "Worker churn: killed, added and removed, all at once too");
+  ASSERT_TRUE(GetBaseline().status.ok()) << GetBaseline().status;
+  ClusterOptions o = DefaultOptions();
+  o.job.name = "fault-churn";
+  FT_ASSIGN_OR_FAIL(auto c, FaultCluster::Start(o, ScenarioDir("churn")));
+  FT_ASSERT_OK(c->StartWorker("w0"));
+  FT_ASSERT_OK(c->StartWorker("w1"));
+  std::set<std::string> killed;
+  r.Table({"at", "action", "workers running after"});
+  auto row = [&](double at, const std::string& action) {
+    r.Row({absl::StrFormat("%.0f%%", 100 * at), action,
+           absl::StrJoin(c->RunningWorkers(), " ")});
+  };
+  auto kill = [&](const std::string& w) {
+    c->SignalWorker(w, SIGKILL);
+    killed.insert(w);
+    auto code = c->WaitWorker(w, absl::Seconds(10));
+    EXPECT_TRUE(code.ok()) << code.status();
+  };
+  auto term = [&](const std::vector<std::string>& ws) {
+    for (const auto& w : ws) c->SignalWorker(w, SIGTERM);
+    for (const auto& w : ws) {
+      auto code = c->WaitWorker(w, absl::Seconds(60));
+      ASSERT_TRUE(code.ok()) << w << ": " << code.status();
+      EXPECT_EQ(*code, 0) << c->WorkerLog(w);
+    }
+  };
+
+  FT_ASSERT_OK(c->WaitForProgress(0.10, JobTimeout()).status());
+  kill("w0");
+  FT_ASSERT_OK(c->StartWorker("w2"));
+  FT_ASSERT_OK(c->StartWorker("w3"));
+  row(0.10, "SIGKILL w0; add w2, w3");
+
+  FT_ASSERT_OK(c->WaitForProgress(0.25, JobTimeout()).status());
+  term({"w1"});
+  row(0.25, "SIGTERM w1 (hands back its lease, exits 0)");
+
+  FT_ASSERT_OK(c->WaitForProgress(0.40, JobTimeout()).status());
+  {
+    const std::vector<std::string> all = c->RunningWorkers();
+    for (const auto& w : all) c->SignalWorker(w, SIGKILL);
+    for (const auto& w : all) {
+      killed.insert(w);
+      EXPECT_TRUE(c->WaitWorker(w, absl::Seconds(10)).ok());
+    }
+    FT_ASSERT_OK(c->StartWorker("w4"));
+    FT_ASSERT_OK(c->StartWorker("w5"));
+    row(0.40, absl::StrCat("SIGKILL every worker at once (",
+                           absl::StrJoin(all, ", "), "); add w4, w5"));
+  }
+
+  FT_ASSERT_OK(c->WaitForProgress(0.55, JobTimeout()).status());
+  FT_ASSERT_OK(c->StartWorker("w6"));
+  kill("w4");
+  row(0.55, "add w6; SIGKILL w4");
+
+  FT_ASSERT_OK(c->WaitForProgress(0.70, JobTimeout()).status());
+  {
+    const std::vector<std::string> all = c->RunningWorkers();
+    term(all);
+    FT_ASSERT_OK(c->StartWorker("w7"));
+    FT_ASSERT_OK(c->StartWorker("w8"));
+    row(0.70, absl::StrCat("SIGTERM every worker at once (",
+                           absl::StrJoin(all, ", "), "); add w7, w8"));
+  }
+  FT_ASSIGN_OR_FAIL(MetricsText coordinator, c->ShardMetrics(0));
+  r.Figure("leases expired (tessera_coordinator_lease_expirations_total)",
+           absl::StrCat(coordinator.Get(
+               "tessera_coordinator_lease_expirations_total")));
+  r.Figure("membership changes (join / leave / expire)",
+           absl::StrCat(coordinator.Get(
+                            "tessera_coordinator_membership_changes_total",
+                            "event=\"join\""),
+                        " / ",
+                        coordinator.Get(
+                            "tessera_coordinator_membership_changes_total",
+                            "event=\"leave\""),
+                        " / ",
+                        coordinator.Get(
+                            "tessera_coordinator_membership_changes_total",
+                            "event=\"expire\"")));
+  r.Injected(absl::StrCat(
+      "9 workers over the job: SIGKILL of single workers and of every worker "
+      "at once, SIGTERM of single workers and of every worker at once, "
+      "workers added meanwhile; lease timeout ",
+      o.job.lease_timeout_s, " s"));
+  FinishJob(*c, r, killed);
+}
+
+TEST_F(FaultTest, NanGradientsAreRefusedCountedAndTheJobStillLearns) {
+  ScenarioReport& r = Report(
+      "06-nan", "A worker whose pushes carry NaN gradients");
+  ASSERT_TRUE(GetBaseline().status.ok()) << GetBaseline().status;
+  ClusterOptions o = DefaultOptions();
+  o.job.name = "fault-nan";
+  FT_ASSIGN_OR_FAIL(auto c, FaultCluster::Start(o, ScenarioDir("nan")));
+  FT_ASSERT_OK(c->StartWorker("w0"));
+  FT_ASSERT_OK(c->StartWorker("w1"));
+  FT_ASSERT_OK(c->StartWorker("nan", {"--debug_nan_every_n_steps=5"}));
+  r.Injected(
+      "a third worker started with --debug_nan_every_n_steps=5: every 5th "
+      "step it pushes gradients made of NaN");
+  FinishJob(*c, r, {}, /*shutdown=*/false);
+  if (HasFatalFailure()) return;
+  double rejected = 0;
+  for (int s = 0; s < c->num_shards(); ++s) {
+    FT_ASSIGN_OR_FAIL(MetricsText m, c->ShardMetrics(s));
+    rejected += m.Get("tessera_ps_rejected_requests_total",
+                      "reason=\"non_finite\"");
+  }
+  const std::string log = c->WorkerLog("nan");
+  int injected = 0;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (absl::StrContains(line, "pushing NaN gradients")) ++injected;
+  }
+  EXPECT_GT(injected, 0);
+  // Each NaN step pushes every tensor; each piece is refused by its shard.
+  EXPECT_GE(rejected, injected);
+  auto tensors = PullModel(c->grpc_addresses(), absl::Seconds(30));
+  ASSERT_TRUE(tensors.ok()) << tensors.status();
+  int64_t non_finite = 0;
+  for (const auto& t : *tensors) {
+    for (float v : t.values) non_finite += std::isfinite(v) ? 0 : 1;
+  }
+  EXPECT_EQ(non_finite, 0) << "a NaN reached the parameters";
+  r.Figure("NaN steps pushed by the worker", absl::StrCat(injected));
+  r.Figure("tessera_ps_rejected_requests_total{reason=\"non_finite\"} (all "
+           "shards)",
+           absl::StrCat(rejected));
+  r.Figure("non-finite values in the final model", absl::StrCat(non_finite));
+  r.Observed("the NaN worker logs `push failed (update lost): ... non-finite` "
+             "and carries on; its refused pushes change nothing");
+  ShutdownAndCheck(*c, r);
+}
+
+// A tmpfs whose size can be changed under a running shard: shrunk to what it
+// holds (disk full) and grown again (the disk recovers). Unmounted on
+// destruction; lives in the suite's own mount namespace.
+class Tmpfs {
+ public:
+  ~Tmpfs() {
+    if (mounted_) umount2(path_.c_str(), MNT_DETACH);
+  }
+  absl::Status Mount(const std::string& path, int64_t bytes) {
+    path_ = path;
+    std::filesystem::create_directories(path);
+    if (mount("tessera-fault", path.c_str(), "tmpfs", 0,
+              absl::StrCat("size=", bytes).c_str()) != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("mount -t tmpfs ", path, ": ", strerror(errno)));
+    }
+    mounted_ = true;
+    return absl::OkStatus();
+  }
+  absl::Status Resize(int64_t bytes) {
+    if (mount("tessera-fault", path_.c_str(), "tmpfs", MS_REMOUNT,
+              absl::StrCat("size=", bytes).c_str()) != 0) {
+      return absl::InternalError(
+          absl::StrCat("remount ", path_, " size=", bytes, ": ",
+                       strerror(errno)));
+    }
+    return absl::OkStatus();
+  }
+  int64_t Used() const {
+    struct statvfs v {};
+    if (statvfs(path_.c_str(), &v) != 0) return -1;
+    return static_cast<int64_t>(v.f_blocks - v.f_bfree) * v.f_frsize;
+  }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+};
+
+TEST_F(FaultTest, FullDiskFailsFlushesVisiblyAndRecoversWhenThereIsRoom) {
+  ScenarioReport& r = Report(
+      "07-disk-full",
+      "Shard 1's data directory runs out of space during flushes, then gets "
+      "room again");
+  ASSERT_TRUE(GetBaseline().status.ok()) << GetBaseline().status;
+  if (!g_isolation.own_mountns) {
+    FT_SKIP("no mount namespace of its own (" + g_isolation.why_not +
+            "): the suite mounts no tmpfs on the host's");
+  }
+  const std::string dir = ScenarioDir("disk-full");
+  std::filesystem::remove_all(dir);
+  Tmpfs disk;
+  // Below RocksDB's WAL preallocation (1.1 x 64 MiB), so that every WAL
+  // append needs free space.
+  const int64_t initial = 64 << 20;
+  absl::Status mounted = disk.Mount(dir + "-disk", initial);
+  if (!mounted.ok()) FT_SKIP(std::string(mounted.message()));
+  ClusterOptions o = DefaultOptions();
+  o.job.name = "fault-disk";
+  o.shard_data_dirs[1] = dir + "-disk/ps-1";
+  FT_ASSIGN_OR_FAIL(auto c, FaultCluster::Start(o, dir));
+  FT_ASSERT_OK(c->StartWorker("w0"));
+  FT_ASSERT_OK(c->StartWorker("w1"));
+  FT_ASSERT_OK(c->WaitForProgress(0.2, JobTimeout()).status());
+
+  // Disk full: the file system shrinks to what it holds.
+  const int64_t used = disk.Used();
+  FT_ASSERT_OK(disk.Resize(used + 4096));
+  const absl::Time full_at = absl::Now();
+  r.Injected(absl::StrCat(
+      "at 20% of the job, shard 1's tmpfs (", initial >> 20,
+      " MiB) shrunk to the ", used >> 10,
+      " KiB it held: every write needs space it does not have"));
+  double failures = 0;
+  for (int i = 0; i < 600; ++i) {
+    auto m = c->ShardMetrics(1);
+    if (m.ok()) failures = m->Get("tessera_ps_flush_failures_total");
+    if (failures >= 3) break;
+    ASSERT_LT(absl::Now() - full_at, absl::Seconds(60))
+        << "no failed flush within 60 s of the disk filling";
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  const absl::Duration detected = absl::Now() - full_at;
+  EXPECT_TRUE(LogHasLine(c->ShardLog(1), {"flush to", "failed"}));
+  // Still serving from memory: health, and updates applied.
+  FT_ASSERT_OK(WaitForServing(c->grpc_address(1), absl::Seconds(5)));
+  FT_ASSIGN_OR_FAIL(auto during, c->PartVersions(1));
+  FT_ASSIGN_OR_FAIL(absl::Duration applied,
+                    WaitForUpdates(*c, 1, Sum(during), absl::Seconds(60)));
+  FT_ASSIGN_OR_FAIL(MetricsText full_metrics, c->ShardMetrics(1));
+  r.Figure("3 failed flushes counted (tessera_ps_flush_failures_total) after",
+           Seconds(detected));
+  r.Figure("tessera_ps_last_flush_age_seconds while full",
+           absl::StrFormat("%.1f s", full_metrics.Get(
+                                         "tessera_ps_last_flush_age_seconds")));
+  r.Figure("updates still applied while full (next one after)",
+           Seconds(applied));
+  std::string failed_line;
+  for (absl::string_view line : absl::StrSplit(c->ShardLog(1), '\n')) {
+    if (absl::StrContains(line, "flush to") &&
+        absl::StrContains(line, "failed")) {
+      failed_line = std::string(line.substr(line.find(']') + 2, 220));
+      break;
+    }
+  }
+  r.Observed(absl::StrCat("shard 1 log: `", failed_line, "...`"));
+
+  // Room again.
+  FT_ASSERT_OK(disk.Resize(int64_t{1} << 30));
+  const absl::Time room_at = absl::Now();
+  absl::Status recovered =
+      c->WaitForFlushAfter(1, room_at, absl::Seconds(30));
+  EXPECT_TRUE(recovered.ok())
+      << recovered << "\nshard 1 log:\n"
+      << c->ShardLog(1).substr(std::max<int64_t>(
+             0, static_cast<int64_t>(c->ShardLog(1).size()) - 3000));
+  if (recovered.ok()) {
+    r.Figure("first successful flush after the disk had room",
+             Seconds(absl::Now() - room_at));
+    EXPECT_TRUE(LogHasLine(c->ShardLog(1), {"works again"}));
+  } else {
+    r.Observed("flushes did NOT succeed again once the disk had room");
+  }
+  ASSERT_TRUE(recovered.ok());
+  // What is flushed now survives a crash.
+  FT_ASSIGN_OR_FAIL(auto status, c->Status());
+  FT_ASSIGN_OR_FAIL(KillRecord k,
+                    KillAndRestart(*c, 1, FaultCluster::Progress(status)));
+  EXPECT_TRUE(k.short_parts.empty()) << k.short_parts;
+  r.Observed(absl::StrCat(
+      "after recovery, SIGKILL + restart of shard 1 restored versions ",
+      k.restored, " (a completed flush covered ", k.flushed, ")"));
+  FinishJob(*c, r);
+}
+
+// A network namespace with a veth pair to the suite's own namespace; removed
+// on destruction (and with the suite's namespaces in any case).
+class NetnsLink {
+ public:
+  explicit NetnsLink(std::string log) : log_(std::move(log)) {}
+  ~NetnsLink() {
+    if (!name_.empty()) {
+      RunCommand({ip_, "netns", "del", name_}, log_).IgnoreError();
+    }
+  }
+  absl::Status Create() {
+    ip_ = IpBinary();
+    if (ip_.empty()) return absl::FailedPreconditionError("no ip binary");
+    const std::string name = absl::StrCat("tessera-ft-", getpid());
+    // /run/netns on a tmpfs of this mount namespace: nothing is left on the
+    // host's /run even if the suite dies.
+    std::filesystem::create_directories("/run/netns");
+    if (mount("tessera-netns", "/run/netns", "tmpfs", 0, "size=1m") != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("mount tmpfs on /run/netns: ", strerror(errno)));
+    }
+    FT_RETURN_IF_ERROR(Run({ip_, "netns", "add", name}));
+    name_ = name;
+    FT_RETURN_IF_ERROR(
+        Run({ip_, "link", "add", "ftA", "type", "veth", "peer", "name", "ftB"}));
+    FT_RETURN_IF_ERROR(Run({ip_, "link", "set", "ftB", "netns", name_}));
+    FT_RETURN_IF_ERROR(Run({ip_, "addr", "add", "10.77.0.1/24", "dev", "ftA"}));
+    FT_RETURN_IF_ERROR(Run({ip_, "link", "set", "ftA", "up"}));
+    FT_RETURN_IF_ERROR(InNs({"addr", "add", "10.77.0.2/24", "dev", "ftB"}));
+    FT_RETURN_IF_ERROR(InNs({"link", "set", "ftB", "up"}));
+    FT_RETURN_IF_ERROR(InNs({"link", "set", "lo", "up"}));
+    return absl::OkStatus();
+  }
+  absl::Status Down() { return InNs({"link", "set", "ftB", "down"}); }
+  absl::Status Up() { return InNs({"link", "set", "ftB", "up"}); }
+  std::vector<std::string> Wrapper() const {
+    return {ip_, "netns", "exec", name_};
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  absl::Status Run(std::vector<std::string> argv) {
+    const std::string what = absl::StrJoin(argv, " ");
+    auto code = RunCommand(std::move(argv), log_);
+    if (!code.ok()) return code.status();
+    if (*code != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("`", what, "` exited with ", *code));
+    }
+    return absl::OkStatus();
+  }
+  absl::Status InNs(std::vector<std::string> args) {
+    std::vector<std::string> argv = {ip_, "netns", "exec", name_, ip_};
+    for (auto& a : args) argv.push_back(std::move(a));
+    return Run(std::move(argv));
+  }
+
+  const std::string log_;
+  std::string ip_;
+  std::string name_;
+};
+
+TEST_F(FaultTest, PartitionedShardMakesCallersTimeOutAndRetryNeverHang) {
+  ScenarioReport& r = Report(
+      "08-partition",
+      "Network partition: shard 1 in its own network namespace, its link "
+      "taken down and up");
+  ASSERT_TRUE(GetBaseline().status.ok()) << GetBaseline().status;
+  if (!g_isolation.own_netns || !g_isolation.own_mountns) {
+    FT_SKIP("no network and mount namespaces of its own (" +
+            g_isolation.why_not + ")");
+  }
+  const std::string dir = ScenarioDir("partition");
+  std::filesystem::create_directories(dir);
+  NetnsLink link(dir + "-ip.log");
+  absl::Status created = link.Create();
+  if (!created.ok()) {
+    FT_SKIP(absl::StrCat("cannot create a network namespace with a veth "
+                         "pair here: ",
+                         created.message()));
+  }
+  ClusterOptions o = DefaultOptions();
+  o.job.name = "fault-partition";
+  o.call_deadline_s = 2;
+  o.shard_hosts[1] = "10.77.0.2";
+  o.shard_wrappers[1] = link.Wrapper();
+  FT_ASSIGN_OR_FAIL(auto c, FaultCluster::Start(o, dir));
+  FT_ASSERT_OK(c->StartWorker("w0"));
+  FT_ASSERT_OK(c->StartWorker("w1"));
+  const absl::Duration cut = absl::Seconds(6);
+  r.Injected(absl::StrCat(
+      "shard 1 serves from namespace ", link.name(),
+      " at 10.77.0.2 over a veth pair; at 30% of the job its side of the "
+      "link goes down for ",
+      Seconds(cut), " (packets silently dropped: no reset, no error), then up; "
+      "workers' call deadline ",
+      Seconds(absl::Seconds(o.call_deadline_s))));
+  FT_ASSERT_OK(c->WaitForProgress(0.3, JobTimeout()).status());
+  FT_ASSIGN_OR_FAIL(auto v_before, c->PartVersions(1));
+  FT_ASSERT_OK(link.Down());
+  const absl::Time down_at = absl::Now();
+
+  // A caller of our own: a gRPC call with a 1 s deadline fails with
+  // DEADLINE_EXCEEDED instead of hanging; run on a thread so that a hang
+  // is caught by the bound below, not by Bazel's timeout.
+  std::atomic<bool> probe_done{false};
+  grpc::Status probe_status;
+  absl::Duration probe_took;
+  std::thread probe([&] {
+    auto stub = v1::ParameterServer::NewStub(grpc::CreateChannel(
+        c->grpc_address(1), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+    v1::ShardInfo info;
+    const absl::Time start = absl::Now();
+    probe_status = stub->GetShardInfo(&context, {}, &info);
+    probe_took = absl::Now() - start;
+    probe_done = true;
+  });
+  double max_waiting = 0;
+  for (int i = 0; i < 1000 && absl::Now() - down_at < cut; ++i) {
+    for (const auto& w : c->RunningWorkers()) {
+      auto m = c->WorkerMetrics(w);
+      if (m.ok()) {
+        max_waiting = std::max(
+            max_waiting,
+            m->Get("tessera_client_waiting_seconds", "shard=\"1\""));
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(200));  // Scrape period.
+  }
+  EXPECT_TRUE(probe_done.load()) << "a 1 s call to the cut-off shard hung";
+  probe.join();  // Bounded: the call has a deadline.
+  EXPECT_EQ(probe_status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << probe_status.error_message();
+  FT_ASSERT_OK(link.Up());
+  const absl::Time up_at = absl::Now();
+  FT_ASSIGN_OR_FAIL(absl::Duration resumed,
+                    WaitForUpdates(*c, 1, Sum(v_before), absl::Seconds(120)));
+  (void)up_at;
+  double timeouts = 0;
+  for (const auto& w : c->RunningWorkers()) {
+    auto m = c->WorkerMetrics(w);
+    if (m.ok()) timeouts += m->Get("tessera_client_timeouts_total",
+                                   "shard=\"1\"");
+  }
+  std::string example;
+  for (const auto& w : c->AllWorkers()) {
+    for (absl::string_view line : absl::StrSplit(c->WorkerLog(w), '\n')) {
+      if (example.empty() &&
+          absl::StrContains(line, "waiting for shard 1 at 10.77.0.2")) {
+        example = std::string(line.substr(line.find(']') + 2));
+      }
+    }
+  }
+  EXPECT_FALSE(example.empty()) << "no worker logged what it waited for";
+  EXPECT_GT(timeouts, 0);
+  EXPECT_GT(max_waiting, 0.5);
+  r.Observed(absl::StrCat("our own GetShardInfo with a 1 s deadline: ",
+                          probe_status.error_code() ==
+                                  grpc::StatusCode::DEADLINE_EXCEEDED
+                              ? "DEADLINE_EXCEEDED"
+                              : probe_status.error_message(),
+                          " after ", Ms(probe_took)));
+  r.Observed(absl::StrCat("worker log: `", example, "`"));
+  r.Figure("max tessera_client_waiting_seconds{shard=\"1\"} scraped",
+           absl::StrFormat("%.2f s", max_waiting));
+  r.Figure("calls timed out on shard 1 (tessera_client_timeouts_total)",
+           absl::StrCat(timeouts));
+  r.Figure("updates applied on shard 1 again after the link came up",
+           Seconds(resumed));
+  FinishJob(*c, r);
+}
+
+TEST_F(FaultTest, ModelPullersDoNotStopPushes) {
+  ScenarioReport& r = Report(
+      "09-load", "Load: model pullers in a loop while the job trains");
+  const Baseline& base = GetBaseline();
+  ASSERT_TRUE(base.status.ok()) << base.status;
+  ClusterOptions o = DefaultOptions();
+  o.job.name = "fault-load";
+  FT_ASSIGN_OR_FAIL(auto c, FaultCluster::Start(o, ScenarioDir("load")));
+  FT_ASSERT_OK(c->StartWorker("w0"));
+  FT_ASSERT_OK(c->StartWorker("w1"));
+  constexpr int kPullers = 3;
+  constexpr absl::Duration kPullPause = absl::Milliseconds(50);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> pulls{0}, failures{0}, bytes{0};
+  std::vector<std::thread> pullers;
+  const std::vector<std::string> addresses = c->grpc_addresses();
+  for (int i = 0; i < kPullers; ++i) {
+    pullers.emplace_back([&] {
+      // Bounded: stops when the job ends (or after 100,000 pulls).
+      for (int n = 0; n < 100000 && !stop; ++n) {
+        auto model = PullModel(addresses, absl::Seconds(30));
+        if (!model.ok()) {
+          ++failures;
+        } else {
+          ++pulls;
+          for (const auto& t : *model) bytes += t.values.size() * sizeof(float);
+        }
+        absl::SleepFor(kPullPause);  // A client's pace, not a readiness wait.
+      }
+    });
+  }
+  auto job = c->WaitForJob(JobTimeout());
+  stop = true;
+  for (auto& t : pullers) t.join();
+  ASSERT_TRUE(job.ok()) << job.status();
+  const Buckets with = PushLatency(*c);
+  const double p99_with = HistogramQuantile(0.99, with);
+  const double p99_without = HistogramQuantile(0.99, base.push_latency);
+  const double p50_with = HistogramQuantile(0.5, with);
+  const double p50_without = HistogramQuantile(0.5, base.push_latency);
+  EXPECT_GT(pulls.load(), 0);
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_GT(BucketCount(with), 0) << "no push was served";
+  r.Injected(absl::StrCat(
+      kPullers,
+      " clients (threads) pulling the whole model (tools' PullModel over "
+      "gRPC) in a loop, 50 ms apart, from start to end of the job"));
+  r.Figure("model pulls completed (failed)",
+           absl::StrCat(pulls.load(), " (", failures.load(), ")"));
+  r.Figure("model bytes pulled", absl::StrCat(bytes.load()));
+  r.Figure("pushes served", absl::StrCat(BucketCount(with), " (baseline ",
+                                         BucketCount(base.push_latency), ")"));
+  r.Figure("push p50 with pullers (baseline)",
+           absl::StrCat(Ms(absl::Seconds(p50_with)), " (",
+                        Ms(absl::Seconds(p50_without)), ")"));
+  r.Figure("push p99 with pullers (baseline)",
+           absl::StrCat(Ms(absl::Seconds(p99_with)), " (",
+                        Ms(absl::Seconds(p99_without)), ")"));
+  r.Note(
+      "Push latency is the shards' tessera_ps_request_latency_seconds"
+      "{rpc=\"push\"} (receive to reply, all shards), whole job; quantiles "
+      "as PromQL's histogram_quantile() computes them from the buckets. "
+      "Reported, not judged: timings on a shared machine vary.");
+  FinishJob(*c, r);
+}
+
+// --- Bad input -----------------------------------------------------------------
+
+v1::TensorSpec DenseSpec(const std::string& name, std::vector<int64_t> shape) {
+  v1::TensorSpec spec;
+  spec.set_name(name);
+  for (int64_t d : shape) spec.add_shape(d);
+  spec.mutable_initializer()->set_kind(v1::Initializer::UNIFORM);
+  spec.mutable_initializer()->set_low(-1);
+  spec.mutable_initializer()->set_high(1);
+  spec.mutable_initializer()->set_seed(7);
+  spec.mutable_optimizer()->set_kind(v1::OptimizerConfig::ADAM);
+  spec.mutable_optimizer()->set_learning_rate(0.01f);
+  return spec;
+}
+
+std::string FloatBytes(const std::vector<float>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()),
+                     v.size() * sizeof(float));
+}
+
+// A raw data-plane request: frames in, the reply header out (or an error
+// when none arrives within 5 s).
+absl::StatusOr<v1::DataHeader> RawDataRequest(void* context,
+                                              const std::string& address,
+                                              std::vector<std::string> frames) {
+  auto socket = ZmqSocket::Open(context, ZMQ_DEALER);
+  if (!socket.ok()) return socket.status();
+  absl::Status connected = socket->Connect("tcp://" + address);
+  if (!connected.ok()) return connected;
+  std::vector<ZmqFrame> out;
+  for (const auto& f : frames) out.push_back(ZmqFrame::Copy(f));
+  absl::Status sent = ZmqSendFrames(socket->get(), absl::MakeSpan(out), 0);
+  if (!sent.ok()) return sent;
+  zmq_pollitem_t item = {socket->get(), 0, ZMQ_POLLIN, 0};
+  if (zmq_poll(&item, 1, 5000) <= 0) {
+    return absl::DeadlineExceededError("no reply within 5 s");
+  }
+  std::vector<ZmqFrame> reply;
+  auto received = ZmqRecvFrames(socket->get(), &reply, 0, 3);
+  if (!received.ok()) return received.status();
+  if (reply.empty()) return absl::InternalError("empty reply");
+  return ParseDataHeader(reply[0].view());
+}
+
+TEST_F(FaultTest, BadInputGetsAClearErrorIsCountedAndChangesNothing) {
+  ScenarioReport& r = Report(
+      "10-bad-input",
+      "Bad input to a live shard: gRPC and data-plane requests");
+  ClusterOptions o = DefaultOptions();
+  o.num_shards = 1;
+  o.job.name = "fault-bad-input";
+  o.shard_flags = {"--max_message_bytes=1048576"};
+  FT_ASSIGN_OR_FAIL(auto c, FaultCluster::Start(o, ScenarioDir("bad-input")));
+  auto stub = v1::ParameterServer::NewStub(grpc::CreateChannel(
+      c->grpc_address(0), grpc::InsecureChannelCredentials()));
+  auto call = [](absl::Duration d) {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(absl::ToChronoTime(absl::Now() + d));
+    return ctx;
+  };
+  {
+    v1::CreateTensorsRequest create;
+    *create.add_specs() = DenseSpec("w", {8, 4});
+    *create.add_specs() = DenseSpec("b", {4});
+    v1::TensorSpec emb = DenseSpec("emb", {0, 4});
+    emb.set_kind(v1::TensorSpec::EMBEDDING);
+    *create.add_specs() = emb;
+    v1::CreateTensorsResponse created;
+    grpc::Status s =
+        stub->CreateTensors(call(absl::Seconds(5)).get(), create, &created);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    v1::PushGradientRequest push;  // One good update, so versions are > 0.
+    push.set_tensor_name("w");
+    push.set_values(FloatBytes(std::vector<float>(32, 0.5f)));
+    v1::PushGradientResponse pushed;
+    s = stub->PushGradient(call(absl::Seconds(5)).get(), push, &pushed);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  r.Table({"path", "input", "answer", "counted as", "state unchanged"});
+  ZmqContext zmq;
+
+  auto check = [&](const std::string& path, const std::string& what,
+                   const std::function<std::pair<int, std::string>()>& send) {
+    auto before = c->PullShard(0);
+    auto metrics_before = c->ShardMetrics(0);
+    ASSERT_TRUE(before.ok() && metrics_before.ok());
+    auto [code, message] = send();
+    auto after = c->PullShard(0);
+    auto metrics_after = c->ShardMetrics(0);
+    ASSERT_TRUE(after.ok() && metrics_after.ok());
+    std::string reasons;
+    double counted = 0;
+    for (const char* reason :
+         {"unknown_tensor", "wrong_shape", "rows_out_of_range", "wrong_shard",
+          "wrong_kind", "non_finite", "oversize", "bad_spec", "spec_conflict",
+          "malformed", "out_of_memory", "other"}) {
+      const std::string label = absl::StrCat("reason=\"", reason, "\"");
+      const double d =
+          metrics_after->Get("tessera_ps_rejected_requests_total", label) -
+          metrics_before->Get("tessera_ps_rejected_requests_total", label);
+      if (d > 0) {
+        counted += d;
+        absl::StrAppend(&reasons, reasons.empty() ? "" : ", ", reason);
+      }
+    }
+    const bool unchanged = *after == *before;
+    EXPECT_NE(code, 0) << what << " was accepted";
+    EXPECT_GE(counted, 1) << what << " was not counted";
+    EXPECT_TRUE(unchanged) << what << " changed the shard's state";
+    r.Row({path, what,
+           absl::StrCat(absl::StatusCodeToString(
+                            static_cast<absl::StatusCode>(code)),
+                        ": ", message.substr(0, 90)),
+           reasons.empty() ? "NOT COUNTED" : reasons,
+           unchanged ? "yes" : "NO"});
+  };
+  auto grpc_push = [&](v1::PushGradientRequest req) {
+    return [&, req]() -> std::pair<int, std::string> {
+      v1::PushGradientResponse resp;
+      grpc::Status s = stub->PushGradient(call(absl::Seconds(5)).get(), req,
+                                          &resp);
+      return {s.error_code(), s.error_message()};
+    };
+  };
+  auto grpc_create = [&](std::vector<v1::TensorSpec> specs) {
+    return [&, specs]() -> std::pair<int, std::string> {
+      v1::CreateTensorsRequest req;
+      for (const auto& s : specs) *req.add_specs() = s;
+      v1::CreateTensorsResponse resp;
+      grpc::Status s =
+          stub->CreateTensors(call(absl::Seconds(5)).get(), req, &resp);
+      return {s.error_code(), s.error_message()};
+    };
+  };
+  auto data = [&](std::vector<std::string> frames) {
+    return [&, frames]() -> std::pair<int, std::string> {
+      auto reply = RawDataRequest(zmq.get(), c->data_address(0), frames);
+      if (!reply.ok()) return {static_cast<int>(reply.status().code()),
+                               "(no reply) " + std::string(reply.status().message())};
+      return {reply->status_code(), reply->status_message()};
+    };
+  };
+  auto header = [](v1::DataHeader::Op op, const std::string& tensor,
+                   int64_t row_begin, int64_t row_count) {
+    v1::DataHeader h;
+    h.set_request_id(1);
+    h.set_op(op);
+    h.set_tensor_name(tensor);
+    h.set_row_begin(row_begin);
+    h.set_row_count(row_count);
+    return h.SerializeAsString();
+  };
+  const float nan = std::nanf("");
+  const float inf = std::numeric_limits<float>::infinity();
+
+  v1::PushGradientRequest p;
+  p.set_tensor_name("nope");
+  p.set_values(FloatBytes({1, 2, 3, 4}));
+  check("gRPC PushGradient", "unknown tensor", grpc_push(p));
+  p.set_tensor_name("w");
+  p.set_values(FloatBytes({1, 2, 3}));
+  check("gRPC PushGradient", "3 floats for rows of 4 (wrong shape)",
+        grpc_push(p));
+  p.set_values(FloatBytes({1, 2, 3, 4}));
+  p.set_row_begin(8);
+  check("gRPC PushGradient", "row 8 of an 8-row tensor (out of range)",
+        grpc_push(p));
+  p.set_row_begin(-1);
+  check("gRPC PushGradient", "row -1", grpc_push(p));
+  p.set_row_begin(0);
+  p.set_values(FloatBytes({1, nan, 3, 4}));
+  check("gRPC PushGradient", "NaN in the gradient", grpc_push(p));
+  p.set_values(FloatBytes({1, 2, inf, 4}));
+  check("gRPC PushGradient", "+Inf in the gradient", grpc_push(p));
+  p.set_values(std::string(7, 'x'));
+  check("gRPC PushGradient", "7 bytes of values (not whole floats)",
+        grpc_push(p));
+  p.set_values(FloatBytes(std::vector<float>(300000, 0.f)));
+  check("gRPC PushGradient", "1.2 MB push over --max_message_bytes=1 MiB",
+        grpc_push(p));
+  p.set_values(FloatBytes({1, 2, 3, 4}));
+  p.add_row_ids(3);
+  check("gRPC PushGradient", "row ids for a dense tensor", grpc_push(p));
+  check("gRPC CreateTensors", "same name, another shape (w [9,4])",
+        grpc_create({DenseSpec("w", {9, 4})}));
+  check("gRPC CreateTensors", "negative dimension",
+        grpc_create({DenseSpec("neg", {-3, 4})}));
+  check("gRPC CreateTensors", "a 2^40-float tensor",
+        grpc_create({DenseSpec("huge", {1LL << 20, 1LL << 20})}));
+  check("gRPC CreateTensors", "a 16 GiB tensor (over the memory limit)",
+        grpc_create({DenseSpec("big", {1LL << 22, 1LL << 10})}));
+  check("gRPC CreateTensors", "an empty name", grpc_create({DenseSpec("", {2})}));
+
+  check("data plane", "garbage header frame", data({"\xff\xff\xff garbage"}));
+  {
+    const std::string h = header(v1::DataHeader::PUSH_DENSE, "w", 0, 1);
+    check("data plane", "truncated header", data({h.substr(0, h.size() - 1)}));
+  }
+  check("data plane", "unknown op 99",
+        data({header(static_cast<v1::DataHeader::Op>(99), "w", 0, 1)}));
+  check("data plane", "push without a values frame",
+        data({header(v1::DataHeader::PUSH_DENSE, "w", 0, 1)}));
+  check("data plane", "push with 4 payload frames",
+        data({header(v1::DataHeader::PUSH_DENSE, "w", 0, 1),
+              FloatBytes({1, 2, 3, 4}), FloatBytes({1, 2, 3, 4}),
+              FloatBytes({1, 2, 3, 4}), FloatBytes({1, 2, 3, 4})}));
+  check("data plane", "values frame of 7 bytes",
+        data({header(v1::DataHeader::PUSH_DENSE, "w", 0, 1),
+              std::string(7, 'x')}));
+  check("data plane", "row_count 2 with 1 row of values",
+        data({header(v1::DataHeader::PUSH_DENSE, "w", 0, 2),
+              FloatBytes({1, 2, 3, 4})}));
+  check("data plane", "NaN in a dense push",
+        data({header(v1::DataHeader::PUSH_DENSE, "w", 0, 1),
+              FloatBytes({nan, 2, 3, 4})}));
+  check("data plane", "unknown tensor",
+        data({header(v1::DataHeader::PUSH_DENSE, "nope", 0, 1),
+              FloatBytes({1, 2, 3, 4})}));
+  check("data plane", "rows 7..9 of an 8-row tensor",
+        data({header(v1::DataHeader::PUSH_DENSE, "w", 7, 2),
+              FloatBytes(std::vector<float>(8, 1.f))}));
+  check("data plane", "1.2 MB message over --max_message_bytes=1 MiB",
+        data({header(v1::DataHeader::PUSH_DENSE, "w", 0, 75000),
+              FloatBytes(std::vector<float>(300000, 0.f))}));
+  {
+    std::vector<uint64_t> ids = {1, 2};
+    std::string id_bytes(reinterpret_cast<const char*>(ids.data()), 16);
+    check("data plane", "row pull from a dense tensor",
+          data({header(v1::DataHeader::PULL_ROWS, "w", 0, 2), id_bytes}));
+    check("data plane", "Inf in an embedding push",
+          data({header(v1::DataHeader::PUSH_ROWS, "emb", 0, 2), id_bytes,
+                FloatBytes({1, 2, 3, 4, 5, 6, inf, 8})}));
+  }
+  r.Injected("one shard with tensors w [8,4], b [4] and table emb [*,4]; "
+             "each bad request is sent once, and the shard's whole state "
+             "(every value, row id and version, via PullModel) is compared "
+             "before and after");
+  r.Note("The fuzzers in tests/fuzz/ try far more inputs against the same "
+         "decoders and validators (see below).");
+  ShutdownAndCheck(*c, r);
+}
+
+}  // namespace
+
+// Puts the suite in network and mount namespaces of its own when it may: its
+// loopback, veth pairs and mounts are then invisible outside and vanish with
+// it. Must run before any thread starts.
+void Isolate() {
+  std::vector<std::string> why;
+  if (unshare(CLONE_NEWNS) == 0 &&
+      mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0) {
+    g_isolation.own_mountns = true;
+  } else {
+    why.push_back(absl::StrCat("mount namespace: ", strerror(errno)));
+  }
+  if (unshare(CLONE_NEWNET) == 0) {
+    const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    if (fd >= 0 && ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
+      ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+      if (ioctl(fd, SIOCSIFFLAGS, &ifr) == 0) g_isolation.own_netns = true;
+    }
+    if (fd >= 0) close(fd);
+    if (!g_isolation.own_netns) {
+      why.push_back(absl::StrCat("loopback up: ", strerror(errno)));
+    }
+  } else {
+    why.push_back(absl::StrCat("network namespace: ", strerror(errno)));
+  }
+  g_isolation.why_not = absl::StrJoin(why, "; ");
+  std::cout << "fault suite: "
+            << (g_isolation.own_netns ? "own network namespace"
+                                      : "host network (loopback)")
+            << ", "
+            << (g_isolation.own_mountns ? "own mount namespace"
+                                        : "host mounts")
+            << (g_isolation.why_not.empty() ? ""
+                                            : " (" + g_isolation.why_not + ")")
+            << std::endl;
+}
+
+}  // namespace tessera::fault
+
+int main(int argc, char** argv) {
+  tessera::fault::Isolate();
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
