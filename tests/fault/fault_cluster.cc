@@ -18,13 +18,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "tessera/v1/ps.grpc.pb.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "ps/store/shard_storage.h"
 #include "ps/store/tensor_store.h"
+#include "tessera/v1/ps.grpc.pb.h"
 #include "tools/cli_status.h"
 #include "tools/model_pull.h"
 #include "worker/data/dataset.h"
@@ -109,9 +109,9 @@ absl::Status WaitForServing(const std::string& address,
     last = s.ok() ? "NOT_SERVING" : s.error_message();
     absl::SleepFor(kPoll);
   }
-  return absl::DeadlineExceededError(absl::StrCat(
-      address, " not SERVING within ", absl::FormatDuration(timeout), ": ",
-      last));
+  return absl::DeadlineExceededError(
+      absl::StrCat(address, " not SERVING within ",
+                   absl::FormatDuration(timeout), ": ", last));
 }
 
 int64_t ShardSnapshot::total_version() const {
@@ -126,8 +126,8 @@ absl::StatusOr<std::unique_ptr<FaultCluster>> FaultCluster::Start(
   std::filesystem::remove_all(dir, ec);
   std::filesystem::create_directories(dir, ec);
   if (ec) {
-    return absl::InternalError(absl::StrCat("cannot create ", dir, ": ",
-                                            ec.message()));
+    return absl::InternalError(
+        absl::StrCat("cannot create ", dir, ": ", ec.message()));
   }
   std::unique_ptr<FaultCluster> c(new FaultCluster(std::move(options), dir));
   const JobOptions& job = c->options_.job;
@@ -151,8 +151,7 @@ absl::StatusOr<std::unique_ptr<FaultCluster>> FaultCluster::Start(
   }
   // Unique per cluster: /proc scans find this cluster's workers by it.
   c->worker_prefix_ = absl::StrCat(
-      "ft", getpid(), "-",
-      std::filesystem::path(dir).filename().string(), "-");
+      "ft", getpid(), "-", std::filesystem::path(dir).filename().string(), "-");
   for (int i = 0; i < c->options_.num_shards; ++i) {
     ShardSlot slot;
     auto host = c->options_.shard_hosts.find(i);
@@ -212,8 +211,7 @@ absl::Status FaultCluster::StartShard(int i, absl::Duration timeout) {
   auto wrapper = options_.shard_wrappers.find(i);
   if (wrapper != options_.shard_wrappers.end()) argv = wrapper->second;
   for (std::string flag :
-       {BinaryPath("ps/server/tessera-ps"),
-        absl::StrCat("--shard_index=", i),
+       {BinaryPath("ps/server/tessera-ps"), absl::StrCat("--shard_index=", i),
         absl::StrCat("--num_shards=", num_shards()),
         absl::StrCat("--listen_address=", s.host),
         absl::StrCat("--grpc_port=", s.grpc_port),
@@ -221,7 +219,9 @@ absl::Status FaultCluster::StartShard(int i, absl::Duration timeout) {
         absl::StrCat("--metrics_port=", s.metrics_port),
         absl::StrCat("--data_dir=", s.data_dir),
         absl::StrCat("--port_file=", port_file),
-        absl::StrCat("--flush_interval_s=", options_.flush_interval_s)}) {
+        absl::StrCat("--flush_interval_s=", options_.flush_interval_s),
+        absl::StrCat("--split_threshold_bytes=",
+                     options_.split_threshold_bytes)}) {
     argv.push_back(std::move(flag));
   }
   if (i == 0) argv.push_back("--job_config=" + job_path_);
@@ -231,9 +231,9 @@ absl::Status FaultCluster::StartShard(int i, absl::Duration timeout) {
     for (const auto& f : extra->second) argv.push_back(f);
   }
   ++s.starts;
-  AppendLine(s.log, absl::StrCat("==== fault suite: start #", s.starts,
-                                 " of shard ", i, " at ",
-                                 absl::FormatTime(absl::Now()), " ===="));
+  AppendLine(s.log,
+             absl::StrCat("==== fault suite: start #", s.starts, " of shard ",
+                          i, " at ", absl::FormatTime(absl::Now()), " ===="));
   auto child = Subprocess::Start(argv, s.log);
   if (!child.ok()) return child.status();
   s.child = *std::move(child);
@@ -241,24 +241,22 @@ absl::Status FaultCluster::StartShard(int i, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (!std::filesystem::exists(port_file)) {
     if (!s.child->running()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("shard ", i, " exited during start-up; log:\n",
-                       Tail(ShardLog(i))));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "shard ", i, " exited during start-up; log:\n", Tail(ShardLog(i))));
     }
     if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("shard ", i, " wrote no port file within ",
-                       absl::FormatDuration(timeout), "; log:\n",
-                       Tail(ShardLog(i))));
+      return absl::DeadlineExceededError(absl::StrCat(
+          "shard ", i, " wrote no port file within ",
+          absl::FormatDuration(timeout), "; log:\n", Tail(ShardLog(i))));
     }
     absl::SleepFor(kPoll);
   }
   absl::Status serving = WaitForServing(
       grpc_address(i), std::max(deadline - absl::Now(), absl::Seconds(1)));
   if (!serving.ok()) {
-    return absl::Status(serving.code(),
-                        absl::StrCat(serving.message(), "; log:\n",
-                                     Tail(ShardLog(i))));
+    return absl::Status(
+        serving.code(),
+        absl::StrCat(serving.message(), "; log:\n", Tail(ShardLog(i))));
   }
   return absl::OkStatus();
 }
@@ -381,8 +379,8 @@ double FaultCluster::Progress(const v1::JobStatus& status) {
   const int total = status.partitions_done() + status.partitions_leased() +
                     status.partitions_queued();
   if (total == 0 || status.epochs() == 0) return 0;
-  return (status.epoch() + static_cast<double>(status.partitions_done()) /
-                               total) /
+  return (status.epoch() +
+          static_cast<double>(status.partitions_done()) / total) /
          status.epochs();
 }
 
@@ -398,8 +396,8 @@ absl::StatusOr<v1::JobStatus> FaultCluster::WaitForStatus(
       status = *fetched;
       if (done(status)) return status;
       if (status.finished()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "the job finished before ", what));
+        return absl::FailedPreconditionError(
+            absl::StrCat("the job finished before ", what));
       }
       last = absl::OkStatus();
     } else {
@@ -411,16 +409,16 @@ absl::StatusOr<v1::JobStatus> FaultCluster::WaitForStatus(
       if (final_status.ok() && done(*final_status)) return *final_status;
       std::string logs;
       for (const auto& w : workers_) {
-        absl::StrAppend(&logs, "\n--- ", w.id, ":\n", Tail(ReadFile(w.log), 1500));
+        absl::StrAppend(&logs, "\n--- ", w.id, ":\n",
+                        Tail(ReadFile(w.log), 1500));
       }
-      return absl::AbortedError(absl::StrCat(
-          "every worker exited before ", what, "; worker logs:", logs));
+      return absl::AbortedError(absl::StrCat("every worker exited before ",
+                                             what, "; worker logs:", logs));
     }
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError(absl::StrCat(
-          "no ", what, " within ", absl::FormatDuration(timeout),
-          " (progress ", Progress(status), ", last status error: ",
-          last.ToString(), ")"));
+          "no ", what, " within ", absl::FormatDuration(timeout), " (progress ",
+          Progress(status), ", last status error: ", last.ToString(), ")"));
     }
     absl::SleepFor(absl::Milliseconds(100));
   }
@@ -430,12 +428,10 @@ absl::StatusOr<v1::JobStatus> FaultCluster::WaitForProgress(
     double fraction, absl::Duration timeout) {
   return WaitForStatus(
       [fraction](const v1::JobStatus& s) { return Progress(s) >= fraction; },
-      timeout, absl::StrCat(static_cast<int>(100 * fraction),
-                            "% of the job"));
+      timeout, absl::StrCat(static_cast<int>(100 * fraction), "% of the job"));
 }
 
-absl::StatusOr<v1::JobStatus> FaultCluster::WaitForJob(
-    absl::Duration timeout) {
+absl::StatusOr<v1::JobStatus> FaultCluster::WaitForJob(absl::Duration timeout) {
   return WaitForStatus([](const v1::JobStatus& s) { return s.finished(); },
                        timeout, "the end of the job");
 }
@@ -444,11 +440,11 @@ absl::StatusOr<std::map<std::string, int64_t>> FaultCluster::PartVersions(
     int shard) {
   auto stub = Stub(grpc_address(shard));
   v1::ListTensorsResponse response;
-  grpc::Status s = stub->ListTensors(Context(absl::Seconds(3)).get(), {},
-                                     &response);
+  grpc::Status s =
+      stub->ListTensors(Context(absl::Seconds(3)).get(), {}, &response);
   if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "ListTensors on shard ", shard, ": ", s.error_message()));
+    return absl::UnavailableError(
+        absl::StrCat("ListTensors on shard ", shard, ": ", s.error_message()));
   }
   std::map<std::string, int64_t> out;
   for (const auto& part : response.parts()) {
@@ -476,8 +472,8 @@ absl::StatusOr<ShardSnapshot> FaultCluster::PullShard(int shard) {
   }
   grpc::Status s = reader->Finish();
   if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "PullModel on shard ", shard, ": ", s.error_message()));
+    return absl::UnavailableError(
+        absl::StrCat("PullModel on shard ", shard, ": ", s.error_message()));
   }
   return snapshot;
 }
@@ -488,11 +484,11 @@ absl::StatusOr<std::map<std::string, int64_t>> FaultCluster::StoredVersions(
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", shard, " is running"));
   }
-  // The placement tessera-ps uses with its default flags.
+  // The placement the shards were started with.
   StoreOptions options;
   options.shard_index = shard;
   options.placement.set_num_shards(num_shards());
-  options.placement.set_split_threshold_bytes(256 << 10);
+  options.placement.set_split_threshold_bytes(options_.split_threshold_bytes);
   // Read a copy: opening replays (and may flush) RocksDB's log, which is the
   // restarted shard's job.
   const std::string copy = absl::StrCat(dir_, "/stored-copy-", shard);
@@ -501,9 +497,8 @@ absl::StatusOr<std::map<std::string, int64_t>> FaultCluster::StoredVersions(
   std::filesystem::copy(shards_.at(shard).data_dir, copy,
                         std::filesystem::copy_options::recursive, ec);
   if (ec) {
-    return absl::InternalError(absl::StrCat("copying ",
-                                            shards_[shard].data_dir, ": ",
-                                            ec.message()));
+    return absl::InternalError(
+        absl::StrCat("copying ", shards_[shard].data_dir, ": ", ec.message()));
   }
   std::map<std::string, int64_t> out;
   {
@@ -526,8 +521,8 @@ absl::StatusOr<int64_t> FaultCluster::LastFlushMs(int shard) {
   grpc::Status s =
       stub->GetShardInfo(Context(absl::Seconds(3)).get(), {}, &info);
   if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "GetShardInfo on shard ", shard, ": ", s.error_message()));
+    return absl::UnavailableError(
+        absl::StrCat("GetShardInfo on shard ", shard, ": ", s.error_message()));
   }
   return info.last_flush_unix_ms();
 }
@@ -540,9 +535,9 @@ absl::Status FaultCluster::WaitForFlushAfter(int shard, absl::Time after,
     auto last = LastFlushMs(shard);
     if (last.ok() && *last > after_ms) return absl::OkStatus();
     if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "shard ", shard, " completed no flush within ",
-          absl::FormatDuration(timeout)));
+      return absl::DeadlineExceededError(
+          absl::StrCat("shard ", shard, " completed no flush within ",
+                       absl::FormatDuration(timeout)));
     }
     absl::SleepFor(kPoll);
   }
@@ -586,8 +581,8 @@ absl::StatusOr<double> FaultCluster::TestAccuracy() {
   std::vector<int64_t> indices;
   for (int64_t begin = 0; begin < (*test)->size(); begin += 1000) {
     indices.clear();
-    for (int64_t i = begin; i < std::min<int64_t>((*test)->size(), begin + 1000);
-         ++i) {
+    for (int64_t i = begin;
+         i < std::min<int64_t>((*test)->size(), begin + 1000); ++i) {
       indices.push_back(i);
     }
     auto batch = (*test)->Gather(indices);
@@ -673,15 +668,14 @@ std::vector<std::string> CheckJobInvariants(const v1::JobStatus& status,
   for (const auto& e : status.epoch_stats()) {
     if (e.samples() != job.limit) {
       problems.push_back(absl::StrCat("epoch ", e.epoch(), " counted ",
-                                      e.samples(), " samples, not ",
-                                      job.limit,
+                                      e.samples(), " samples, not ", job.limit,
                                       " (a partition completed twice or "
                                       "never)"));
     }
     if (e.partitions_done() != job.partitions) {
       problems.push_back(absl::StrCat("epoch ", e.epoch(), " counted ",
-                                      e.partitions_done(),
-                                      " completions, not ", job.partitions));
+                                      e.partitions_done(), " completions, not ",
+                                      job.partitions));
     }
     if (e.finished_unix_ms() == 0) {
       problems.push_back(absl::StrCat("epoch ", e.epoch(), " not finished"));

@@ -38,13 +38,13 @@ namespace tessera::fault {
 struct JobOptions {
   std::string name = "fault";
   std::vector<int> hidden = {64};  // the MLP's hidden layer sizes
-  int64_t limit = 36000;  // training examples per epoch
-  int epochs = 3;
-  int partitions = 24;
+  int64_t limit = 60000;           // training examples per epoch
+  int epochs = 4;
+  int partitions = 60;
   int batch_size = 64;
   std::string consistency = "SSP";
   int staleness = 4;
-  std::string optimizer = "kind: ADAM learning_rate: 0.0005";
+  std::string optimizer = "kind: ADAM learning_rate: 0.0002";
   double lease_timeout_s = 4;
   uint64_t seed = 1;
 };
@@ -54,6 +54,9 @@ struct ClusterOptions {
   JobOptions job;
   double flush_interval_s = 0.5;
   double call_deadline_s = 3;  // workers' --call_deadline_s
+  // Shards' --split_threshold_bytes: small enough that fc1.weight is split
+  // over both shards, so that each shard holds a large part.
+  int64_t split_threshold_bytes = 64 << 10;
   // Extra flags for every shard / one shard (they come last and win).
   std::vector<std::string> shard_flags;
   std::map<int, std::vector<std::string>> shard_extra_flags;
@@ -118,8 +121,8 @@ class FaultCluster {
   int worker_metrics_port(const std::string& name) const;
 
   // --- Probes ---------------------------------------------------------------
-  absl::StatusOr<v1::JobStatus> Status(absl::Duration timeout =
-                                           absl::Seconds(3));
+  absl::StatusOr<v1::JobStatus> Status(
+      absl::Duration timeout = absl::Seconds(3));
   // Fraction of the job's partitions completed, 0..1.
   static double Progress(const v1::JobStatus& status);
   // Polls the job status until `done(status)`, up to `timeout`; fails early
@@ -209,8 +212,7 @@ std::string BinaryPath(const std::string& workspace_relative);
 absl::StatusOr<int> PickFreePort();
 
 // Polls gRPC health of `address` until SERVING or `timeout`.
-absl::Status WaitForServing(const std::string& address,
-                            absl::Duration timeout);
+absl::Status WaitForServing(const std::string& address, absl::Duration timeout);
 
 // Runs argv (absolute path first) to completion within `timeout`; its output
 // goes to `log_path`. Exit code, or an error if it could not run in time.

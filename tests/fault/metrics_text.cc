@@ -41,9 +41,8 @@ MetricsText MetricsText::Parse(absl::string_view text) {
     // The value follows the last space outside the label block; label values
     // may hold spaces, so split after the closing brace when there is one.
     const size_t brace = line.rfind('}');
-    const size_t space = line.find(' ', brace == absl::string_view::npos
-                                             ? 0
-                                             : brace);
+    const size_t space =
+        line.find(' ', brace == absl::string_view::npos ? 0 : brace);
     if (space == absl::string_view::npos) continue;
     absl::string_view series = line.substr(0, space);
     absl::string_view rest = line.substr(space + 1);
@@ -85,8 +84,8 @@ double MetricsText::Sum(const std::string& name,
 
 Buckets MetricsText::HistogramBuckets(const std::string& name,
                                       const std::string& labels) const {
-  const std::string prefix = absl::StrCat(
-      name, "_bucket{", labels, labels.empty() ? "" : ",", "le=\"");
+  const std::string prefix = absl::StrCat(name, "_bucket{", labels,
+                                          labels.empty() ? "" : ",", "le=\"");
   Buckets out;
   for (auto it = series_.lower_bound(prefix); it != series_.end(); ++it) {
     if (!absl::StartsWith(it->first, prefix)) break;
@@ -125,8 +124,8 @@ double HistogramQuantile(double q, const Buckets& buckets) {
       }
       const double in_bucket = count - lower_count;
       if (in_bucket <= 0) return bound;
-      return lower_bound + (bound - lower_bound) * (rank - lower_count) /
-                               in_bucket;
+      return lower_bound +
+             (bound - lower_bound) * (rank - lower_count) / in_bucket;
     }
     lower_bound = bound;
     lower_count = count;

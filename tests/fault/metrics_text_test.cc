@@ -7,7 +7,8 @@
 namespace tessera::fault {
 namespace {
 
-constexpr char kScrape[] = R"(# HELP tessera_ps_rejected_requests_total Requests rejected.
+constexpr char kScrape[] =
+    R"(# HELP tessera_ps_rejected_requests_total Requests rejected.
 # TYPE tessera_ps_rejected_requests_total counter
 tessera_ps_rejected_requests_total{reason="malformed"} 3
 tessera_ps_rejected_requests_total{reason="non_finite"} 4
@@ -25,9 +26,8 @@ tessera_ps_request_latency_seconds_bucket{rpc="pull",le="+Inf"} 1
 TEST(MetricsTextTest, ReadsSeriesByNameAndLabels) {
   MetricsText m = MetricsText::Parse(kScrape);
   EXPECT_EQ(m.Get("tessera_ps_flush_failures_total"), 2);
-  EXPECT_EQ(m.Get("tessera_ps_rejected_requests_total",
-                  "reason=\"non_finite\""),
-            4);
+  EXPECT_EQ(
+      m.Get("tessera_ps_rejected_requests_total", "reason=\"non_finite\""), 4);
   EXPECT_EQ(m.Get("tessera_ps_rejected_requests_total", "reason=\"x\""), 0);
   EXPECT_FALSE(m.Has("tessera_ps_rejected_requests_total", "reason=\"x\""));
   EXPECT_EQ(m.Sum("tessera_ps_rejected_requests_total"), 7);
@@ -35,8 +35,8 @@ TEST(MetricsTextTest, ReadsSeriesByNameAndLabels) {
 
 TEST(MetricsTextTest, QuantilesInterpolateInsideTheBucketLikePromQL) {
   MetricsText m = MetricsText::Parse(kScrape);
-  Buckets push = m.HistogramBuckets("tessera_ps_request_latency_seconds",
-                                    "rpc=\"push\"");
+  Buckets push =
+      m.HistogramBuckets("tessera_ps_request_latency_seconds", "rpc=\"push\"");
   ASSERT_EQ(push.size(), 4u);
   EXPECT_TRUE(std::isinf(push.back().first));
   EXPECT_EQ(BucketCount(push), 100);

@@ -29,8 +29,7 @@ void ScenarioReport::Observed(const std::string& line) {
   observed_.push_back(line);
 }
 
-void ScenarioReport::Figure(const std::string& name,
-                            const std::string& value) {
+void ScenarioReport::Figure(const std::string& name, const std::string& value) {
   figures_.push_back({name, value});
 }
 
@@ -48,8 +47,8 @@ void ScenarioReport::Note(const std::string& line) { notes_.push_back(line); }
 void ScenarioReport::Write(const std::string& outcome) {
   if (written_) return;
   written_ = true;
-  std::string md = absl::StrCat("### ", title_, "\n\n**Outcome:** ", outcome,
-                                "\n\n");
+  std::string md =
+      absl::StrCat("### ", title_, "\n\n**Outcome:** ", outcome, "\n\n");
   if (!injected_.empty()) {
     absl::StrAppend(&md, "Injected:\n\n");
     for (const auto& l : injected_) absl::StrAppend(&md, "- ", l, "\n");

@@ -31,12 +31,12 @@ namespace {
 
 using tessera::v1::DataHeader;
 
-#define FUZZ_CHECK(cond)                                                   \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
+#define FUZZ_CHECK(cond)                                                       \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      abort();                                                             \
-    }                                                                      \
+      abort();                                                                 \
+    }                                                                          \
   } while (0)
 
 uint32_t ReadU32(const uint8_t*& data, size_t& size) {
@@ -121,8 +121,8 @@ void CheckReceive(const std::string& header, const std::vector<size_t>& sizes) {
     frames.push_back(tessera::ZmqFrame::Copy(s));
     bytes += s.size();
   }
-  FUZZ_CHECK(tessera::ZmqSendFrames(pipe->out.get(), absl::MakeSpan(frames), 0)
-                 .ok());
+  FUZZ_CHECK(
+      tessera::ZmqSendFrames(pipe->out.get(), absl::MakeSpan(frames), 0).ok());
   // Keep at most a request's frames, as the client does with replies.
   const size_t keep = 1 + tessera::kMaxPayloadFrames;
   std::vector<tessera::ZmqFrame> got;
@@ -137,8 +137,7 @@ void CheckReceive(const std::string& header, const std::vector<size_t>& sizes) {
     FUZZ_CHECK(got[i].view() == sent[i]);
   }
   // Nothing left behind: the next receive finds no message.
-  auto again =
-      tessera::ZmqRecvFrames(pipe->in.get(), &got, ZMQ_DONTWAIT, keep);
+  auto again = tessera::ZmqRecvFrames(pipe->in.get(), &got, ZMQ_DONTWAIT, keep);
   FUZZ_CHECK(again.ok() && !again->received);
 }
 

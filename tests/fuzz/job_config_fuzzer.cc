@@ -20,12 +20,12 @@
 
 namespace {
 
-#define FUZZ_CHECK(cond)                                                   \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
+#define FUZZ_CHECK(cond)                                                       \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      abort();                                                             \
-    }                                                                      \
+      abort();                                                                 \
+    }                                                                          \
   } while (0)
 
 bool SameJob(const tessera::v1::JobConfig& a, const tessera::v1::JobConfig& b) {
@@ -59,7 +59,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(job->batch_size() >= 1);
   FUZZ_CHECK(job->epochs() >= 1);
   FUZZ_CHECK(job->partitions_per_epoch() >= 1);
-  FUZZ_CHECK(job->lease_timeout_s() > 0 && std::isfinite(job->lease_timeout_s()));
+  FUZZ_CHECK(job->lease_timeout_s() > 0 &&
+             std::isfinite(job->lease_timeout_s()));
   FUZZ_CHECK(job->optimizer().learning_rate() > 0 &&
              std::isfinite(job->optimizer().learning_rate()));
   const int bound = tessera::StalenessBound(*job);

@@ -17,7 +17,7 @@ name=$(basename "$fuzzer")
 work=${TEST_TMPDIR:-/tmp}/$name
 out=${TEST_UNDECLARED_OUTPUTS_DIR:-$work/out}
 mkdir -p "$work/new" "$out/reliability"
-seeds=$(find "$corpus" -type f | wc -l)
+seeds=$(find -L "$corpus" -type f | wc -l)
 start=$(date +%s)
 "$fuzzer" -runs="$runs" -seed=1 -max_len="$max_len" -rss_limit_mb=2048 \
   -timeout=20 -print_final_stats=1 -artifact_prefix="$out/" \
@@ -26,7 +26,7 @@ rc=$?
 took=$(($(date +%s) - start))
 tail -n 40 "$work/log"
 # "#30000 DONE cov: 812 ft: 2301 corp: 190/12Kb ..."
-done_line=$(grep -E '^#[0-9]+ +DONE' "$work/log" | tail -n 1)
+done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$work/log" | tail -n 1)
 cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$done_line")
 ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$done_line")
 corp=$(sed -nE 's/.* corp: ([0-9]+)\/.*/\1/p' <<<"$done_line")

@@ -36,12 +36,12 @@ namespace {
 
 using tessera::v1::TensorSpec;
 
-#define FUZZ_CHECK(cond)                                                   \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
+#define FUZZ_CHECK(cond)                                                       \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      abort();                                                             \
-    }                                                                      \
+      abort();                                                                 \
+    }                                                                          \
   } while (0)
 
 TensorSpec Spec(const std::string& name, std::vector<int64_t> shape,
@@ -76,7 +76,8 @@ const std::vector<TensorSpec>& Seeded() {
 
 struct Fixture {
   Fixture() {
-    const char* base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
+    const char* base =
+        std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
     std::string templ = std::string(base) + "/tessera-shard-fuzzer-XXXXXX";
     FUZZ_CHECK(mkdtemp(templ.data()) != nullptr);
     dir = templ;
@@ -170,8 +171,9 @@ std::vector<uint64_t> Ids(FuzzedDataProvider& fdp) {
   const size_t n = fdp.ConsumeIntegralInRange<size_t>(0, 64);
   std::vector<uint64_t> ids;
   for (size_t i = 0; i < n; ++i) {
-    ids.push_back(fdp.ConsumeBool() ? fdp.ConsumeIntegralInRange<uint64_t>(0, 2000)
-                                    : fdp.ConsumeIntegral<uint64_t>());
+    ids.push_back(fdp.ConsumeBool()
+                      ? fdp.ConsumeIntegralInRange<uint64_t>(0, 2000)
+                      : fdp.ConsumeIntegral<uint64_t>());
   }
   return ids;
 }
@@ -184,9 +186,9 @@ void CheckSeededFinite(tessera::Shard& shard) {
     int64_t row_size = 1;
     for (int i = 1; i < spec.shape_size(); ++i) row_size *= spec.shape(i);
     std::vector<float> values((info->row_end() - info->row_begin()) * row_size);
-    FUZZ_CHECK(shard.PullDense(spec.name(), info->row_begin(),
-                               absl::MakeSpan(values))
-                   .ok());
+    FUZZ_CHECK(
+        shard.PullDense(spec.name(), info->row_begin(), absl::MakeSpan(values))
+            .ok());
     for (float v : values) FUZZ_CHECK(std::isfinite(v));
   }
 }
@@ -245,7 +247,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       } else if (op == 3) {
         const int64_t row_begin = fdp.ConsumeIntegral<int64_t>() % 100;
         std::vector<float> out(fdp.ConsumeIntegralInRange<size_t>(0, 2048));
-        status = shard.PullDense(tensor, row_begin, absl::MakeSpan(out)).status();
+        status =
+            shard.PullDense(tensor, row_begin, absl::MakeSpan(out)).status();
       } else if (op == 4) {
         std::vector<uint64_t> ids = Ids(fdp);
         std::vector<float> grad = Floats(fdp, 512);
