@@ -75,28 +75,26 @@ absl::Status WaitForServing(const std::string& address,
     last = s.ok() ? "NOT_SERVING" : s.error_message();
     absl::SleepFor(kPoll);
   }
-  return absl::DeadlineExceededError(absl::StrCat(
-      address, " not SERVING after ", absl::FormatDuration(timeout), ": ",
-      last));
+  return absl::DeadlineExceededError(
+      absl::StrCat(address, " not SERVING after ",
+                   absl::FormatDuration(timeout), ": ", last));
 }
 
 absl::StatusOr<std::unique_ptr<ShardProcess>> ShardProcess::Start(
     int shard_index, int num_shards, const std::string& data_dir,
     std::vector<std::string> extra_flags, absl::Duration timeout,
     const std::string& log_path) {
-  const std::string port_file =
-      TempPath(absl::StrCat("shard", shard_index, "-",
-                            absl::ToUnixNanos(absl::Now()), ".ports"));
-  std::vector<std::string> argv = {
-      BinaryPath("ps/server/tessera-ps"),
-      absl::StrCat("--shard_index=", shard_index),
-      absl::StrCat("--num_shards=", num_shards),
-      "--listen_address=127.0.0.1",
-      "--grpc_port=0",
-      "--data_port=0",
-      "--metrics_port=0",
-      absl::StrCat("--data_dir=", data_dir),
-      absl::StrCat("--port_file=", port_file)};
+  const std::string port_file = TempPath(absl::StrCat(
+      "shard", shard_index, "-", absl::ToUnixNanos(absl::Now()), ".ports"));
+  std::vector<std::string> argv = {BinaryPath("ps/server/tessera-ps"),
+                                   absl::StrCat("--shard_index=", shard_index),
+                                   absl::StrCat("--num_shards=", num_shards),
+                                   "--listen_address=127.0.0.1",
+                                   "--grpc_port=0",
+                                   "--data_port=0",
+                                   "--metrics_port=0",
+                                   absl::StrCat("--data_dir=", data_dir),
+                                   absl::StrCat("--port_file=", port_file)};
   for (auto& f : extra_flags) argv.push_back(std::move(f));
   auto child = Child::Start(
       argv, log_path.empty()
@@ -116,10 +114,9 @@ absl::StatusOr<std::unique_ptr<ShardProcess>> ShardProcess::Start(
                        Tail(shard->child_->Log())));
     }
     if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("tessera-ps wrote no port file in ",
-                       absl::FormatDuration(timeout), "; log:\n",
-                       Tail(shard->child_->Log())));
+      return absl::DeadlineExceededError(absl::StrCat(
+          "tessera-ps wrote no port file in ", absl::FormatDuration(timeout),
+          "; log:\n", Tail(shard->child_->Log())));
     }
     absl::SleepFor(kPoll);
   }
@@ -135,8 +132,8 @@ absl::StatusOr<std::unique_ptr<ShardProcess>> ShardProcess::Start(
   }
   in.close();
   std::remove(port_file.c_str());  // Read; nothing else needs it.
-  absl::Status serving = WaitForServing(shard->ports_.grpc_address(),
-                                        deadline - absl::Now());
+  absl::Status serving =
+      WaitForServing(shard->ports_.grpc_address(), deadline - absl::Now());
   if (!serving.ok()) {
     return absl::Status(serving.code(),
                         absl::StrCat(serving.message(), "; log:\n",
@@ -149,9 +146,8 @@ std::shared_ptr<grpc::Channel> ShardProcess::channel() {
   if (channel_ == nullptr) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
-    channel_ = grpc::CreateCustomChannel(ports_.grpc_address(),
-                                         grpc::InsecureChannelCredentials(),
-                                         args);
+    channel_ = grpc::CreateCustomChannel(
+        ports_.grpc_address(), grpc::InsecureChannelCredentials(), args);
   }
   return channel_;
 }
@@ -186,8 +182,9 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
     close(fd);
     return absl::UnavailableError(absl::StrCat("cannot connect to ", port));
   }
-  const std::string request = absl::StrCat(
-      "GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  const std::string request =
+      absl::StrCat("GET ", path,
+                   " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
   if (write(fd, request.data(), request.size()) !=
       static_cast<ssize_t>(request.size())) {
     close(fd);

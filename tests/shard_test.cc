@@ -226,16 +226,14 @@ TEST_F(ShardTest, BadInputGetsAClearErrorIsCountedAndChangesNothing) {
     cases.push_back({"unknown tensor", r, grpc::StatusCode::NOT_FOUND,
                      "unknown tensor fc9.weight", "unknown_tensor"});
   }
-  cases.push_back({"wrong shape",
-                   dense(std::vector<float>(kCols * 2 + 1, 1.0f)),
-                   grpc::StatusCode::INVALID_ARGUMENT, "not a multiple",
-                   "wrong_shape"});
+  cases.push_back(
+      {"wrong shape", dense(std::vector<float>(kCols * 2 + 1, 1.0f)),
+       grpc::StatusCode::INVALID_ARGUMENT, "not a multiple", "wrong_shape"});
   {
     v1::PushGradientRequest r = dense(std::vector<float>(kCols * 2, 1.0f));
     r.set_row_begin(kRows - 1);
-    cases.push_back({"rows out of range", r,
-                     grpc::StatusCode::INVALID_ARGUMENT, "not within",
-                     "rows_out_of_range"});
+    cases.push_back({"rows out of range", r, grpc::StatusCode::INVALID_ARGUMENT,
+                     "not within", "rows_out_of_range"});
   }
   {
     std::vector<float> nan = good;
@@ -302,9 +300,10 @@ TEST_F(ShardTest, ExposesPromisedMetrics) {
         "tessera_ps_request_latency_seconds_bucket",
         "tessera_ps_received_bytes_total", "tessera_ps_updates_applied_total",
         "tessera_ps_parameter_bytes", "tessera_ps_optimizer_slot_bytes",
-        "tessera_ps_flush_duration_seconds", "tessera_ps_last_flush_age_seconds",
-        "tessera_ps_load_duration_seconds", "tessera_ps_serving 1",
-        "process_resident_memory_bytes", "tessera_build_info"}) {
+        "tessera_ps_flush_duration_seconds",
+        "tessera_ps_last_flush_age_seconds", "tessera_ps_load_duration_seconds",
+        "tessera_ps_serving 1", "process_resident_memory_bytes",
+        "tessera_build_info"}) {
     EXPECT_THAT(*text, HasSubstr(name));
   }
 }

@@ -68,9 +68,9 @@ absl::StatusOr<v1::JobStatus> FetchJobStatus(const std::string& coordinator,
   grpc::Status s = stub->GetStatus(&context, v1::GetStatusRequest(), &status);
   if (!s.ok()) {
     absl::Status error = FromGrpcStatus(s);
-    return absl::Status(error.code(),
-                        absl::StrCat("coordinator at ", coordinator, ": ",
-                                     error.message()));
+    return absl::Status(
+        error.code(),
+        absl::StrCat("coordinator at ", coordinator, ": ", error.message()));
   }
   return status;
 }
@@ -80,12 +80,11 @@ absl::StatusOr<std::string> FormatStatus(const std::string& coordinator,
                                          absl::Duration timeout) {
   auto job = FetchJobStatus(coordinator, timeout);
   if (!job.ok()) return job.status();
-  std::string out = absl::StrFormat(
-      "job %s: %s, epoch %d of %d\n", job->job_name(),
-      job->finished() ? "FINISHED" : "training",
-      std::min(job->epoch() + 1, job->epochs()), job->epochs());
-  absl::StrAppendFormat(&out,
-                        "partitions: %d done, %d leased, %d queued\n",
+  std::string out =
+      absl::StrFormat("job %s: %s, epoch %d of %d\n", job->job_name(),
+                      job->finished() ? "FINISHED" : "training",
+                      std::min(job->epoch() + 1, job->epochs()), job->epochs());
+  absl::StrAppendFormat(&out, "partitions: %d done, %d leased, %d queued\n",
                         job->partitions_done(), job->partitions_leased(),
                         job->partitions_queued());
   for (const auto& e : job->epoch_stats()) {
@@ -105,12 +104,12 @@ absl::StatusOr<std::string> FormatStatus(const std::string& coordinator,
   absl::StrAppendFormat(&out, "workers: %d live\n", job->workers_size());
   const int64_t now = absl::ToUnixMillis(absl::Now());
   for (const auto& w : job->workers()) {
-    absl::StrAppendFormat(
-        &out, "  %-24s clock %6d  %s  seen %.1fs ago\n", w.worker_id(),
-        w.clock(),
-        w.partition() >= 0 ? absl::StrCat("partition ", w.partition())
-                           : std::string("idle        "),
-        (now - w.last_seen_unix_ms()) / 1000.0);
+    absl::StrAppendFormat(&out, "  %-24s clock %6d  %s  seen %.1fs ago\n",
+                          w.worker_id(), w.clock(),
+                          w.partition() >= 0
+                              ? absl::StrCat("partition ", w.partition())
+                              : std::string("idle        "),
+                          (now - w.last_seen_unix_ms()) / 1000.0);
   }
   if (!shards.empty()) {
     absl::StrAppendFormat(&out, "shards: %d\n", shards.size());

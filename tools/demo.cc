@@ -36,8 +36,7 @@ ABSL_FLAG(int, demo_shards, 2, "demo: parameter-server shards to start.");
 ABSL_FLAG(int, demo_workers, 2, "demo: workers to start.");
 ABSL_FLAG(int, demo_epochs, 15, "demo: training epochs.");
 ABSL_FLAG(std::string, demo_model, "mlp", "demo: mlp or cnn.");
-ABSL_FLAG(std::string, demo_consistency, "SSP",
-          "demo: ASYNC, SSP or BSP.");
+ABSL_FLAG(std::string, demo_consistency, "SSP", "demo: ASYNC, SSP or BSP.");
 ABSL_FLAG(int, demo_staleness, 4, "demo: SSP staleness bound in steps.");
 ABSL_FLAG(int64_t, demo_limit, 0,
           "demo: train on the first N examples only (0 = all 60000).");
@@ -48,9 +47,11 @@ ABSL_FLAG(std::string, demo_out, "tessera-demo-model.pt",
           "demo: where to write the trained model.");
 ABSL_FLAG(std::string, dataset_dir, "/usr/share/datasets/fashion-mnist",
           "Fashion-MNIST IDX files (Debian's dataset-fashion-mnist).");
-ABSL_FLAG(std::string, ps_binary, "", "tessera-ps to run; default: found "
+ABSL_FLAG(std::string, ps_binary, "",
+          "tessera-ps to run; default: found "
           "beside this binary.");
-ABSL_FLAG(std::string, worker_binary, "", "tessera-worker to run; default: "
+ABSL_FLAG(std::string, worker_binary, "",
+          "tessera-worker to run; default: "
           "found beside this binary.");
 ABSL_FLAG(double, demo_timeout_s, 900, "demo: give up after this long.");
 
@@ -99,15 +100,13 @@ absl::Status WaitForServing(const std::string& address, Subprocess* child,
       return absl::OkStatus();
     }
     if (!child->running()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("shard at ", address, " exited; see ",
-                       child->log_path()));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "shard at ", address, " exited; see ", child->log_path()));
     }
     absl::SleepFor(absl::Milliseconds(50));
   }
-  return absl::DeadlineExceededError(
-      absl::StrCat("shard at ", address, " not serving; see ",
-                   child->log_path()));
+  return absl::DeadlineExceededError(absl::StrCat(
+      "shard at ", address, " not serving; see ", child->log_path()));
 }
 
 // Reads "grpc=P" from a shard's port file, polling until it exists.
@@ -153,8 +152,8 @@ absl::StatusOr<double> TestAccuracy(const std::vector<PulledTensor>& tensors,
   std::vector<int64_t> indices;
   for (int64_t begin = 0; begin < (*test)->size(); begin += 1000) {
     indices.clear();
-    for (int64_t i = begin; i < std::min<int64_t>((*test)->size(), begin + 1000);
-         ++i) {
+    for (int64_t i = begin;
+         i < std::min<int64_t>((*test)->size(), begin + 1000); ++i) {
       indices.push_back(i);
     }
     auto batch = (*test)->Gather(indices);
@@ -187,10 +186,10 @@ int RunDemo(const char* argv0) {
   if (dir.empty()) dir = absl::StrCat("/tmp/tessera-demo-", getpid());
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  const std::string ps = FindBinary(absl::GetFlag(FLAGS_ps_binary), argv0,
-                                    "ps/server/tessera-ps");
-  const std::string worker_bin = FindBinary(
-      absl::GetFlag(FLAGS_worker_binary), argv0, "worker/tessera-worker");
+  const std::string ps =
+      FindBinary(absl::GetFlag(FLAGS_ps_binary), argv0, "ps/server/tessera-ps");
+  const std::string worker_bin = FindBinary(absl::GetFlag(FLAGS_worker_binary),
+                                            argv0, "worker/tessera-worker");
 
   const std::string job_path = dir + "/job.pbtxt";
   {
@@ -200,8 +199,8 @@ int RunDemo(const char* argv0) {
         << "model { name: \"" << absl::GetFlag(FLAGS_demo_model)
         << "\" seed: 1 }\n"
         << "dataset { format: FASHION_MNIST path: \""
-        << absl::GetFlag(FLAGS_dataset_dir) << "\" limit: "
-        << absl::GetFlag(FLAGS_demo_limit) << " }\n"
+        << absl::GetFlag(FLAGS_dataset_dir)
+        << "\" limit: " << absl::GetFlag(FLAGS_demo_limit) << " }\n"
         << "batch_size: 64\n"
         << "epochs: " << absl::GetFlag(FLAGS_demo_epochs) << "\n"
         << "partitions_per_epoch: 60\n"
@@ -233,8 +232,7 @@ int RunDemo(const char* argv0) {
         absl::StrCat("--port_file=", port_file),
         "--flush_interval_s=5"};
     if (i == 0) argv.push_back("--job_config=" + job_path);
-    auto child =
-        Subprocess::Start(argv, absl::StrCat(dir, "/ps-", i, ".log"));
+    auto child = Subprocess::Start(argv, absl::StrCat(dir, "/ps-", i, ".log"));
     if (!child.ok()) return Fail(child.status());
     auto port = WaitForPort(port_file, child->get(), absl::Seconds(60));
     if (!port.ok()) return Fail(port.status());
@@ -248,12 +246,11 @@ int RunDemo(const char* argv0) {
 
   std::vector<std::unique_ptr<Subprocess>> workers;
   for (int i = 0; i < num_workers; ++i) {
-    auto child = Subprocess::Start(
-        {worker_bin, "--coordinator=" + addresses[0],
-         "--shards=" + absl::StrJoin(addresses, ","),
-         absl::StrCat("--worker_id=demo-worker-", i), "--metrics_port=0",
-         "--threads=1"},
-        absl::StrCat(dir, "/worker-", i, ".log"));
+    auto child = Subprocess::Start({worker_bin, "--coordinator=" + addresses[0],
+                                    "--shards=" + absl::StrJoin(addresses, ","),
+                                    absl::StrCat("--worker_id=demo-worker-", i),
+                                    "--metrics_port=0", "--threads=1"},
+                                   absl::StrCat(dir, "/worker-", i, ".log"));
     if (!child.ok()) return Fail(child.status());
     workers.push_back(*std::move(child));
   }
@@ -274,8 +271,7 @@ int RunDemo(const char* argv0) {
     if (absl::Now() - start > timeout) {
       return Fail(absl::DeadlineExceededError(
           absl::StrCat("training did not finish in ",
-                       absl::FormatDuration(timeout), "; logs in ",
-                       dir)));
+                       absl::FormatDuration(timeout), "; logs in ", dir)));
     }
     int alive = 0;
     for (auto& w : workers) alive += w->running() ? 1 : 0;
@@ -303,9 +299,9 @@ int RunDemo(const char* argv0) {
     }
     if (status.finished()) break;
     if (alive == 0) {
-      return Fail(absl::AbortedError(absl::StrCat(
-          "every worker exited before the job finished; see ", dir,
-          "/worker-*.log")));
+      return Fail(absl::AbortedError(
+          absl::StrCat("every worker exited before the job finished; see ", dir,
+                       "/worker-*.log")));
     }
     if (now - last_line >= absl::Seconds(5)) {
       const int total = status.partitions_done() + status.partitions_leased() +
@@ -351,7 +347,8 @@ int RunDemo(const char* argv0) {
   std::cout << "model written to " << out << " (" << tensors->size()
             << " tensors)\n"
             << "  C++:    torch::pickle_load(bytes).toGenericDict()\n"
-            << "  Python: torch.load(\"" << out << "\")  # dict name -> tensor\n";
+            << "  Python: torch.load(\"" << out
+            << "\")  # dict name -> tensor\n";
   return 0;
 }
 

@@ -19,8 +19,8 @@ absl::Status WriteModelFile(const std::string& path,
       if (t.integer) {
         tensor = torch::tensor(t.int_values, torch::kInt64).reshape(t.shape);
       } else {
-        tensor = torch::from_blob(const_cast<float*>(t.values.data()),
-                                  t.shape, torch::kFloat32)
+        tensor = torch::from_blob(const_cast<float*>(t.values.data()), t.shape,
+                                  torch::kFloat32)
                      .clone();
       }
       dict.insert(t.name, tensor);
@@ -34,9 +34,8 @@ absl::Status WriteModelFile(const std::string& path,
       return absl::UnavailableError(absl::StrCat("cannot write ", path));
     }
   } catch (const c10::Error& e) {
-    return absl::InternalError(
-        absl::StrCat("libtorch could not write ", path, ": ",
-                     e.what_without_backtrace()));
+    return absl::InternalError(absl::StrCat("libtorch could not write ", path,
+                                            ": ", e.what_without_backtrace()));
   }
   return absl::OkStatus();
 }
@@ -44,7 +43,8 @@ absl::Status WriteModelFile(const std::string& path,
 absl::StatusOr<std::vector<PulledTensor>> ReadModelFile(
     const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in.good()) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  if (!in.good())
+    return absl::NotFoundError(absl::StrCat("cannot read ", path));
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
                           std::istreambuf_iterator<char>());
   std::vector<PulledTensor> out;
@@ -67,8 +67,8 @@ absl::StatusOr<std::vector<PulledTensor>> ReadModelFile(
       out.push_back(std::move(t));
     }
   } catch (const c10::Error& e) {
-    return absl::DataLossError(absl::StrCat(path, " is not a model file: ",
-                                            e.what_without_backtrace()));
+    return absl::DataLossError(absl::StrCat(
+        path, " is not a model file: ", e.what_without_backtrace()));
   }
   return out;
 }

@@ -69,8 +69,8 @@ absl::StatusOr<std::vector<PulledTensor>> PullModel(
           chunk.part_row_begin() * RowSize(a.spec) + chunk.offset();
       if (at < 0 || at + static_cast<int64_t>(n) >
                         static_cast<int64_t>(a.values.size())) {
-        return absl::DataLossError(absl::StrCat(
-            "shard ", s, " sent values of ", current, " outside its shape"));
+        return absl::DataLossError(absl::StrCat("shard ", s, " sent values of ",
+                                                current, " outside its shape"));
       }
       std::memcpy(a.values.data() + at, v, n * sizeof(float));
       a.filled += n;

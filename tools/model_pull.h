@@ -19,10 +19,10 @@ namespace tessera {
 struct PulledTensor {
   std::string name;
   std::vector<int64_t> shape;
-  std::vector<float> values;     // row-major, shape's element count
+  std::vector<float> values;        // row-major, shape's element count
   bool integer = false;             // int64 (ids) instead of float32
   std::vector<int64_t> int_values;  // the values when `integer`
-  int64_t version = 0;           // max part version seen
+  int64_t version = 0;              // max part version seen
 };
 
 // Pulls every tensor from `shards` (gRPC addresses, in shard order). Dense

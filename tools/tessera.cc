@@ -34,7 +34,8 @@ ABSL_FLAG(double, timeout_s, 60, "Deadline of each remote call.");
 namespace tessera {
 namespace {
 
-constexpr char kUsage[] = R"(tessera: the Tessera parameter server's command line.
+constexpr char kUsage[] =
+    R"(tessera: the Tessera parameter server's command line.
 
   tessera demo [--demo_* flags]
       Starts 2 shards and 2 workers on this machine, trains the Fashion-MNIST
@@ -81,8 +82,8 @@ int Pull() {
   std::cout << absl::StrFormat(
       "wrote %d tensors (%d values) from %d shards to %s in %s\n",
       tensors->size(), values, shards.size(), out,
-      absl::FormatDuration(absl::Trunc(absl::Now() - start,
-                                       absl::Milliseconds(1))));
+      absl::FormatDuration(
+          absl::Trunc(absl::Now() - start, absl::Milliseconds(1))));
   std::cout << "load it with torch::pickle_load (C++) or torch.load (Python)\n";
   return 0;
 }
@@ -92,8 +93,8 @@ int Status() {
   const std::vector<std::string> shards = ShardList();
   if (coordinator.empty() && !shards.empty()) coordinator = shards[0];
   if (coordinator.empty()) {
-    return Fail(absl::InvalidArgumentError(
-        "status needs --coordinator (or --shards)"));
+    return Fail(
+        absl::InvalidArgumentError("status needs --coordinator (or --shards)"));
   }
   auto text = FormatStatus(coordinator, shards,
                            absl::Seconds(absl::GetFlag(FLAGS_timeout_s)));

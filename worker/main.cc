@@ -9,7 +9,6 @@
 
 #include <cerrno>
 #include <cstring>
-
 #include <string>
 #include <thread>
 #include <vector>
@@ -107,7 +106,8 @@ int main(int argc, char** argv) {
   }
   options.threads = absl::GetFlag(FLAGS_threads);
   options.call_deadline = absl::Seconds(absl::GetFlag(FLAGS_call_deadline_s));
-  options.debug_nan_every_n_steps = absl::GetFlag(FLAGS_debug_nan_every_n_steps);
+  options.debug_nan_every_n_steps =
+      absl::GetFlag(FLAGS_debug_nan_every_n_steps);
 
   tessera::metrics::Registry registry;
   tessera::metrics::RegisterProcessMetrics(&registry);
@@ -122,8 +122,7 @@ int main(int argc, char** argv) {
   }
   options.registry = &registry;
   LOG(INFO) << "worker " << options.worker_id << ": metrics on port "
-            << (*metrics_server)->port() << "; joining "
-            << options.coordinator;
+            << (*metrics_server)->port() << "; joining " << options.coordinator;
 
   tessera::worker::Trainer trainer(options);
   std::thread watcher([&] {

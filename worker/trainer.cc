@@ -109,8 +109,9 @@ class Trainer::Impl {
                        .Add({});
     push_failures_ = &metrics::BuildCounter()
                           .Name("tessera_worker_push_failures_total")
-                          .Help("Gradient pushes that failed after retries "
-                                "(their update is lost).")
+                          .Help(
+                              "Gradient pushes that failed after retries "
+                              "(their update is lost).")
                           .Register(r)
                           .Add({});
     loss_ = &metrics::BuildGauge()
@@ -125,8 +126,9 @@ class Trainer::Impl {
                            .Add({});
     test_accuracy_ = &metrics::BuildGauge()
                           .Name("tessera_worker_test_accuracy")
-                          .Help("Accuracy (0-1) on the test set at the last "
-                                "evaluation by this worker.")
+                          .Help(
+                              "Accuracy (0-1) on the test set at the last "
+                              "evaluation by this worker.")
                           .Register(r)
                           .Add({});
     epoch_gauge_ = &metrics::BuildGauge()
@@ -136,23 +138,28 @@ class Trainer::Impl {
                         .Add({});
     auto& phase = metrics::BuildHistogram()
                       .Name("tessera_worker_step_phase_seconds")
-                      .Help("Time per step spent computing, waiting for "
-                            "pulls and waiting for pushes.")
+                      .Help(
+                          "Time per step spent computing, waiting for "
+                          "pulls and waiting for pushes.")
                       .Register(r);
     compute_ = &phase.Add({{"phase", "compute"}}, metrics::LatencyBuckets());
-    pull_wait_ = &phase.Add({{"phase", "pull_wait"}}, metrics::LatencyBuckets());
-    push_wait_ = &phase.Add({{"phase", "push_wait"}}, metrics::LatencyBuckets());
+    pull_wait_ =
+        &phase.Add({{"phase", "pull_wait"}}, metrics::LatencyBuckets());
+    push_wait_ =
+        &phase.Add({{"phase", "push_wait"}}, metrics::LatencyBuckets());
     staleness_ = &metrics::BuildHistogram()
                       .Name("tessera_worker_staleness_steps")
-                      .Help("Steps this worker was ahead of the slowest live "
-                            "worker when it pulled.")
+                      .Help(
+                          "Steps this worker was ahead of the slowest live "
+                          "worker when it pulled.")
                       .Register(r)
                       .Add({}, metrics::LinearBuckets(0, 1, 17));
     coordinator_waiting_ =
         &metrics::BuildGauge()
              .Name("tessera_worker_coordinator_waiting_seconds")
-             .Help("How long the current call to the coordinator has been "
-                   "retried (unreachable or unavailable); 0 when none.")
+             .Help(
+                 "How long the current call to the coordinator has been "
+                 "retried (unreachable or unavailable); 0 when none.")
              .Register(r)
              .Add({});
     coordinator_ = v1::Coordinator::NewStub(grpc::CreateChannel(
@@ -204,13 +211,15 @@ class Trainer::Impl {
       if (waited > patience) {
         return absl::DeadlineExceededError(absl::StrCat(
             what, ": coordinator at ", options_.coordinator,
-            " unreachable for ", absl::FormatDuration(absl::Trunc(waited, absl::Seconds(1))),
-            ": ", s.message()));
+            " unreachable for ",
+            absl::FormatDuration(absl::Trunc(waited, absl::Seconds(1))), ": ",
+            s.message()));
       }
       if (absl::Now() - last_log > absl::Seconds(5)) {
         LOG(WARNING) << "waiting for coordinator at " << options_.coordinator
                      << " for "
-                     << absl::FormatDuration(absl::Trunc(waited, absl::Seconds(1)))
+                     << absl::FormatDuration(
+                            absl::Trunc(waited, absl::Seconds(1)))
                      << " (" << what << "): " << s.message();
         last_log = absl::Now();
       }
@@ -290,8 +299,8 @@ class Trainer::Impl {
       case v1::DatasetConfig::FASHION_MNIST: {
         FashionMnistOptions train_options;
         train_options.max_examples = d.limit();
-        auto train =
-            OpenFashionMnist(d.path(), FashionMnistSplit::kTrain, train_options);
+        auto train = OpenFashionMnist(d.path(), FashionMnistSplit::kTrain,
+                                      train_options);
         if (!train.ok()) return train.status();
         dense_train_ = *std::move(train);
         auto test = OpenFashionMnist(d.path(), FashionMnistSplit::kTest);
@@ -363,8 +372,9 @@ class Trainer::Impl {
         hb.set_samples(unreported_samples_.exchange(0));
         v1::HeartbeatResponse response;
         grpc::ClientContext context;
-        context.set_deadline(std::chrono::system_clock::now() +
-                             absl::ToChronoMilliseconds(options_.call_deadline));
+        context.set_deadline(
+            std::chrono::system_clock::now() +
+            absl::ToChronoMilliseconds(options_.call_deadline));
         grpc::Status s = coordinator_->Heartbeat(&context, hb, &response);
         if (!s.ok()) {
           unreported_samples_ += hb.samples();
@@ -407,8 +417,8 @@ class Trainer::Impl {
       const TensorInfo& t = params[i];
       if (t.kind == TensorKind::kDense) {
         p->values[i].resize(t.num_elements());
-        p->done.push_back(client_->PullDense(t.name, 0,
-                                             absl::MakeSpan(p->values[i])));
+        p->done.push_back(
+            client_->PullDense(t.name, 0, absl::MakeSpan(p->values[i])));
       } else {
         const std::vector<uint64_t>& ids = UniqueIds(batch);
         p->values[i].resize(ids.size() * t.shape[1]);
@@ -476,9 +486,9 @@ class Trainer::Impl {
       request.set_clock(clock_);
       request.set_max_wait_ms(2000);
       v1::WaitForClockResponse response;
-      absl::Status s = CallCoordinator(
-          "wait for clock", request, &response,
-          &v1::Coordinator::Stub::WaitForClock, absl::Minutes(10));
+      absl::Status s = CallCoordinator("wait for clock", request, &response,
+                                       &v1::Coordinator::Stub::WaitForClock,
+                                       absl::Minutes(10));
       if (!s.ok()) {
         LOG(WARNING) << "staleness check failed; pulling anyway: " << s;
         return;
@@ -507,9 +517,10 @@ class Trainer::Impl {
     int64_t correct = 0;
   };
 
-  void PushGradients(StepResult& step,
-                     std::deque<std::vector<std::future<absl::Status>>>* pending,
-                     const std::vector<uint64_t>& ids) {
+  void PushGradients(
+      StepResult& step,
+      std::deque<std::vector<std::future<absl::Status>>>* pending,
+      const std::vector<uint64_t>& ids) {
     if (options_.debug_nan_every_n_steps > 0 &&
         ++debug_steps_ % options_.debug_nan_every_n_steps == 0) {
       for (TensorGradient& g : step.gradients) {
@@ -659,9 +670,9 @@ class Trainer::Impl {
       v1::AcquirePartitionRequest acquire;
       acquire.set_worker_id(options_.worker_id);
       v1::AcquirePartitionResponse lease;
-      absl::Status s = CallCoordinator(
-          "acquire partition", acquire, &lease,
-          &v1::Coordinator::Stub::AcquirePartition, absl::Minutes(10));
+      absl::Status s = CallCoordinator("acquire partition", acquire, &lease,
+                                       &v1::Coordinator::Stub::AcquirePartition,
+                                       absl::Minutes(10));
       if (!s.ok()) return s;
       if (lease.result() == v1::AcquirePartitionResponse::FINISHED) break;
       if (lease.result() == v1::AcquirePartitionResponse::WAIT) {

@@ -33,10 +33,10 @@ namespace worker {
 
 struct TrainerOptions {
   std::string worker_id;
-  std::string coordinator;                // gRPC address of shard 0
-  std::vector<std::string> shards;        // gRPC addresses, in shard order
-  int threads = 1;                        // libtorch intra-op threads
-  int max_pushes_in_flight = 2;           // steps whose pushes may be pending
+  std::string coordinator;          // gRPC address of shard 0
+  std::vector<std::string> shards;  // gRPC addresses, in shard order
+  int threads = 1;                  // libtorch intra-op threads
+  int max_pushes_in_flight = 2;     // steps whose pushes may be pending
   absl::Duration heartbeat_interval = absl::Seconds(1);
   absl::Duration call_deadline = absl::Seconds(10);
   // How long to keep retrying the coordinator and shards at start-up.

@@ -26,11 +26,10 @@ absl::Status ValidateTensorSpec(const v1::TensorSpec& spec) {
   if (spec.name().empty()) {
     return absl::InvalidArgumentError("tensor spec has an empty name");
   }
-  if (spec.name().size() > 256 ||
-      spec.name().find('\0') != std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor name must be at most 256 bytes without NUL: \"",
-        spec.name().substr(0, 64), "\""));
+  if (spec.name().size() > 256 || spec.name().find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor name must be at most 256 bytes without NUL: \"",
+                     spec.name().substr(0, 64), "\""));
   }
   if (spec.dtype() != v1::DTYPE_UNSPECIFIED && spec.dtype() != v1::FLOAT32) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -38,25 +37,24 @@ absl::Status ValidateTensorSpec(const v1::TensorSpec& spec) {
         " is not supported (float32 only)"));
   }
   if (spec.shape_size() > 8) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor ", spec.name(), ": rank ", spec.shape_size(),
-                     " exceeds 8"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor ", spec.name(), ": rank ", spec.shape_size(), " exceeds 8"));
   }
   for (int i = 0; i < spec.shape_size(); ++i) {
     const bool unbounded_rows = spec.kind() == v1::TensorSpec::EMBEDDING &&
                                 i == 0 && spec.shape(0) == 0;
     if (spec.shape(i) <= 0 && !unbounded_rows) {
       return absl::InvalidArgumentError(
-          absl::StrCat("tensor ", spec.name(), ": shape[", i, "] = ",
-                       spec.shape(i), " must be positive"));
+          absl::StrCat("tensor ", spec.name(), ": shape[", i,
+                       "] = ", spec.shape(i), " must be positive"));
     }
   }
   if (spec.kind() == v1::TensorSpec::EMBEDDING) {
     if (spec.shape_size() != 2) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "embedding table ", spec.name(),
-          ": shape must be [rows (0 = unbounded), dim], got rank ",
-          spec.shape_size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("embedding table ", spec.name(),
+                       ": shape must be [rows (0 = unbounded), dim], got rank ",
+                       spec.shape_size()));
     }
   } else if (spec.kind() != v1::TensorSpec::DENSE) {
     return absl::InvalidArgumentError(
@@ -76,9 +74,9 @@ absl::Status ValidateTensorSpec(const v1::TensorSpec& spec) {
                      spec.initializer().kind()));
   }
   if (!v1::OptimizerConfig::Kind_IsValid(spec.optimizer().kind())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor ", spec.name(), ": unknown optimizer kind ",
-                     spec.optimizer().kind()));
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", spec.name(),
+                                                   ": unknown optimizer kind ",
+                                                   spec.optimizer().kind()));
   }
   return absl::OkStatus();
 }

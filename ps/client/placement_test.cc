@@ -112,9 +112,9 @@ TEST(PlacementTest, PartOnShardFindsEachShardsPart) {
 TEST(ValidateTensorSpecTest, RejectsBadSpecsNamingTheProblem) {
   EXPECT_THAT(ValidateTensorSpec(Dense("", {1})),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("name")));
-  EXPECT_THAT(ValidateTensorSpec(Dense("w", {3, 0})),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("shape[1] = 0")));
+  EXPECT_THAT(
+      ValidateTensorSpec(Dense("w", {3, 0})),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("shape[1] = 0")));
   v1::TensorSpec emb = Dense("emb", {0, 8});
   emb.set_kind(v1::TensorSpec::EMBEDDING);
   EXPECT_THAT(ValidateTensorSpec(emb), IsOk());
@@ -122,16 +122,16 @@ TEST(ValidateTensorSpecTest, RejectsBadSpecsNamingTheProblem) {
   EXPECT_THAT(ValidateTensorSpec(emb),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rank")));
   v1::TensorSpec huge = Dense("huge", {1LL << 30, 1LL << 30});
-  EXPECT_THAT(ValidateTensorSpec(huge),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("too large")));
+  EXPECT_THAT(
+      ValidateTensorSpec(huge),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("too large")));
   v1::TensorSpec dtype = Dense("d", {1});
   dtype.set_dtype(static_cast<v1::DType>(7));
   EXPECT_THAT(ValidateTensorSpec(dtype),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(ValidatePlacementConfig(Config(0, 0)),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("num_shards")));
+  EXPECT_THAT(
+      ValidatePlacementConfig(Config(0, 0)),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("num_shards")));
 }
 
 }  // namespace

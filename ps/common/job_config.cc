@@ -18,8 +18,8 @@ class FirstError : public google::protobuf::io::ErrorCollector {
   void AddError(int line, google::protobuf::io::ColumnNumber column,
                 const std::string& message) override {
     if (!error_.empty()) return;
-    error_ = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ",
-                          message);
+    error_ =
+        absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message);
   }
   const std::string& error() const { return error_; }
 
@@ -69,17 +69,16 @@ absl::Status ValidateJobConfig(const v1::JobConfig& job) {
     }
   }
   if (job.batch_size() < 1 || job.batch_size() > 1 << 20) {
-    return Invalid("batch_size", absl::StrCat(job.batch_size(),
-                                              " not in [1, 1048576]"));
+    return Invalid("batch_size",
+                   absl::StrCat(job.batch_size(), " not in [1, 1048576]"));
   }
   if (job.epochs() < 1 || job.epochs() > 100000) {
     return Invalid("epochs", absl::StrCat(job.epochs(), " not in [1, 100000]"));
   }
-  if (job.partitions_per_epoch() < 1 ||
-      job.partitions_per_epoch() > 1000000) {
-    return Invalid("partitions_per_epoch",
-                   absl::StrCat(job.partitions_per_epoch(),
-                                " not in [1, 1000000]"));
+  if (job.partitions_per_epoch() < 1 || job.partitions_per_epoch() > 1000000) {
+    return Invalid(
+        "partitions_per_epoch",
+        absl::StrCat(job.partitions_per_epoch(), " not in [1, 1000000]"));
   }
   if (job.consistency().staleness() < 0) {
     return Invalid("consistency.staleness", "is negative");
@@ -136,9 +135,8 @@ absl::StatusOr<v1::JobConfig> ParseJobConfig(absl::string_view text) {
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(std::string(text), &job)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("job config: ", errors.error().empty()
-                                         ? "cannot parse"
-                                         : errors.error()));
+        absl::StrCat("job config: ",
+                     errors.error().empty() ? "cannot parse" : errors.error()));
   }
   ApplyJobDefaults(&job);
   absl::Status valid = ValidateJobConfig(job);

@@ -21,7 +21,10 @@ constexpr char kExample[] = R"pb(
   partitions_per_epoch: 120
   consistency { mode: SSP staleness: 4 }
   optimizer { kind: ADAM learning_rate: 0.001 }
-  tensor_groups { prefix: "emb" optimizer { kind: ADAGRAD learning_rate: 0.1 } }
+  tensor_groups {
+    prefix: "emb"
+    optimizer { kind: ADAGRAD learning_rate: 0.1 }
+  }
   flush_interval_s: 5
 )pb";
 
@@ -38,28 +41,28 @@ TEST(JobConfigTest, ParsesTheExampleAndFillsDefaults) {
 }
 
 TEST(JobConfigTest, SyntaxErrorsNameTheLine) {
-  EXPECT_THAT(ParseJobConfig("name: \"x\"\nepochs: five\n"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("line 2")));
+  EXPECT_THAT(
+      ParseJobConfig("name: \"x\"\nepochs: five\n"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line 2")));
   EXPECT_THAT(ParseJobConfig("nmae: \"x\""),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nmae")));
 }
 
 TEST(JobConfigTest, InvalidValuesNameTheField) {
-  EXPECT_THAT(ParseJobConfig("name: \"x\" model { name: \"rnn\" }"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("model.name")));
+  EXPECT_THAT(
+      ParseJobConfig("name: \"x\" model { name: \"rnn\" }"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model.name")));
   EXPECT_THAT(
       ParseJobConfig("name: \"x\" model { name: \"mlp\" } epochs: -1"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("epochs")));
-  EXPECT_THAT(ParseJobConfig("name: \"x\" model { name: \"mlp\" } "
-                             "optimizer { learning_rate: -1 }"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("learning_rate")));
-  EXPECT_THAT(ParseJobConfig("name: \"x\" model { name: \"logreg\" } "
-                             "dataset { format: SYNTHETIC_CTR }"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("SYNTHETIC_CTR")));
+  EXPECT_THAT(
+      ParseJobConfig("name: \"x\" model { name: \"mlp\" } "
+                     "optimizer { learning_rate: -1 }"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("learning_rate")));
+  EXPECT_THAT(
+      ParseJobConfig("name: \"x\" model { name: \"logreg\" } "
+                     "dataset { format: SYNTHETIC_CTR }"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("SYNTHETIC_CTR")));
   EXPECT_THAT(LoadJobConfig("/nonexistent/job.pbtxt"),
               StatusIs(absl::StatusCode::kNotFound));
 }

@@ -7,9 +7,9 @@
 // tessera_ps_rejected_requests_total{reason} without parsing messages.
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace tessera {
 

@@ -67,8 +67,9 @@ Coordinator::Coordinator(v1::JobConfig job, ShardStorage* storage,
   lease_expirations_ =
       &metrics::BuildCounter()
            .Name("tessera_coordinator_lease_expirations_total")
-           .Help("Leases returned to the queue because their worker went "
-                 "silent.")
+           .Help(
+               "Leases returned to the queue because their worker went "
+               "silent.")
            .Register(*registry)
            .Add({});
   ssp_wait_ = &metrics::BuildHistogram()
@@ -98,10 +99,10 @@ absl::Status Coordinator::Load() {
     return absl::DataLossError("stored coordinator state is corrupt");
   }
   if (state.job_name() != job_.name()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "shard 0's data directory holds job \"", state.job_name(),
-        "\", but --job_config names job \"", job_.name(),
-        "\"; use a fresh data directory for a new job"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard 0's data directory holds job \"", state.job_name(),
+                     "\", but --job_config names job \"", job_.name(),
+                     "\"; use a fresh data directory for a new job"));
   }
   absl::MutexLock lock(&mu_);
   epoch_ = state.epoch();
@@ -133,9 +134,8 @@ absl::Status Coordinator::Load() {
 void Coordinator::StartReaper(absl::Duration period) {
   reaper_ = std::thread([this, period] {
     absl::MutexLock lock(&mu_);
-    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return stop_;
-    };
+    auto stopping = [this]()
+                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
     while (!mu_.AwaitWithTimeout(absl::Condition(&stopping), period)) {
       ExpireStaleLocked();
       UpdateGaugesLocked();
@@ -175,8 +175,8 @@ Coordinator::Worker& Coordinator::TouchLocked(const std::string& id,
     it->second.clock = min >= 0 ? min : max_clock_;
     ++membership_changes_;
     membership_->Add({{"event", "join"}}).Increment();
-    LOG(INFO) << "coordinator: worker " << id << " joined ("
-              << workers_.size() << " live)";
+    LOG(INFO) << "coordinator: worker " << id << " joined (" << workers_.size()
+              << " live)";
   }
   if (joined != nullptr) *joined = inserted;
   it->second.last_seen = now_();
@@ -315,8 +315,8 @@ absl::StatusOr<v1::RegisterModelResponse> Coordinator::RegisterModel(
             "job ", job_.name(), " already has a model of ", specs_.size(),
             " tensors registered (first: ", specs_[0].ShortDebugString(),
             "); worker ", request.worker_id(), " offers a different one (",
-            request.specs_size(), " tensors, first: ",
-            request.specs(0).ShortDebugString(), ")"));
+            request.specs_size(),
+            " tensors, first: ", request.specs(0).ShortDebugString(), ")"));
       }
       return response;
     }
@@ -346,8 +346,8 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(
   if (p >= 0) {
     auto holder = leased_.find(p);
     if (request.epoch() != epoch_ || p >= static_cast<int>(done_.size()) ||
-        done_[p] || (holder != leased_.end() &&
-                     holder->second != request.worker_id())) {
+        done_[p] ||
+        (holder != leased_.end() && holder->second != request.worker_id())) {
       response.set_lease_lost(true);
       if (w.partition == p) w.partition = -1;
     } else if (holder == leased_.end()) {
@@ -433,11 +433,11 @@ absl::StatusOr<v1::CompletePartitionResponse> Coordinator::CompletePartition(
     Worker& w = TouchLocked(request.worker_id(), nullptr);
     const int p = request.partition();
     auto holder = leased_.find(p);
-    const bool valid_partition =
-        request.epoch() == epoch_ && p >= 0 &&
-        p < static_cast<int>(done_.size()) && !done_[p] && !finished_;
-    const bool ours = holder == leased_.end() ||
-                      holder->second == request.worker_id();
+    const bool valid_partition = request.epoch() == epoch_ && p >= 0 &&
+                                 p < static_cast<int>(done_.size()) &&
+                                 !done_[p] && !finished_;
+    const bool ours =
+        holder == leased_.end() || holder->second == request.worker_id();
     if (w.partition == p) w.partition = -1;
     if (valid_partition && ours) {
       done_[p] = true;
@@ -454,8 +454,8 @@ absl::StatusOr<v1::CompletePartitionResponse> Coordinator::CompletePartition(
       if (done_count_ == static_cast<int>(done_.size())) {
         stats.set_finished_unix_ms(absl::ToUnixMillis(now_()));
         response.set_epoch_finished(true);
-        LOG(INFO) << "coordinator: epoch " << epoch_ << " complete: "
-                  << stats.samples() << " samples, mean loss "
+        LOG(INFO) << "coordinator: epoch " << epoch_
+                  << " complete: " << stats.samples() << " samples, mean loss "
                   << (stats.samples() ? stats.loss_sum() / stats.samples() : 0)
                   << ", training accuracy "
                   << (stats.samples()

@@ -111,7 +111,7 @@ class Coordinator {
   const v1::JobConfig job_;
   ShardStorage* const storage_;  // Not owned.
   const Clock now_;
-  const int staleness_;          // -1: async
+  const int staleness_;  // -1: async
   const absl::Duration lease_timeout_;
 
   absl::Mutex persist_mu_;

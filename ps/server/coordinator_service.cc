@@ -46,7 +46,8 @@ grpc::Status CoordinatorService::Join(grpc::ServerContext*,
 grpc::Status CoordinatorService::RegisterModel(
     grpc::ServerContext*, const v1::RegisterModelRequest* request,
     v1::RegisterModelResponse* response) {
-  return Serve(shard_, coordinator_.load() != nullptr, "RegisterModel", response,
+  return Serve(shard_, coordinator_.load() != nullptr, "RegisterModel",
+               response,
                [&] { return coordinator_.load()->RegisterModel(*request); });
 }
 
@@ -68,15 +69,17 @@ grpc::Status CoordinatorService::Leave(grpc::ServerContext*,
 grpc::Status CoordinatorService::AcquirePartition(
     grpc::ServerContext*, const v1::AcquirePartitionRequest* request,
     v1::AcquirePartitionResponse* response) {
-  return Serve(shard_, coordinator_.load() != nullptr, "AcquirePartition", response,
+  return Serve(shard_, coordinator_.load() != nullptr, "AcquirePartition",
+               response,
                [&] { return coordinator_.load()->AcquirePartition(*request); });
 }
 
 grpc::Status CoordinatorService::CompletePartition(
     grpc::ServerContext*, const v1::CompletePartitionRequest* request,
     v1::CompletePartitionResponse* response) {
-  return Serve(shard_, coordinator_.load() != nullptr, "CompletePartition", response,
-               [&] { return coordinator_.load()->CompletePartition(*request); });
+  return Serve(
+      shard_, coordinator_.load() != nullptr, "CompletePartition", response,
+      [&] { return coordinator_.load()->CompletePartition(*request); });
 }
 
 grpc::Status CoordinatorService::WaitForClock(
@@ -87,25 +90,28 @@ grpc::Status CoordinatorService::WaitForClock(
   const auto left = context->deadline() - std::chrono::system_clock::now();
   wait = std::min(wait, absl::FromChrono(left) - absl::Milliseconds(50));
   if (wait < absl::ZeroDuration()) wait = absl::ZeroDuration();
-  return Serve(shard_, coordinator_.load() != nullptr, "WaitForClock", response,
-               [&] { return coordinator_.load()->WaitForClock(*request, wait); });
+  return Serve(
+      shard_, coordinator_.load() != nullptr, "WaitForClock", response,
+      [&] { return coordinator_.load()->WaitForClock(*request, wait); });
 }
 
 grpc::Status CoordinatorService::ReportEvaluation(
     grpc::ServerContext*, const v1::ReportEvaluationRequest* request,
     v1::ReportEvaluationResponse* response) {
-  return Serve(shard_, coordinator_.load() != nullptr, "ReportEvaluation", response, [&] {
-    return Wrap<v1::ReportEvaluationResponse>(
-        coordinator_.load()->ReportEvaluation(*request));
-  });
+  return Serve(shard_, coordinator_.load() != nullptr, "ReportEvaluation",
+               response, [&] {
+                 return Wrap<v1::ReportEvaluationResponse>(
+                     coordinator_.load()->ReportEvaluation(*request));
+               });
 }
 
 grpc::Status CoordinatorService::GetStatus(grpc::ServerContext*,
                                            const v1::GetStatusRequest*,
                                            v1::JobStatus* response) {
-  return Serve(shard_, coordinator_.load() != nullptr, "GetStatus", response, [&] {
-    return absl::StatusOr<v1::JobStatus>(coordinator_.load()->Status());
-  });
+  return Serve(
+      shard_, coordinator_.load() != nullptr, "GetStatus", response, [&] {
+        return absl::StatusOr<v1::JobStatus>(coordinator_.load()->Status());
+      });
 }
 
 }  // namespace tessera

@@ -50,7 +50,7 @@ class CoordinatorService final : public v1::Coordinator::Service {
 
  private:
   std::atomic<Coordinator*> coordinator_;  // Not owned.
-  Shard* const shard_;              // Not owned.
+  Shard* const shard_;                     // Not owned.
 };
 
 }  // namespace tessera

@@ -27,8 +27,11 @@ class CoordinatorTest : public ::testing::Test {
     ASSERT_THAT(storage, IsOk());
     storage_ = *std::move(storage);
     job_ = *ParseJobConfig(R"pb(
-      name: "test-job" model { name: "mlp" } epochs: 2
-      partitions_per_epoch: 6 lease_timeout_s: 10
+      name: "test-job"
+      model { name: "mlp" }
+      epochs: 2
+      partitions_per_epoch: 6
+      lease_timeout_s: 10
       consistency { mode: SSP staleness: 2 }
     )pb");
   }
@@ -154,9 +157,8 @@ TEST_F(CoordinatorTest, ModelIsRegisteredOnceAndConflictsAreRefused) {
   ASSERT_THAT(again, IsOk());
   EXPECT_FALSE(again->created());
   r.mutable_specs(0)->set_shape(0, 5);
-  EXPECT_THAT(c->RegisterModel(r),
-              StatusIs(absl::StatusCode::kAlreadyExists,
-                       HasSubstr("different")));
+  EXPECT_THAT(c->RegisterModel(r), StatusIs(absl::StatusCode::kAlreadyExists,
+                                            HasSubstr("different")));
   v1::JoinRequest join;
   join.set_worker_id("b");
   EXPECT_EQ(c->Join(join)->specs_size(), 1);

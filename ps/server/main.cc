@@ -25,10 +25,10 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "ps/client/allocator.h"
+#include "ps/common/job_config.h"
 #include "ps/common/metrics/metrics.h"
 #include "ps/common/metrics/metrics_server.h"
 #include "ps/common/metrics/process_metrics.h"
-#include "ps/common/job_config.h"
 #include "ps/server/coordinator.h"
 #include "ps/server/coordinator_service.h"
 #include "ps/server/data_plane.h"
@@ -109,8 +109,8 @@ int Run() {
   if (!placement_ok.ok()) Die(placement_ok);
   if (options.shard_index >= options.placement.num_shards()) {
     Die(absl::InvalidArgumentError(absl::StrCat(
-        "--shard_index=", options.shard_index, " is not below --num_shards=",
-        options.placement.num_shards())));
+        "--shard_index=", options.shard_index,
+        " is not below --num_shards=", options.placement.num_shards())));
   }
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.flush_interval = absl::Seconds(absl::GetFlag(FLAGS_flush_interval_s));
@@ -124,8 +124,8 @@ int Run() {
   if (nan_policy == "skip") {
     options.non_finite = NonFinitePolicy::kSkip;
   } else if (nan_policy != "reject") {
-    Die(absl::InvalidArgumentError(absl::StrCat(
-        "--nan_policy=", nan_policy, " must be reject or skip")));
+    Die(absl::InvalidArgumentError(
+        absl::StrCat("--nan_policy=", nan_policy, " must be reject or skip")));
   }
   const std::string host = absl::GetFlag(FLAGS_listen_address);
 
@@ -200,8 +200,8 @@ int Run() {
   absl::Status loaded = shard.Load();
   if (!loaded.ok()) Die(loaded);
   if (job.has_value()) {
-    coordinator = std::make_unique<Coordinator>(*job, shard.storage(),
-                                                &registry);
+    coordinator =
+        std::make_unique<Coordinator>(*job, shard.storage(), &registry);
     absl::Status resumed = coordinator->Load();
     if (!resumed.ok()) Die(resumed);
     coordinator->StartReaper(absl::Milliseconds(500));
@@ -237,8 +237,7 @@ int Run() {
                << flushed;
     return 1;
   }
-  LOG(INFO) << "shard " << options.shard_index
-            << ": final flush done; exiting";
+  LOG(INFO) << "shard " << options.shard_index << ": final flush done; exiting";
   return 0;
 }
 

@@ -106,12 +106,10 @@ absl::Status ParameterServerService::StreamTensor(
     std::vector<float> values;
     size_t begin = 0;
     do {
-      const size_t end =
-          std::min<size_t>(all.size(), begin + rows_per_chunk);
+      const size_t end = std::min<size_t>(all.size(), begin + rows_per_chunk);
       auto id_span = absl::MakeConstSpan(all.data() + begin, end - begin);
       values.resize(id_span.size() * dim);
-      auto version =
-          shard_->PullRows(tensor, id_span, absl::MakeSpan(values));
+      auto version = shard_->PullRows(tensor, id_span, absl::MakeSpan(values));
       if (!version.ok()) return version.status();
       v1::TensorChunk chunk;
       if (begin == 0) *chunk.mutable_spec() = spec;
@@ -192,9 +190,9 @@ grpc::Status ParameterServerService::PushGradient(
   CallScope call(shard_, "PushGradient", bytes);
   if (bytes > shard_->options().max_message_bytes) {
     shard_->CountRejected(kReasonOversize);
-    return call.Finish(absl::ResourceExhaustedError(absl::StrCat(
-        "push of ", bytes, " bytes exceeds --max_message_bytes=",
-        shard_->options().max_message_bytes)));
+    return call.Finish(absl::ResourceExhaustedError(
+        absl::StrCat("push of ", bytes, " bytes exceeds --max_message_bytes=",
+                     shard_->options().max_message_bytes)));
   }
   const std::string& raw = request->values();
   if (raw.size() % sizeof(float) != 0) {
@@ -208,13 +206,13 @@ grpc::Status ParameterServerService::PushGradient(
   if (!raw.empty()) std::memcpy(grad.data(), raw.data(), raw.size());
   absl::StatusOr<PushResult> result;
   if (request->row_ids_size() > 0) {
-    result = shard_->PushRows(request->tensor_name(),
-                              absl::MakeConstSpan(request->row_ids().data(),
-                                                  request->row_ids_size()),
-                              grad);
+    result = shard_->PushRows(
+        request->tensor_name(),
+        absl::MakeConstSpan(request->row_ids().data(), request->row_ids_size()),
+        grad);
   } else {
-    result = shard_->PushDense(request->tensor_name(), request->row_begin(),
-                               grad);
+    result =
+        shard_->PushDense(request->tensor_name(), request->row_begin(), grad);
   }
   if (!result.ok()) return call.Finish(result.status());
   response->set_version(result->version);

@@ -37,12 +37,11 @@ class ParameterServerService final : public v1::ParameterServer::Service {
 
  private:
   // Streams this shard's part of `tensor`; adds the bytes written to `*sent`.
-  absl::Status StreamTensor(grpc::ServerContext* context,
-                            const std::string& tensor,
-                            const google::protobuf::RepeatedField<uint64_t>& ids,
-                            int64_t max_chunk_floats,
-                            grpc::ServerWriter<v1::TensorChunk>* writer,
-                            int64_t* sent);
+  absl::Status StreamTensor(
+      grpc::ServerContext* context, const std::string& tensor,
+      const google::protobuf::RepeatedField<uint64_t>& ids,
+      int64_t max_chunk_floats, grpc::ServerWriter<v1::TensorChunk>* writer,
+      int64_t* sent);
 
   Shard* const shard_;  // Not owned.
 };

@@ -45,8 +45,9 @@ void Shard::RegisterMetrics() {
   using metrics::BuildHistogram;
   requests_ = &BuildCounter()
                    .Name("tessera_ps_requests_total")
-                   .Help("Requests answered by this shard, by rpc and status "
-                         "code (gRPC and data plane).")
+                   .Help(
+                       "Requests answered by this shard, by rpc and status "
+                       "code (gRPC and data plane).")
                    .Register(*registry_);
   latency_ = &BuildHistogram()
                   .Name("tessera_ps_request_latency_seconds")
@@ -62,8 +63,9 @@ void Shard::RegisterMetrics() {
                      .Register(*registry_);
   rejected_ = &BuildCounter()
                    .Name("tessera_ps_rejected_requests_total")
-                   .Help("Requests rejected for bad input or state, by "
-                         "reason; a rejected request changes nothing.")
+                   .Help(
+                       "Requests rejected for bad input or state, by "
+                       "reason; a rejected request changes nothing.")
                    .Register(*registry_);
   updates_applied_ = &BuildCounter()
                           .Name("tessera_ps_updates_applied_total")
@@ -72,14 +74,16 @@ void Shard::RegisterMetrics() {
                           .Add({});
   updates_skipped_ = &BuildCounter()
                           .Name("tessera_ps_updates_skipped_total")
-                          .Help("Gradient pushes dropped for NaN/Inf values "
-                                "(--nan_policy=skip).")
+                          .Help(
+                              "Gradient pushes dropped for NaN/Inf values "
+                              "(--nan_policy=skip).")
                           .Register(*registry_)
                           .Add({});
   flush_duration_ = &BuildHistogram()
                          .Name("tessera_ps_flush_duration_seconds")
-                         .Help("Duration of flushes of changed blocks to "
-                               "RocksDB.")
+                         .Help(
+                             "Duration of flushes of changed blocks to "
+                             "RocksDB.")
                          .Register(*registry_)
                          .Add({}, metrics::ExponentialBuckets(0.001, 2, 16));
   flush_bytes_ = &BuildCounter()
@@ -89,8 +93,9 @@ void Shard::RegisterMetrics() {
                       .Add({});
   flush_failures_ = &BuildCounter()
                          .Name("tessera_ps_flush_failures_total")
-                         .Help("Flushes that failed to write (the shard keeps "
-                               "serving from memory and retries).")
+                         .Help(
+                             "Flushes that failed to write (the shard keeps "
+                             "serving from memory and retries).")
                          .Register(*registry_)
                          .Add({});
   load_duration_ = &BuildGauge()
@@ -100,8 +105,9 @@ void Shard::RegisterMetrics() {
                         .Add({});
   serving_ = &BuildGauge()
                   .Name("tessera_ps_serving")
-                  .Help("1 while the shard serves, 0 while loading or "
-                        "draining.")
+                  .Help(
+                      "1 while the shard serves, 0 while loading or "
+                      "draining.")
                   .Register(*registry_)
                   .Add({});
   auto& parameter_bytes = BuildGauge()
@@ -130,8 +136,8 @@ void Shard::RegisterMetrics() {
     slot_bytes.Set(store_->slot_bytes());
     tensors.Set(store_->num_tensors());
     if (state_.load() != State::kLoading && flusher_ != nullptr) {
-      flush_age.Set(absl::ToDoubleSeconds(absl::Now() -
-                                          flusher_->stats().last_success));
+      flush_age.Set(
+          absl::ToDoubleSeconds(absl::Now() - flusher_->stats().last_success));
     }
   });
   for (const char* reason :
@@ -155,20 +161,20 @@ absl::Status Shard::Load() {
   const absl::Duration took = absl::Now() - start;
   load_duration_->Set(absl::ToDoubleSeconds(took));
   LOG(INFO) << "shard " << options_.shard_index << ": loaded "
-            << loaded->tensors << " tensors, " << loaded->blocks
-            << " blocks, " << loaded->rows << " embedding rows ("
-            << loaded->bytes << " bytes) in " << took;
+            << loaded->tensors << " tensors, " << loaded->blocks << " blocks, "
+            << loaded->rows << " embedding rows (" << loaded->bytes
+            << " bytes) in " << took;
   flusher_ = std::make_unique<Flusher>(store_.get(), storage_.get(),
                                        options_.flush_interval);
-  flusher_->set_observer([this](absl::Duration d, int64_t bytes,
-                                const absl::Status& status) {
-    flush_duration_->Observe(absl::ToDoubleSeconds(d));
-    if (status.ok()) {
-      flush_bytes_->Increment(bytes);
-    } else {
-      flush_failures_->Increment();
-    }
-  });
+  flusher_->set_observer(
+      [this](absl::Duration d, int64_t bytes, const absl::Status& status) {
+        flush_duration_->Observe(absl::ToDoubleSeconds(d));
+        if (status.ok()) {
+          flush_bytes_->Increment(bytes);
+        } else {
+          flush_failures_->Increment();
+        }
+      });
   flusher_->Start();
   state_ = State::kServing;
   serving_->Set(1);
@@ -224,8 +230,7 @@ void Shard::RecordRequest(const std::string& rpc, const absl::Status& status,
                           absl::Duration took, int64_t bytes_in,
                           int64_t bytes_out) {
   requests_
-      ->Add({{"rpc", rpc},
-             {"code", absl::StatusCodeToString(status.code())}})
+      ->Add({{"rpc", rpc}, {"code", absl::StatusCodeToString(status.code())}})
       .Increment();
   latency_->Add({{"rpc", rpc}}, metrics::LatencyBuckets())
       .Observe(absl::ToDoubleSeconds(took));
@@ -312,7 +317,8 @@ v1::ShardInfo Shard::Info() const {
   info.set_num_tensors(store_->num_tensors());
   info.set_parameter_bytes(store_->parameter_bytes());
   if (flusher_ != nullptr) {
-    info.set_last_flush_unix_ms(absl::ToUnixMillis(flusher_->stats().last_success));
+    info.set_last_flush_unix_ms(
+        absl::ToUnixMillis(flusher_->stats().last_success));
   }
   info.set_version("0.1.0");
   return info;

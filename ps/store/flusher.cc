@@ -20,7 +20,8 @@ Flusher::~Flusher() {
 }
 
 void Flusher::Start() {
-  if (interval_ > absl::ZeroDuration()) thread_ = std::thread([this] { Loop(); });
+  if (interval_ > absl::ZeroDuration())
+    thread_ = std::thread([this] { Loop(); });
 }
 
 void Flusher::Loop() {

@@ -28,8 +28,8 @@ struct FlushStats {
   int64_t bytes_total = 0;       // parameter and slot bytes written
   absl::Duration last_duration;  // of the last attempt
   int64_t last_bytes = 0;
-  absl::Time last_success;       // last time memory and disk agreed
-  absl::Status last_status;      // of the last attempt
+  absl::Time last_success;   // last time memory and disk agreed
+  absl::Status last_status;  // of the last attempt
 };
 
 class Flusher {
@@ -55,7 +55,7 @@ class Flusher {
  private:
   void Loop();
 
-  TensorStore* const store_;      // Not owned.
+  TensorStore* const store_;     // Not owned.
   ShardStorage* const storage_;  // Not owned.
   const absl::Duration interval_;
   Observer observer_;

@@ -50,9 +50,8 @@ void Fans(const v1::TensorSpec& spec, double* fan_in, double* fan_out) {
 void InitializeRows(const v1::TensorSpec& spec, uint64_t row,
                     absl::Span<float> out) {
   const v1::Initializer& init = spec.initializer();
-  const int64_t row_size = spec.kind() == v1::TensorSpec::EMBEDDING
-                               ? spec.shape(1)
-                               : RowSize(spec);
+  const int64_t row_size =
+      spec.kind() == v1::TensorSpec::EMBEDDING ? spec.shape(1) : RowSize(spec);
   double fan_in, fan_out;
   Fans(spec, &fan_in, &fan_out);
   const double gain = init.gain() == 0 ? 1.0 : init.gain();

@@ -60,8 +60,8 @@ class ShardStorageTest : public ::testing::Test {
     EXPECT_THAT(store->PullDense("w", 0, absl::MakeSpan(out.data(), 40)),
                 IsOk());
     std::vector<uint64_t> ids = {0, 1, 2, 99};
-    EXPECT_THAT(
-        store->PullRows("e", ids, absl::MakeSpan(out.data() + 40, 8)), IsOk());
+    EXPECT_THAT(store->PullRows("e", ids, absl::MakeSpan(out.data() + 40, 8)),
+                IsOk());
     return out;
   }
 
@@ -139,9 +139,9 @@ TEST_F(ShardStorageTest, DirectoryOfAnotherShardIsRefused) {
                        HasSubstr("belongs to shard 0")));
   v1::PlacementConfig more = options_.placement;
   more.set_num_shards(2);
-  EXPECT_THAT(ShardStorage::Open(dir_, 0, more),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("resharding")));
+  EXPECT_THAT(
+      ShardStorage::Open(dir_, 0, more),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("resharding")));
 }
 
 TEST_F(ShardStorageTest, CorruptDatabaseIsAnErrorNotAReset) {

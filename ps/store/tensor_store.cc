@@ -234,9 +234,9 @@ class TensorStore::DensePart : public TensorStore::Part {
     }
     for (const auto& s : slots) {
       if (s.size() != values.size()) {
-        return absl::DataLossError(absl::StrCat(
-            "stored optimizer slot of block ", block, " of ", name(),
-            " has the wrong size"));
+        return absl::DataLossError(
+            absl::StrCat("stored optimizer slot of block ", block, " of ",
+                         name(), " has the wrong size"));
       }
     }
     std::copy(values.begin(), values.end(), values_.begin() + begin);
@@ -292,10 +292,10 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       }
       const int owner = ShardOfRow(id, num_shards_);
       if (owner != shard_) {
-        return Rejected(absl::StatusCode::kInvalidArgument, kReasonWrongShard,
-                        absl::StrCat("row ", id, " of ", name(),
-                                     " belongs to shard ", owner,
-                                     ", not shard ", shard_));
+        return Rejected(
+            absl::StatusCode::kInvalidArgument, kReasonWrongShard,
+            absl::StrCat("row ", id, " of ", name(), " belongs to shard ",
+                         owner, ", not shard ", shard_));
       }
     }
     return absl::OkStatus();
@@ -503,8 +503,8 @@ absl::StatusOr<CreateResult> TensorStore::CreateTensors(
             absl::StatusCode::kAlreadyExists, kReasonSpecConflict,
             absl::StrCat("tensor ", spec.name(),
                          " already exists with a different spec: existing {",
-                         SpecText(*existing), "}, requested {",
-                         SpecText(spec), "}"));
+                         SpecText(*existing), "}, requested {", SpecText(spec),
+                         "}"));
       }
       if (first) ++result.existing;
       continue;
@@ -512,9 +512,9 @@ absl::StatusOr<CreateResult> TensorStore::CreateTensors(
     optim::OptimizerConfig config = ToOptimizerConfig(spec.optimizer());
     absl::Status opt_valid = optim::ValidateOptimizerConfig(config);
     if (!opt_valid.ok()) {
-      return Rejected(absl::StatusCode::kInvalidArgument, kReasonBadSpec,
-                      absl::StrCat("tensor ", spec.name(), ": ",
-                                   opt_valid.message()));
+      return Rejected(
+          absl::StatusCode::kInvalidArgument, kReasonBadSpec,
+          absl::StrCat("tensor ", spec.name(), ": ", opt_valid.message()));
     }
     auto optimizer = optim::NewOptimizer(config);
     if (!optimizer.ok()) {
@@ -536,15 +536,14 @@ absl::StatusOr<CreateResult> TensorStore::CreateTensors(
       ++result.elsewhere;
       continue;
     }
-    const int64_t floats = (placement.row_end - placement.row_begin) *
-                           RowSize(spec);
+    const int64_t floats =
+        (placement.row_end - placement.row_begin) * RowSize(spec);
     pending_bytes += floats * kFloat * (1 + (*optimizer)->num_slots());
     absl::Status fits = CheckMemory(
         pending_bytes, absl::StrCat("tensor ", spec.name(), "'s part"));
     if (!fits.ok()) return fits;
-    fresh.push_back(std::make_unique<DensePart>(spec, *std::move(optimizer),
-                                                placement,
-                                                options_.block_floats));
+    fresh.push_back(std::make_unique<DensePart>(
+        spec, *std::move(optimizer), placement, options_.block_floats));
     ++result.created;
   }
   for (auto& part : fresh) {
@@ -611,9 +610,9 @@ absl::StatusOr<TensorStore::DensePart*> TensorStore::FindDense(
   if (!part.ok()) return part.status();
   auto* dense = dynamic_cast<DensePart*>(*part);
   if (dense == nullptr) {
-    return Rejected(absl::StatusCode::kInvalidArgument, kReasonWrongKind,
-                    absl::StrCat(tensor,
-                                 " is an embedding table: address it by rows"));
+    return Rejected(
+        absl::StatusCode::kInvalidArgument, kReasonWrongKind,
+        absl::StrCat(tensor, " is an embedding table: address it by rows"));
   }
   return dense;
 }
@@ -637,11 +636,11 @@ absl::Status TensorStore::CheckMemory(int64_t more,
       memory_bytes() + more <= options_.max_memory_bytes) {
     return absl::OkStatus();
   }
-  return Rejected(absl::StatusCode::kResourceExhausted, kReasonOutOfMemory,
-                  absl::StrCat(what, " needs ", more, " bytes; shard ",
-                               options_.shard_index, " holds ", memory_bytes(),
-                               " of its ", options_.max_memory_bytes,
-                               " bytes (--max_memory_bytes)"));
+  return Rejected(
+      absl::StatusCode::kResourceExhausted, kReasonOutOfMemory,
+      absl::StrCat(what, " needs ", more, " bytes; shard ",
+                   options_.shard_index, " holds ", memory_bytes(), " of its ",
+                   options_.max_memory_bytes, " bytes (--max_memory_bytes)"));
 }
 
 absl::StatusOr<PushResult> TensorStore::PushDense(
@@ -673,9 +672,9 @@ absl::StatusOr<int64_t> TensorStore::PullDense(const std::string& tensor,
   return (*part)->Read(row_begin, out);
 }
 
-absl::StatusOr<PushResult> TensorStore::PushRows(
-    const std::string& tensor, absl::Span<const uint64_t> ids,
-    absl::Span<const float> grad) {
+absl::StatusOr<PushResult> TensorStore::PushRows(const std::string& tensor,
+                                                 absl::Span<const uint64_t> ids,
+                                                 absl::Span<const float> grad) {
   auto table = FindEmbedding(tensor);
   if (!table.ok()) return table.status();
   EmbeddingPart* t = *table;
@@ -687,9 +686,9 @@ absl::StatusOr<PushResult> TensorStore::PushRows(
   }
   absl::Status ids_ok = t->CheckIds(ids);
   if (!ids_ok.ok()) return ids_ok;
-  absl::Status fits = CheckMemory(
-      ids.size() * t->dim() * kFloat * (1 + t->num_slots()),
-      absl::StrCat("up to ", ids.size(), " new rows of ", tensor));
+  absl::Status fits =
+      CheckMemory(ids.size() * t->dim() * kFloat * (1 + t->num_slots()),
+                  absl::StrCat("up to ", ids.size(), " new rows of ", tensor));
   if (!fits.ok()) return fits;
   if (!AllFinite(grad)) {
     if (options_.non_finite == NonFinitePolicy::kReject) {
@@ -716,16 +715,16 @@ absl::StatusOr<int64_t> TensorStore::PullRows(const std::string& tensor,
   if (!table.ok()) return table.status();
   EmbeddingPart* t = *table;
   if (out.size() != ids.size() * t->dim()) {
-    return Rejected(absl::StatusCode::kInvalidArgument, kReasonWrongShape,
-                    absl::StrCat("pull of ", ids.size(), " rows of ", tensor,
-                                 " needs ", ids.size() * t->dim(),
-                                 " floats, got ", out.size()));
+    return Rejected(
+        absl::StatusCode::kInvalidArgument, kReasonWrongShape,
+        absl::StrCat("pull of ", ids.size(), " rows of ", tensor, " needs ",
+                     ids.size() * t->dim(), " floats, got ", out.size()));
   }
   absl::Status ids_ok = t->CheckIds(ids);
   if (!ids_ok.ok()) return ids_ok;
-  absl::Status fits = CheckMemory(
-      ids.size() * t->dim() * kFloat * (1 + t->num_slots()),
-      absl::StrCat("up to ", ids.size(), " new rows of ", tensor));
+  absl::Status fits =
+      CheckMemory(ids.size() * t->dim() * kFloat * (1 + t->num_slots()),
+                  absl::StrCat("up to ", ids.size(), " new rows of ", tensor));
   if (!fits.ok()) return fits;
   int64_t version = 0;
   const int64_t created = t->Read(ids, out, &version);
@@ -770,9 +769,9 @@ absl::Status TensorStore::RestoreBlock(
     const std::vector<absl::Span<const float>>& slots) {
   auto part = FindDense(tensor);
   if (!part.ok()) {
-    return absl::DataLossError(absl::StrCat(
-        "stored block of ", tensor, " has no dense tensor: ",
-        part.status().message()));
+    return absl::DataLossError(
+        absl::StrCat("stored block of ", tensor,
+                     " has no dense tensor: ", part.status().message()));
   }
   return (*part)->Restore(block, values, slots);
 }
@@ -782,9 +781,9 @@ absl::Status TensorStore::RestoreRow(const std::string& tensor, uint64_t id,
                                      absl::Span<const float> values) {
   auto table = FindEmbedding(tensor);
   if (!table.ok()) {
-    return absl::DataLossError(absl::StrCat(
-        "stored row of ", tensor, " has no embedding table: ",
-        table.status().message()));
+    return absl::DataLossError(
+        absl::StrCat("stored row of ", tensor,
+                     " has no embedding table: ", table.status().message()));
   }
   int64_t created = 0;
   absl::Status status = (*table)->Restore(id, step, values, &created);
@@ -797,9 +796,9 @@ absl::Status TensorStore::RestoreVersion(const std::string& tensor,
                                          int64_t version, int64_t step) {
   auto part = FindPart(tensor);
   if (!part.ok()) {
-    return absl::DataLossError(absl::StrCat("stored version of ", tensor,
-                                            " has no tensor: ",
-                                            part.status().message()));
+    return absl::DataLossError(
+        absl::StrCat("stored version of ", tensor,
+                     " has no tensor: ", part.status().message()));
   }
   (*part)->RestoreVersion(version, step);
   return absl::OkStatus();

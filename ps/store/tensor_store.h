@@ -48,22 +48,22 @@ struct StoreOptions {
 };
 
 struct CreateResult {
-  int created = 0;   // new tensors with a part on this shard
-  int existing = 0;  // already present with an identical spec
-  int elsewhere = 0; // valid specs with no part on this shard
+  int created = 0;    // new tensors with a part on this shard
+  int existing = 0;   // already present with an identical spec
+  int elsewhere = 0;  // valid specs with no part on this shard
 };
 
 struct PushResult {
-  int64_t version = 0;  // the part's version after the push
-  bool skipped = false; // dropped for non-finite values (kSkip)
+  int64_t version = 0;   // the part's version after the push
+  bool skipped = false;  // dropped for non-finite values (kSkip)
 };
 
 // What changed since the last TakeDirty(): copies, owned by the caller.
 struct DirtySnapshot {
   struct Block {
     std::string tensor;
-    int64_t block = 0;           // index of block_floats floats in the part
-    std::vector<float> values;   // the block's parameters
+    int64_t block = 0;          // index of block_floats floats in the part
+    std::vector<float> values;  // the block's parameters
     std::vector<std::vector<float>> slots;  // each optimizer slot's block
   };
   struct Row {

@@ -147,9 +147,9 @@ TEST(TensorStoreTest, RowsOfAnotherShardOrOutOfRangeAreRejected) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("belongs to shard")));
   ids = {100};
-  EXPECT_THAT(store.PullRows("e", ids, absl::MakeSpan(out)),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("out of range")));
+  EXPECT_THAT(
+      store.PullRows("e", ids, absl::MakeSpan(out)),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("out of range")));
 }
 
 TEST(TensorStoreTest, SplitTensorHoldsOnlyThisShardsRows) {
@@ -228,9 +228,9 @@ TEST(TensorStoreTest, MemoryBudgetRefusesHugeTensorsAndRowsWithoutCrashing) {
 
 TEST(TensorStoreTest, ConcurrentPushesAreAllApplied) {
   TensorStore store(Options());
-  ASSERT_THAT(store.CreateTensors({Dense("a", {64}, 1.0f),
-                                   Dense("b", {64}, 1.0f)}),
-              IsOk());
+  ASSERT_THAT(
+      store.CreateTensors({Dense("a", {64}, 1.0f), Dense("b", {64}, 1.0f)}),
+      IsOk());
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&store, t] {
