@@ -1,6 +1,7 @@
 #include "ps/store/shard_storage.h"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <cstring>
 #include <filesystem>
@@ -92,83 +93,28 @@ ShardStorage::ShardStorage(std::string dir, std::unique_ptr<rocksdb::DB> db,
     : dir_(std::move(dir)), db_(std::move(db)), handles_(std::move(handles)) {}
 
 ShardStorage::~ShardStorage() {
-  absl::MutexLock lock(&mu_);
-  CloseLocked();
-}
-
-void ShardStorage::CloseLocked() {
-  if (db_ == nullptr) return;
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
-  handles_.clear();
-  db_->Close().PermitUncheckedError();
-  db_.reset();
-}
-
-absl::Status ShardStorage::OpenDb(
-    const std::string& dir, bool create, std::unique_ptr<rocksdb::DB>* db,
-    std::vector<rocksdb::ColumnFamilyHandle*>* handles) {
-  rocksdb::DBOptions options;
-  options.create_if_missing = create;
-  options.create_missing_column_families = create;
-  options.paranoid_checks = true;
-  options.max_background_jobs = 2;
-  options.keep_log_file_num = 3;
-  std::vector<rocksdb::ColumnFamilyDescriptor> families;
-  for (const char* name : kColumnFamilies) {
-    rocksdb::ColumnFamilyOptions cf;
-    cf.OptimizeForPointLookup(64);
-    families.emplace_back(name, cf);
-  }
-  if (!create) {
-    // An existing database must have exactly our column families.
-    std::vector<std::string> names;
-    rocksdb::Status listed =
-        rocksdb::DB::ListColumnFamilies(options, dir, &names);
-    if (!listed.ok()) return FromRocks(listed, "reading " + dir);
-    if (names.size() != kNumColumnFamilies) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "data directory ", dir,
-          " holds a RocksDB database that is not Tessera's (column families: ",
-          names.size(), ")"));
-    }
-  }
-  rocksdb::DB* raw = nullptr;
-  handles->clear();
-  rocksdb::Status s =
-      rocksdb::DB::Open(options, dir, families, handles, &raw);
-  if (!s.ok()) return FromRocks(s, "opening RocksDB in " + dir);
-  db->reset(raw);
-  return absl::OkStatus();
-}
-
-absl::Status ShardStorage::ReopenIfWriteFailed() {
-  if (!write_failed_.load()) return absl::OkStatus();
-  absl::MutexLock lock(&mu_);
-  if (!write_failed_.load()) return absl::OkStatus();
-  CloseLocked();
-  absl::Status opened = OpenDb(dir_, /*create=*/false, &db_, &handles_);
-  if (!opened.ok()) {
-    CloseLocked();
-    return absl::UnavailableError(absl::StrCat(
-        "reopening ", dir_, " after a failed write: ", opened.message()));
-  }
-  write_failed_ = false;
-  return absl::OkStatus();
+  db_->Close();
 }
 
 absl::Status ShardStorage::WriteSynced(rocksdb::WriteBatch* batch,
                                        const std::string& what) {
-  absl::Status reopened = ReopenIfWriteFailed();
-  if (!reopened.ok()) return reopened;
-  absl::ReaderMutexLock lock(&mu_);
-  if (db_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat(what, ": database closed"));
+  // Room for the log record, twice over, and a margin for RocksDB's own
+  // files. Racy (others may fill the disk meanwhile), but it keeps a full
+  // disk from reaching RocksDB's failed-append path.
+  const uint64_t need = 2 * batch->GetDataSize() + (1 << 20);
+  struct statvfs fs {};
+  if (statvfs(dir_.c_str(), &fs) == 0) {
+    const uint64_t free = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    if (free < need) {
+      return absl::UnavailableError(absl::StrCat(
+          what, ": not attempted, the disk is full (", free,
+          " bytes free, the write needs ", need, ")"));
+    }
   }
   rocksdb::WriteOptions sync;
   sync.sync = true;
-  rocksdb::Status s = db_->Write(sync, batch);
-  if (!s.ok()) write_failed_ = true;
-  return FromRocks(s, what);
+  return FromRocks(db_->Write(sync, batch), what);
 }
 
 absl::StatusOr<std::unique_ptr<ShardStorage>> ShardStorage::Open(
@@ -188,21 +134,45 @@ absl::StatusOr<std::unique_ptr<ShardStorage>> ShardStorage::Open(
         "cannot create data directory ", dir, ": ", ec.message()));
   }
 
-  std::unique_ptr<rocksdb::DB> db;
+  rocksdb::DBOptions options;
+  options.create_if_missing = !existing;
+  options.create_missing_column_families = !existing;
+  options.paranoid_checks = true;
+  options.max_background_jobs = 2;
+  options.keep_log_file_num = 3;
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const char* name : kColumnFamilies) {
+    rocksdb::ColumnFamilyOptions cf;
+    cf.OptimizeForPointLookup(64);
+    families.emplace_back(name, cf);
+  }
+  if (existing) {
+    // An existing database must have exactly our column families.
+    std::vector<std::string> names;
+    rocksdb::Status listed =
+        rocksdb::DB::ListColumnFamilies(options, dir, &names);
+    if (!listed.ok()) return FromRocks(listed, "reading " + dir);
+    if (names.size() != kNumColumnFamilies) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data directory ", dir,
+          " holds a RocksDB database that is not Tessera's (column families: ",
+          names.size(), ")"));
+    }
+  }
+  rocksdb::DB* raw = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  absl::Status opened = OpenDb(dir, /*create=*/!existing, &db, &handles);
-  if (!opened.ok()) return opened;
-  rocksdb::DB* const raw = db.get();
+  rocksdb::Status s =
+      rocksdb::DB::Open(options, dir, families, &handles, &raw);
+  if (!s.ok()) return FromRocks(s, "opening RocksDB in " + dir);
   std::unique_ptr<ShardStorage> storage(
-      new ShardStorage(dir, std::move(db), handles));
+      new ShardStorage(dir, std::unique_ptr<rocksdb::DB>(raw), handles));
 
   v1::StorageIdentity wanted;
   wanted.set_format_version(kFormatVersion);
   wanted.set_shard_index(shard_index);
   *wanted.mutable_placement() = placement;
   std::string value;
-  rocksdb::Status s =
-      raw->Get(rocksdb::ReadOptions(), handles[kDefault], kIdentityKey, &value);
+  s = raw->Get(rocksdb::ReadOptions(), handles[kDefault], kIdentityKey, &value);
   if (s.IsNotFound()) {
     if (existing) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -242,8 +212,6 @@ absl::StatusOr<std::unique_ptr<ShardStorage>> ShardStorage::Open(
 }
 
 absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store) {
-  absl::ReaderMutexLock lock(&mu_);
-  if (db_ == nullptr) return absl::UnavailableError("database closed");
   LoadStats stats;
   rocksdb::ReadOptions read;
   read.verify_checksums = true;
@@ -338,72 +306,50 @@ absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store) {
 }
 
 absl::Status ShardStorage::SaveSpecs(absl::Span<const v1::TensorSpec> specs) {
-  absl::Status reopened = ReopenIfWriteFailed();
-  if (!reopened.ok()) return reopened;
   rocksdb::WriteBatch batch;
-  {
-    // A batch names column families by id, which a reopen keeps.
-    absl::ReaderMutexLock lock(&mu_);
-    if (db_ == nullptr) return absl::UnavailableError("database closed");
-    for (const auto& spec : specs) {
-      batch.Put(handles_[kSpecs], spec.name(), spec.SerializeAsString());
-    }
+  for (const auto& spec : specs) {
+    batch.Put(handles_[kSpecs], spec.name(), spec.SerializeAsString());
   }
   return WriteSynced(&batch, "writing specs to " + dir_);
 }
 
 absl::Status ShardStorage::Write(const DirtySnapshot& snapshot) {
-  absl::Status reopened = ReopenIfWriteFailed();
-  if (!reopened.ok()) return reopened;
   rocksdb::WriteBatch batch;
-  {
-    // A batch names column families by id, which a reopen keeps.
-    absl::ReaderMutexLock lock(&mu_);
-    if (db_ == nullptr) return absl::UnavailableError("database closed");
-    for (const auto& block : snapshot.blocks) {
-      const std::string key = BlockKey(block.tensor, block.block);
-      batch.Put(handles_[kParams], key, FloatSlice(block.values));
-      for (size_t s = 0; s < block.slots.size(); ++s) {
-        std::string slot_key = key;
-        slot_key.push_back(static_cast<char>(s));
-        batch.Put(handles_[kSlots], slot_key, FloatSlice(block.slots[s]));
-      }
+  for (const auto& block : snapshot.blocks) {
+    const std::string key = BlockKey(block.tensor, block.block);
+    batch.Put(handles_[kParams], key, FloatSlice(block.values));
+    for (size_t s = 0; s < block.slots.size(); ++s) {
+      std::string slot_key = key;
+      slot_key.push_back(static_cast<char>(s));
+      batch.Put(handles_[kSlots], slot_key, FloatSlice(block.slots[s]));
     }
-    for (const auto& row : snapshot.rows) {
-      std::string value(8 + row.values.size() * sizeof(float), '\0');
-      std::memcpy(value.data(), &row.step, 8);
-      std::memcpy(value.data() + 8, row.values.data(),
-                  row.values.size() * sizeof(float));
-      batch.Put(handles_[kRows], BlockKey(row.tensor, row.id), value);
-    }
-    for (const auto& v : snapshot.versions) {
-      v1::StoredVersion stored;
-      stored.set_version(v.version);
-      stored.set_step(v.step);
-      batch.Put(handles_[kVersions], v.tensor, stored.SerializeAsString());
-    }
+  }
+  for (const auto& row : snapshot.rows) {
+    std::string value(8 + row.values.size() * sizeof(float), '\0');
+    std::memcpy(value.data(), &row.step, 8);
+    std::memcpy(value.data() + 8, row.values.data(),
+                row.values.size() * sizeof(float));
+    batch.Put(handles_[kRows], BlockKey(row.tensor, row.id), value);
+  }
+  for (const auto& v : snapshot.versions) {
+    v1::StoredVersion stored;
+    stored.set_version(v.version);
+    stored.set_step(v.step);
+    batch.Put(handles_[kVersions], v.tensor, stored.SerializeAsString());
   }
   return WriteSynced(&batch, "flushing to " + dir_);
 }
 
 absl::Status ShardStorage::PutRecord(const std::string& key,
                                      const std::string& value) {
-  absl::Status reopened = ReopenIfWriteFailed();
-  if (!reopened.ok()) return reopened;
   rocksdb::WriteBatch batch;
-  {
-    absl::ReaderMutexLock lock(&mu_);
-    if (db_ == nullptr) return absl::UnavailableError("database closed");
-    batch.Put(handles_[kRecords], key, value);
-  }
+  batch.Put(handles_[kRecords], key, value);
   return WriteSynced(&batch, "writing record " + key);
 }
 
 absl::StatusOr<std::optional<std::string>> ShardStorage::GetRecord(
     const std::string& key) {
   std::string value;
-  absl::ReaderMutexLock lock(&mu_);
-  if (db_ == nullptr) return absl::UnavailableError("database closed");
   rocksdb::Status s =
       db_->Get(rocksdb::ReadOptions(), handles_[kRecords], key, &value);
   if (s.IsNotFound()) return std::optional<std::string>();

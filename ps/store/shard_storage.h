@@ -5,25 +5,23 @@
 // slots, embedding rows, part versions and coordinator state, each in a column
 // family of its own. Updates reach it as one atomic write batch per flush.
 //
-// A write that fails (disk full, I/O error) leaves the directory as it was
-// before that write, and the next write first reopens the database: RocksDB
-// 7.x may otherwise append to a log whose last append failed, which its
-// assertions turn into an abort (facebook/rocksdb#12448).
+// Writes are not attempted without room for them (Unavailable, "... bytes
+// free"): after a failed append to its log, RocksDB 7.x may use that log
+// writer again (facebook/rocksdb#12448), and the assertions of Debian's build
+// turn that into an abort of the shard. Caveat: a write that fails for
+// another reason (an I/O error) can still end that way.
 //
 // Thread-safe: RocksDB serializes writes; the methods may be called from any
 // thread.
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "ps/store/tensor_store.h"
 #include "tessera/v1/ps.pb.h"
@@ -82,26 +80,14 @@ class ShardStorage {
   ShardStorage(std::string dir, std::unique_ptr<rocksdb::DB> db,
                std::vector<rocksdb::ColumnFamilyHandle*> handles);
 
-  // Opens the database in `dir` (creating it when `create`).
-  static absl::Status OpenDb(
-      const std::string& dir, bool create, std::unique_ptr<rocksdb::DB>* db,
-      std::vector<rocksdb::ColumnFamilyHandle*>* handles);
-  // Reopens the database if a write failed since it was opened.
-  absl::Status ReopenIfWriteFailed() ABSL_LOCKS_EXCLUDED(mu_);
-  void CloseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes `batch` synced; a failure marks the database for reopening.
-  absl::Status WriteSynced(rocksdb::WriteBatch* batch, const std::string& what)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // Writes `batch` synced, if the directory has room for it.
+  absl::Status WriteSynced(rocksdb::WriteBatch* batch, const std::string& what);
 
   const std::string dir_;
-  std::atomic<bool> write_failed_{false};
-  // Shared by every use of the database, exclusive to reopen it.
-  absl::Mutex mu_;
-  // Null while a failed write's reopen has not succeeded.
-  std::unique_ptr<rocksdb::DB> db_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<rocksdb::DB> db_;
   // In the order of kColumnFamilies in the .cc file; owned, destroyed before
   // db_.
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_ ABSL_GUARDED_BY(mu_);
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
 };
 
 }  // namespace tessera
