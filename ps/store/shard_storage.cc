@@ -107,9 +107,9 @@ absl::Status ShardStorage::WriteSynced(rocksdb::WriteBatch* batch,
   if (statvfs(dir_.c_str(), &fs) == 0) {
     const uint64_t free = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
     if (free < need) {
-      return absl::UnavailableError(absl::StrCat(
-          what, ": not attempted, the disk is full (", free,
-          " bytes free, the write needs ", need, ")"));
+      return absl::UnavailableError(
+          absl::StrCat(what, ": not attempted, the disk is full (", free,
+                       " bytes free, the write needs ", need, ")"));
     }
   }
   rocksdb::WriteOptions sync;
@@ -130,8 +130,8 @@ absl::StatusOr<std::unique_ptr<ShardStorage>> ShardStorage::Open(
   }
   std::filesystem::create_directories(dir, ec);
   if (ec) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot create data directory ", dir, ": ", ec.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create data directory ", dir, ": ", ec.message()));
   }
 
   rocksdb::DBOptions options;
@@ -161,8 +161,7 @@ absl::StatusOr<std::unique_ptr<ShardStorage>> ShardStorage::Open(
   }
   rocksdb::DB* raw = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::Status s =
-      rocksdb::DB::Open(options, dir, families, &handles, &raw);
+  rocksdb::Status s = rocksdb::DB::Open(options, dir, families, &handles, &raw);
   if (!s.ok()) return FromRocks(s, "opening RocksDB in " + dir);
   std::unique_ptr<ShardStorage> storage(
       new ShardStorage(dir, std::unique_ptr<rocksdb::DB>(raw), handles));
@@ -195,17 +194,16 @@ absl::StatusOr<std::unique_ptr<ShardStorage>> ShardStorage::Open(
   }
   if (found.format_version() != kFormatVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "data directory ", dir, " has format version ",
-        found.format_version(), "; this binary reads ", kFormatVersion));
+        "data directory ", dir, " has format version ", found.format_version(),
+        "; this binary reads ", kFormatVersion));
   }
   if (found.shard_index() != shard_index ||
       !google::protobuf::util::MessageDifferencer::Equals(found.placement(),
                                                           placement)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "data directory ", dir, " belongs to shard ", found.shard_index(),
-        " of {", found.placement().ShortDebugString(),
-        "}, but this is shard ", shard_index, " of {",
-        placement.ShortDebugString(),
+        " of {", found.placement().ShortDebugString(), "}, but this is shard ",
+        shard_index, " of {", placement.ShortDebugString(),
         "}; resharding a data directory is not supported"));
   }
   return storage;

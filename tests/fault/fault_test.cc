@@ -1050,8 +1050,8 @@ TEST_F(FaultTest, FullDiskFailsFlushesVisiblyAndRecoversWhenThereIsRoom) {
     if (absl::StrContains(line, "flush to") &&
         absl::StrContains(line, "failed")) {
       const size_t why = line.find("UNAVAILABLE: ");
-      failed_line = std::string(
-          why == absl::string_view::npos ? line : line.substr(why));
+      failed_line =
+          std::string(why == absl::string_view::npos ? line : line.substr(why));
       const size_t path = failed_line.find(dir);
       if (path != std::string::npos) {
         failed_line.replace(path, dir.size(), "<dir>");
@@ -1059,10 +1059,11 @@ TEST_F(FaultTest, FullDiskFailsFlushesVisiblyAndRecoversWhenThereIsRoom) {
       break;
     }
   }
-  r.Observed(absl::StrCat("shard 1 log: `flush to <dir>-disk/ps-1 failed "
-                          "(attempt 1), serving from memory and retrying in "
-                          "500ms: ",
-                          failed_line, "`"));
+  r.Observed(
+      absl::StrCat("shard 1 log: `flush to <dir>-disk/ps-1 failed "
+                   "(attempt 1), serving from memory and retrying in "
+                   "500ms: ",
+                   failed_line, "`"));
 
   // Room again.
   FT_ASSERT_OK(disk.Resize(int64_t{1} << 30));
