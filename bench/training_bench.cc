@@ -55,6 +55,7 @@
 #include "tools/model_pull.h"
 #include "worker/data/dataset.h"
 #include "worker/data/fashion_mnist.h"
+#include "worker/evaluation.h"
 #include "worker/model/model.h"
 #include "worker/trainer.h"
 
@@ -116,22 +117,7 @@ absl::StatusOr<std::unique_ptr<worker::Model>> NewModel() {
 // Percent correct on the whole test set.
 absl::StatusOr<double> TestAccuracy(worker::Model& model,
                                     const worker::DenseDataset& test) {
-  int64_t correct = 0, total = 0;
-  std::vector<int64_t> indices;
-  for (int64_t begin = 0; begin < test.size(); begin += 1000) {
-    indices.clear();
-    for (int64_t i = begin; i < std::min<int64_t>(test.size(), begin + 1000);
-         ++i) {
-      indices.push_back(i);
-    }
-    auto batch = test.Gather(indices);
-    if (!batch.ok()) return batch.status();
-    auto eval = model.Evaluate(*batch);
-    if (!eval.ok()) return eval.status();
-    correct += eval->num_correct;
-    total += eval->num_examples;
-  }
-  return total == 0 ? 0.0 : 100.0 * correct / total;
+  return worker::AccuracyPercent(model, test);
 }
 
 // (a): the worker's step, with the parameter server's optimizer applied in

@@ -25,6 +25,7 @@
 #include "tools/model_pull.h"
 #include "worker/data/dataset.h"
 #include "worker/data/fashion_mnist.h"
+#include "worker/evaluation.h"
 #include "worker/model/model.h"
 
 namespace tessera {
@@ -340,25 +341,13 @@ absl::StatusOr<double> TestAccuracy(worker::Model& model) {
   auto test = worker::OpenFashionMnist(testing::kFashionMnistDir,
                                        worker::FashionMnistSplit::kTest);
   if (!test.ok()) return test.status();
-  int64_t correct = 0, total = 0;
-  std::vector<int64_t> indices;
-  for (int64_t begin = 0; begin < (*test)->size(); begin += 1000) {
-    indices.clear();
-    for (int64_t i = begin;
-         i < std::min<int64_t>((*test)->size(), begin + 1000); ++i) {
-      indices.push_back(i);
-    }
-    auto batch = (*test)->Gather(indices);
-    if (!batch.ok()) return batch.status();
-    auto eval = model.Evaluate(*batch);
-    if (!eval.ok()) return eval.status();
-    correct += eval->num_correct;
-    total += eval->num_examples;
+  auto eval = worker::EvaluateDataset(model, **test);
+  if (!eval.ok()) return eval.status();
+  if (eval->num_examples != 10000) {
+    return absl::DataLossError(
+        absl::StrCat("test set of ", eval->num_examples));
   }
-  if (total != 10000) {
-    return absl::DataLossError(absl::StrCat("test set of ", total));
-  }
-  return 100.0 * correct / total;
+  return 100.0 * eval->num_correct / eval->num_examples;
 }
 
 TEST(TrainingTest, PulledModelFileGivesTheAccuracyTheWorkerReported) {

@@ -30,6 +30,7 @@
 #include "tools/subprocess.h"
 #include "worker/data/dataset.h"
 #include "worker/data/fashion_mnist.h"
+#include "worker/evaluation.h"
 #include "worker/model/model.h"
 
 ABSL_FLAG(int, demo_shards, 2, "demo: parameter-server shards to start.");
@@ -148,22 +149,7 @@ absl::StatusOr<double> TestAccuracy(const std::vector<PulledTensor>& tensors,
   auto test = worker::OpenFashionMnist(absl::GetFlag(FLAGS_dataset_dir),
                                        worker::FashionMnistSplit::kTest);
   if (!test.ok()) return test.status();
-  int64_t correct = 0, total = 0;
-  std::vector<int64_t> indices;
-  for (int64_t begin = 0; begin < (*test)->size(); begin += 1000) {
-    indices.clear();
-    for (int64_t i = begin;
-         i < std::min<int64_t>((*test)->size(), begin + 1000); ++i) {
-      indices.push_back(i);
-    }
-    auto batch = (*test)->Gather(indices);
-    if (!batch.ok()) return batch.status();
-    auto eval = (*model)->Evaluate(*batch);
-    if (!eval.ok()) return eval.status();
-    correct += eval->num_correct;
-    total += eval->num_examples;
-  }
-  return total == 0 ? 0.0 : 100.0 * correct / total;
+  return worker::AccuracyPercent(**model, **test);
 }
 
 int Fail(const absl::Status& status) {

@@ -29,6 +29,7 @@
 #include "tools/model_pull.h"
 #include "worker/data/dataset.h"
 #include "worker/data/fashion_mnist.h"
+#include "worker/evaluation.h"
 #include "worker/model/model.h"
 
 namespace tessera::fault {
@@ -577,23 +578,10 @@ absl::StatusOr<double> FaultCluster::TestAccuracy() {
   auto test =
       worker::OpenFashionMnist(kDatasetDir, worker::FashionMnistSplit::kTest);
   if (!test.ok()) return test.status();
-  int64_t correct = 0, total = 0;
-  std::vector<int64_t> indices;
-  for (int64_t begin = 0; begin < (*test)->size(); begin += 1000) {
-    indices.clear();
-    for (int64_t i = begin;
-         i < std::min<int64_t>((*test)->size(), begin + 1000); ++i) {
-      indices.push_back(i);
-    }
-    auto batch = (*test)->Gather(indices);
-    if (!batch.ok()) return batch.status();
-    auto eval = (*model)->Evaluate(*batch);
-    if (!eval.ok()) return eval.status();
-    correct += eval->num_correct;
-    total += eval->num_examples;
-  }
-  if (total == 0) return absl::InternalError("empty test set");
-  return 100.0 * correct / total;
+  auto eval = worker::EvaluateDataset(**model, **test);
+  if (!eval.ok()) return eval.status();
+  if (eval->num_examples == 0) return absl::InternalError("empty test set");
+  return 100.0 * eval->num_correct / eval->num_examples;
 }
 
 absl::Status FaultCluster::Shutdown(absl::Duration timeout) {
