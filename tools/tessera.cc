@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "ps/common/usage.h"
 #include "tools/cli_status.h"
 #include "tools/demo.h"
 #include "tools/model_file.h"
@@ -107,7 +108,7 @@ int Status() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(tessera::kUsage);
+  tessera::SetUsage(tessera::kUsage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
     std::cerr << tessera::kUsage;

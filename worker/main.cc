@@ -15,10 +15,10 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "glog/logging.h"
+#include "ps/common/usage.h"
 #include "ps/client/allocator.h"
 #include "ps/common/metrics/metrics.h"
 #include "ps/common/metrics/metrics_server.h"
@@ -61,7 +61,7 @@ void OnStopSignal(int signal_number) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  tessera::SetUsage(
       "tessera-worker: trains a Tessera job's model on leased partitions.");
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;

@@ -42,8 +42,8 @@ absl::Status CheckValues(const v1::DataHeader& h, size_t bytes, int64_t rows) {
   if (h.row_size() > 0 && floats / static_cast<uint64_t>(rows) !=
                               static_cast<uint64_t>(h.row_size())) {
     return Malformed(absl::StrCat("values frame of ", floats, " floats; ", rows,
-                                  " rows of ", h.row_size(), " need ",
-                                  rows * h.row_size()));
+                                  " rows of ", h.row_size(),
+                                  " floats do not fit it"));
   }
   return absl::OkStatus();
 }
@@ -51,9 +51,8 @@ absl::Status CheckValues(const v1::DataHeader& h, size_t bytes, int64_t rows) {
 absl::Status CheckIds(const v1::DataHeader& h, size_t bytes) {
   if (bytes % sizeof(uint64_t) != 0 ||
       bytes / sizeof(uint64_t) != static_cast<uint64_t>(h.row_count())) {
-    return Malformed(absl::StrCat("ids frame of ", bytes, " bytes; ",
-                                  h.row_count(), " ids need ",
-                                  h.row_count() * sizeof(uint64_t)));
+    return Malformed(absl::StrCat("ids frame of ", bytes, " bytes does not hold ",
+                                  h.row_count(), " uint64 ids"));
   }
   return absl::OkStatus();
 }

@@ -3,8 +3,21 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
+#include "ps/common/checked_math.h"
 
 namespace tessera {
+namespace {
+
+// An enum value by name, or by number when it has none (a newer or hostile
+// peer's value): never an empty string in an error message.
+std::string DTypeText(v1::DType value) {
+  const std::string text = v1::DType_Name(value);
+  if (!text.empty()) return text;
+  return absl::StrCat("value ", static_cast<int>(value));
+}
+
+}  // namespace
 
 uint64_t Mix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
@@ -33,7 +46,7 @@ absl::Status ValidateTensorSpec(const v1::TensorSpec& spec) {
   }
   if (spec.dtype() != v1::DTYPE_UNSPECIFIED && spec.dtype() != v1::FLOAT32) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "tensor ", spec.name(), ": dtype ", v1::DType_Name(spec.dtype()),
+        "tensor ", spec.name(), ": dtype ", DTypeText(spec.dtype()),
         " is not supported (float32 only)"));
   }
   if (spec.shape_size() > 8) {
@@ -60,13 +73,21 @@ absl::Status ValidateTensorSpec(const v1::TensorSpec& spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor ", spec.name(), ": unknown kind ", spec.kind()));
   }
-  // Guard against sizes that overflow or cannot be held in memory.
-  double elements = 1;
-  for (int64_t d : spec.shape()) elements *= std::max<int64_t>(d, 1);
-  if (spec.kind() == v1::TensorSpec::EMBEDDING) elements = spec.shape(1);
-  if (elements * 4 > double{1LL << 40}) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor ", spec.name(), ": ", elements, " elements is too large"));
+  // Sizes that overflow or cannot be held in memory: a dense tensor's
+  // elements, or an embedding row's, times 4 bytes stay within 1 TiB, so
+  // every product of them downstream fits in int64.
+  int64_t elements = 0;
+  const bool sized =
+      spec.kind() == v1::TensorSpec::EMBEDDING
+          ? CheckedProduct(absl::MakeConstSpan(spec.shape().data() + 1, 1),
+                           kMaxTensorElements, &elements)
+          : CheckedProduct(absl::MakeConstSpan(spec.shape().data(),
+                                               spec.shape_size()),
+                           kMaxTensorElements, &elements);
+  if (!sized) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", spec.name(), ": more than ",
+                     kMaxTensorElements, " elements (1 TiB) is too large"));
   }
   if (!v1::Initializer::Kind_IsValid(spec.initializer().kind())) {
     return absl::InvalidArgumentError(

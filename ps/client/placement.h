@@ -33,6 +33,9 @@ struct PartPlacement {
   int64_t row_end = 0;
 };
 
+// Most elements of a dense tensor, or floats of an embedding row: 1 TiB.
+inline constexpr int64_t kMaxTensorElements = int64_t{1} << 38;
+
 // 64-bit FNV-1a of `s`, finalized with splitmix64. Stable forever.
 uint64_t StableHash(std::string_view s);
 

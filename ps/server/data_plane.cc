@@ -538,48 +538,90 @@ std::unique_ptr<DataPlane::Work> DataPlane::ReadRequest(bool* got) {
   *got = received->received;
   if (!*got) return nullptr;
   auto work = std::make_unique<Work>();
-  work->received = absl::Now();
   work->identity = std::move(frames[0]);
-  work->bytes_in = received->bytes - work->identity.size();
-  work->reply.set_shard_index(shard_->options().shard_index);
+  frames.erase(frames.begin());
+  CheckRequest(shard_, std::move(frames), received->frames - 1,
+               received->bytes - work->identity.size(),
+               options_.max_message_bytes, work.get());
+  return work;
+}
 
+void DataPlane::CheckRequest(Shard* shard, std::vector<ZmqFrame> frames,
+                             size_t num_frames, int64_t bytes_in,
+                             int64_t max_message_bytes, Work* work) {
+  work->received = absl::Now();
+  work->bytes_in = bytes_in;
+  work->reply.set_shard_index(shard->options().shard_index);
   auto check = [&]() -> absl::Status {
-    if (received->frames < 2) {
+    if (num_frames < 1) {
       return Rejected(absl::StatusCode::kInvalidArgument, kReasonMalformed,
                       "empty message: no header frame");
     }
-    if (work->bytes_in > options_.max_message_bytes) {
+    if (bytes_in > max_message_bytes) {
       return Rejected(absl::StatusCode::kResourceExhausted, kReasonOversize,
-                      absl::StrCat("message of ", work->bytes_in,
+                      absl::StrCat("message of ", bytes_in,
                                    " bytes exceeds --max_message_bytes=",
-                                   options_.max_message_bytes));
+                                   max_message_bytes));
     }
-    auto header = ParseDataHeader(frames[1].view());
+    auto header = ParseDataHeader(frames[0].view());
     if (!header.ok()) return header.status();
     work->request = *std::move(header);
     work->reply.set_request_id(work->request.request_id());
     work->reply.set_op(work->request.op());
-    if (received->frames > 2 + kMaxPayloadFrames) {
+    if (num_frames > 1 + kMaxPayloadFrames) {
       return Rejected(absl::StatusCode::kInvalidArgument, kReasonMalformed,
-                      absl::StrCat("message has ", received->frames - 1,
+                      absl::StrCat("message has ", num_frames,
                                    " frames; a request has at most ",
                                    1 + kMaxPayloadFrames));
     }
     std::vector<size_t> sizes;
-    for (size_t i = 2; i < frames.size(); ++i)
+    for (size_t i = 1; i < frames.size(); ++i) {
       sizes.push_back(frames[i].size());
+    }
     return CheckRequestLayout(work->request, sizes);
   };
   absl::Status status = check();
   if (!status.ok()) {
-    shard_->CountRejected(RejectReasonOf(status));
+    shard->CountRejected(RejectReasonOf(status));
     work->status = status;
     SetHeaderStatus(status, &work->reply);
-    return work;
+    return;
   }
-  frames.erase(frames.begin());  // The identity, moved out above.
   work->frames = std::move(frames);
-  return work;
+}
+
+DataReply DataPlane::RunOne(Shard* shard,
+                            absl::Span<const std::string> frames,
+                            int64_t max_message_bytes) {
+  ReplyPool pool(0);  // Declared before `work`: its reply frame returns here.
+  Work work;
+  std::vector<ZmqFrame> copies;
+  int64_t bytes = 0;
+  for (size_t i = 0; i < frames.size() && i < 1 + kMaxPayloadFrames; ++i) {
+    copies.push_back(ZmqFrame::Copy(frames[i]));
+  }
+  for (const std::string& f : frames) bytes += f.size();
+  CheckRequest(shard, std::move(copies), frames.size(), bytes,
+               max_message_bytes, &work);
+  if (work.status.ok()) {
+    Handler handler(shard, &pool, max_message_bytes);
+    handler.Run(&work);
+  }
+  DataReply reply;
+  reply.header = work.reply;
+  reply.status = work.status;
+  if (work.has_values) {
+    const size_t n = work.reply_values.size() / sizeof(float);
+    reply.values.resize(n);
+    if (n > 0) {
+      std::memcpy(reply.values.data(), work.reply_values.data(),
+                  n * sizeof(float));
+    }
+  }
+  shard->RecordRequest(DataOpName(work.request.op()), work.status,
+                       absl::Now() - work.received, work.bytes_in,
+                       work.has_values ? work.reply_values.size() : 0);
+  return reply;
 }
 
 void DataPlane::SendReply(std::unique_ptr<Work> work) {

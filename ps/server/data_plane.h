@@ -39,7 +39,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "tessera/v1/data.pb.h"
 #include "absl/time/time.h"
 #include "ps/client/zmq_frames.h"
 #include "ps/server/shard.h"
@@ -65,8 +68,23 @@ struct DataPlaneOptions {
   absl::Duration linger = absl::Seconds(2);
 };
 
+// The reply to one request run by DataPlane::RunOne.
+struct DataReply {
+  v1::DataHeader header;      // as sent: request_id, status, version, ...
+  absl::Status status;        // the header's status
+  std::vector<float> values;  // a pull's values; empty otherwise
+};
+
 class DataPlane {
  public:
+  // Runs one request exactly as the data plane's threads do (framing and
+  // layout checks, then the op against `shard`, counted and recorded in the
+  // shard's metrics), without sockets: for tests and fuzzers. `frames` are
+  // the request's frames after the client identity: the header, then the
+  // payload frames.
+  static DataReply RunOne(Shard* shard, absl::Span<const std::string> frames,
+                          int64_t max_message_bytes);
+
   // Binds the ROUTER socket. ZeroMQ accepts connections and queues their
   // requests from here on; they are read once Start is called. Unavailable if
   // the port cannot be bound.
@@ -106,6 +124,11 @@ class DataPlane {
   // Reads one request from the ROUTER; returns it with its reply already
   // filled in if it is malformed (not to be dispatched).
   std::unique_ptr<Work> ReadRequest(bool* got);
+  // Checks a request's frames (header first; `num_frames` counts dropped
+  // ones too) and fills `work`: its request and frames, or its error reply.
+  static void CheckRequest(Shard* shard, std::vector<ZmqFrame> frames,
+                           size_t num_frames, int64_t bytes_in,
+                           int64_t max_message_bytes, Work* work);
   void SendReply(std::unique_ptr<Work> work);
 
   const DataPlaneOptions options_;

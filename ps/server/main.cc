@@ -26,6 +26,8 @@
 #include "grpcpp/server_builder.h"
 #include "ps/client/allocator.h"
 #include "ps/common/job_config.h"
+#include "ps/common/protobuf_log.h"
+#include "ps/common/usage.h"
 #include "ps/common/metrics/metrics.h"
 #include "ps/common/metrics/metrics_server.h"
 #include "ps/common/metrics/process_metrics.h"
@@ -245,11 +247,11 @@ int Run() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "tessera-ps: one shard of the Tessera parameter server.");
+  tessera::SetUsage("tessera-ps: one shard of the Tessera parameter server.");
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   FLAGS_v = absl::GetFlag(FLAGS_verbosity);
   google::InitGoogleLogging(argv[0]);
+  tessera::RateLimitProtobufLogs();
   return tessera::Run();
 }

@@ -7,21 +7,53 @@
 
 namespace tessera {
 
-// Counts an update in flight so Drain() can wait for it.
+// An update in flight, so that Drain() can wait for it. Begin() checks the
+// state and registers the update in one critical section with Drain()'s
+// change of state: once Drain() has set kDraining, no update can begin, and
+// every update that began is waited for before the final flush.
 class Shard::InFlight {
  public:
-  explicit InFlight(Shard* shard) : shard_(shard) {
-    absl::MutexLock lock(&shard_->inflight_mu_);
-    ++shard_->inflight_;
-  }
+  explicit InFlight(Shard* shard) : shard_(shard) {}
   ~InFlight() {
+    if (!registered_) return;
     absl::MutexLock lock(&shard_->inflight_mu_);
     --shard_->inflight_;
   }
 
+  // OK and registered while serving; the state's error otherwise.
+  absl::Status Begin() {
+    absl::MutexLock lock(&shard_->inflight_mu_);
+    absl::Status serving = shard_->CheckServing(true);
+    if (!serving.ok()) return serving;
+    ++shard_->inflight_;
+    registered_ = true;
+    return absl::OkStatus();
+  }
+
+  // Whether the final flush may already have copied the shard's state, so
+  // this update may not reach disk: only when Drain() gave up waiting.
+  bool Late() {
+    absl::MutexLock lock(&shard_->inflight_mu_);
+    return shard_->final_flush_started_;
+  }
+
  private:
   Shard* const shard_;
+  bool registered_ = false;
 };
+
+namespace {
+
+// An update that finished after the final flush began (Drain's deadline had
+// passed) is not acknowledged: the client resends it to the restarted shard.
+absl::Status LateUpdateError(int shard) {
+  return Rejected(absl::StatusCode::kUnavailable, kReasonShuttingDown,
+                  absl::StrCat("shard ", shard,
+                               " is shutting down and its final flush began "
+                               "before this update finished; resend it"));
+}
+
+}  // namespace
 
 Shard::Shard(ShardOptions options, metrics::Registry* registry)
     : options_(std::move(options)), registry_(registry) {
@@ -182,19 +214,24 @@ absl::Status Shard::Load() {
 }
 
 absl::Status Shard::Drain(absl::Duration deadline) {
-  if (state_.load() == State::kLoading) return absl::OkStatus();
-  state_ = State::kDraining;
-  serving_->Set(0);
   {
     absl::MutexLock lock(&inflight_mu_);
+    if (state_.load() == State::kLoading) return absl::OkStatus();
+    // Under inflight_mu_: no update registers after this (InFlight::Begin).
+    state_ = State::kDraining;
+    serving_->Set(0);
+    LOG(INFO) << "shard " << options_.shard_index << ": draining; waiting up to "
+              << deadline << " for " << inflight_ << " updates in flight";
     auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inflight_mu_) {
       return inflight_ == 0;
     };
     if (!inflight_mu_.AwaitWithTimeout(absl::Condition(&idle), deadline)) {
       LOG(WARNING) << "shard " << options_.shard_index << ": " << inflight_
                    << " updates still in flight after " << deadline
-                   << "; flushing without them";
+                   << "; flushing without them (they will not be "
+                      "acknowledged)";
     }
+    final_flush_started_ = true;
   }
   absl::Status flushed = flusher_->FlushNow();
   state_ = State::kStopped;
@@ -215,6 +252,16 @@ absl::Status Shard::CheckServing(bool is_update) const {
                       absl::StrCat("shard ", options_.shard_index,
                                    " is shutting down; retry later"));
   }
+}
+
+absl::Status Shard::CheckIdCount(size_t ids) const {
+  if (ids <= static_cast<size_t>(options_.max_ids_per_request)) {
+    return absl::OkStatus();
+  }
+  return Rejected(absl::StatusCode::kInvalidArgument, kReasonOversize,
+                  absl::StrCat("request of ", ids,
+                               " row ids exceeds --max_ids_per_request=",
+                               options_.max_ids_per_request));
 }
 
 absl::Status Shard::Count(absl::Status status) {
@@ -240,50 +287,63 @@ void Shard::RecordRequest(const std::string& rpc, const absl::Status& status,
 
 absl::StatusOr<CreateResult> Shard::CreateTensors(
     absl::Span<const v1::TensorSpec> specs) {
-  absl::Status serving = CheckServing(true);
-  if (!serving.ok()) return Count(serving);
+  if (specs.size() > static_cast<size_t>(options_.max_specs_per_request)) {
+    return Count(Rejected(
+        absl::StatusCode::kInvalidArgument, kReasonOversize,
+        absl::StrCat("CreateTensors with ", specs.size(),
+                     " specs exceeds --max_specs_per_request=",
+                     options_.max_specs_per_request)));
+  }
   InFlight inflight(this);
-  // Persist first: a tensor that exists in memory exists on disk.
-  for (const auto& spec : specs) {
-    absl::Status valid = ValidateTensorSpec(spec);
-    if (!valid.ok()) {
-      return Count(Rejected(absl::StatusCode::kInvalidArgument, kReasonBadSpec,
-                            valid.message()));
+  absl::Status serving = inflight.Begin();
+  if (!serving.ok()) return Count(serving);
+  // Persist first, publish after: a tensor visible in memory is on disk, and
+  // a create whose save failed leaves nothing behind, so a retry saves it.
+  absl::MutexLock create(&create_mu_);
+  auto pending = store_->PrepareTensors(specs);
+  if (!pending.ok()) return Count(pending.status());
+  if (!pending->new_specs().empty()) {
+    absl::Status saved = storage_->SaveSpecs(pending->new_specs());
+    if (!saved.ok()) {
+      return absl::Status(saved.code(),
+                          absl::StrCat("tensors not created: ", saved.message()));
     }
   }
-  auto result = store_->CreateTensors(specs);
-  if (!result.ok()) return Count(result.status());
-  if (result->created + result->elsewhere > 0) {
-    absl::Status saved = storage_->SaveSpecs(specs);
-    if (!saved.ok()) return saved;
+  CreateResult result = store_->Publish(*std::move(pending));
+  if (result.created + result.elsewhere > 0) {
     LOG(INFO) << "shard " << options_.shard_index << ": registered "
-              << result->created << " tensors (" << result->elsewhere
+              << result.created << " tensors (" << result.elsewhere
               << " live on other shards)";
   }
+  if (inflight.Late()) return LateUpdateError(options_.shard_index);
   return result;
 }
 
 absl::StatusOr<PushResult> Shard::PushDense(const std::string& tensor,
                                             int64_t row_begin,
                                             absl::Span<const float> grad) {
-  absl::Status serving = CheckServing(true);
-  if (!serving.ok()) return Count(serving);
   InFlight inflight(this);
+  absl::Status serving = inflight.Begin();
+  if (!serving.ok()) return Count(serving);
   auto result = store_->PushDense(tensor, row_begin, grad);
   if (!result.ok()) return Count(result.status());
   (result->skipped ? updates_skipped_ : updates_applied_)->Increment();
+  if (inflight.Late()) return LateUpdateError(options_.shard_index);
   return result;
 }
 
 absl::StatusOr<PushResult> Shard::PushRows(const std::string& tensor,
                                            absl::Span<const uint64_t> ids,
                                            absl::Span<const float> grad) {
-  absl::Status serving = CheckServing(true);
-  if (!serving.ok()) return Count(serving);
+  absl::Status ids_ok = CheckIdCount(ids.size());
+  if (!ids_ok.ok()) return Count(ids_ok);
   InFlight inflight(this);
+  absl::Status serving = inflight.Begin();
+  if (!serving.ok()) return Count(serving);
   auto result = store_->PushRows(tensor, ids, grad);
   if (!result.ok()) return Count(result.status());
   (result->skipped ? updates_skipped_ : updates_applied_)->Increment();
+  if (inflight.Late()) return LateUpdateError(options_.shard_index);
   return result;
 }
 
@@ -302,6 +362,8 @@ absl::StatusOr<int64_t> Shard::PullRows(const std::string& tensor,
                                         absl::Span<float> out) {
   absl::Status serving = CheckServing(false);
   if (!serving.ok()) return Count(serving);
+  absl::Status ids_ok = CheckIdCount(ids.size());
+  if (!ids_ok.ok()) return Count(ids_ok);
   auto version = store_->PullRows(tensor, ids, out);
   if (!version.ok()) return Count(version.status());
   return version;

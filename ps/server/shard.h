@@ -38,6 +38,9 @@ struct ShardOptions {
   int64_t block_floats = 1 << 16;
   // Parameters + optimizer slots this shard may hold (0 = no limit).
   int64_t max_memory_bytes = 0;
+  // Row ids one push or pull may name, and specs one CreateTensors may carry.
+  int64_t max_ids_per_request = 1 << 20;
+  int64_t max_specs_per_request = 100000;
   // Reported by GetShardInfo so clients find the other ports.
   int data_port = 0;
   int metrics_port = 0;
@@ -56,7 +59,10 @@ class Shard {
   absl::Status Load();
 
   // Refuses new updates, waits up to `deadline` for in-flight ones, then runs
-  // a final flush. Returns the flush's status.
+  // a final flush. Returns the flush's status. Every update acknowledged OK
+  // is in that flush: the state change and the in-flight registration are
+  // one critical section, and an update still running when the deadline
+  // passes is answered Unavailable (not acknowledged) instead.
   absl::Status Drain(absl::Duration deadline);
 
   State state() const { return state_.load(); }
@@ -101,6 +107,8 @@ class Shard {
   class InFlight;
   void RegisterMetrics();
   absl::Status Count(absl::Status status);
+  // InvalidArgument (oversize) above max_ids_per_request.
+  absl::Status CheckIdCount(size_t ids) const;
 
   const ShardOptions options_;
   metrics::Registry* const registry_;  // Not owned.
@@ -109,8 +117,13 @@ class Shard {
   std::unique_ptr<Flusher> flusher_;
   std::atomic<State> state_{State::kLoading};
 
+  // Serializes CreateTensors (prepare, persist, publish).
+  absl::Mutex create_mu_;
+
+  // Guards the change of state_ to kDraining against updates registering.
   absl::Mutex inflight_mu_;
   int64_t inflight_ ABSL_GUARDED_BY(inflight_mu_) = 0;
+  bool final_flush_started_ ABSL_GUARDED_BY(inflight_mu_) = false;
 
   // Metrics (owned by the registry).
   metrics::Family<metrics::Counter>* requests_ = nullptr;

@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <utility>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -74,9 +76,17 @@ rocksdb::Slice FloatSlice(const std::vector<float>& v) {
                         v.size() * sizeof(float));
 }
 
-absl::Span<const float> FloatSpan(const rocksdb::Slice& s) {
-  return absl::MakeConstSpan(reinterpret_cast<const float*>(s.data()),
-                             s.size() / sizeof(float));
+// The floats of a value read from RocksDB, copied: a Slice carries no
+// alignment promise. DataLoss if its size is not whole floats.
+absl::StatusOr<std::vector<float>> Floats(const rocksdb::Slice& s,
+                                          absl::string_view what) {
+  if (s.size() % sizeof(float) != 0) {
+    return absl::DataLossError(absl::StrCat(what, " of ", s.size(),
+                                            " bytes is not whole float32s"));
+  }
+  std::vector<float> out(s.size() / sizeof(float));
+  if (!out.empty()) std::memcpy(out.data(), s.data(), s.size());
+  return out;
 }
 
 bool DirHasFiles(const std::string& dir) {
@@ -246,7 +256,10 @@ absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store) {
         return absl::DataLossError("malformed parameter key");
       }
       std::vector<std::string> slot_values;
-      for (int slot = 0;; ++slot) {
+      // No optimizer has more than a few slots; a corrupt directory may claim
+      // any number (and the slot byte would wrap at 256).
+      constexpr int kMaxSlots = 16;
+      for (int slot = 0; slot <= kMaxSlots; ++slot) {
         std::string key = BlockKey(tensor, block);
         key.push_back(static_cast<char>(slot));
         std::string value;
@@ -255,10 +268,18 @@ absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store) {
         if (!s.ok()) return FromRocks(s, "reading optimizer slots");
         slot_values.push_back(std::move(value));
       }
-      std::vector<absl::Span<const float>> slots;
-      for (const auto& v : slot_values) slots.push_back(FloatSpan(v));
-      absl::Status restored =
-          store->RestoreBlock(tensor, block, FloatSpan(it->value()), slots);
+      std::vector<std::vector<float>> slot_floats;
+      for (const auto& v : slot_values) {
+        auto floats = Floats(v, "stored optimizer slot of " + tensor);
+        if (!floats.ok()) return floats.status();
+        slot_floats.push_back(*std::move(floats));
+      }
+      std::vector<absl::Span<const float>> slots(slot_floats.begin(),
+                                                 slot_floats.end());
+      auto values = Floats(it->value(), "stored block of " + tensor);
+      if (!values.ok()) return values.status();
+      absl::Status restored = store->RestoreBlock(
+          tensor, static_cast<int64_t>(block), *values, slots);
       if (!restored.ok()) return restored;
       ++stats.blocks;
       stats.bytes += it->value().size() * (1 + slots.size());
@@ -277,9 +298,10 @@ absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store) {
       }
       int64_t step;
       std::memcpy(&step, value.data(), 8);
-      absl::Status restored = store->RestoreRow(
-          tensor, id, step,
-          FloatSpan(rocksdb::Slice(value.data() + 8, value.size() - 8)));
+      auto floats = Floats(rocksdb::Slice(value.data() + 8, value.size() - 8),
+                           "stored row of " + tensor);
+      if (!floats.ok()) return floats.status();
+      absl::Status restored = store->RestoreRow(tensor, id, step, *floats);
       if (!restored.ok()) return restored;
       ++stats.rows;
       stats.bytes += value.size();

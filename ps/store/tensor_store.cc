@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "ps/common/checked_math.h"
 #include "ps/common/reject_reason.h"
 #include "ps/store/initializer.h"
 
@@ -143,13 +144,15 @@ class TensorStore::DensePart : public TensorStore::Part {
           absl::StrCat(what, " for ", name(), " has ", floats,
                        " floats, not a multiple of the row size ", row_size_));
     }
-    const int64_t rows = floats / row_size_;
-    if (rows == 0 || row_begin < row_begin_ || row_begin + rows > row_end_) {
+    // `floats` is the size of a buffer in memory, so it fits in int64.
+    const int64_t rows = static_cast<int64_t>(floats) / row_size_;
+    if (rows == 0 || !RangeWithin(row_begin, rows, row_begin_, row_end_)) {
       return Rejected(
           absl::StatusCode::kInvalidArgument, kReasonRowsOutOfRange,
-          absl::StrCat(what, " for ", name(), " rows [", row_begin, ", ",
-                       row_begin + rows, ") are not within this shard's rows [",
-                       row_begin_, ", ", row_end_, ")"));
+          absl::StrCat(what, " for ", name(), " of ", rows,
+                       " rows from row ", row_begin,
+                       " is not within this shard's rows [", row_begin_, ", ",
+                       row_end_, ")"));
     }
     return absl::OkStatus();
   }
@@ -221,10 +224,13 @@ class TensorStore::DensePart : public TensorStore::Part {
   absl::Status Restore(int64_t block, absl::Span<const float> values,
                        const std::vector<absl::Span<const float>>& slots) {
     absl::MutexLock lock(&mu_);
-    const int64_t begin = block * block_floats_;
+    // `block` comes from a key on disk: range-check it before any arithmetic.
+    const int64_t num_blocks = static_cast<int64_t>(dirty_.size());
+    const int64_t begin =
+        block >= 0 && block < num_blocks ? block * block_floats_ : 0;
     const int64_t expected =
         std::min<int64_t>(values_.size() - begin, block_floats_);
-    if (block < 0 || begin >= static_cast<int64_t>(values_.size()) ||
+    if (block < 0 || block >= num_blocks ||
         static_cast<int64_t>(values.size()) != expected ||
         slots.size() != slots_.size()) {
       return absl::DataLossError(absl::StrCat(
@@ -301,17 +307,21 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     return absl::OkStatus();
   }
 
-  // Returns the number of rows created, for the byte gauges.
-  int64_t Read(absl::Span<const uint64_t> ids, absl::Span<float> out,
-               int64_t* version) {
+  // Copies the rows of `ids` into `out` and returns the table's version. A
+  // row never pushed is not created: its values are a pure function of the
+  // spec and the id, computed into `out`, so reading costs no memory.
+  int64_t Read(absl::Span<const uint64_t> ids, absl::Span<float> out) const {
     absl::MutexLock lock(&mu_);
-    const size_t before = steps_.size();
     for (size_t i = 0; i < ids.size(); ++i) {
-      const uint32_t r = RowLocked(ids[i]);
-      std::copy_n(values_.data() + r * dim_, dim_, out.data() + i * dim_);
+      float* dst = out.data() + i * dim_;
+      auto it = index_.find(ids[i]);
+      if (it != index_.end()) {
+        std::copy_n(values_.data() + size_t{it->second} * dim_, dim_, dst);
+      } else {
+        InitializeRows(spec_, ids[i], absl::MakeSpan(dst, dim_));
+      }
     }
-    *version = version_;
-    return steps_.size() - before;
+    return version_;
   }
 
   int64_t Apply(absl::Span<const uint64_t> ids, absl::Span<const float> grad,
@@ -473,14 +483,27 @@ TensorStore::TensorStore(StoreOptions options) : options_(std::move(options)) {}
 
 TensorStore::~TensorStore() = default;
 
+TensorStore::Pending::Pending() = default;
+TensorStore::Pending::Pending(Pending&&) = default;
+TensorStore::Pending& TensorStore::Pending::operator=(Pending&&) = default;
+TensorStore::Pending::~Pending() = default;
+
 absl::StatusOr<CreateResult> TensorStore::CreateTensors(
     absl::Span<const v1::TensorSpec> specs) {
+  auto pending = PrepareTensors(specs);
+  if (!pending.ok()) return pending.status();
+  return Publish(*std::move(pending));
+}
+
+absl::StatusOr<TensorStore::Pending> TensorStore::PrepareTensors(
+    absl::Span<const v1::TensorSpec> specs) const {
   // Validate everything before changing anything.
-  std::vector<std::unique_ptr<Part>> fresh;
-  std::vector<v1::TensorSpec> fresh_remote;
-  CreateResult result;
+  Pending pending;
+  std::vector<std::unique_ptr<Part>>& fresh = pending.parts_;
+  std::vector<v1::TensorSpec>& fresh_remote = pending.remote_;
+  CreateResult& result = pending.result_;
   int64_t pending_bytes = 0;  // of the dense parts this call creates
-  absl::MutexLock lock(&mu_);
+  absl::ReaderMutexLock lock(&mu_);
   absl::flat_hash_map<std::string, const v1::TensorSpec*> in_request;
   for (const v1::TensorSpec& spec : specs) {
     absl::Status valid = ValidateTensorSpec(spec);
@@ -522,6 +545,7 @@ absl::StatusOr<CreateResult> TensorStore::CreateTensors(
                       absl::StrCat("tensor ", spec.name(), ": ",
                                    optimizer.status().message()));
     }
+    pending.new_specs_.push_back(spec);
     if (spec.kind() == v1::TensorSpec::EMBEDDING) {
       fresh.push_back(std::make_unique<EmbeddingPart>(
           spec, *std::move(optimizer), options_.shard_index,
@@ -546,19 +570,25 @@ absl::StatusOr<CreateResult> TensorStore::CreateTensors(
         spec, *std::move(optimizer), placement, options_.block_floats));
     ++result.created;
   }
-  for (auto& part : fresh) {
-    if (auto* dense = dynamic_cast<DensePart*>(part.get())) {
+  return pending;
+}
+
+CreateResult TensorStore::Publish(Pending pending) {
+  absl::MutexLock lock(&mu_);
+  for (auto& part : pending.parts_) {
+    auto* dense = dynamic_cast<DensePart*>(part.get());
+    std::string name = part->name();
+    if (!parts_.try_emplace(std::move(name), std::move(part)).second) continue;
+    if (dense != nullptr) {
       parameter_bytes_ += dense->size() * kFloat;
       slot_bytes_ += dense->size() * kFloat * dense->num_slots();
     }
-    std::string name = part->name();
-    parts_.emplace(std::move(name), std::move(part));
   }
-  for (auto& spec : fresh_remote) {
+  for (auto& spec : pending.remote_) {
     std::string name = spec.name();
     remote_specs_.emplace(std::move(name), std::move(spec));
   }
-  return result;
+  return pending.result_;
 }
 
 std::vector<v1::TensorPartInfo> TensorStore::List() const {
@@ -678,16 +708,22 @@ absl::StatusOr<PushResult> TensorStore::PushRows(const std::string& tensor,
   auto table = FindEmbedding(tensor);
   if (!table.ok()) return table.status();
   EmbeddingPart* t = *table;
-  if (grad.size() != ids.size() * t->dim()) {
+  // Sizes of buffers in memory fit in int64; their products may not.
+  const int64_t num_ids = static_cast<int64_t>(ids.size());
+  int64_t floats = 0;
+  if (!CheckedMul(num_ids, t->dim(), &floats) ||
+      floats != static_cast<int64_t>(grad.size())) {
     return Rejected(absl::StatusCode::kInvalidArgument, kReasonWrongShape,
                     absl::StrCat("gradient for ", tensor, " has ", grad.size(),
                                  " floats; ", ids.size(), " rows of dim ",
-                                 t->dim(), " need ", ids.size() * t->dim()));
+                                 t->dim(), " need ", ids.size(), " x ",
+                                 t->dim()));
   }
   absl::Status ids_ok = t->CheckIds(ids);
   if (!ids_ok.ok()) return ids_ok;
+  // grad.size() floats are in memory already, so these products fit.
   absl::Status fits =
-      CheckMemory(ids.size() * t->dim() * kFloat * (1 + t->num_slots()),
+      CheckMemory(floats * kFloat * (1 + t->num_slots()),
                   absl::StrCat("up to ", ids.size(), " new rows of ", tensor));
   if (!fits.ok()) return fits;
   if (!AllFinite(grad)) {
@@ -710,27 +746,23 @@ absl::StatusOr<PushResult> TensorStore::PushRows(const std::string& tensor,
 
 absl::StatusOr<int64_t> TensorStore::PullRows(const std::string& tensor,
                                               absl::Span<const uint64_t> ids,
-                                              absl::Span<float> out) {
+                                              absl::Span<float> out) const {
   auto table = FindEmbedding(tensor);
   if (!table.ok()) return table.status();
-  EmbeddingPart* t = *table;
-  if (out.size() != ids.size() * t->dim()) {
+  const EmbeddingPart* t = *table;
+  int64_t floats = 0;
+  if (!CheckedMul(static_cast<int64_t>(ids.size()), t->dim(), &floats) ||
+      floats != static_cast<int64_t>(out.size())) {
     return Rejected(
         absl::StatusCode::kInvalidArgument, kReasonWrongShape,
-        absl::StrCat("pull of ", ids.size(), " rows of ", tensor, " needs ",
-                     ids.size() * t->dim(), " floats, got ", out.size()));
+        absl::StrCat("pull of ", ids.size(), " rows of ", tensor, " of dim ",
+                     t->dim(), " does not fit a buffer of ", out.size(),
+                     " floats"));
   }
   absl::Status ids_ok = t->CheckIds(ids);
   if (!ids_ok.ok()) return ids_ok;
-  absl::Status fits =
-      CheckMemory(ids.size() * t->dim() * kFloat * (1 + t->num_slots()),
-                  absl::StrCat("up to ", ids.size(), " new rows of ", tensor));
-  if (!fits.ok()) return fits;
-  int64_t version = 0;
-  const int64_t created = t->Read(ids, out, &version);
-  parameter_bytes_ += created * t->dim() * kFloat;
-  slot_bytes_ += created * t->dim() * kFloat * t->num_slots();
-  return version;
+  // Rows never pushed are computed, not created: no memory to check.
+  return t->Read(ids, out);
 }
 
 absl::StatusOr<std::vector<uint64_t>> TensorStore::RowIds(
@@ -784,6 +816,12 @@ absl::Status TensorStore::RestoreRow(const std::string& tensor, uint64_t id,
     return absl::DataLossError(
         absl::StrCat("stored row of ", tensor,
                      " has no embedding table: ", table.status().message()));
+  }
+  const uint64_t one_id[] = {id};
+  absl::Status owned = (*table)->CheckIds(one_id);
+  if (!owned.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        "stored row of ", tensor, " does not belong here: ", owned.message()));
   }
   int64_t created = 0;
   absl::Status status = (*table)->Restore(id, step, values, &created);

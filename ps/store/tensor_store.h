@@ -86,7 +86,32 @@ struct DirtySnapshot {
 };
 
 class TensorStore {
+ private:
+  class Part;
+
  public:
+  // Tensors validated and built by PrepareTensors, not yet visible to any
+  // request. Move-only; dropping it discards them.
+  class Pending {
+   public:
+    Pending();
+    Pending(Pending&&);
+    Pending& operator=(Pending&&);
+    ~Pending();
+
+    const CreateResult& result() const { return result_; }
+    // The specs that are new to this store (created here or elsewhere): what
+    // must reach disk before Publish.
+    const std::vector<v1::TensorSpec>& new_specs() const { return new_specs_; }
+
+   private:
+    friend class TensorStore;
+    CreateResult result_;
+    std::vector<v1::TensorSpec> new_specs_;
+    std::vector<std::unique_ptr<Part>> parts_;
+    std::vector<v1::TensorSpec> remote_;
+  };
+
   explicit TensorStore(StoreOptions options);
   ~TensorStore();
   TensorStore(const TensorStore&) = delete;
@@ -100,6 +125,15 @@ class TensorStore {
   // are validated and counted but not stored.
   absl::StatusOr<CreateResult> CreateTensors(
       absl::Span<const v1::TensorSpec> specs) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // CreateTensors in two steps, for a caller that persists the new specs in
+  // between so that a tensor visible in memory is always on disk: Prepare
+  // validates and builds (changing nothing), Publish makes them visible. The
+  // caller serializes Prepare..Publish against other creates; a tensor that
+  // appeared in between keeps its existing part.
+  absl::StatusOr<Pending> PrepareTensors(
+      absl::Span<const v1::TensorSpec> specs) const ABSL_LOCKS_EXCLUDED(mu_);
+  CreateResult Publish(Pending pending) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Every part on this shard, sorted by tensor name.
   std::vector<v1::TensorPartInfo> List() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -118,16 +152,19 @@ class TensorStore {
                                     int64_t row_begin,
                                     absl::Span<float> out) const;
 
-  // Embedding tables. Every id must belong to this shard; rows missing so far
-  // are created with the table's initializer. Repeated ids in a push have
-  // their gradients summed, as a dense gradient of the table would.
+  // Embedding tables. Every id must belong to this shard. A push creates the
+  // rows it updates (with the table's initializer, then applies the
+  // gradient); a pull never creates a row: a row never pushed reads as its
+  // initial values, a pure function of spec and id, so reading costs no
+  // memory. Repeated ids in a push have their gradients summed, as a dense
+  // gradient of the table would.
   absl::StatusOr<PushResult> PushRows(const std::string& tensor,
                                       absl::Span<const uint64_t> ids,
                                       absl::Span<const float> grad);
   absl::StatusOr<int64_t> PullRows(const std::string& tensor,
                                    absl::Span<const uint64_t> ids,
-                                   absl::Span<float> out);
-  // The ids of every row materialized so far, sorted.
+                                   absl::Span<float> out) const;
+  // The ids of every row pushed so far (or restored from disk), sorted.
   absl::StatusOr<std::vector<uint64_t>> RowIds(const std::string& tensor) const;
 
   // Persistence. TakeDirty() copies what changed since the last call and
@@ -153,7 +190,6 @@ class TensorStore {
   int64_t memory_bytes() const { return parameter_bytes() + slot_bytes(); }
 
  private:
-  class Part;
   class DensePart;
   class EmbeddingPart;
 
