@@ -17,7 +17,7 @@ absl::Status Rejected(absl::StatusCode code, absl::string_view reason,
 std::string RejectReasonOf(const absl::Status& status) {
   if (status.ok()) return "";
   auto payload = status.GetPayload(kPayloadUrl);
-  return payload ? std::string(*payload) : std::string("other");
+  return payload ? std::string(*payload) : std::string(kReasonOther);
 }
 
 }  // namespace tessera

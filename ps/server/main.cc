@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -34,6 +35,7 @@
 #include "ps/server/coordinator.h"
 #include "ps/server/coordinator_service.h"
 #include "ps/server/data_plane.h"
+#include "ps/server/grpc_rejects.h"
 #include "ps/server/ps_service.h"
 #include "ps/server/server_options.h"
 #include "ps/server/shard.h"
@@ -186,6 +188,12 @@ int Run() {
       std::min<int64_t>(options.max_message_bytes * 2 + (1 << 20), INT32_MAX);
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_grpc));
   builder.SetMaxSendMessageSize(64 << 20);
+  // Requests gRPC refuses before a handler runs are counted too.
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(NewRejectCountingInterceptorFactory(&shard));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || grpc_port == 0) {
     Die(absl::UnavailableError(

@@ -172,10 +172,7 @@ void Shard::RegisterMetrics() {
           absl::ToDoubleSeconds(absl::Now() - flusher_->stats().last_success));
     }
   });
-  for (const char* reason :
-       {kReasonUnknownTensor, kReasonWrongShape, kReasonRowsOutOfRange,
-        kReasonNonFinite, kReasonOversize, kReasonMalformed,
-        kReasonOutOfMemory}) {
+  for (const char* reason : kRejectReasons) {
     rejected_->Add({{"reason", reason}});
   }
 }
