@@ -106,11 +106,11 @@ TEST(DataWireTest, WrongPayloadSizesAreRefused) {
   // Rows of the wrong size.
   EXPECT_THAT(Layout(Header(v1::DataHeader::PUSH_DENSE, 2, 8), {72}),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("2 rows of 8 need 16")));
+                       HasSubstr("2 rows of 8 floats do not fit")));
   // An ids frame that disagrees with row_count.
   EXPECT_THAT(
       Layout(Header(v1::DataHeader::PULL_ROWS, 3), {16}),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("3 ids need 24")));
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("does not hold 3 uint64 ids")));
   EXPECT_THAT(
       Layout(Header(v1::DataHeader::PUSH_ROWS, 3), {24, 20}),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("3 whole rows")));

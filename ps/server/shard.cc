@@ -185,6 +185,9 @@ absl::Status Shard::Load() {
                                     options_.placement);
   if (!storage.ok()) return storage.status();
   storage_ = *std::move(storage);
+  if (options_.storage_write_fault) {
+    storage_->set_write_fault(options_.storage_write_fault);
+  }
   auto loaded = storage_->LoadInto(store_.get());
   if (!loaded.ok()) return loaded.status();
   const absl::Duration took = absl::Now() - start;

@@ -41,6 +41,8 @@ struct ShardOptions {
   // Row ids one push or pull may name, and specs one CreateTensors may carry.
   int64_t max_ids_per_request = 1 << 20;
   int64_t max_specs_per_request = 100000;
+  // For tests: see ShardStorage::set_write_fault.
+  ShardStorage::WriteFault storage_write_fault;
   // Reported by GetShardInfo so clients find the other ports.
   int data_port = 0;
   int metrics_port = 0;

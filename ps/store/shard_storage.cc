@@ -109,6 +109,10 @@ ShardStorage::~ShardStorage() {
 
 absl::Status ShardStorage::WriteSynced(rocksdb::WriteBatch* batch,
                                        const std::string& what) {
+  if (write_fault_) {
+    absl::Status fault = write_fault_(what);
+    if (!fault.ok()) return fault;
+  }
   // Room for the log record, twice over, and a margin for RocksDB's own
   // files. Racy (others may fill the disk meanwhile), but it keeps a full
   // disk from reaching RocksDB's failed-append path.

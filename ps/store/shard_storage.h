@@ -15,6 +15,7 @@
 // thread.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,6 +62,11 @@ class ShardStorage {
 
   const std::string& dir() const { return dir_; }
 
+  // For tests: called before every write with what is being written; a
+  // non-OK status fails that write as a failing disk would. Set before use.
+  using WriteFault = std::function<absl::Status(const std::string& what)>;
+  void set_write_fault(WriteFault fault) { write_fault_ = std::move(fault); }
+
   // Loads everything stored into `store`, which must hold no tensors yet.
   // DataLoss when stored values disagree with their specs.
   absl::StatusOr<LoadStats> LoadInto(TensorStore* store);
@@ -84,6 +90,7 @@ class ShardStorage {
   absl::Status WriteSynced(rocksdb::WriteBatch* batch, const std::string& what);
 
   const std::string dir_;
+  WriteFault write_fault_;
   std::unique_ptr<rocksdb::DB> db_;
   // In the order of kColumnFamilies in the .cc file; owned, destroyed before
   // db_.

@@ -220,10 +220,76 @@ TEST(TensorStoreTest, MemoryBudgetRefusesHugeTensorsAndRowsWithoutCrashing) {
   ASSERT_THAT(store.CreateTensors({Table("e", 0, 1024)}), IsOk());
   std::vector<uint64_t> ids(512);
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = i;
-  std::vector<float> out(ids.size() * 1024);
-  EXPECT_THAT(store.PullRows("e", ids, absl::MakeSpan(out)),
+  std::vector<float> grad(ids.size() * 1024, 0.5f);
+  EXPECT_THAT(store.PushRows("e", ids, grad),
               StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_EQ(store.memory_bytes(), 0);
+}
+
+TEST(TensorStoreTest, PullsOfNewRowsCostNoMemoryAndReadTheirInitialValues) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Table("e", 0, 8)}), IsOk());
+  std::vector<uint64_t> ids(100000);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = i * 7919;
+  std::vector<float> first(ids.size() * 8), again(ids.size() * 8);
+  ASSERT_THAT(store.PullRows("e", ids, absl::MakeSpan(first)), IsOk());
+  EXPECT_EQ(store.memory_bytes(), 0);
+  EXPECT_THAT(store.RowIds("e"), IsOkAndHolds(::testing::IsEmpty()));
+  // A pure function of spec and id: the same again, and the same values a
+  // push starts from.
+  ASSERT_THAT(store.PullRows("e", ids, absl::MakeSpan(again)), IsOk());
+  EXPECT_EQ(first, again);
+  const uint64_t one[] = {ids[3]};
+  std::vector<float> zero(8, 0.0f), row(8);
+  ASSERT_THAT(store.PushRows("e", one, zero), IsOk());
+  ASSERT_THAT(store.PullRows("e", one, absl::MakeSpan(row)), IsOk());
+  EXPECT_EQ(row, std::vector<float>(first.begin() + 24, first.begin() + 32));
+  EXPECT_THAT(store.RowIds("e"), IsOkAndHolds(::testing::ElementsAre(ids[3])));
+}
+
+TEST(TensorStoreTest, RowRangesNearInt64MaxAreRefusedNotWrapped) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Dense("a", {64, 2}), Dense("b", {64, 2})}),
+              IsOk());
+  std::vector<float> before(128);
+  ASSERT_THAT(store.PullDense("a", 0, absl::MakeSpan(before)), IsOk());
+  const int64_t kMax = std::numeric_limits<int64_t>::max();
+  for (int64_t begin : {kMax, kMax - 63, kMax - 1, int64_t{64},
+                        std::numeric_limits<int64_t>::min(), int64_t{-1}}) {
+    for (size_t rows : {1, 20, 64}) {
+      std::vector<float> out(rows * 2, -7.0f);
+      auto pulled = store.PullDense("a", begin, absl::MakeSpan(out));
+      EXPECT_THAT(pulled, StatusIs(absl::StatusCode::kInvalidArgument))
+          << begin << " + " << rows;
+      EXPECT_EQ(RejectReasonOf(pulled.status()), kReasonRowsOutOfRange);
+      EXPECT_EQ(out, std::vector<float>(rows * 2, -7.0f));  // nothing read
+      std::vector<float> grad(rows * 2, 1.0f);
+      EXPECT_THAT(store.PushDense("a", begin, grad),
+                  StatusIs(absl::StatusCode::kInvalidArgument));
+    }
+  }
+  std::vector<float> after(128);
+  ASSERT_THAT(store.PullDense("a", 0, absl::MakeSpan(after)), IsOk());
+  EXPECT_EQ(before, after);
+}
+
+TEST(TensorStoreTest, PreparedTensorsAreInvisibleUntilPublished) {
+  TensorStore store(Options());
+  auto pending = store.PrepareTensors({Dense("a", {4}), Table("e", 0, 2)});
+  ASSERT_THAT(pending, IsOk());
+  EXPECT_EQ(pending->new_specs().size(), 2);
+  EXPECT_EQ(store.num_tensors(), 0);
+  EXPECT_THAT(store.Describe("a"), StatusIs(absl::StatusCode::kNotFound));
+  // Dropping it leaves nothing; preparing again still sees new tensors.
+  pending = store.PrepareTensors({Dense("a", {4})});
+  ASSERT_THAT(pending, IsOk());
+  CreateResult result = store.Publish(*std::move(pending));
+  EXPECT_EQ(result.created, 1);
+  EXPECT_THAT(store.Describe("a"), IsOk());
+  auto again = store.PrepareTensors({Dense("a", {4})});
+  ASSERT_THAT(again, IsOk());
+  EXPECT_TRUE(again->new_specs().empty());
+  EXPECT_EQ(again->result().existing, 1);
 }
 
 TEST(TensorStoreTest, ConcurrentPushesAreAllApplied) {

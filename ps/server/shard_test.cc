@@ -1,0 +1,179 @@
+#include "ps/server/shard.h"
+
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "ps/common/metrics/metrics.h"
+#include "ps/common/status_matchers.h"
+
+namespace tessera {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::TensorSpec Dense(const std::string& name, int64_t n) {
+  v1::TensorSpec spec;
+  spec.set_name(name);
+  spec.add_shape(n);
+  spec.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
+  spec.mutable_optimizer()->set_kind(v1::OptimizerConfig::SGD);
+  spec.mutable_optimizer()->set_learning_rate(1.0f);
+  return spec;
+}
+
+v1::TensorSpec Table(const std::string& name, int64_t dim) {
+  v1::TensorSpec spec = Dense(name, 0);
+  spec.add_shape(dim);
+  spec.set_kind(v1::TensorSpec::EMBEDDING);
+  return spec;
+}
+
+class ShardTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string dir =
+        std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp") +
+        "/shard-test-XXXXXX";
+    ASSERT_NE(mkdtemp(dir.data()), nullptr);
+    dir_ = dir;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  ShardOptions Options() const {
+    ShardOptions options;
+    options.placement.set_num_shards(1);
+    options.data_dir = dir_ + "/data";
+    // Only the final flush writes: what is on disk is what Drain flushed.
+    options.flush_interval = absl::Hours(1);
+    return options;
+  }
+
+  std::string dir_;
+};
+
+// Pushes race Drain: every push answered OK must be on disk after a restart,
+// and nothing else may be (an update is applied and persisted exactly when
+// it was acknowledged).
+TEST_F(ShardTest, EveryAcknowledgedPushSurvivesDrainAndRestart) {
+  constexpr int kThreads = 4;
+  constexpr int kMaxPushesPerThread = 200000;  // bounds the loops
+  std::atomic<int64_t> acked_dense{0}, acked_rows{0};
+  {
+    metrics::Registry registry;
+    Shard shard(Options(), &registry);
+    ASSERT_THAT(shard.Load(), IsOk());
+    ASSERT_THAT(shard.CreateTensors({Dense("w", 1), Table("e", 1)}), IsOk());
+    std::vector<std::thread> pushers;
+    for (int t = 0; t < kThreads; ++t) {
+      pushers.emplace_back([&, t] {
+        const std::vector<float> one = {1.0f};
+        const uint64_t id[] = {7};
+        for (int i = 0; i < kMaxPushesPerThread; ++i) {
+          absl::Status status =
+              t % 2 == 0 ? shard.PushDense("w", 0, one).status()
+                         : shard.PushRows("e", id, one).status();
+          if (status.ok()) {
+            (t % 2 == 0 ? acked_dense : acked_rows).fetch_add(1);
+            continue;
+          }
+          EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+          return;
+        }
+      });
+    }
+    // Drain while pushes are under way (bounded wait, no sleep).
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while ((acked_dense.load() < 1000 || acked_rows.load() < 1000) &&
+           absl::Now() < deadline) {
+      std::this_thread::yield();
+    }
+    ASSERT_THAT(shard.Drain(absl::Seconds(30)), IsOk());
+    for (auto& p : pushers) p.join();
+    EXPECT_THAT(shard.PushDense("w", 0, std::vector<float>{1.0f}),
+                StatusIs(absl::StatusCode::kUnavailable));
+  }
+  ASSERT_GT(acked_dense.load(), 0);
+  ASSERT_GT(acked_rows.load(), 0);
+  ASSERT_LT(acked_dense.load(), 1 << 24);  // exact in float32
+
+  metrics::Registry registry;
+  Shard restarted(Options(), &registry);
+  ASSERT_THAT(restarted.Load(), IsOk());
+  std::vector<float> w(1), row(1);
+  ASSERT_THAT(restarted.PullDense("w", 0, absl::MakeSpan(w)), IsOk());
+  const uint64_t id[] = {7};
+  ASSERT_THAT(restarted.PullRows("e", id, absl::MakeSpan(row)), IsOk());
+  // SGD with learning rate 1 from zeros: each push of 1 subtracts 1.
+  EXPECT_EQ(w[0], -static_cast<float>(acked_dense.load()));
+  EXPECT_EQ(row[0], -static_cast<float>(acked_rows.load()));
+}
+
+// A create whose specs cannot be saved leaves nothing behind: the tensor is
+// not visible, a retry (once the disk works) saves it, and a restart finds it.
+TEST_F(ShardTest, SpecsReachDiskBeforeTensorsAreVisible) {
+  auto failing = std::make_shared<std::atomic<bool>>(true);
+  ShardOptions options = Options();
+  options.storage_write_fault = [failing](const std::string& what) {
+    if (failing->load()) {
+      return absl::UnavailableError(what + ": injected disk failure");
+    }
+    return absl::OkStatus();
+  };
+  {
+    metrics::Registry registry;
+    Shard shard(options, &registry);
+    ASSERT_THAT(shard.Load(), IsOk());
+    EXPECT_THAT(shard.CreateTensors({Dense("w", 4)}),
+                StatusIs(absl::StatusCode::kUnavailable,
+                         HasSubstr("injected disk failure")));
+    EXPECT_THAT(shard.store()->Describe("w"),
+                StatusIs(absl::StatusCode::kNotFound));
+    EXPECT_THAT(shard.PushDense("w", 0, std::vector<float>(4, 1.0f)),
+                StatusIs(absl::StatusCode::kNotFound));
+    failing->store(false);
+    auto retried = shard.CreateTensors({Dense("w", 4)});
+    ASSERT_THAT(retried, IsOk());
+    EXPECT_EQ(retried->created, 1);  // not "existing": the first one left none
+    ASSERT_THAT(shard.Drain(absl::Seconds(5)), IsOk());
+  }
+  metrics::Registry registry;
+  Shard restarted(Options(), &registry);
+  ASSERT_THAT(restarted.Load(), IsOk());
+  EXPECT_THAT(restarted.store()->Describe("w"), IsOk());
+}
+
+TEST_F(ShardTest, RequestsNamingTooManyIdsAreRefused) {
+  ShardOptions options = Options();
+  options.max_ids_per_request = 16;
+  metrics::Registry registry;
+  Shard shard(options, &registry);
+  ASSERT_THAT(shard.Load(), IsOk());
+  ASSERT_THAT(shard.CreateTensors({Table("e", 2)}), IsOk());
+  std::vector<uint64_t> ids(17);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = i;
+  std::vector<float> values(ids.size() * 2);
+  EXPECT_THAT(shard.PullRows("e", ids, absl::MakeSpan(values)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--max_ids_per_request=16")));
+  EXPECT_THAT(shard.PushRows("e", ids, values),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ids.resize(16);
+  values.resize(32);
+  EXPECT_THAT(shard.PullRows("e", ids, absl::MakeSpan(values)), IsOk());
+}
+
+}  // namespace
+}  // namespace tessera
