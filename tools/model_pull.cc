@@ -9,13 +9,19 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "ps/client/placement.h"
+#include "ps/common/checked_math.h"
 #include "ps/common/grpc_status.h"
 #include "ps/store/initializer.h"
 #include "tessera/v1/ps.grpc.pb.h"
 
 namespace tessera {
 namespace {
+
+// A bounded table is written whole (every row, pulled or initial); beyond
+// this many floats (8 GiB) the pull refuses instead of allocating it.
+constexpr int64_t kMaxDenseTableFloats = int64_t{1} << 31;
 
 struct Assembly {
   v1::TensorSpec spec;
@@ -49,30 +55,69 @@ absl::StatusOr<std::vector<PulledTensor>> PullModel(
             "shard ", s, " at ", shards[s], " sent a chunk before its spec"));
       }
       Assembly& a = tensors[current];
-      if (chunk.has_spec()) a.spec = chunk.spec();
+      if (chunk.has_spec()) {
+        // A shard is a peer: its spec is checked like a request's, before
+        // any size is computed from it.
+        absl::Status valid = ValidateTensorSpec(chunk.spec());
+        if (!valid.ok() || chunk.spec().name() != current ||
+            (!a.spec.name().empty() &&
+             !google::protobuf::util::MessageDifferencer::Equals(
+                 a.spec, chunk.spec()))) {
+          return absl::DataLossError(absl::StrCat(
+              "shard ", s, " at ", shards[s], " sent a bad spec of ", current,
+              ": ", valid.ok() ? "it disagrees with another shard's" : valid.message()));
+        }
+        a.spec = chunk.spec();
+      }
       a.version = std::max(a.version, chunk.version());
-      const size_t n = chunk.values().size() / sizeof(float);
-      const float* v = reinterpret_cast<const float*>(chunk.values().data());
+      const std::string& bytes = chunk.values();
+      auto malformed = [&](absl::string_view why) {
+        return absl::DataLossError(absl::StrCat("shard ", s, " at ", shards[s],
+                                                " sent a malformed chunk of ",
+                                                current, ": ", why));
+      };
+      if (bytes.size() % sizeof(float) != 0) {
+        return malformed("values are not whole float32s");
+      }
+      const int64_t n = static_cast<int64_t>(bytes.size() / sizeof(float));
+      // Copied out of the bytes field, which has no alignment promise.
+      auto copy_floats = [&](int64_t from, int64_t count, float* to) {
+        std::memcpy(to, bytes.data() + from * sizeof(float),
+                    count * sizeof(float));
+      };
       if (a.spec.kind() == v1::TensorSpec::EMBEDDING) {
         const int64_t dim = a.spec.shape(1);
-        if (static_cast<int64_t>(n) != chunk.row_ids_size() * dim) {
-          return absl::DataLossError(absl::StrCat(
-              "shard ", s, " sent a malformed chunk of ", current));
+        const int64_t rows = a.spec.shape(0);  // 0 = unbounded
+        int64_t want = 0;
+        if (!CheckedMul(chunk.row_ids_size(), dim, &want) || want != n) {
+          return malformed(absl::StrCat(chunk.row_ids_size(), " rows of dim ",
+                                        dim, " in ", n, " floats"));
         }
         for (int i = 0; i < chunk.row_ids_size(); ++i) {
-          a.rows[chunk.row_ids(i)].assign(v + i * dim, v + (i + 1) * dim);
+          const uint64_t id = chunk.row_ids(i);
+          if (rows > 0 && id >= static_cast<uint64_t>(rows)) {
+            return malformed(absl::StrCat("row ", id, " is outside [0, ",
+                                          rows, ")"));
+          }
+          std::vector<float>& row = a.rows[id];
+          row.resize(dim);
+          copy_floats(i * dim, dim, row.data());
         }
         continue;
       }
-      if (a.values.empty()) a.values.resize(NumElements(a.spec));
-      const int64_t at =
-          chunk.part_row_begin() * RowSize(a.spec) + chunk.offset();
-      if (at < 0 || at + static_cast<int64_t>(n) >
-                        static_cast<int64_t>(a.values.size())) {
-        return absl::DataLossError(absl::StrCat("shard ", s, " sent values of ",
-                                                current, " outside its shape"));
+      const int64_t total = NumElements(a.spec);  // bounded by validation
+      if (a.values.empty()) a.values.resize(total);
+      const int64_t row_size = RowSize(a.spec);
+      const int64_t rows = NumRows(a.spec);
+      int64_t at = 0;
+      if (!RangeWithin(chunk.part_row_begin(), 0, 0, rows) ||
+          !CheckedAdd(chunk.part_row_begin() * row_size, chunk.offset(), &at) ||
+          !RangeWithin(at, n, 0, total)) {
+        return malformed(absl::StrCat("values at part row ",
+                                      chunk.part_row_begin(), " offset ",
+                                      chunk.offset(), " outside its shape"));
       }
-      std::memcpy(a.values.data() + at, v, n * sizeof(float));
+      if (n > 0) copy_floats(0, n, a.values.data() + at);
       a.filled += n;
     }
     grpc::Status status = reader->Finish();
@@ -102,9 +147,16 @@ absl::StatusOr<std::vector<PulledTensor>> PullModel(
     }
     const int64_t dim = a.spec.shape(1);
     const int64_t rows = a.spec.shape(0);
+    int64_t dense_floats = 0;
+    if (rows > 0 && (!CheckedMul(rows, dim, &dense_floats) ||
+                     dense_floats > kMaxDenseTableFloats)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "embedding table ", name, " of ", rows, " x ", dim,
+          " floats is too large to write as one dense tensor"));
+    }
     if (rows > 0) {
       t.shape = {rows, dim};
-      t.values.resize(rows * dim);
+      t.values.resize(dense_floats);
       InitializeRows(a.spec, 0, absl::MakeSpan(t.values));
       for (const auto& [id, values] : a.rows) {
         std::copy(values.begin(), values.end(), t.values.begin() + id * dim);

@@ -1,9 +1,12 @@
 #include "ps/server/coordinator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "ps/common/checked_math.h"
+#include "ps/common/status_macros.h"
 #include "glog/logging.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "ps/common/job_config.h"
@@ -165,6 +168,33 @@ absl::Status Coordinator::CheckWorkerId(const std::string& id) const {
   }
   return absl::OkStatus();
 }
+
+namespace {
+
+// Counts a worker reports: non-negative, correct <= samples, a finite loss.
+// They are added up with SaturatingAdd, so no report can wrap a total.
+absl::Status CheckCounts(int64_t samples, int64_t correct, double loss_sum) {
+  if (samples < 0 || correct < 0 || correct > samples) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "samples (", samples, ") and correct (", correct,
+        ") must satisfy 0 <= correct <= samples"));
+  }
+  if (!std::isfinite(loss_sum)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("loss_sum must be finite, got ", loss_sum));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckClock(int64_t clock) {
+  if (clock < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("clock must be >= 0, got ", clock));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 Coordinator::Worker& Coordinator::TouchLocked(const std::string& id,
                                               bool* joined) {
@@ -334,6 +364,11 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(
     const v1::HeartbeatRequest& request) {
   absl::Status id = CheckWorkerId(request.worker_id());
   if (!id.ok()) return id;
+  TESSERA_RETURN_IF_ERROR(CheckClock(request.clock()));
+  if (request.samples() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("samples must be >= 0, got ", request.samples()));
+  }
   v1::HeartbeatResponse response;
   absl::MutexLock lock(&mu_);
   ExpireStaleLocked();
@@ -341,7 +376,7 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(
   w.clock = std::max(w.clock, request.clock());
   max_clock_ = std::max(max_clock_, w.clock);
   NoteClocksLocked();
-  w.samples += std::max<int64_t>(0, request.samples());
+  w.samples = SaturatingAdd(w.samples, request.samples());
   const int p = request.partition();
   if (p >= 0) {
     auto holder = leased_.find(p);
@@ -426,6 +461,8 @@ absl::StatusOr<v1::CompletePartitionResponse> Coordinator::CompletePartition(
     const v1::CompletePartitionRequest& request) {
   absl::Status id = CheckWorkerId(request.worker_id());
   if (!id.ok()) return id;
+  TESSERA_RETURN_IF_ERROR(
+      CheckCounts(request.samples(), request.correct(), request.loss_sum()));
   v1::CompletePartitionResponse response;
   bool changed = false;
   {
@@ -445,9 +482,9 @@ absl::StatusOr<v1::CompletePartitionResponse> Coordinator::CompletePartition(
       leased_.erase(p);
       queue_.erase(std::remove(queue_.begin(), queue_.end(), p), queue_.end());
       v1::EpochStats& stats = StatsLocked(epoch_);
-      stats.set_samples(stats.samples() + request.samples());
+      stats.set_samples(SaturatingAdd(stats.samples(), request.samples()));
       stats.set_loss_sum(stats.loss_sum() + request.loss_sum());
-      stats.set_correct(stats.correct() + request.correct());
+      stats.set_correct(SaturatingAdd(stats.correct(), request.correct()));
       stats.set_partitions_done(stats.partitions_done() + 1);
       response.set_accepted(true);
       changed = true;
@@ -488,6 +525,7 @@ absl::StatusOr<v1::WaitForClockResponse> Coordinator::WaitForClock(
   if (request.max_wait_ms() > 0) {
     max_wait = std::min(max_wait, absl::Milliseconds(request.max_wait_ms()));
   }
+  TESSERA_RETURN_IF_ERROR(CheckClock(request.clock()));
   const absl::Time start = now_();
   v1::WaitForClockResponse response;
   absl::MutexLock lock(&mu_);
@@ -519,13 +557,24 @@ absl::Status Coordinator::ReportEvaluation(
     const v1::ReportEvaluationRequest& request) {
   absl::Status id = CheckWorkerId(request.worker_id());
   if (!id.ok()) return id;
+  TESSERA_RETURN_IF_ERROR(
+      CheckCounts(request.samples(), request.correct(), request.loss_sum()));
   {
     absl::MutexLock lock(&mu_);
+    // Only epochs of this job: every other value would add a record.
+    if (request.epoch() < 0 || request.epoch() > epoch_ ||
+        request.epoch() >= job_.epochs()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "evaluation of epoch ", request.epoch(), "; job ", job_.name(),
+          " is at epoch ", epoch_, " of ", job_.epochs()));
+    }
     TouchLocked(request.worker_id(), nullptr);
     v1::EpochStats& stats = StatsLocked(request.epoch());
-    stats.set_test_samples(stats.test_samples() + request.samples());
+    stats.set_test_samples(
+        SaturatingAdd(stats.test_samples(), request.samples()));
     stats.set_test_loss_sum(stats.test_loss_sum() + request.loss_sum());
-    stats.set_test_correct(stats.test_correct() + request.correct());
+    stats.set_test_correct(
+        SaturatingAdd(stats.test_correct(), request.correct()));
   }
   return Persist();
 }

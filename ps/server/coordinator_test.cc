@@ -2,7 +2,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <cmath>
+#include <limits>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -287,6 +291,61 @@ TEST_F(CoordinatorTest, StateOfAnotherJobIsRefused) {
   Coordinator c(job_, storage_.get(), &registry_, [this] { return now_; });
   EXPECT_THAT(c.Load(), StatusIs(absl::StatusCode::kFailedPrecondition,
                                  HasSubstr("test-job")));
+}
+
+TEST_F(CoordinatorTest, HostileCountsAndClocksAreRefusedAndChangeNothing) {
+  auto c = Make();
+  const Result lease = Acquire(c.get(), "w0");
+  ASSERT_EQ(lease.result(), Result::LEASED);
+  v1::CompletePartitionRequest complete;
+  complete.set_worker_id("w0");
+  complete.set_epoch(lease.epoch());
+  complete.set_partition(lease.partition());
+  for (auto [samples, correct] :
+       std::vector<std::pair<int64_t, int64_t>>{{-1, 0}, {5, 6}, {0, -1}}) {
+    complete.set_samples(samples);
+    complete.set_correct(correct);
+    EXPECT_THAT(c->CompletePartition(complete),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  complete.set_samples(1);
+  complete.set_correct(0);
+  complete.set_loss_sum(std::nan(""));
+  EXPECT_THAT(c->CompletePartition(complete),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(c->Status().partitions_done(), 0);
+  // Totals saturate instead of wrapping.
+  complete.set_loss_sum(0);
+  complete.set_samples(std::numeric_limits<int64_t>::max());
+  complete.set_correct(std::numeric_limits<int64_t>::max());
+  ASSERT_THAT(c->CompletePartition(complete), IsOk());
+  const Result next = Acquire(c.get(), "w0");
+  complete.set_partition(next.partition());
+  ASSERT_THAT(c->CompletePartition(complete), IsOk());
+  EXPECT_EQ(c->Status().epoch_stats(0).samples(),
+            std::numeric_limits<int64_t>::max());
+
+  v1::HeartbeatRequest beat;
+  beat.set_worker_id("w0");
+  beat.set_clock(-5);
+  EXPECT_THAT(c->Heartbeat(beat), StatusIs(absl::StatusCode::kInvalidArgument));
+  v1::WaitForClockRequest wait;
+  wait.set_worker_id("w0");
+  wait.set_clock(std::numeric_limits<int64_t>::min());
+  EXPECT_THAT(c->WaitForClock(wait, absl::Seconds(1)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+
+  // Evaluations of epochs the job does not have add no records.
+  v1::ReportEvaluationRequest eval;
+  eval.set_worker_id("w0");
+  eval.set_samples(10);
+  eval.set_correct(5);
+  for (int epoch : {-1, 2, 1 << 30}) {
+    eval.set_epoch(epoch);
+    EXPECT_THAT(c->ReportEvaluation(eval),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  EXPECT_EQ(c->Status().epoch_stats_size(), 1);
 }
 
 }  // namespace

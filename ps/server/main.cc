@@ -67,6 +67,11 @@ ABSL_FLAG(int64_t, max_memory_bytes, -1,
           "Parameters plus optimizer state this shard may hold; tensors or "
           "embedding rows beyond it are refused with RESOURCE_EXHAUSTED. "
           "-1: 80% of the machine's memory; 0: no limit.");
+ABSL_FLAG(int64_t, max_ids_per_request, 1 << 20,
+          "Most embedding row ids one push or pull may name (data plane and "
+          "gRPC); more is INVALID_ARGUMENT.");
+ABSL_FLAG(int64_t, max_specs_per_request, 100000,
+          "Most tensor specs one CreateTensors may carry.");
 ABSL_FLAG(std::string, nan_policy, "reject",
           "What to do with a gradient holding NaN/Inf: reject (error to the "
           "sender) or skip (drop it, count it, answer OK with skipped=true).");
@@ -120,6 +125,14 @@ int Run() {
   options.flush_interval = absl::Seconds(absl::GetFlag(FLAGS_flush_interval_s));
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_memory_bytes = absl::GetFlag(FLAGS_max_memory_bytes);
+  options.max_ids_per_request = absl::GetFlag(FLAGS_max_ids_per_request);
+  options.max_specs_per_request = absl::GetFlag(FLAGS_max_specs_per_request);
+  if (options.max_message_bytes <= 0 || options.max_ids_per_request <= 0 ||
+      options.max_specs_per_request <= 0) {
+    Die(absl::InvalidArgumentError(
+        "--max_message_bytes, --max_ids_per_request and "
+        "--max_specs_per_request must be positive"));
+  }
   if (options.max_memory_bytes < 0) {
     options.max_memory_bytes = static_cast<int64_t>(
         0.8 * sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE));
