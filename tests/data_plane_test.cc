@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <future>
 #include <map>
 #include <thread>
@@ -525,14 +526,42 @@ TEST_F(DataPlaneTest, MalformedFramesGetErrorRepliesAndChangeNothing) {
     std::string message;
     std::string reason;
   };
+  // Row ranges whose end overflows int64: once answered OK with another
+  // tensor's memory (pull) or a SIGSEGV (push).
+  const int64_t kMax = std::numeric_limits<int64_t>::max();
+  auto dense = [&](v1::DataHeader::Op op, int64_t begin, int64_t rows) {
+    v1::DataHeader h = push;
+    h.set_op(op);
+    h.set_row_begin(begin);
+    h.set_row_count(rows);
+    return h.SerializeAsString();
+  };
+  const std::string values64 = FloatBytes(std::vector<float>(64 * 8, 0.5f));
   const std::vector<Case> cases = {
+      {"pull at INT64_MAX",
+       {dense(v1::DataHeader::PULL_DENSE, kMax, 1)},
+       "not within this shard's rows",
+       "rows_out_of_range"},
+      {"pull of 20 rows at INT64_MAX",
+       {dense(v1::DataHeader::PULL_DENSE, kMax, 20)},
+       "not within this shard's rows",
+       "rows_out_of_range"},
+      {"push at INT64_MAX",
+       {dense(v1::DataHeader::PUSH_DENSE, kMax, 1),
+        FloatBytes(std::vector<float>(8, 0.5f))},
+       "not within this shard's rows",
+       "rows_out_of_range"},
+      {"push of 64 rows at INT64_MAX - 63",
+       {dense(v1::DataHeader::PUSH_DENSE, kMax - 63, 64), values64},
+       "not within this shard's rows",
+       "rows_out_of_range"},
       {"truncated header",
        {good_header.substr(0, 6), good_values},
        "truncated",
        "malformed"},
       {"wrong payload size",
        {good_header, good_values.substr(0, 28 * 4)},
-       "4 rows of 8 need 32",
+       "4 rows of 8 floats do not fit",
        "malformed"},
       {"ragged payload",
        {good_header, good_values.substr(0, 30)},

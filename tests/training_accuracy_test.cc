@@ -1,7 +1,7 @@
 // The MLP trained by the whole system -- 2 tessera-ps shards and 2 async
 // tessera-worker processes on loopback -- on the full Fashion-MNIST training
-// set reaches 88% test accuracy in 15 epochs, as reported by the worker that
-// finished the last epoch. One test: about 80 s alone on two cores.
+// set reaches 87% test accuracy in 15 epochs (88% typically), as reported by
+// the worker that finished the last epoch. One test: 35-80 s on two cores.
 
 #include <iostream>
 #include <string>
@@ -20,12 +20,19 @@ using testing::FindEpoch;
 using testing::LocalCluster;
 using testing::LocalClusterOptions;
 
-constexpr int kEpochs = 15;  // 10 reach 88.2-88.7%: too close to the bar.
+constexpr int kEpochs = 15;
 constexpr int kPartitions = 60;
 constexpr int64_t kTrainExamples = 60000;
-constexpr double kTargetAccuracy = 88.0;  // percent
+// The final test accuracy of this asynchronous job varies from run to run
+// (which updates each pull sees depends on timing). Measured, 15 epochs on 2
+// cores: 87.86, 88.42, 88.43% (three runs in a row, another session's
+// fuzzer beside them) and 87.91% (a fresh-clone `make test` with other work
+// running, which failed the former 88.0 bar): 87.86-88.43, a spread of 0.57
+// point. The bound sits 0.86 point below the lowest run measured, 1.5x that
+// spread; typical runs reach 88%.
+constexpr double kTargetAccuracy = 87.0;  // percent
 
-TEST(TrainingAccuracyTest, MlpReachesEightyEightPercentWithTwoAsyncWorkers) {
+TEST(TrainingAccuracyTest, MlpReachesEightySevenPercentWithTwoAsyncWorkers) {
   LocalClusterOptions options;
   options.num_shards = 2;
   options.job_config = absl::StrCat(
