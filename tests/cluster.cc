@@ -21,20 +21,17 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "tessera/v1/coordinator.grpc.pb.h"
+#include "tools/launch/launcher.h"
 
 namespace tessera::testing {
 namespace {
 
-// Poll interval while waiting for a condition; never a readiness sleep.
-constexpr absl::Duration kPoll = absl::Milliseconds(20);
-
 std::string Tail(const std::string& text, size_t n = 3000) {
-  return text.size() <= n ? text : text.substr(text.size() - n);
+  return launch::Tail(text, n);
 }
 
 }  // namespace
@@ -56,89 +53,33 @@ std::string ShardPorts::grpc_address() const {
 
 absl::Status WaitForServing(const std::string& address,
                             absl::Duration timeout) {
-  auto channel =
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  auto stub = grpc::health::v1::Health::NewStub(channel);
-  const absl::Time deadline = absl::Now() + timeout;
-  std::string last = "no answer";
-  while (absl::Now() < deadline) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::milliseconds(500));
-    grpc::health::v1::HealthCheckRequest request;
-    grpc::health::v1::HealthCheckResponse response;
-    grpc::Status s = stub->Check(&context, request, &response);
-    if (s.ok() &&
-        response.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
-      return absl::OkStatus();
-    }
-    last = s.ok() ? "NOT_SERVING" : s.error_message();
-    absl::SleepFor(kPoll);
-  }
-  return absl::DeadlineExceededError(
-      absl::StrCat(address, " not SERVING after ",
-                   absl::FormatDuration(timeout), ": ", last));
+  return launch::WaitForServing(address, nullptr, absl::Now() + timeout);
 }
 
 absl::StatusOr<std::unique_ptr<ShardProcess>> ShardProcess::Start(
     int shard_index, int num_shards, const std::string& data_dir,
     std::vector<std::string> extra_flags, absl::Duration timeout,
     const std::string& log_path) {
-  const std::string port_file = TempPath(absl::StrCat(
+  launch::ShardCommand command;
+  command.binary = BinaryPath("ps/server/tessera-ps");
+  command.shard_index = shard_index;
+  command.num_shards = num_shards;
+  command.data_dir = data_dir;
+  command.port_file = TempPath(absl::StrCat(
       "shard", shard_index, "-", absl::ToUnixNanos(absl::Now()), ".ports"));
-  std::vector<std::string> argv = {BinaryPath("ps/server/tessera-ps"),
-                                   absl::StrCat("--shard_index=", shard_index),
-                                   absl::StrCat("--num_shards=", num_shards),
-                                   "--listen_address=127.0.0.1",
-                                   "--grpc_port=0",
-                                   "--data_port=0",
-                                   "--metrics_port=0",
-                                   absl::StrCat("--data_dir=", data_dir),
-                                   absl::StrCat("--port_file=", port_file)};
-  for (auto& f : extra_flags) argv.push_back(std::move(f));
-  auto child = Child::Start(
-      argv, log_path.empty()
-                ? TempPath(absl::StrCat("shard", shard_index, ".log"))
-                : log_path);
-  if (!child.ok()) return child.status();
+  command.extra_flags = std::move(extra_flags);
+  auto started = launch::StartShard(
+      command,
+      log_path.empty() ? TempPath(absl::StrCat("shard", shard_index, ".log"))
+                       : log_path,
+      timeout);
+  std::remove(command.port_file.c_str());  // Read; nothing else needs it.
+  if (!started.ok()) return started.status();
   auto shard = std::unique_ptr<ShardProcess>(new ShardProcess());
-  shard->child_ = *std::move(child);
-
-  const absl::Time deadline = absl::Now() + timeout;
-  while (true) {
-    std::ifstream in(port_file);
-    if (in.good()) break;
-    if (!shard->child_->running()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("tessera-ps exited before serving; log:\n",
-                       Tail(shard->child_->Log())));
-    }
-    if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "tessera-ps wrote no port file in ", absl::FormatDuration(timeout),
-          "; log:\n", Tail(shard->child_->Log())));
-    }
-    absl::SleepFor(kPoll);
-  }
-  std::ifstream in(port_file);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(line, '=');
-    int port = 0;
-    if (!absl::SimpleAtoi(kv.second, &port)) continue;
-    if (kv.first == "grpc") shard->ports_.grpc = port;
-    if (kv.first == "data") shard->ports_.data = port;
-    if (kv.first == "metrics") shard->ports_.metrics = port;
-  }
-  in.close();
-  std::remove(port_file.c_str());  // Read; nothing else needs it.
-  absl::Status serving =
-      WaitForServing(shard->ports_.grpc_address(), deadline - absl::Now());
-  if (!serving.ok()) {
-    return absl::Status(serving.code(),
-                        absl::StrCat(serving.message(), "; log:\n",
-                                     Tail(shard->child_->Log())));
-  }
+  shard->child_ = std::move(started->child);
+  shard->ports_.grpc = started->ports.grpc;
+  shard->ports_.data = started->ports.data;
+  shard->ports_.metrics = started->ports.metrics;
   return shard;
 }
 
@@ -152,22 +93,7 @@ std::shared_ptr<grpc::Channel> ShardProcess::channel() {
   return channel_;
 }
 
-absl::StatusOr<int> PickFreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = 0;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    return absl::UnavailableError("cannot bind a free port");
-  }
-  close(fd);
-  return static_cast<int>(ntohs(addr.sin_port));
-}
+absl::StatusOr<int> PickFreePort() { return launch::PickFreePort(); }
 
 absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -273,16 +199,14 @@ absl::StatusOr<WorkerProcess*> LocalCluster::StartWorker(
   if (worker(id) != nullptr) {
     return absl::AlreadyExistsError(absl::StrCat("worker ", id, " exists"));
   }
-  const std::vector<std::string> addresses = shard_addresses();
-  std::vector<std::string> argv = {BinaryPath("worker/tessera-worker"),
-                                   "--coordinator=" + addresses[0],
-                                   "--shards=" + absl::StrJoin(addresses, ","),
-                                   "--worker_id=" + id,
-                                   "--listen_address=127.0.0.1",
-                                   "--metrics_port=0"};
-  for (const auto& f : options_.worker_flags) argv.push_back(f);
-  for (auto& f : extra_flags) argv.push_back(std::move(f));
-  auto child = Child::Start(argv, absl::StrCat(dir_, "/worker-", id, ".log"));
+  launch::WorkerCommand command;
+  command.binary = BinaryPath("worker/tessera-worker");
+  command.worker_id = id;
+  command.shards = shard_addresses();
+  command.extra_flags = options_.worker_flags;
+  for (auto& f : extra_flags) command.extra_flags.push_back(std::move(f));
+  auto child =
+      launch::StartWorker(command, absl::StrCat(dir_, "/worker-", id, ".log"));
   if (!child.ok()) return child.status();
   workers_.push_back(
       std::unique_ptr<WorkerProcess>(new WorkerProcess(id, *std::move(child))));
@@ -314,7 +238,7 @@ absl::StatusOr<v1::JobStatus> LocalCluster::WaitFor(
     const std::string& what,
     const std::function<bool(const v1::JobStatus&)>& done,
     absl::Duration timeout, bool fail_if_no_worker) {
-  // Slower than kPoll: each poll is a gRPC call on cores the job needs.
+  // Not too often: each poll is a gRPC call on cores the job needs.
   constexpr absl::Duration kStatusPoll = absl::Milliseconds(50);
   const absl::Time deadline = absl::Now() + timeout;
   std::string last = "no status yet";

@@ -2,9 +2,10 @@
 #define TESSERA_TESTS_CLUSTER_H_
 
 // Test support for multi-process tests: starts the real binaries as child
-// processes on loopback with ports picked at run time, waits for readiness by
-// polling (port file, then gRPC health), and kills and reaps every child when
-// the owning object goes away, also when a test fails.
+// processes on loopback with ports picked at run time, through the local
+// launcher (tools/launch/launcher.h), which waits for readiness by polling
+// (port file, then gRPC health); every child is killed and reaped when the
+// owning object goes away, also when a test fails.
 //
 // Thread-compatible.
 
@@ -21,7 +22,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "tessera/v1/coordinator.pb.h"
-#include "tools/subprocess.h"
+#include "tools/launch/subprocess.h"
 
 namespace tessera::testing {
 

@@ -20,14 +20,14 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "tools/cli_status.h"
 #include "tools/model_file.h"
 #include "tools/model_pull.h"
-#include "tools/subprocess.h"
+#include "tools/launch/launcher.h"
+#include "tools/launch/subprocess.h"
 #include "worker/data/dataset.h"
 #include "worker/data/fashion_mnist.h"
 #include "worker/evaluation.h"
@@ -84,54 +84,6 @@ std::string FindBinary(const std::string& flag, const char* argv0,
     if (fs::exists(c, ec)) return c.string();
   }
   return relative;
-}
-
-absl::Status WaitForServing(const std::string& address, Subprocess* child,
-                            absl::Duration timeout) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline && !interrupted) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::milliseconds(500));
-    grpc::health::v1::HealthCheckResponse response;
-    if (stub->Check(&context, {}, &response).ok() &&
-        response.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
-      return absl::OkStatus();
-    }
-    if (!child->running()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "shard at ", address, " exited; see ", child->log_path()));
-    }
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return absl::DeadlineExceededError(absl::StrCat(
-      "shard at ", address, " not serving; see ", child->log_path()));
-}
-
-// Reads "grpc=P" from a shard's port file, polling until it exists.
-absl::StatusOr<int> WaitForPort(const std::string& path, Subprocess* child,
-                                absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline && !interrupted) {
-    std::ifstream in(path);
-    std::string line;
-    while (std::getline(in, line)) {
-      int port = 0;
-      if (absl::StartsWith(line, "grpc=") &&
-          absl::SimpleAtoi(line.substr(5), &port)) {
-        return port;
-      }
-    }
-    if (!child->running()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "tessera-ps exited during start-up; see ", child->log_path()));
-    }
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return absl::DeadlineExceededError(
-      absl::StrCat("tessera-ps did not start; see ", child->log_path()));
 }
 
 // Evaluates the pulled model on the 10,000 test images.
@@ -205,38 +157,37 @@ int RunDemo(const char* argv0) {
   std::vector<std::unique_ptr<Subprocess>> shards;
   std::vector<std::string> addresses;
   for (int i = 0; i < num_shards; ++i) {
-    const std::string port_file = absl::StrCat(dir, "/ps-", i, ".ports");
-    std::vector<std::string> argv = {
-        ps,
-        absl::StrCat("--shard_index=", i),
-        absl::StrCat("--num_shards=", num_shards),
-        "--listen_address=127.0.0.1",
-        "--grpc_port=0",
-        "--data_port=0",
-        "--metrics_port=0",
-        absl::StrCat("--data_dir=", dir, "/ps-", i),
-        absl::StrCat("--port_file=", port_file),
-        "--flush_interval_s=5"};
-    if (i == 0) argv.push_back("--job_config=" + job_path);
-    auto child = Subprocess::Start(argv, absl::StrCat(dir, "/ps-", i, ".log"));
-    if (!child.ok()) return Fail(child.status());
-    auto port = WaitForPort(port_file, child->get(), absl::Seconds(60));
-    if (!port.ok()) return Fail(port.status());
-    addresses.push_back(absl::StrCat("127.0.0.1:", *port));
-    absl::Status serving =
-        WaitForServing(addresses.back(), child->get(), absl::Seconds(60));
-    if (!serving.ok()) return Fail(serving);
-    shards.push_back(*std::move(child));
+    launch::ShardCommand command;
+    command.binary = ps;
+    command.shard_index = i;
+    command.num_shards = num_shards;
+    command.data_dir = absl::StrCat(dir, "/ps-", i);
+    command.port_file = absl::StrCat(dir, "/ps-", i, ".ports");
+    if (i == 0) command.job_config = job_path;
+    command.extra_flags = {"--flush_interval_s=5"};
+    std::cout << "starting shard " << i << "; waiting until it serves\n";
+    auto started =
+        launch::StartShard(command, absl::StrCat(dir, "/ps-", i, ".log"),
+                           absl::Seconds(60), &interrupted);
+    if (interrupted) {
+      std::cout << "\ninterrupted: stopping every process\n";
+      return 130;
+    }
+    if (!started.ok()) return Fail(started.status());
+    addresses.push_back(absl::StrCat("127.0.0.1:", started->ports.grpc));
+    shards.push_back(std::move(started->child));
   }
   std::cout << "shards serving at " << absl::StrJoin(addresses, ", ") << "\n";
 
   std::vector<std::unique_ptr<Subprocess>> workers;
   for (int i = 0; i < num_workers; ++i) {
-    auto child = Subprocess::Start({worker_bin, "--coordinator=" + addresses[0],
-                                    "--shards=" + absl::StrJoin(addresses, ","),
-                                    absl::StrCat("--worker_id=demo-worker-", i),
-                                    "--metrics_port=0", "--threads=1"},
-                                   absl::StrCat(dir, "/worker-", i, ".log"));
+    launch::WorkerCommand command;
+    command.binary = worker_bin;
+    command.worker_id = absl::StrCat("demo-worker-", i);
+    command.shards = addresses;
+    command.extra_flags = {"--threads=1"};
+    auto child =
+        launch::StartWorker(command, absl::StrCat(dir, "/worker-", i, ".log"));
     if (!child.ok()) return Fail(child.status());
     workers.push_back(*std::move(child));
   }

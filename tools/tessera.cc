@@ -36,7 +36,7 @@ namespace tessera {
 namespace {
 
 constexpr char kUsage[] =
-    R"(tessera: the Tessera parameter server's command line.
+    R"(the Tessera parameter server's command line.
 
   tessera demo [--demo_* flags]
       Starts 2 shards and 2 workers on this machine, trains the Fashion-MNIST

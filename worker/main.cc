@@ -62,7 +62,7 @@ void OnStopSignal(int signal_number) {
 
 int main(int argc, char** argv) {
   tessera::SetUsage(
-      "tessera-worker: trains a Tessera job's model on leased partitions.");
+      "trains a Tessera job's model on leased partitions.");
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   FLAGS_v = absl::GetFlag(FLAGS_verbosity);

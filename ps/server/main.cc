@@ -39,6 +39,7 @@
 #include "ps/server/ps_service.h"
 #include "ps/server/server_options.h"
 #include "ps/server/shard.h"
+#include "ps/wire/port_file.h"
 
 ABSL_FLAG(std::string, shard_index, "0",
           "This shard's index: a number, or a StatefulSet pod name such as "
@@ -237,8 +238,9 @@ int Run() {
   health->SetServingStatus(true);
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     absl::Status written =
-        WritePortFile(absl::GetFlag(FLAGS_port_file), grpc_port,
-                      options.data_port, options.metrics_port);
+        WritePortFile(absl::GetFlag(FLAGS_port_file),
+                      ServerPorts{grpc_port, options.data_port,
+                                  options.metrics_port});
     if (!written.ok()) Die(written);
   }
   LOG(INFO) << "shard " << options.shard_index << ": SERVING";
@@ -268,7 +270,7 @@ int Run() {
 }  // namespace tessera
 
 int main(int argc, char** argv) {
-  tessera::SetUsage("tessera-ps: one shard of the Tessera parameter server.");
+  tessera::SetUsage("one shard of the Tessera parameter server.");
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   FLAGS_v = absl::GetFlag(FLAGS_verbosity);

@@ -1,8 +1,5 @@
 #include "ps/server/server_options.h"
 
-#include <cstdio>
-#include <fstream>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -23,23 +20,5 @@ absl::StatusOr<int> ParseShardIndex(absl::string_view text) {
   return index;
 }
 
-absl::Status WritePortFile(const std::string& path, int grpc_port,
-                           int data_port, int metrics_port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << "grpc=" << grpc_port << "\ndata=" << data_port
-        << "\nmetrics=" << metrics_port << "\n";
-    if (!out.good()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot write port file ", tmp));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot rename ", tmp, " to ", path));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace tessera

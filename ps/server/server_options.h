@@ -14,10 +14,6 @@ namespace tessera {
 // ordinal. InvalidArgument for anything else, naming the input.
 absl::StatusOr<int> ParseShardIndex(absl::string_view text);
 
-// Writes "grpc=P\ndata=P\nmetrics=P\n" to `path` atomically (write + rename),
-// so a supervisor that polls for the file never reads half of it.
-absl::Status WritePortFile(const std::string& path, int grpc_port,
-                           int data_port, int metrics_port);
 
 }  // namespace tessera
 

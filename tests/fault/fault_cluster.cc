@@ -18,7 +18,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -26,6 +25,7 @@
 #include "ps/store/tensor_store.h"
 #include "tessera/v1/ps.grpc.pb.h"
 #include "tools/cli_status.h"
+#include "tools/launch/launcher.h"
 #include "tools/model_pull.h"
 #include "worker/data/dataset.h"
 #include "worker/data/fashion_mnist.h"
@@ -75,44 +75,11 @@ std::string BinaryPath(const std::string& workspace_relative) {
   return absl::StrCat(srcdir, "/tessera/", workspace_relative);
 }
 
-absl::StatusOr<int> PickFreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError("socket failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    return absl::UnavailableError("cannot bind a free port");
-  }
-  close(fd);
-  return static_cast<int>(ntohs(addr.sin_port));
-}
+absl::StatusOr<int> PickFreePort() { return launch::PickFreePort(); }
 
 absl::Status WaitForServing(const std::string& address,
                             absl::Duration timeout) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  const absl::Time deadline = absl::Now() + timeout;
-  std::string last = "no answer";
-  while (absl::Now() < deadline) {
-    grpc::ClientContext context;
-    context.set_deadline(
-        absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)));
-    grpc::health::v1::HealthCheckResponse response;
-    grpc::Status s = stub->Check(&context, {}, &response);
-    if (s.ok() &&
-        response.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
-      return absl::OkStatus();
-    }
-    last = s.ok() ? "NOT_SERVING" : s.error_message();
-    absl::SleepFor(kPoll);
-  }
-  return absl::DeadlineExceededError(
-      absl::StrCat(address, " not SERVING within ",
-                   absl::FormatDuration(timeout), ": ", last));
+  return launch::WaitForServing(address, nullptr, absl::Now() + timeout);
 }
 
 int64_t ShardSnapshot::total_version() const {
@@ -206,59 +173,34 @@ absl::Status FaultCluster::StartShard(int i, absl::Duration timeout) {
         absl::StrCat("shard ", i, " is still running"));
   }
   s.child.reset();
-  const std::string port_file = absl::StrCat(dir_, "/ps-", i, ".ports");
-  std::filesystem::remove(port_file);
-  std::vector<std::string> argv;
+  launch::ShardCommand command;
   auto wrapper = options_.shard_wrappers.find(i);
-  if (wrapper != options_.shard_wrappers.end()) argv = wrapper->second;
-  for (std::string flag :
-       {BinaryPath("ps/server/tessera-ps"), absl::StrCat("--shard_index=", i),
-        absl::StrCat("--num_shards=", num_shards()),
-        absl::StrCat("--listen_address=", s.host),
-        absl::StrCat("--grpc_port=", s.grpc_port),
-        absl::StrCat("--data_port=", s.data_port),
-        absl::StrCat("--metrics_port=", s.metrics_port),
-        absl::StrCat("--data_dir=", s.data_dir),
-        absl::StrCat("--port_file=", port_file),
-        absl::StrCat("--flush_interval_s=", options_.flush_interval_s),
-        absl::StrCat("--split_threshold_bytes=",
-                     options_.split_threshold_bytes)}) {
-    argv.push_back(std::move(flag));
-  }
-  if (i == 0) argv.push_back("--job_config=" + job_path_);
-  for (const auto& f : options_.shard_flags) argv.push_back(f);
+  if (wrapper != options_.shard_wrappers.end()) command.wrapper = wrapper->second;
+  command.binary = BinaryPath("ps/server/tessera-ps");
+  command.shard_index = i;
+  command.num_shards = num_shards();
+  command.host = s.host;
+  command.grpc_port = s.grpc_port;
+  command.data_port = s.data_port;
+  command.metrics_port = s.metrics_port;
+  command.data_dir = s.data_dir;
+  command.port_file = absl::StrCat(dir_, "/ps-", i, ".ports");
+  if (i == 0) command.job_config = job_path_;
+  command.extra_flags = {
+      absl::StrCat("--flush_interval_s=", options_.flush_interval_s),
+      absl::StrCat("--split_threshold_bytes=", options_.split_threshold_bytes)};
+  for (const auto& f : options_.shard_flags) command.extra_flags.push_back(f);
   auto extra = options_.shard_extra_flags.find(i);
   if (extra != options_.shard_extra_flags.end()) {
-    for (const auto& f : extra->second) argv.push_back(f);
+    for (const auto& f : extra->second) command.extra_flags.push_back(f);
   }
   ++s.starts;
   AppendLine(s.log,
              absl::StrCat("==== fault suite: start #", s.starts, " of shard ",
                           i, " at ", absl::FormatTime(absl::Now()), " ===="));
-  auto child = Subprocess::Start(argv, s.log);
-  if (!child.ok()) return child.status();
-  s.child = *std::move(child);
-
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!std::filesystem::exists(port_file)) {
-    if (!s.child->running()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "shard ", i, " exited during start-up; log:\n", Tail(ShardLog(i))));
-    }
-    if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "shard ", i, " wrote no port file within ",
-          absl::FormatDuration(timeout), "; log:\n", Tail(ShardLog(i))));
-    }
-    absl::SleepFor(kPoll);
-  }
-  absl::Status serving = WaitForServing(
-      grpc_address(i), std::max(deadline - absl::Now(), absl::Seconds(1)));
-  if (!serving.ok()) {
-    return absl::Status(
-        serving.code(),
-        absl::StrCat(serving.message(), "; log:\n", Tail(ShardLog(i))));
-  }
+  auto started = launch::StartShard(command, s.log, timeout);
+  if (!started.ok()) return started.status();
+  s.child = std::move(started->child);
   return absl::OkStatus();
 }
 
@@ -311,17 +253,16 @@ absl::Status FaultCluster::StartWorker(const std::string& name,
   if (!port.ok()) return port.status();
   w.metrics_port = *port;
   w.log = absl::StrCat(dir_, "/worker-", name, ".log");
-  std::vector<std::string> argv = {
-      BinaryPath("worker/tessera-worker"),
-      "--coordinator=" + grpc_address(0),
-      "--shards=" + absl::StrJoin(grpc_addresses(), ","),
-      "--worker_id=" + w.id,
-      "--listen_address=127.0.0.1",
-      absl::StrCat("--metrics_port=", w.metrics_port),
+  launch::WorkerCommand command;
+  command.binary = BinaryPath("worker/tessera-worker");
+  command.worker_id = w.id;
+  command.shards = grpc_addresses();
+  command.metrics_port = w.metrics_port;
+  command.extra_flags = {
       "--threads=1",
       absl::StrCat("--call_deadline_s=", options_.call_deadline_s)};
-  for (auto& f : extra_flags) argv.push_back(std::move(f));
-  auto child = Subprocess::Start(argv, w.log);
+  for (auto& f : extra_flags) command.extra_flags.push_back(std::move(f));
+  auto child = launch::StartWorker(command, w.log);
   if (!child.ok()) return child.status();
   w.child = *std::move(child);
   workers_.push_back(std::move(w));

@@ -30,7 +30,7 @@
 #include "absl/time/time.h"
 #include "tessera/v1/coordinator.pb.h"
 #include "tests/fault/metrics_text.h"
-#include "tools/subprocess.h"
+#include "tools/launch/subprocess.h"
 
 namespace tessera::fault {
 

@@ -1,5 +1,5 @@
-#ifndef TESSERA_TOOLS_SUBPROCESS_H_
-#define TESSERA_TOOLS_SUBPROCESS_H_
+#ifndef TESSERA_TOOLS_LAUNCH_SUBPROCESS_H_
+#define TESSERA_TOOLS_LAUNCH_SUBPROCESS_H_
 
 // A child process whose lifetime is bounded by its owner: the destructor
 // kills (SIGKILL, after SIGCONT in case it was stopped) and reaps it. Used by
@@ -52,4 +52,4 @@ class Subprocess {
 
 }  // namespace tessera
 
-#endif  // TESSERA_TOOLS_SUBPROCESS_H_
+#endif  // TESSERA_TOOLS_LAUNCH_SUBPROCESS_H_

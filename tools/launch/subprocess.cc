@@ -1,4 +1,4 @@
-#include "tools/subprocess.h"
+#include "tools/launch/subprocess.h"
 
 #include <fcntl.h>
 #include <signal.h>
