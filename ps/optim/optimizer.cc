@@ -266,7 +266,7 @@ struct AdamKernel {
 constexpr int kMaxSlots = 2;
 
 // Optimizer over one kernel: size checks once per call, then the kernel's
-// loop over whole blocks (Apply) or row by row (ApplyRows).
+// loop over a whole block.
 template <typename Kernel>
 class KernelOptimizer final : public Optimizer {
  public:
@@ -291,25 +291,6 @@ class KernelOptimizer final : public Optimizer {
     kernel_.Step(params.data(), grad.data(), slots.data(), params.size(), step);
   }
 
-  void ApplyRows(absl::Span<float> params, absl::Span<const float> grad,
-                 absl::Span<float* const> slots, int dim,
-                 absl::Span<const int64_t> steps) const override {
-    CHECK_GE(dim, 0);
-    const size_t row_size = static_cast<size_t>(dim);
-    CHECK_EQ(params.size(), steps.size() * row_size);
-    CHECK_EQ(grad.size(), params.size());
-    CHECK_EQ(slots.size(), static_cast<size_t>(Kernel::kNumSlots));
-    std::array<float*, kMaxSlots> row_slots{};
-    for (size_t r = 0; r < steps.size(); ++r) {
-      CHECK_GE(steps[r], 1) << "row " << r;
-      const size_t offset = r * row_size;
-      for (int k = 0; k < Kernel::kNumSlots; ++k) {
-        row_slots[k] = slots[k] + offset;
-      }
-      kernel_.Step(params.data() + offset, grad.data() + offset,
-                   row_slots.data(), row_size, steps[r]);
-    }
-  }
 
   const OptimizerConfig& config() const override { return config_; }
 

@@ -4,8 +4,10 @@
 // Server-side optimizers, applied in place when a worker pushes a gradient.
 //
 // A shard keeps each tensor part's float32 parameters in memory with the
-// optimizer's state slots beside them. On push it calls Optimizer::Apply (dense
-// parts) or Optimizer::ApplyRows (embedding rows):
+// optimizer's state slots beside them. On push it calls Optimizer::Apply on
+// the block a dense push covers, or on each embedding row a push updates, with
+// that row's own step count (lazy: rows not pushed are untouched, no momentum
+// decay, as TensorFlow's lazy Adam):
 //
 //   TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<Optimizer> optimizer,
 //                            NewOptimizer(config));
@@ -112,16 +114,6 @@ class Optimizer {
   virtual void Apply(absl::Span<float> params, absl::Span<const float> grad,
                      absl::Span<float* const> slots, int64_t step) const = 0;
 
-  // Row-wise (sparse) variant for embedding tables. params, grad and each slot
-  // hold num_rows = steps.size() rows of `dim` floats, row after row
-  // ([num_rows x dim]); row r is updated as Apply would with step steps[r]
-  // (each row counts its own updates). Lazy semantics: rows not passed are
-  // untouched (no momentum decay), as TensorFlow's lazy Adam and row-wise
-  // sparse updates. Results are bit-identical to calling Apply on each row.
-  // Requires dim >= 0, params.size() == grad.size() == num_rows * dim.
-  virtual void ApplyRows(absl::Span<float> params, absl::Span<const float> grad,
-                         absl::Span<float* const> slots, int dim,
-                         absl::Span<const int64_t> steps) const = 0;
 
   virtual const OptimizerConfig& config() const = 0;
 };

@@ -358,142 +358,24 @@ TEST(AdamTest, DecoupledWeightDecayScalesTheParameter) {
   EXPECT_THAT(params, ElementsAre(1.5f, -3.0f));
 }
 
+// An empty block touches nothing, not even the memory right after it.
 TEST(OptimizerTest, EmptyBlockIsANoOp) {
   for (Kind kind : {Kind::kSgd, Kind::kMomentum, Kind::kAdagrad, Kind::kAdam}) {
     std::unique_ptr<Optimizer> optimizer = MustCreate(Config(kind));
-    Slots slots(*optimizer, 0);
-    optimizer->Apply({}, {}, slots.pointers, 1);
-    optimizer->ApplyRows({}, {}, slots.pointers, 4, {});
+    std::vector<float> params = {1.5f, -2.0f, 3.25f};
+    const std::vector<float> grad = {0.5f, 0.5f, 0.5f};
+    Slots slots(*optimizer, params.size());
+    const std::vector<std::vector<float>> slots_before = slots.storage;
+    optimizer->Apply(absl::MakeSpan(params.data(), 0),
+                     absl::MakeConstSpan(grad.data(), 0), slots.pointers, 1);
+    EXPECT_EQ(params, (std::vector<float>{1.5f, -2.0f, 3.25f}));
+    EXPECT_EQ(slots.storage, slots_before);
+    // And the same call on the whole block does change it: the check above
+    // can fail.
+    optimizer->Apply(absl::MakeSpan(params), grad, slots.pointers, 1);
+    EXPECT_NE(params, (std::vector<float>{1.5f, -2.0f, 3.25f}));
   }
 }
-
-// ---------------------------------------------------------------- rows
-
-struct RowsCase {
-  std::string name;
-  OptimizerConfig config;
-};
-
-void PrintTo(const RowsCase& c, std::ostream* os) { *os << c.name; }
-
-class ApplyRowsTest : public ::testing::TestWithParam<RowsCase> {};
-
-// Rows of one call carry different step counts (as embedding rows touched at
-// different times do); each must come out bit-identical to Apply on that row
-// alone with its own step.
-TEST_P(ApplyRowsTest, EqualsApplyOnEachRowSeparately) {
-  constexpr int kDim = 13;  // Not a multiple of any vector width.
-  constexpr int kRows = 4;
-  std::unique_ptr<Optimizer> optimizer = MustCreate(GetParam().config);
-  std::mt19937 rng(42);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-
-  std::vector<float> table(kRows * kDim);
-  for (float& x : table) x = normal(rng);
-  std::vector<float> rows_table = table;
-  Slots table_slots(*optimizer, table.size());
-  // One independent block (params and slots) per row for the Apply side.
-  std::vector<std::vector<float>> row_params(kRows);
-  std::vector<std::unique_ptr<Slots>> row_slots;
-  for (int r = 0; r < kRows; ++r) {
-    row_params[r].assign(table.begin() + r * kDim,
-                         table.begin() + (r + 1) * kDim);
-    row_slots.push_back(std::make_unique<Slots>(*optimizer, kDim));
-  }
-
-  std::vector<int64_t> steps = {1, 1, 1, 1};
-  for (int round = 0; round < 6; ++round) {
-    std::vector<float> grad(table.size());
-    for (float& x : grad) x = normal(rng);
-    // Rows advance at different rates; every call passes all rows.
-    optimizer->ApplyRows(absl::MakeSpan(rows_table), grad, table_slots.pointers,
-                         kDim, steps);
-    for (int r = 0; r < kRows; ++r) {
-      optimizer->Apply(absl::MakeSpan(row_params[r]),
-                       absl::MakeConstSpan(grad.data() + r * kDim, kDim),
-                       row_slots[r]->pointers, steps[r]);
-      steps[r] += r + 1;
-    }
-    for (int r = 0; r < kRows; ++r) {
-      for (int i = 0; i < kDim; ++i) {
-        ASSERT_EQ(rows_table[r * kDim + i], row_params[r][i])
-            << "round " << round << " row " << r << " element " << i;
-        for (int k = 0; k < optimizer->num_slots(); ++k) {
-          ASSERT_EQ(table_slots.storage[k][r * kDim + i],
-                    row_slots[r]->storage[k][i])
-              << "slot " << k << " round " << round << " row " << r;
-        }
-      }
-    }
-  }
-}
-
-TEST_P(ApplyRowsTest, RowsNotPassedAreUntouched) {
-  constexpr int kDim = 5;
-  std::unique_ptr<Optimizer> optimizer = MustCreate(GetParam().config);
-  std::vector<float> table(3 * kDim, 1.0f);
-  Slots slots(*optimizer, table.size());
-  const std::vector<std::vector<float>> slots_before = slots.storage;
-  // Update only the middle row.
-  std::vector<float*> middle_slots;
-  for (float* slot : slots.pointers) middle_slots.push_back(slot + kDim);
-  const std::vector<float> grad(kDim, 0.5f);
-  const std::vector<int64_t> steps = {3};
-  optimizer->ApplyRows(absl::MakeSpan(table.data() + kDim, kDim), grad,
-                       middle_slots, kDim, steps);
-  for (int i = 0; i < kDim; ++i) {
-    EXPECT_EQ(table[i], 1.0f);
-    EXPECT_EQ(table[2 * kDim + i], 1.0f);
-    EXPECT_NE(table[kDim + i], 1.0f);
-    for (size_t k = 0; k < slots.storage.size(); ++k) {
-      EXPECT_EQ(slots.storage[k][i], slots_before[k][i]);
-      EXPECT_EQ(slots.storage[k][2 * kDim + i], slots_before[k][2 * kDim + i]);
-    }
-  }
-}
-
-OptimizerConfig Sgd(float weight_decay) {
-  OptimizerConfig c = Config(Kind::kSgd);
-  c.weight_decay = weight_decay;
-  return c;
-}
-
-OptimizerConfig Momentum(float dampening, bool nesterov, float weight_decay) {
-  OptimizerConfig c = Config(Kind::kMomentum);
-  c.dampening = dampening;
-  c.nesterov = nesterov;
-  c.weight_decay = weight_decay;
-  return c;
-}
-
-OptimizerConfig Adagrad() {
-  OptimizerConfig c = Config(Kind::kAdagrad);
-  c.lr_decay = 0.1f;
-  c.initial_accumulator = 0.1f;
-  c.weight_decay = 0.01f;
-  return c;
-}
-
-OptimizerConfig Adam(bool decoupled, float weight_decay) {
-  OptimizerConfig c = Config(Kind::kAdam);
-  c.decoupled_weight_decay = decoupled;
-  c.weight_decay = weight_decay;
-  return c;
-}
-
-INSTANTIATE_TEST_SUITE_P(
-    EveryKind, ApplyRowsTest,
-    ::testing::Values(
-        RowsCase{"Sgd", Sgd(0)}, RowsCase{"SgdWeightDecay", Sgd(0.01f)},
-        RowsCase{"Momentum", Momentum(0, false, 0)},
-        RowsCase{"MomentumDampeningWeightDecay", Momentum(0.3f, false, 0.01f)},
-        RowsCase{"Nesterov", Momentum(0, true, 0)},
-        RowsCase{"Adagrad", Adagrad()}, RowsCase{"Adam", Adam(false, 0)},
-        RowsCase{"AdamWeightDecay", Adam(false, 0.01f)},
-        RowsCase{"AdamW", Adam(true, 0.01f)}),
-    [](const ::testing::TestParamInfo<RowsCase>& info) {
-      return info.param.name;
-    });
 
 }  // namespace
 }  // namespace optim

@@ -202,7 +202,8 @@ TEST_P(TorchParityTest, DenseTensorMatchesTorchOptimOverManySteps) {
 
 // A [2 x dim] table updated row-wise, each row its own torch parameter in one
 // torch optimizer. A row left out of a step has an undefined grad, which torch
-// skips entirely (no state change): the lazy semantics ApplyRows promises.
+// skips entirely (no state change): the lazy semantics of the store, which
+// applies each pushed row with its own step count.
 TEST_P(TorchParityTest, RowsMatchTorchOptimOverEachRowAsItsOwnParameter) {
   constexpr int kDim = 67;  // Not a multiple of any vector width.
   constexpr int kRows = 2;
@@ -246,14 +247,15 @@ TEST_P(TorchParityTest, RowsMatchTorchOptimOverEachRowAsItsOwnParameter) {
     }
     theirs->step();
 
-    if (touched[0] && touched[1]) {
-      (*ours)->ApplyRows(absl::MakeSpan(table), grad, slot_ptrs, kDim,
-                         {row_steps[0], row_steps[1]});
-    } else {
-      // Only row 0: its own row of params, grad and slots.
-      (*ours)->ApplyRows(absl::MakeSpan(table.data(), kDim),
-                         absl::MakeConstSpan(grad.data(), kDim), slot_ptrs,
-                         kDim, {row_steps[0]});
+    // As the store applies a row push: Apply on each touched row, with the
+    // row's own step count.
+    for (int r = 0; r < kRows; ++r) {
+      if (!touched[r]) continue;
+      std::vector<float*> row_slots;
+      for (float* slot : slot_ptrs) row_slots.push_back(slot + r * kDim);
+      (*ours)->Apply(absl::MakeSpan(table.data() + r * kDim, kDim),
+                     absl::MakeConstSpan(grad.data() + r * kDim, kDim),
+                     row_slots, row_steps[r]);
     }
     for (int r = 0; r < kRows; ++r) {
       Compare(table.data() + r * kDim, torch_rows[r].detach(),
