@@ -141,6 +141,46 @@ function validate(o) {
 }
 
 const report = new Report("k8s_schema");
+
+// Negative controls: objects with known mistakes must be refused, or the
+// checks above prove nothing.
+report.check("objects with known mistakes are refused (negative controls)", () => {
+  const f = new Findings();
+  const objs = render(variants()[0].dir);
+  const pick = (kind) => {
+    const o = objs.find((x) => x.kind === kind);
+    if (!o) f.problem(`the default variant renders no ${kind}`);
+    return o && structuredClone(o);
+  };
+  const cases = [];
+  const sts = pick("StatefulSet");
+  if (sts) {
+    const typo = structuredClone(sts);
+    typo.spec.template.spec.containers[0].imagePullPolicyy = "Always";
+    cases.push(["an unknown container field", typo, /imagePullPolicyy: unknown field/]);
+    const wrongType = structuredClone(sts);
+    wrongType.spec.replicas = "two";
+    cases.push(["a string where an integer belongs", wrongType, /schema:/]);
+    const missing = structuredClone(sts);
+    delete missing.spec.selector;
+    cases.push(["a missing required field", missing, /schema:.*selector/]);
+  }
+  const rule = objs.find((x) => x.kind === "PrometheusRule") ??
+    render(variants().find((v) => render(v.dir).some((x) => x.kind === "PrometheusRule"))?.dir ?? variants()[0].dir)
+      .find((x) => x.kind === "PrometheusRule");
+  if (rule) {
+    const bad = structuredClone(rule);
+    bad.spec.groupz = [];
+    cases.push(["an unknown field of a CRD", bad, /groupz: unknown field/]);
+  }
+  cases.push(["a kind the check does not know", { apiVersion: "v1", kind: "Pod", metadata: { name: "x" } }, /not a kind this check knows/]);
+  for (const [what, obj, expected] of cases) {
+    const problems = validate(obj);
+    if (problems.some((p) => expected.test(p))) f.ok();
+    else f.problem(`${what} was not refused as ${expected}: ${JSON.stringify(problems)}`);
+  }
+  return f.done(`${cases.length} broken objects, each refused`);
+});
 for (const v of variants()) {
   report.check(`${v.name} validates against the Kubernetes schemas`, () => {
     const f = new Findings();
