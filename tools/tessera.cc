@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "ps/common/protobuf_log.h"
 #include "ps/common/usage.h"
 #include "tools/cli_status.h"
 #include "tools/demo.h"
@@ -109,6 +110,7 @@ int Status() {
 
 int main(int argc, char** argv) {
   tessera::SetUsage(tessera::kUsage);
+  tessera::RateLimitProtobufLogs();
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
     std::cerr << tessera::kUsage;

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "glog/logging.h"
+#include "ps/common/protobuf_log.h"
 #include "ps/common/usage.h"
 #include "ps/client/allocator.h"
 #include "ps/common/metrics/metrics.h"
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
   FLAGS_logtostderr = true;
   FLAGS_v = absl::GetFlag(FLAGS_verbosity);
   google::InitGoogleLogging(argv[0]);
+  tessera::RateLimitProtobufLogs();
 
   if (pipe2(stop_pipe, O_CLOEXEC) != 0) {
     LOG(ERROR) << "pipe2: " << strerror(errno);

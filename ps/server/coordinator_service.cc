@@ -4,6 +4,7 @@
 
 #include "absl/time/clock.h"
 #include "ps/common/grpc_status.h"
+#include "ps/common/reject_reason.h"
 
 namespace tessera {
 namespace {
@@ -23,6 +24,10 @@ grpc::Status Serve(Shard* shard, bool ready, const char* rpc,
     auto result = call();
     status = result.status();
     if (result.ok()) *response = *std::move(result);
+    // The coordinator refuses bad requests with InvalidArgument.
+    if (absl::IsInvalidArgument(status)) shard->CountRejected(kReasonMalformed);
+  } else {
+    shard->CountRejected(RejectReasonOf(status));
   }
   shard->RecordRequest(rpc, status, absl::Now() - start, 0, 0);
   return ToGrpcStatus(status);

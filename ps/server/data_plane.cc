@@ -11,6 +11,7 @@
 #include "glog/logging.h"
 #include "ps/client/data_wire.h"
 #include "ps/client/placement.h"
+#include "ps/common/checked_math.h"
 #include "ps/common/reject_reason.h"
 #include "tessera/v1/data.pb.h"
 
@@ -50,12 +51,14 @@ int64_t PayloadBytes(const v1::DataHeader& h, int64_t bytes_in) {
   switch (h.op()) {
     case v1::DataHeader::PULL_DENSE:
     case v1::DataHeader::PULL_ROWS:
-      if (h.row_size() <= 0) return std::numeric_limits<int64_t>::max();
-      if (h.row_count() >
-          std::numeric_limits<int64_t>::max() / 4 / h.row_size()) {
+    {
+      int64_t floats = 0, bytes = 0;
+      if (h.row_size() <= 0 || !CheckedMul(h.row_count(), h.row_size(), &floats) ||
+          !CheckedMul(floats, sizeof(float), &bytes)) {
         return std::numeric_limits<int64_t>::max();
       }
-      return h.row_count() * h.row_size() * 4;
+      return bytes;
+    }
     default:
       return bytes_in;
   }
@@ -228,14 +231,16 @@ class DataPlane::Handler {
   // ResourceExhausted if the reply would exceed the message limit.
   absl::StatusOr<float*> ReplyBuffer(const v1::DataHeader& h, int64_t rows,
                                      int64_t row_size) {
-    const int64_t max_floats = max_message_bytes_ / sizeof(float);
-    if (row_size <= 0 || rows > max_floats / row_size) {
+    int64_t floats = 0, bytes = 0;
+    if (row_size <= 0 || !CheckedMul(rows, row_size, &floats) ||
+        !CheckedMul(floats, sizeof(float), &bytes) ||
+        bytes > max_message_bytes_) {
       return Own(Rejected(
           absl::StatusCode::kResourceExhausted, kReasonOversize,
           absl::StrCat("pull of ", rows, " rows of ", h.tensor_name(),
                        " exceeds --max_message_bytes=", max_message_bytes_)));
     }
-    return pool_->Take(rows * row_size);
+    return pool_->Take(floats);
   }
 
   absl::Status RunOp(Work* w) {
@@ -249,11 +254,11 @@ class DataPlane::Handler {
         // applied as 1.
         auto row_size = RowSizeOf(h);
         if (!row_size.ok()) return row_size.status();
-        const size_t floats = w->frames[1].size() / sizeof(float);
-        if (*row_size <= 0 ||
-            floats / static_cast<uint64_t>(*row_size) !=
-                static_cast<uint64_t>(h.row_count()) ||
-            floats % static_cast<uint64_t>(*row_size) != 0) {
+        // A frame in memory: its size fits in int64.
+        const int64_t floats =
+            static_cast<int64_t>(w->frames[1].size() / sizeof(float));
+        int64_t want = 0;
+        if (!CheckedMul(h.row_count(), *row_size, &want) || want != floats) {
           return Own(
               Rejected(absl::StatusCode::kInvalidArgument, kReasonWrongShape,
                        absl::StrCat("push for ", h.tensor_name(), " says ",

@@ -9,9 +9,11 @@
 // INVALID_ARGUMENT with a message that names the method.
 //
 // Size limits: a request over --max_message_bytes reaches its handler, which
-// refuses and counts it (reason "oversize"); one over gRPC's receive limit
-// (twice that, plus 1 MiB) is refused by gRPC core with RESOURCE_EXHAUSTED
-// before any call exists on the server, so nothing of ours can count it.
+// refuses and counts it (reason "oversize"). One over gRPC's receive limit
+// (twice that, plus 1 MiB) is refused by gRPC core with RESOURCE_EXHAUSTED;
+// when gRPC still shows that call to interceptors it is counted as "oversize"
+// here, but gRPC 1.51 usually refuses it before any server call exists
+// (ps/server/grpc_rejects_test.cc), and then nothing of ours can count it.
 //
 // Install with grpc::ServerBuilder::experimental().SetInterceptorCreators.
 // Thread-safe.

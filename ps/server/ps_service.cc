@@ -63,7 +63,10 @@ grpc::Status ParameterServerService::ListTensors(
     v1::ListTensorsResponse* response) {
   CallScope call(shard_, "ListTensors", 0);
   absl::Status serving = shard_->CheckServing(false);
-  if (!serving.ok()) return call.Finish(serving);
+  if (!serving.ok()) {
+    shard_->CountRejected(RejectReasonOf(serving));
+    return call.Finish(serving);
+  }
   for (auto& part : shard_->store()->List()) {
     *response->add_parts() = std::move(part);
   }
@@ -156,7 +159,10 @@ grpc::Status ParameterServerService::PullTensor(
     grpc::ServerWriter<v1::TensorChunk>* writer) {
   CallScope call(shard_, "PullTensor", 0);
   absl::Status serving = shard_->CheckServing(false);
-  if (!serving.ok()) return call.Finish(serving);
+  if (!serving.ok()) {
+    shard_->CountRejected(RejectReasonOf(serving));
+    return call.Finish(serving);
+  }
   if (request->row_ids_size() > shard_->options().max_ids_per_request) {
     shard_->CountRejected(kReasonOversize);
     return call.Finish(Rejected(
@@ -178,7 +184,10 @@ grpc::Status ParameterServerService::PullModel(
     grpc::ServerWriter<v1::TensorChunk>* writer) {
   CallScope call(shard_, "PullModel", 0);
   absl::Status serving = shard_->CheckServing(false);
-  if (!serving.ok()) return call.Finish(serving);
+  if (!serving.ok()) {
+    shard_->CountRejected(RejectReasonOf(serving));
+    return call.Finish(serving);
+  }
   int64_t chunk = request->max_chunk_floats();
   if (chunk <= 0) chunk = kDefaultChunkFloats;
   chunk = std::min(chunk, kMaxChunkFloats);

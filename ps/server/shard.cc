@@ -7,10 +7,14 @@
 
 namespace tessera {
 
-// An update in flight, so that Drain() can wait for it. Begin() checks the
-// state and registers the update in one critical section with Drain()'s
-// change of state: once Drain() has set kDraining, no update can begin, and
-// every update that began is waited for before the final flush.
+// An update in flight. Begin() checks the state and registers the update in
+// one critical section with Drain()'s change of state, so once Drain() has
+// set kDraining no update begins, and Drain() waits for those that did.
+// Apply() runs the update under apply_mu_ shared; the final flush copies the
+// state under apply_mu_ exclusive. So an update is either applied before
+// that copy (and in it, and acknowledged) or refused before it changes
+// anything (Unavailable, for the client to resend to the restarted shard):
+// never lost, never applied twice, even when the drain's deadline passed.
 class Shard::InFlight {
  public:
   explicit InFlight(Shard* shard) : shard_(shard) {}
@@ -30,30 +34,23 @@ class Shard::InFlight {
     return absl::OkStatus();
   }
 
-  // Whether the final flush may already have copied the shard's state, so
-  // this update may not reach disk: only when Drain() gave up waiting.
-  bool Late() {
-    absl::MutexLock lock(&shard_->inflight_mu_);
-    return shard_->final_flush_started_;
+  // Runs `update` unless the final flush has copied the state already.
+  template <typename F>
+  auto Apply(F update) -> decltype(update()) {
+    absl::ReaderMutexLock lock(&shard_->apply_mu_);
+    if (shard_->final_flush_started_) {
+      return Rejected(absl::StatusCode::kUnavailable, kReasonShuttingDown,
+                      absl::StrCat("shard ", shard_->options_.shard_index,
+                                   " has written its final flush; resend "
+                                   "this update once it is back"));
+    }
+    return update();
   }
 
  private:
   Shard* const shard_;
   bool registered_ = false;
 };
-
-namespace {
-
-// An update that finished after the final flush began (Drain's deadline had
-// passed) is not acknowledged: the client resends it to the restarted shard.
-absl::Status LateUpdateError(int shard) {
-  return Rejected(absl::StatusCode::kUnavailable, kReasonShuttingDown,
-                  absl::StrCat("shard ", shard,
-                               " is shutting down and its final flush began "
-                               "before this update finished; resend it"));
-}
-
-}  // namespace
 
 Shard::Shard(ShardOptions options, metrics::Registry* registry)
     : options_(std::move(options)), registry_(registry) {
@@ -228,11 +225,13 @@ absl::Status Shard::Drain(absl::Duration deadline) {
     if (!inflight_mu_.AwaitWithTimeout(absl::Condition(&idle), deadline)) {
       LOG(WARNING) << "shard " << options_.shard_index << ": " << inflight_
                    << " updates still in flight after " << deadline
-                   << "; flushing without them (they will not be "
-                      "acknowledged)";
+                   << "; the final flush waits for those being applied and "
+                      "refuses the rest";
     }
-    final_flush_started_ = true;
   }
+  // Exclusive: waits for updates being applied, and no update applies after.
+  absl::WriterMutexLock apply(&apply_mu_);
+  final_flush_started_ = true;
   absl::Status flushed = flusher_->FlushNow();
   state_ = State::kStopped;
   return flushed;
@@ -309,14 +308,16 @@ absl::StatusOr<CreateResult> Shard::CreateTensors(
                           absl::StrCat("tensors not created: ", saved.message()));
     }
   }
-  CreateResult result = store_->Publish(*std::move(pending));
-  if (result.created + result.elsewhere > 0) {
+  auto published = inflight.Apply([&]() -> absl::StatusOr<CreateResult> {
+    return store_->Publish(*std::move(pending));
+  });
+  if (!published.ok()) return Count(published.status());
+  if (published->created + published->elsewhere > 0) {
     LOG(INFO) << "shard " << options_.shard_index << ": registered "
-              << result.created << " tensors (" << result.elsewhere
+              << published->created << " tensors (" << published->elsewhere
               << " live on other shards)";
   }
-  if (inflight.Late()) return LateUpdateError(options_.shard_index);
-  return result;
+  return published;
 }
 
 absl::StatusOr<PushResult> Shard::PushDense(const std::string& tensor,
@@ -325,10 +326,9 @@ absl::StatusOr<PushResult> Shard::PushDense(const std::string& tensor,
   InFlight inflight(this);
   absl::Status serving = inflight.Begin();
   if (!serving.ok()) return Count(serving);
-  auto result = store_->PushDense(tensor, row_begin, grad);
+  auto result = inflight.Apply([&] { return store_->PushDense(tensor, row_begin, grad); });
   if (!result.ok()) return Count(result.status());
   (result->skipped ? updates_skipped_ : updates_applied_)->Increment();
-  if (inflight.Late()) return LateUpdateError(options_.shard_index);
   return result;
 }
 
@@ -340,10 +340,9 @@ absl::StatusOr<PushResult> Shard::PushRows(const std::string& tensor,
   InFlight inflight(this);
   absl::Status serving = inflight.Begin();
   if (!serving.ok()) return Count(serving);
-  auto result = store_->PushRows(tensor, ids, grad);
+  auto result = inflight.Apply([&] { return store_->PushRows(tensor, ids, grad); });
   if (!result.ok()) return Count(result.status());
   (result->skipped ? updates_skipped_ : updates_applied_)->Increment();
-  if (inflight.Late()) return LateUpdateError(options_.shard_index);
   return result;
 }
 

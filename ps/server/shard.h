@@ -62,9 +62,8 @@ class Shard {
 
   // Refuses new updates, waits up to `deadline` for in-flight ones, then runs
   // a final flush. Returns the flush's status. Every update acknowledged OK
-  // is in that flush: the state change and the in-flight registration are
-  // one critical section, and an update still running when the deadline
-  // passes is answered Unavailable (not acknowledged) instead.
+  // is in that flush, and every update not in it was refused before it
+  // changed anything (see InFlight in shard.cc).
   absl::Status Drain(absl::Duration deadline);
 
   State state() const { return state_.load(); }
@@ -125,7 +124,10 @@ class Shard {
   // Guards the change of state_ to kDraining against updates registering.
   absl::Mutex inflight_mu_;
   int64_t inflight_ ABSL_GUARDED_BY(inflight_mu_) = 0;
-  bool final_flush_started_ ABSL_GUARDED_BY(inflight_mu_) = false;
+
+  // Updates apply under it shared; the final flush copies under it exclusive.
+  absl::Mutex apply_mu_;
+  bool final_flush_started_ ABSL_GUARDED_BY(apply_mu_) = false;
 
   // Metrics (owned by the registry).
   metrics::Family<metrics::Counter>* requests_ = nullptr;
