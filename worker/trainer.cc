@@ -35,30 +35,6 @@ bool Retryable(const absl::Status& s) {
          absl::IsAborted(s);
 }
 
-v1::Initializer ToInitializer(const InitializerSpec& spec) {
-  v1::Initializer init;
-  auto param = [&spec](const char* key) {
-    auto it = spec.params.find(key);
-    return it == spec.params.end() ? 0.0 : it->second;
-  };
-  init.set_seed(spec.seed);
-  if (spec.name == "constant") {
-    init.set_kind(v1::Initializer::CONSTANT);
-    init.set_value(param("value"));
-  } else if (spec.name == "uniform" || spec.name == "kaiming_uniform") {
-    init.set_kind(v1::Initializer::UNIFORM);
-    init.set_low(param("low"));
-    init.set_high(param("high"));
-  } else if (spec.name == "normal") {
-    init.set_kind(v1::Initializer::NORMAL);
-    init.set_mean(param("mean"));
-    init.set_stddev(param("stddev"));
-  } else {
-    init.set_kind(v1::Initializer::ZEROS);
-  }
-  return init;
-}
-
 // Exponential moving average for loss and accuracy gauges.
 class Ema {
  public:
@@ -83,7 +59,7 @@ v1::TensorSpec ToTensorSpec(const TensorInfo& info,
   spec.set_dtype(v1::FLOAT32);
   spec.set_kind(info.kind == TensorKind::kEmbedding ? v1::TensorSpec::EMBEDDING
                                                     : v1::TensorSpec::DENSE);
-  *spec.mutable_initializer() = ToInitializer(info.initializer);
+  *spec.mutable_initializer() = info.initializer;
   *spec.mutable_optimizer() = optimizer;
   return spec;
 }

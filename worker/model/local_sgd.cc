@@ -45,13 +45,13 @@ absl::Status LocalSgd::LoadRows(const SparseBatch& batch) {
       auto [it, created] = table.try_emplace(id);
       if (created) {
         // Rows are created on first touch, as on the server.
-        SplitMix64 rng(HashCombine(info.initializer.seed, id));
+        SplitMix64 rng(HashCombine(info.initializer.seed(), id));
+        const bool normal = info.initializer.kind() == v1::Initializer::NORMAL;
         for (int64_t d = 0; d < dim; ++d) {
-          it->second.push_back(info.initializer.name == "normal"
-                                   ? info.initializer.params.at("mean") +
-                                         info.initializer.params.at("stddev") *
-                                             rng.Normal()
-                                   : 0.0f);
+          it->second.push_back(normal ? info.initializer.mean() +
+                                            info.initializer.stddev() *
+                                                rng.Normal()
+                                      : 0.0f);
         }
       }
       rows.insert(rows.end(), it->second.begin(), it->second.end());

@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "ps/client/placement.h"
 #include "ps/common/status_macros.h"
 
 namespace tessera {
@@ -35,46 +36,44 @@ auto GuardTorch(absl::string_view what, F&& f) -> decltype(f()) {
   }
 }
 
-// FNV-1a: a hash of a tensor name that is the same in every process and
-// build (std::hash is not).
-uint64_t StableHash(absl::string_view text) {
-  uint64_t hash = 0xcbf29ce484222325ull;
-  for (char c : text) {
-    hash ^= static_cast<unsigned char>(c);
-    hash *= 0x100000001b3ull;
-  }
-  return hash;
-}
-
+// The seed of a tensor's initial values: the model seed mixed with the
+// tensor name's stable hash (ps/client/placement.h), so nearby model seeds
+// give unrelated seeds and every process and build computes the same.
 uint64_t TensorSeed(uint64_t model_seed, absl::string_view name) {
-  uint64_t x = model_seed ^ StableHash(name);
-  // SplitMix64's finalizer, so nearby model seeds give unrelated seeds.
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
+  return Mix64(model_seed ^
+               StableHash(std::string_view(name.data(), name.size())));
 }
 
-InitializerSpec Zeros() { return InitializerSpec{"zeros", {}, 0}; }
-
-InitializerSpec Uniform(double low, double high) {
-  return InitializerSpec{"uniform", {{"low", low}, {"high", high}}, 0};
+v1::Initializer Zeros() {
+  v1::Initializer init;
+  init.set_kind(v1::Initializer::ZEROS);
+  return init;
 }
 
-InitializerSpec Normal(double mean, double stddev) {
-  return InitializerSpec{"normal", {{"mean", mean}, {"stddev", stddev}}, 0};
+v1::Initializer Uniform(double low, double high) {
+  v1::Initializer init;
+  init.set_kind(v1::Initializer::UNIFORM);
+  init.set_low(low);
+  init.set_high(high);
+  return init;
+}
+
+v1::Initializer Normal(double mean, double stddev) {
+  v1::Initializer init;
+  init.set_kind(v1::Initializer::NORMAL);
+  init.set_mean(mean);
+  init.set_stddev(stddev);
+  return init;
 }
 
 // libtorch's default for Linear and Conv weights: kaiming_uniform_ with
 // a = sqrt(5), i.e. uniform on +-sqrt(6 / ((1 + a^2) fan_in)) =
-// +-1/sqrt(fan_in).
-InitializerSpec KaimingUniform(int64_t fan_in) {
+// +-1/sqrt(fan_in), resolved to its bounds so that a server needs no
+// knowledge of fans or gains.
+v1::Initializer KaimingUniform(int64_t fan_in) {
   const double a = std::sqrt(5.0);
   const double bound = std::sqrt(6.0 / ((1.0 + a * a) * fan_in));
-  return InitializerSpec{
-      "kaiming_uniform",
-      {{"low", -bound}, {"high", bound}, {"fan_in", double(fan_in)}, {"a", a}},
-      0};
+  return Uniform(-bound, bound);
 }
 
 enum class LossKind { kSoftmaxCrossEntropy, kBinaryLogistic };
@@ -83,7 +82,7 @@ struct EmbeddingSpec {
   std::string name;
   int64_t dim = 1;
   uint64_t num_rows = 0;  // 0: unbounded.
-  InitializerSpec initializer;
+  v1::Initializer initializer;
 };
 
 // A sparse batch as tensors, plus the loaded rows of each embedding table.
@@ -133,7 +132,7 @@ class Network : public torch::nn::Module {
 
   const std::vector<EmbeddingSpec>& embeddings() const { return embeddings_; }
 
-  InitializerSpec InitializerFor(const std::string& name,
+  v1::Initializer InitializerFor(const std::string& name,
                                  const torch::Tensor& value) const {
     auto it = initializers_.find(name);
     if (it != initializers_.end()) return it->second;
@@ -160,13 +159,13 @@ class Network : public torch::nn::Module {
   void DeclareEmbedding(EmbeddingSpec spec) {
     embeddings_.push_back(std::move(spec));
   }
-  void SetInitializer(const std::string& name, InitializerSpec spec) {
+  void SetInitializer(const std::string& name, v1::Initializer spec) {
     initializers_[name] = std::move(spec);
   }
 
  private:
   std::vector<EmbeddingSpec> embeddings_;
-  std::map<std::string, InitializerSpec> initializers_;
+  std::map<std::string, v1::Initializer> initializers_;
 };
 
 // Fully connected layers fc1..fcN with ReLU between them.
@@ -308,21 +307,29 @@ absl::StatusOr<std::shared_ptr<Network>> NewNetwork(
       "unknown model '", options.name, "'; want mlp, cnn or logreg"));
 }
 
-// Fills `tensor` from `spec` with a generator seeded by spec.seed.
-void Initialize(const InitializerSpec& spec, torch::Tensor& tensor) {
+// Fills `tensor` from `spec` with a generator seeded by spec.seed(). The
+// worker's own copy only; the server initializes the tensor it holds with
+// ps/store/initializer.h from the same spec.
+void Initialize(const v1::Initializer& spec, torch::Tensor& tensor) {
   torch::NoGradGuard no_grad;
-  at::Generator generator = at::detail::createCPUGenerator(spec.seed);
-  const auto param = [&spec](const char* key) { return spec.params.at(key); };
-  if (spec.name == "zeros") {
-    tensor.zero_();
-  } else if (spec.name == "constant") {
-    tensor.fill_(param("value"));
-  } else if (spec.name == "uniform" || spec.name == "kaiming_uniform") {
-    tensor.uniform_(param("low"), param("high"), generator);
-  } else if (spec.name == "normal") {
-    tensor.normal_(param("mean"), param("stddev"), generator);
-  } else {
-    TORCH_CHECK(false, "unknown initializer ", spec.name);
+  at::Generator generator = at::detail::createCPUGenerator(spec.seed());
+  switch (spec.kind()) {
+    case v1::Initializer::ZEROS:
+      tensor.zero_();
+      break;
+    case v1::Initializer::CONSTANT:
+      tensor.fill_(spec.value());
+      break;
+    case v1::Initializer::UNIFORM:
+      tensor.uniform_(spec.low(), spec.high(), generator);
+      break;
+    case v1::Initializer::NORMAL:
+      tensor.normal_(spec.mean(), spec.stddev(), generator);
+      break;
+    default:
+      TORCH_CHECK(false, "initializer ",
+                  v1::Initializer::Kind_Name(spec.kind()),
+                  " is not used by the built-in models");
   }
 }
 
@@ -363,7 +370,7 @@ class Model::Impl {
       info.kind = TensorKind::kDense;
       info.shape = item.value().sizes().vec();
       info.initializer = network_->InitializerFor(item.key(), item.value());
-      info.initializer.seed = TensorSeed(options.seed, info.name);
+      info.initializer.set_seed(TensorSeed(options.seed, info.name));
       torch::Tensor param = item.value();
       Initialize(info.initializer, param);
       dense_.push_back(param);
@@ -376,7 +383,7 @@ class Model::Impl {
       info.kind = TensorKind::kEmbedding;
       info.shape = {static_cast<int64_t>(spec.num_rows), spec.dim};
       info.initializer = spec.initializer;
-      info.initializer.seed = TensorSeed(options.seed, info.name);
+      info.initializer.set_seed(TensorSeed(options.seed, info.name));
       EmbeddingSlot embedding;
       embedding.dim = spec.dim;
       embedding.rows = torch::zeros({0, spec.dim});

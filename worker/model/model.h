@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "tessera/v1/tensor.pb.h"
 #include "worker/data/batch.h"
 
 namespace tessera {
@@ -34,21 +35,6 @@ namespace worker {
 
 // How the parameter server should initialize a tensor.
 //
-// `name` is the family the model asked for: "zeros", "constant", "uniform",
-// "normal" or "kaiming_uniform" (libtorch's default for Linear and Conv
-// weights). `params` always holds the resolved distribution, so a server
-// needs no knowledge of fans or gains:
-//   zeros:                    (none)
-//   constant:                 "value"
-//   uniform, kaiming_uniform: "low", "high"   (uniform on [low, high))
-//   normal:                   "mean", "stddev"
-// kaiming_uniform also records "fan_in" and "a" for the reader's benefit.
-// `seed` is derived from the model seed and the tensor name.
-struct InitializerSpec {
-  std::string name;
-  std::map<std::string, double> params;
-  uint64_t seed = 0;
-};
 
 enum class TensorKind {
   kDense,      // A whole tensor, pulled and pushed in full.
@@ -65,7 +51,9 @@ struct TensorInfo {
   // where num_rows == 0 means unbounded (any uint64 id; rows are created on
   // first touch).
   std::vector<int64_t> shape;
-  InitializerSpec initializer;
+  // How the server initializes it (the one initializer type of the system:
+  // proto/tessera/v1/tensor.proto), with the tensor's own seed.
+  v1::Initializer initializer;
 
   // Dense: number of values. Embedding: values per row (dim).
   int64_t num_elements() const;

@@ -126,13 +126,13 @@ TEST(ModelTest, InitializersAreLibtorchDefaultsResolvedToBounds) {
   auto model = MakeModel(Mlp());
   const std::vector<TensorInfo>& params = model->Parameters();
   const double bound = 1.0 / std::sqrt(784.0);
-  EXPECT_EQ(params[0].initializer.name, "kaiming_uniform");
-  EXPECT_NEAR(params[0].initializer.params.at("low"), -bound, 1e-12);
-  EXPECT_NEAR(params[0].initializer.params.at("high"), bound, 1e-12);
-  EXPECT_EQ(params[0].initializer.params.at("fan_in"), 784);
-  EXPECT_EQ(params[1].initializer.name, "uniform");
-  EXPECT_NEAR(params[1].initializer.params.at("high"), bound, 1e-12);
-  EXPECT_NE(params[0].initializer.seed, params[2].initializer.seed);
+  // kaiming_uniform for weights, resolved to its bounds.
+  EXPECT_EQ(params[0].initializer.kind(), v1::Initializer::UNIFORM);
+  EXPECT_NEAR(params[0].initializer.low(), -bound, 1e-7);
+  EXPECT_NEAR(params[0].initializer.high(), bound, 1e-7);
+  EXPECT_EQ(params[1].initializer.kind(), v1::Initializer::UNIFORM);
+  EXPECT_NEAR(params[1].initializer.high(), bound, 1e-7);
+  EXPECT_NE(params[0].initializer.seed(), params[2].initializer.seed());
 }
 
 TEST(ModelTest, InitialValuesAreDrawnFromTheSpecsAndTheSeed) {
@@ -141,9 +141,9 @@ TEST(ModelTest, InitialValuesAreDrawnFromTheSpecsAndTheSeed) {
   absl::StatusOr<std::vector<float>> values = model->DenseValues(weight.name);
   ASSERT_THAT(values, IsOk());
   const auto [min, max] = std::minmax_element(values->begin(), values->end());
-  EXPECT_GE(*min, weight.initializer.params.at("low"));
-  EXPECT_LT(*max, weight.initializer.params.at("high"));
-  EXPECT_GT(*max - *min, weight.initializer.params.at("high"));
+  EXPECT_GE(*min, weight.initializer.low());
+  EXPECT_LT(*max, weight.initializer.high());
+  EXPECT_GT(*max - *min, weight.initializer.high());
 
   EXPECT_THAT(MakeModel(Mlp())->DenseValues(weight.name),
               IsOkAndHolds(*values));
@@ -400,12 +400,12 @@ TEST(ModelTest, LogregParametersAreAnEmbeddingTableAndABias) {
   EXPECT_EQ(params[0].name, "bias");
   EXPECT_EQ(params[0].kind, TensorKind::kDense);
   EXPECT_THAT(params[0].shape, ElementsAre(1));
-  EXPECT_EQ(params[0].initializer.name, "zeros");
+  EXPECT_EQ(params[0].initializer.kind(), v1::Initializer::ZEROS);
   EXPECT_EQ(params[1].name, "embedding");
   EXPECT_EQ(params[1].kind, TensorKind::kEmbedding);
   EXPECT_THAT(params[1].shape, ElementsAre(1000, 1));
   EXPECT_EQ(params[1].num_elements(), 1);
-  EXPECT_EQ(params[1].initializer.name, "zeros");
+  EXPECT_EQ(params[1].initializer.kind(), v1::Initializer::ZEROS);
 }
 
 TEST(ModelTest, SparseStepNeedsTheBatchsRowsLoaded) {
