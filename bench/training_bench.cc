@@ -50,7 +50,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "ps/optim/optimizer.h"
-#include "ps/store/initializer.h"
+#include "ps/spec/initializer.h"
 #include "tests/cluster.h"
 #include "tools/model_pull.h"
 #include "worker/data/dataset.h"

@@ -10,10 +10,10 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "ps/client/placement.h"
+#include "ps/spec/placement.h"
 #include "ps/common/checked_math.h"
 #include "ps/common/grpc_status.h"
-#include "ps/store/initializer.h"
+#include "ps/spec/initializer.h"
 #include "tessera/v1/ps.grpc.pb.h"
 
 namespace tessera {

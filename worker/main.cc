@@ -20,7 +20,7 @@
 #include "glog/logging.h"
 #include "ps/common/protobuf_log.h"
 #include "ps/common/usage.h"
-#include "ps/client/allocator.h"
+#include "ps/common/allocator.h"
 #include "ps/common/metrics/metrics.h"
 #include "ps/common/metrics/metrics_server.h"
 #include "ps/common/metrics/process_metrics.h"

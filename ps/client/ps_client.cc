@@ -22,8 +22,8 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "ps/client/data_wire.h"
-#include "ps/client/zmq_frames.h"
+#include "ps/wire/data_wire.h"
+#include "ps/wire/zmq_frames.h"
 #include "ps/common/grpc_status.h"
 #include "tessera/v1/data.pb.h"
 

@@ -63,7 +63,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "ps/client/placement.h"
+#include "ps/spec/placement.h"
 #include "ps/common/metrics/metrics.h"
 #include "tessera/v1/ps.grpc.pb.h"
 #include "tessera/v1/tensor.pb.h"

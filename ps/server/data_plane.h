@@ -6,7 +6,7 @@
 // (proto/tessera/v1/data.proto) over a Shard.
 //
 // Threads. One socket thread owns the ROUTER: it reads each request, checks
-// its framing (ps/client/data_wire.h) and hands it, by pointer over an inproc
+// its framing (ps/wire/data_wire.h) and hands it, by pointer over an inproc
 // PUSH/PULL queue, to one of `threads` worker threads, which run it against
 // the Shard and hand it back, reply filled in, over one shared inproc queue
 // for the socket thread to send. There is no lock of our own on this path:
@@ -44,7 +44,7 @@
 #include "absl/types/span.h"
 #include "tessera/v1/data.pb.h"
 #include "absl/time/time.h"
-#include "ps/client/zmq_frames.h"
+#include "ps/wire/zmq_frames.h"
 #include "ps/server/shard.h"
 
 namespace tessera {

@@ -25,7 +25,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
-#include "ps/client/allocator.h"
+#include "ps/common/allocator.h"
 #include "ps/common/job_config.h"
 #include "ps/common/protobuf_log.h"
 #include "ps/common/usage.h"

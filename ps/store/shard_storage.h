@@ -25,7 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "ps/store/tensor_store.h"
-#include "tessera/v1/ps.pb.h"
+#include "tessera/v1/tensor.pb.h"
 
 namespace rocksdb {
 class DB;

@@ -9,7 +9,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "ps/common/checked_math.h"
 #include "ps/common/reject_reason.h"
-#include "ps/store/initializer.h"
+#include "ps/spec/initializer.h"
 
 namespace tessera {
 namespace {

@@ -25,9 +25,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
-#include "ps/client/placement.h"
+#include "ps/spec/placement.h"
 #include "ps/optim/optimizer.h"
-#include "tessera/v1/ps.pb.h"
+#include "tessera/v1/tensor.pb.h"
 
 namespace tessera {
 

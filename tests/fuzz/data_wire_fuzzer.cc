@@ -1,7 +1,7 @@
 // Fuzzes the data plane's frame decoding, as the shard and the client run it:
 // ParseDataHeader, CheckRequestLayout, CheckReplyLayout and the status
-// carried in a header (ps/client/data_wire.h), and the multipart receive of
-// ZmqRecvFrames (ps/client/zmq_frames.h) over an inproc socket pair.
+// carried in a header (ps/wire/data_wire.h), and the multipart receive of
+// ZmqRecvFrames (ps/wire/zmq_frames.h) over an inproc socket pair.
 //
 // Input: byte 0 = the number of payload frames n (mod 4); then n little-
 // endian uint32 payload sizes; then a uint32 "expected reply bytes"; the rest
@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "google/protobuf/stubs/logging.h"
-#include "ps/client/data_wire.h"
-#include "ps/client/zmq_frames.h"
+#include "ps/wire/data_wire.h"
+#include "ps/wire/zmq_frames.h"
 #include "ps/common/reject_reason.h"
 #include "tessera/v1/data.pb.h"
 

@@ -2,8 +2,8 @@
 
     tessera_fuzzer(
         name = "data_wire_fuzzer",
-        srcs = ["data_wire_fuzzer.cc", "//ps/client:data_wire.cc"],
-        deps = ["//ps/client:data_wire"],
+        srcs = ["data_wire_fuzzer.cc", "//ps/wire:data_wire.cc"],
+        deps = ["//ps/wire:data_wire"],
         runs = 20000,
     )
 

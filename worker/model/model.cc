@@ -15,7 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "ps/client/placement.h"
+#include "ps/spec/placement.h"
 #include "ps/common/status_macros.h"
 
 namespace tessera {
@@ -37,7 +37,7 @@ auto GuardTorch(absl::string_view what, F&& f) -> decltype(f()) {
 }
 
 // The seed of a tensor's initial values: the model seed mixed with the
-// tensor name's stable hash (ps/client/placement.h), so nearby model seeds
+// tensor name's stable hash (ps/spec/placement.h), so nearby model seeds
 // give unrelated seeds and every process and build computes the same.
 uint64_t TensorSeed(uint64_t model_seed, absl::string_view name) {
   return Mix64(model_seed ^
@@ -309,7 +309,7 @@ absl::StatusOr<std::shared_ptr<Network>> NewNetwork(
 
 // Fills `tensor` from `spec` with a generator seeded by spec.seed(). The
 // worker's own copy only; the server initializes the tensor it holds with
-// ps/store/initializer.h from the same spec.
+// ps/spec/initializer.h from the same spec.
 void Initialize(const v1::Initializer& spec, torch::Tensor& tensor) {
   torch::NoGradGuard no_grad;
   at::Generator generator = at::detail::createCPUGenerator(spec.seed());

@@ -1,4 +1,4 @@
-#include "ps/client/placement.h"
+#include "ps/spec/placement.h"
 
 #include <algorithm>
 

@@ -1,5 +1,5 @@
-#ifndef TESSERA_PS_STORE_INITIALIZER_H_
-#define TESSERA_PS_STORE_INITIALIZER_H_
+#ifndef TESSERA_PS_SPEC_INITIALIZER_H_
+#define TESSERA_PS_SPEC_INITIALIZER_H_
 
 // Deterministic initial values of tensor rows. Row r of a tensor always gets
 // the same values, whichever shard computes it and however the tensor is
@@ -21,4 +21,4 @@ void InitializeRows(const v1::TensorSpec& spec, uint64_t row,
 
 }  // namespace tessera
 
-#endif  // TESSERA_PS_STORE_INITIALIZER_H_
+#endif  // TESSERA_PS_SPEC_INITIALIZER_H_

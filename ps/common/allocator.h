@@ -1,5 +1,5 @@
-#ifndef TESSERA_PS_CLIENT_ALLOCATOR_H_
-#define TESSERA_PS_CLIENT_ALLOCATOR_H_
+#ifndef TESSERA_PS_COMMON_ALLOCATOR_H_
+#define TESSERA_PS_COMMON_ALLOCATOR_H_
 
 // Process-wide malloc settings for processes that move large messages (the
 // shard, workers, benchmarks). Call once from main(), before starting threads;
@@ -27,4 +27,4 @@ bool KeepFreedMessageMemory(int64_t keep_bytes = int64_t{1} << 30);
 
 }  // namespace tessera
 
-#endif  // TESSERA_PS_CLIENT_ALLOCATOR_H_
+#endif  // TESSERA_PS_COMMON_ALLOCATOR_H_

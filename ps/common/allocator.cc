@@ -1,4 +1,4 @@
-#include "ps/client/allocator.h"
+#include "ps/common/allocator.h"
 
 #include <malloc.h>
 

@@ -1,5 +1,5 @@
-#ifndef TESSERA_PS_CLIENT_ZMQ_FRAMES_H_
-#define TESSERA_PS_CLIENT_ZMQ_FRAMES_H_
+#ifndef TESSERA_PS_WIRE_ZMQ_FRAMES_H_
+#define TESSERA_PS_WIRE_ZMQ_FRAMES_H_
 
 // Small RAII wrappers over libzmq's C API for the data plane: a message frame,
 // a socket, a context, and multipart send/receive that report errors as
@@ -137,4 +137,4 @@ absl::StatusOr<ZmqReceived> ZmqRecvFrames(void* socket,
 
 }  // namespace tessera
 
-#endif  // TESSERA_PS_CLIENT_ZMQ_FRAMES_H_
+#endif  // TESSERA_PS_WIRE_ZMQ_FRAMES_H_

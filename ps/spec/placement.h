@@ -1,5 +1,5 @@
-#ifndef TESSERA_PS_CLIENT_PLACEMENT_H_
-#define TESSERA_PS_CLIENT_PLACEMENT_H_
+#ifndef TESSERA_PS_SPEC_PLACEMENT_H_
+#define TESSERA_PS_SPEC_PLACEMENT_H_
 
 // Where each tensor part lives: a pure function of (spec, placement config),
 // computed identically by workers, tools and shards without asking anyone.
@@ -21,7 +21,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "tessera/v1/ps.pb.h"
 #include "tessera/v1/tensor.pb.h"
 
 namespace tessera {
@@ -70,4 +69,4 @@ inline int ShardOfRow(uint64_t row_id, int num_shards) {
 
 }  // namespace tessera
 
-#endif  // TESSERA_PS_CLIENT_PLACEMENT_H_
+#endif  // TESSERA_PS_SPEC_PLACEMENT_H_

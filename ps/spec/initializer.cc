@@ -1,8 +1,8 @@
-#include "ps/store/initializer.h"
+#include "ps/spec/initializer.h"
 
 #include <cmath>
 
-#include "ps/client/placement.h"
+#include "ps/spec/placement.h"
 
 namespace tessera {
 namespace {

@@ -1,5 +1,5 @@
-#ifndef TESSERA_PS_CLIENT_DATA_WIRE_H_
-#define TESSERA_PS_CLIENT_DATA_WIRE_H_
+#ifndef TESSERA_PS_WIRE_DATA_WIRE_H_
+#define TESSERA_PS_WIRE_DATA_WIRE_H_
 
 // The data plane's message layout (proto/tessera/v1/data.proto), checked the
 // same way by the shard (requests) and the client (replies). Pure functions
@@ -55,4 +55,4 @@ absl::Status HeaderStatus(const v1::DataHeader& header);
 
 }  // namespace tessera
 
-#endif  // TESSERA_PS_CLIENT_DATA_WIRE_H_
+#endif  // TESSERA_PS_WIRE_DATA_WIRE_H_

@@ -1,4 +1,4 @@
-#include "ps/client/data_wire.h"
+#include "ps/wire/data_wire.h"
 
 #include <string>
 #include <vector>

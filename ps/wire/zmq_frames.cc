@@ -1,4 +1,4 @@
-#include "ps/client/zmq_frames.h"
+#include "ps/wire/zmq_frames.h"
 
 #include <cerrno>
 #include <cstring>
