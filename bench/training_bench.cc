@@ -52,7 +52,7 @@
 #include "ps/optim/optimizer.h"
 #include "ps/spec/initializer.h"
 #include "tests/cluster.h"
-#include "tools/model_pull.h"
+#include "ps/client/model_pull.h"
 #include "worker/data/dataset.h"
 #include "worker/data/fashion_mnist.h"
 #include "worker/evaluation.h"

@@ -25,6 +25,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "tessera/v1/coordinator.grpc.pb.h"
+#include "ps/client/channel.h"
 #include "tools/launch/launcher.h"
 
 namespace tessera::testing {
@@ -85,10 +86,7 @@ absl::StatusOr<std::unique_ptr<ShardProcess>> ShardProcess::Start(
 
 std::shared_ptr<grpc::Channel> ShardProcess::channel() {
   if (channel_ == nullptr) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(64 << 20);
-    channel_ = grpc::CreateCustomChannel(
-        ports_.grpc_address(), grpc::InsecureChannelCredentials(), args);
+    channel_ = NewChannel(ports_.grpc_address());
   }
   return channel_;
 }

@@ -22,7 +22,7 @@
 #include "ps/common/status_matchers.h"
 #include "tests/cluster.h"
 #include "tools/model_file.h"
-#include "tools/model_pull.h"
+#include "ps/client/model_pull.h"
 #include "worker/data/dataset.h"
 #include "worker/data/fashion_mnist.h"
 #include "worker/evaluation.h"

@@ -7,10 +7,8 @@
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
-#include "ps/common/grpc_status.h"
-#include "tessera/v1/coordinator.grpc.pb.h"
+#include "ps/client/channel.h"
+#include "ps/client/coordinator_client.h"
 #include "tessera/v1/ps.grpc.pb.h"
 
 namespace tessera {
@@ -23,8 +21,7 @@ void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
 
 std::string ShardLine(size_t index, const std::string& address,
                       absl::Duration timeout) {
-  auto channel =
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto channel = NewChannel(address);
   grpc::ClientContext health_context;
   SetDeadline(&health_context, timeout);
   grpc::health::v1::HealthCheckResponse health;
@@ -60,19 +57,9 @@ std::string ShardLine(size_t index, const std::string& address,
 
 absl::StatusOr<v1::JobStatus> FetchJobStatus(const std::string& coordinator,
                                              absl::Duration timeout) {
-  auto stub = v1::Coordinator::NewStub(
-      grpc::CreateChannel(coordinator, grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
-  SetDeadline(&context, timeout);
-  v1::JobStatus status;
-  grpc::Status s = stub->GetStatus(&context, v1::GetStatusRequest(), &status);
-  if (!s.ok()) {
-    absl::Status error = FromGrpcStatus(s);
-    return absl::Status(
-        error.code(),
-        absl::StrCat("coordinator at ", coordinator, ": ", error.message()));
-  }
-  return status;
+  CoordinatorClientOptions options;
+  options.address = coordinator;
+  return CoordinatorClient(options).GetStatus(timeout);
 }
 
 absl::StatusOr<std::string> FormatStatus(const std::string& coordinator,

@@ -25,7 +25,7 @@
 #include "grpcpp/security/credentials.h"
 #include "tools/cli_status.h"
 #include "tools/model_file.h"
-#include "tools/model_pull.h"
+#include "ps/client/model_pull.h"
 #include "tools/launch/launcher.h"
 #include "tools/launch/subprocess.h"
 #include "worker/data/dataset.h"

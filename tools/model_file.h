@@ -10,7 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "tools/model_pull.h"
+#include "ps/client/model_pull.h"
 
 namespace tessera {
 

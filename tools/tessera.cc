@@ -23,7 +23,7 @@
 #include "tools/cli_status.h"
 #include "tools/demo.h"
 #include "tools/model_file.h"
-#include "tools/model_pull.h"
+#include "ps/client/model_pull.h"
 
 ABSL_FLAG(std::string, shards, "",
           "gRPC addresses of every shard, in shard order, comma-separated.");

@@ -14,13 +14,11 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
-#include "grpcpp/client_context.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
+#include "ps/client/coordinator_client.h"
 #include "ps/client/ps_client.h"
-#include "ps/common/grpc_status.h"
 #include "ps/common/job_config.h"
-#include "tessera/v1/coordinator.grpc.pb.h"
+#include "ps/common/status_macros.h"
+#include "tessera/v1/coordinator.pb.h"
 #include "worker/data/dataset.h"
 #include "worker/data/fashion_mnist.h"
 #include "worker/data/sparse_dataset.h"
@@ -30,10 +28,6 @@ namespace tessera {
 namespace worker {
 namespace {
 
-bool Retryable(const absl::Status& s) {
-  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) ||
-         absl::IsAborted(s);
-}
 
 // Exponential moving average for loss and accuracy gauges.
 class Ema {
@@ -138,8 +132,12 @@ class Trainer::Impl {
                  "retried (unreachable or unavailable); 0 when none.")
              .Register(r)
              .Add({});
-    coordinator_ = v1::Coordinator::NewStub(grpc::CreateChannel(
-        options_.coordinator, grpc::InsecureChannelCredentials()));
+    CoordinatorClientOptions coordinator;
+    coordinator.address = options_.coordinator;
+    coordinator.call_deadline = options_.call_deadline;
+    coordinator.waiting = coordinator_waiting_;
+    coordinator.stop = &stop_;
+    coordinator_ = std::make_unique<CoordinatorClient>(coordinator);
   }
 
   ~Impl() { StopHeartbeat(); }
@@ -158,60 +156,11 @@ class Trainer::Impl {
   }
 
  private:
-  // --- Coordinator calls ---------------------------------------------------
-
-  // Calls `rpc` until it succeeds, fails for good, the worker is stopped, or
-  // `patience` passes; says what it waits for while retrying.
-  template <typename Request, typename Response, typename Rpc>
-  absl::Status CallCoordinator(const char* what, const Request& request,
-                               Response* response, Rpc rpc,
-                               absl::Duration patience) {
-    const absl::Time start = absl::Now();
-    absl::Duration backoff = absl::Milliseconds(100);
-    absl::Time last_log = start;
-    // The wait shows in a metric as well as in the log; 0 once it is over.
-    struct ResetOnReturn {
-      metrics::Gauge* gauge;
-      ~ResetOnReturn() { gauge->Set(0); }
-    } reset{coordinator_waiting_};
-    while (true) {
-      grpc::ClientContext context;
-      context.set_deadline(std::chrono::system_clock::now() +
-                           absl::ToChronoMilliseconds(options_.call_deadline));
-      absl::Status s = FromGrpcStatus(
-          (coordinator_.get()->*rpc)(&context, request, response));
-      if (s.ok() || !Retryable(s)) return s;
-      const absl::Duration waited = absl::Now() - start;
-      coordinator_waiting_->Set(absl::ToDoubleSeconds(waited));
-      if (stop_ && waited > absl::Seconds(2)) return s;
-      if (waited > patience) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            what, ": coordinator at ", options_.coordinator,
-            " unreachable for ",
-            absl::FormatDuration(absl::Trunc(waited, absl::Seconds(1))), ": ",
-            s.message()));
-      }
-      if (absl::Now() - last_log > absl::Seconds(5)) {
-        LOG(WARNING) << "waiting for coordinator at " << options_.coordinator
-                     << " for "
-                     << absl::FormatDuration(
-                            absl::Trunc(waited, absl::Seconds(1)))
-                     << " (" << what << "): " << s.message();
-        last_log = absl::Now();
-      }
-      absl::SleepFor(backoff);
-      backoff = std::min(backoff * 2, absl::Seconds(2));
-    }
-  }
-
   absl::Status Setup() {
     v1::JoinRequest join;
     join.set_worker_id(options_.worker_id);
-    v1::JoinResponse joined;
-    absl::Status s =
-        CallCoordinator("join", join, &joined, &v1::Coordinator::Stub::Join,
-                        options_.connect_timeout);
-    if (!s.ok()) return s;
+    TESSERA_ASSIGN_OR_RETURN(v1::JoinResponse joined,
+                             coordinator_->Join(join, options_.connect_timeout));
     job_ = joined.job();
     clock_ = joined.initial_clock();
     staleness_bound_ = StalenessBound(job_);
@@ -245,11 +194,10 @@ class Trainer::Impl {
     v1::RegisterModelRequest reg;
     reg.set_worker_id(options_.worker_id);
     for (const auto& spec : specs) *reg.add_specs() = spec;
-    v1::RegisterModelResponse registered;
-    s = CallCoordinator("register model", reg, &registered,
-                        &v1::Coordinator::Stub::RegisterModel,
-                        options_.connect_timeout);
-    if (!s.ok()) return s;  // AlreadyExists: another model under this job.
+    // AlreadyExists: another model under this job.
+    TESSERA_ASSIGN_OR_RETURN(
+        v1::RegisterModelResponse registered,
+        coordinator_->RegisterModel(reg, options_.connect_timeout));
 
     PsClientOptions client_options;
     client_options.shard_addresses = options_.shards;
@@ -259,8 +207,7 @@ class Trainer::Impl {
     auto client = PsClient::Connect(client_options);
     if (!client.ok()) return client.status();
     client_ = *std::move(client);
-    s = client_->CreateTensors(specs);
-    if (!s.ok()) return s;
+    TESSERA_RETURN_IF_ERROR(client_->CreateTensors(specs));
     LOG(INFO) << "model " << job_.model().name() << ": " << specs.size()
               << " tensors on " << client_->num_shards() << " shards ("
               << (registered.created() ? "registered by this worker"
@@ -326,12 +273,8 @@ class Trainer::Impl {
     if (client_ == nullptr && model_ == nullptr) return;
     v1::LeaveRequest leave;
     leave.set_worker_id(options_.worker_id);
-    v1::LeaveResponse left;
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::seconds(5));
-    grpc::Status s = coordinator_->Leave(&context, leave, &left);
-    if (!s.ok()) LOG(WARNING) << "leave failed: " << s.error_message();
+    absl::Status s = coordinator_->Leave(leave);
+    if (!s.ok()) LOG(WARNING) << "leave failed: " << s;
   }
 
   // --- Heartbeat -----------------------------------------------------------
@@ -346,19 +289,13 @@ class Trainer::Impl {
         hb.set_partition(partition_);
         hb.set_epoch(epoch_);
         hb.set_samples(unreported_samples_.exchange(0));
-        v1::HeartbeatResponse response;
-        grpc::ClientContext context;
-        context.set_deadline(
-            std::chrono::system_clock::now() +
-            absl::ToChronoMilliseconds(options_.call_deadline));
-        grpc::Status s = coordinator_->Heartbeat(&context, hb, &response);
-        if (!s.ok()) {
+        auto beat = coordinator_->Heartbeat(hb);
+        if (!beat.ok()) {
           unreported_samples_ += hb.samples();
-          LOG_EVERY_N(WARNING, 5)
-              << "heartbeat to coordinator at " << options_.coordinator
-              << " failed: " << s.error_message();
+          LOG_EVERY_N(WARNING, 5) << "heartbeat failed: " << beat.status();
           continue;
         }
+        const v1::HeartbeatResponse& response = *beat;
         if (response.lease_lost() && hb.partition() >= 0 &&
             hb.partition() == partition_) {
           LOG(WARNING) << "lease on partition " << hb.partition()
@@ -443,7 +380,7 @@ class Trainer::Impl {
       const absl::Time start = absl::Now();
       absl::Status s = WaitAndLoad(batch, p);
       pull_wait_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
-      if (s.ok() || !Retryable(s)) return s;
+      if (s.ok() || !IsRetryable(s)) return s;
       if (stop_ || lease_lost_) return s;
       LOG(WARNING) << "pull failed, retrying in " << backoff << ": " << s;
       absl::SleepFor(backoff);
@@ -461,14 +398,13 @@ class Trainer::Impl {
       request.set_worker_id(options_.worker_id);
       request.set_clock(clock_);
       request.set_max_wait_ms(2000);
-      v1::WaitForClockResponse response;
-      absl::Status s = CallCoordinator("wait for clock", request, &response,
-                                       &v1::Coordinator::Stub::WaitForClock,
-                                       absl::Minutes(10));
-      if (!s.ok()) {
-        LOG(WARNING) << "staleness check failed; pulling anyway: " << s;
+      auto waited = coordinator_->WaitForClock(request, absl::Minutes(10));
+      if (!waited.ok()) {
+        LOG(WARNING) << "staleness check failed; pulling anyway: "
+                     << waited.status();
         return;
       }
+      const v1::WaitForClockResponse& response = *waited;
       if (response.min_clock() >= 0) {
         staleness_->Observe(clock_ - response.min_clock());
       }
@@ -634,10 +570,7 @@ class Trainer::Impl {
     report.set_samples(samples);
     report.set_loss_sum(loss_sum);
     report.set_correct(correct);
-    v1::ReportEvaluationResponse reported;
-    return CallCoordinator("report evaluation", report, &reported,
-                           &v1::Coordinator::Stub::ReportEvaluation,
-                           absl::Minutes(1));
+    return coordinator_->ReportEvaluation(report, absl::Minutes(1)).status();
   }
 
   template <typename BatchT>
@@ -645,11 +578,9 @@ class Trainer::Impl {
     while (!stop_ && !finished_) {
       v1::AcquirePartitionRequest acquire;
       acquire.set_worker_id(options_.worker_id);
-      v1::AcquirePartitionResponse lease;
-      absl::Status s = CallCoordinator("acquire partition", acquire, &lease,
-                                       &v1::Coordinator::Stub::AcquirePartition,
-                                       absl::Minutes(10));
-      if (!s.ok()) return s;
+      TESSERA_ASSIGN_OR_RETURN(
+          v1::AcquirePartitionResponse lease,
+          coordinator_->AcquirePartition(acquire, absl::Minutes(10)));
       if (lease.result() == v1::AcquirePartitionResponse::FINISHED) break;
       if (lease.result() == v1::AcquirePartitionResponse::WAIT) {
         // Every partition is leased: wait for the epoch's stragglers.
@@ -668,7 +599,7 @@ class Trainer::Impl {
       auto totals = TrainPartition(train, lease.epoch(), lease.partition());
       partition_ = -1;
       if (!totals.ok()) {
-        if (Retryable(totals.status()) || lease_lost_ || stop_) {
+        if (IsRetryable(totals.status()) || lease_lost_ || stop_) {
           LOG(WARNING) << "partition " << lease.partition()
                        << " abandoned: " << totals.status();
           continue;
@@ -683,11 +614,9 @@ class Trainer::Impl {
       complete.set_samples(totals->samples);
       complete.set_loss_sum(totals->loss_sum);
       complete.set_correct(totals->correct);
-      v1::CompletePartitionResponse completed;
-      s = CallCoordinator("complete partition", complete, &completed,
-                          &v1::Coordinator::Stub::CompletePartition,
-                          absl::Minutes(10));
-      if (!s.ok()) return s;
+      TESSERA_ASSIGN_OR_RETURN(
+          v1::CompletePartitionResponse completed,
+          coordinator_->CompletePartition(complete, absl::Minutes(10)));
       if (completed.accepted()) partitions_->Increment();
       if (completed.epoch_finished()) {
         LOG(INFO) << "epoch " << lease.epoch() + 1 << " of " << job_.epochs()
@@ -706,7 +635,7 @@ class Trainer::Impl {
   }
 
   const TrainerOptions options_;
-  std::unique_ptr<v1::Coordinator::Stub> coordinator_;
+  std::unique_ptr<CoordinatorClient> coordinator_;
   std::unique_ptr<PsClient> client_;
   std::unique_ptr<Model> model_;
   v1::JobConfig job_;

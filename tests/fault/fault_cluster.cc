@@ -25,8 +25,9 @@
 #include "ps/store/tensor_store.h"
 #include "tessera/v1/ps.grpc.pb.h"
 #include "tools/cli_status.h"
+#include "ps/client/channel.h"
 #include "tools/launch/launcher.h"
-#include "tools/model_pull.h"
+#include "ps/client/model_pull.h"
 #include "worker/data/dataset.h"
 #include "worker/data/fashion_mnist.h"
 #include "worker/evaluation.h"
@@ -55,10 +56,7 @@ void AppendLine(const std::string& path, const std::string& line) {
 }
 
 std::unique_ptr<v1::ParameterServer::Stub> Stub(const std::string& address) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  return v1::ParameterServer::NewStub(grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), args));
+  return v1::ParameterServer::NewStub(NewChannel(address));
 }
 
 std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) {

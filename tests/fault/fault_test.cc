@@ -67,7 +67,7 @@
 #include "tests/fault/fault_cluster.h"
 #include "tests/fault/metrics_text.h"
 #include "tests/fault/report.h"
-#include "tools/model_pull.h"
+#include "ps/client/model_pull.h"
 
 namespace tessera::fault {
 

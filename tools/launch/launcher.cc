@@ -13,8 +13,7 @@
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
+#include "ps/client/channel.h"
 
 namespace tessera::launch {
 namespace {
@@ -64,8 +63,7 @@ absl::StatusOr<int> PickFreePort(const std::string& host) {
 absl::Status WaitForServing(const std::string& address, Subprocess* child,
                             absl::Time deadline,
                             const std::atomic<bool>* cancel) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  auto stub = grpc::health::v1::Health::NewStub(NewChannel(address));
   std::string last = "no answer";
   while (true) {
     if (Cancelled(cancel)) {

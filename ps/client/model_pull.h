@@ -1,5 +1,5 @@
-#ifndef TESSERA_TOOLS_MODEL_PULL_H_
-#define TESSERA_TOOLS_MODEL_PULL_H_
+#ifndef TESSERA_PS_CLIENT_MODEL_PULL_H_
+#define TESSERA_PS_CLIENT_MODEL_PULL_H_
 
 // Pulls a whole model from every shard over gRPC (ParameterServer.PullModel,
 // streamed in chunks) and assembles each tensor from its parts. libtorch-free;
@@ -36,4 +36,4 @@ absl::StatusOr<std::vector<PulledTensor>> PullModel(
 
 }  // namespace tessera
 
-#endif  // TESSERA_TOOLS_MODEL_PULL_H_
+#endif  // TESSERA_PS_CLIENT_MODEL_PULL_H_

@@ -1,4 +1,4 @@
-#include "tools/model_pull.h"
+#include "ps/client/model_pull.h"
 
 #include <algorithm>
 #include <chrono>
@@ -7,9 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/client_context.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "ps/client/channel.h"
 #include "ps/spec/placement.h"
 #include "ps/common/checked_math.h"
 #include "ps/common/grpc_status.h"
@@ -37,11 +36,7 @@ absl::StatusOr<std::vector<PulledTensor>> PullModel(
     const std::vector<std::string>& shards, absl::Duration timeout) {
   std::map<std::string, Assembly> tensors;
   for (size_t s = 0; s < shards.size(); ++s) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(64 << 20);
-    auto channel = grpc::CreateCustomChannel(
-        shards[s], grpc::InsecureChannelCredentials(), args);
-    auto stub = v1::ParameterServer::NewStub(channel);
+    auto stub = v1::ParameterServer::NewStub(NewChannel(shards[s]));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          absl::ToChronoMilliseconds(timeout));

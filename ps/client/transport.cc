@@ -1,0 +1,559 @@
+#include "ps/client/transport.h"
+
+#include "absl/strings/str_join.h"
+#include "glog/logging.h"
+#include "ps/wire/data_wire.h"
+
+namespace tessera {
+
+using client_internal::GrpcDeadline;
+using client_internal::kTick;
+using client_internal::Pretty;
+using client_internal::WithShard;
+
+absl::StatusOr<std::unique_ptr<PsClient::Transport>>
+PsClient::Transport::Create(const PsClientOptions& options,
+                            std::vector<LinkInfo> infos,
+                            metrics::Registry* registry) {
+  const int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd < 0) {
+    return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
+  }
+  std::unique_ptr<Transport> t(new Transport(options, wake_fd));
+  auto& retries = metrics::BuildCounter()
+                      .Name("tessera_client_retries_total")
+                      .Help(
+                          "Data-plane requests resent to a shard (after "
+                          "UNAVAILABLE or a lost connection).")
+                      .Register(*registry);
+  auto& timeouts = metrics::BuildCounter()
+                       .Name("tessera_client_timeouts_total")
+                       .Help(
+                           "Data-plane calls that ran out of time waiting "
+                           "for a shard.")
+                       .Register(*registry);
+  auto& waiting = metrics::BuildGauge()
+                      .Name("tessera_client_waiting_seconds")
+                      .Help(
+                          "How long the oldest unanswered data-plane "
+                          "request to a shard has waited; 0 when none.")
+                      .Register(*registry);
+  t->latency_ = &metrics::BuildHistogram()
+                     .Name("tessera_client_request_latency_seconds")
+                     .Help(
+                         "Data-plane calls from start to completion, by "
+                         "op.")
+                     .Register(*registry);
+  for (size_t i = 0; i < infos.size(); ++i) {
+    Link link;
+    link.index = static_cast<int>(i);
+    link.address = infos[i].address;
+    link.endpoint = infos[i].endpoint;
+    const metrics::Labels labels = {{"shard", absl::StrCat(i)}};
+    link.retries = &retries.Add(labels);
+    link.timeouts = &timeouts.Add(labels);
+    link.waiting = &waiting.Add(labels);
+    t->links_.push_back(std::move(link));
+  }
+  for (Link& link : t->links_) {
+    absl::Status opened = t->OpenLink(&link);
+    if (!opened.ok()) return opened;
+  }
+  // Starting the thread publishes the sockets to it.
+  t->thread_ = std::thread([raw = t.get()] { raw->Loop(); });
+  return t;
+}
+
+PsClient::Transport::~Transport() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }  // Always write: the thread may be between its check and its poll.
+  const uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof(one));
+  if (thread_.joinable()) thread_.join();
+  for (Link& link : links_) CloseLink(&link);
+  close(wake_fd_);
+}
+
+absl::Status PsClient::Transport::OpenLink(Link* link) {
+  auto socket = ZmqSocket::Open(context_.get(), ZMQ_DEALER);
+  if (!socket.ok()) return socket.status();
+  if (link->endpoint.find('[') != std::string::npos) {
+    absl::Status ipv6 = socket->SetInt(ZMQ_IPV6, 1);
+    if (!ipv6.ok()) return ipv6;
+  }
+  // The I/O thread queues what does not fit (backlog) instead of blocking.
+  absl::Status hwm = socket->SetInt(ZMQ_SNDHWM, 10000);
+  if (!hwm.ok()) return hwm;
+  const std::string monitor_endpoint = absl::StrCat(
+      "inproc://tessera-client-monitor-", link->index, "-", ++monitors_);
+  if (zmq_socket_monitor(socket->get(), monitor_endpoint.c_str(),
+                         ZMQ_EVENT_DISCONNECTED) != 0) {
+    return ZmqError("zmq_socket_monitor");
+  }
+  auto monitor = ZmqSocket::Open(context_.get(), ZMQ_PAIR);
+  if (!monitor.ok()) return monitor.status();
+  absl::Status connected = monitor->Connect(monitor_endpoint);
+  if (!connected.ok()) return connected;
+  connected = socket->Connect(link->endpoint);
+  if (!connected.ok()) return connected;
+  auto monitor_fd = monitor->Fd();
+  if (!monitor_fd.ok()) return monitor_fd.status();
+  link->socket = *std::move(socket);
+  link->monitor = *std::move(monitor);
+  link->monitor_fd = *monitor_fd;
+  // A receive that finds nothing arms the fd: only a reader that has come up
+  // empty gets signalled when the next event arrives.
+  std::vector<ZmqFrame> none;
+  while (true) {
+    auto received = ZmqRecvFrames(link->monitor.get(), &none, ZMQ_DONTWAIT, 2);
+    if (!received.ok() || !received->received) break;
+  }
+  return absl::OkStatus();
+}
+
+void PsClient::Transport::CloseLink(Link* link) {
+  if (link->socket.valid()) zmq_socket_monitor(link->socket.get(), nullptr, 0);
+  link->monitor.Close();
+  link->socket.Close();  // Linger 0: whatever was queued is dropped.
+}
+
+void PsClient::Transport::Submit(std::unique_ptr<Call> call) {
+  bool wake = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      submitted_.push_back(std::move(call));
+      wake = sleeping_ && !woken_;
+      if (wake) woken_ = true;
+    }
+  }
+  if (call != nullptr) {  // Not taken: the client is shutting down.
+    call->done(absl::CancelledError("the client is shutting down"));
+    return;
+  }
+  // A system call per request costs more than the rest of a small request
+  // on a VM: wake the I/O thread only when it sleeps.
+  if (wake) {
+    const uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof(one));
+  }
+}
+
+void PsClient::Transport::Loop() {
+  std::vector<zmq_pollitem_t> items;
+  absl::Time next_tick = absl::InfinitePast();
+  while (true) {
+    items.clear();
+    items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
+    for (Link& link : links_) {
+      if (!link.socket.valid()) {  // Reopened by the next Tick.
+        items.push_back({nullptr, -1, 0, 0});
+        items.push_back({nullptr, -1, 0, 0});
+        continue;
+      }
+      const short out = link.backlog.empty() ? 0 : ZMQ_POLLOUT;
+      items.push_back(
+          {link.socket.get(), 0, static_cast<short>(ZMQ_POLLIN | out), 0});
+      items.push_back({nullptr, link.monitor_fd, ZMQ_POLLIN, 0});
+    }
+    absl::Time now = absl::Now();
+    absl::Time wake = absl::InfiniteFuture();
+    if (!deadlines_.empty()) wake = std::min(wake, deadlines_.begin()->first);
+    if (!retries_.empty())
+      wake = std::min(wake, std::get<0>(*retries_.begin()));
+    if (!calls_.empty() || waiting_) wake = std::min(wake, next_tick);
+    long timeout_ms = -1;
+    if (wake != absl::InfiniteFuture()) {
+      timeout_ms =
+          std::max<int64_t>(0, absl::ToInt64Milliseconds(absl::Ceil(
+                                   wake - now, absl::Milliseconds(1))));
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (!submitted_.empty() || stopping_) {
+        timeout_ms = 0;  // Work is waiting: look, don't sleep.
+      } else {
+        sleeping_ = true;
+      }
+    }
+    if (zmq_poll(items.data(), static_cast<int>(items.size()), timeout_ms) <
+            0 &&
+        zmq_errno() != EINTR) {
+      LOG(ERROR) << ZmqError("client I/O thread: zmq_poll");
+    }
+    now = absl::Now();
+    if (items[0].revents & ZMQ_POLLIN) {
+      uint64_t value;
+      (void)!read(wake_fd_, &value, sizeof(value));
+    }
+    std::vector<std::unique_ptr<Call>> fresh;
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      sleeping_ = false;
+      woken_ = false;
+      fresh.swap(submitted_);
+      stopping = stopping_;
+    }
+    if (stopping) {
+      const absl::Status cancelled =
+          absl::CancelledError("the client is shutting down");
+      for (auto& call : fresh) call->done(cancelled);
+      std::vector<uint64_t> ids;
+      for (const auto& [id, call] : calls_) ids.push_back(id);
+      for (uint64_t id : ids) Finish(calls_[id].get(), cancelled);
+      return;
+    }
+    for (auto& call : fresh) Start(std::move(call));
+    for (size_t i = 0; i < links_.size(); ++i) {
+      Link& link = links_[i];
+      const short socket_events = items[1 + 2 * i].revents;
+      if (socket_events & ZMQ_POLLIN) DrainReplies(&link);
+      if (socket_events & ZMQ_POLLOUT) FlushBacklog(&link);
+      if (items[2 + 2 * i].revents & ZMQ_POLLIN) HandleMonitor(&link);
+    }
+    RunRetries(now);
+    RunDeadlines(now);
+    if ((!calls_.empty() || waiting_) && now >= next_tick) {
+      Tick(now);
+      next_tick = now + kTick;
+    }
+  }
+}
+
+PsClient::Call* PsClient::Transport::FindCall(uint64_t id) {
+  auto it = calls_.find(id);
+  return it == calls_.end() ? nullptr : it->second.get();
+}
+
+absl::Duration PsClient::Transport::Backoff(int sends) {
+  absl::Duration d = initial_backoff_;
+  for (int i = 1; i < sends && d < max_backoff_; ++i) d *= 2;
+  d = std::min(d, max_backoff_);
+  return d * absl::Uniform(random_, 0.8, 1.2);
+}
+
+void PsClient::Transport::Start(std::unique_ptr<Call> owned) {
+  Call* call = owned.get();
+  call->id = next_call_id_++;
+  call->pending = static_cast<int>(call->pieces.size());
+  calls_.emplace(call->id, std::move(owned));
+  deadlines_.insert({call->deadline, call->id});
+  if (call->pieces.empty()) {
+    Finish(call, absl::OkStatus());
+    return;
+  }
+  for (size_t i = 0; i < call->pieces.size(); ++i) {
+    absl::Status sent = Send(call, static_cast<int>(i));
+    if (!sent.ok()) {
+      Finish(call, sent);
+      return;
+    }
+  }
+}
+
+absl::Status PsClient::Transport::Send(Call* call, int index,
+                                       bool from_backlog) {
+  Piece& piece = call->pieces[index];
+  Link& link = links_[piece.shard];
+  // Behind a backlog, wait in line: requests to a part keep their order.
+  // Without a socket (it could not be reopened), wait for the next Tick.
+  if (!link.socket.valid() || (!from_backlog && !link.backlog.empty())) {
+    if (from_backlog) return absl::OkStatus();  // Still queued.
+    piece.state = Piece::State::kQueued;
+    link.backlog.emplace_back(call->id, index);
+    return absl::OkStatus();
+  }
+  const uint64_t request_id = next_request_id_++;
+  piece.header.set_request_id(request_id);
+  ZmqFrame frames[3];
+  size_t n = 0;
+  frames[n++] = ZmqFrame::Copy(piece.header.SerializeAsString());
+  if (piece.ids_bytes > 0) {
+    frames[n++] = ZmqFrame::Share(piece.ids, piece.ids_bytes, piece.ids_owner);
+  }
+  if (piece.values_bytes > 0) {
+    frames[n++] =
+        ZmqFrame::Share(piece.values, piece.values_bytes, piece.values_owner);
+  }
+  absl::Status sent =
+      ZmqSendFrames(link.socket.get(), absl::MakeSpan(frames, n), ZMQ_DONTWAIT);
+  if (absl::IsUnavailable(sent)) {  // High-water mark: wait for room.
+    piece.state = Piece::State::kQueued;
+    if (!from_backlog) link.backlog.emplace_back(call->id, index);
+    return absl::OkStatus();
+  }
+  if (!sent.ok()) return WithShard(link.index, link.address, sent);
+  piece.state = Piece::State::kSent;
+  piece.request_id = request_id;
+  ++piece.sends;
+  by_request_[request_id] = {call->id, index};
+  return absl::OkStatus();
+}
+
+void PsClient::Transport::FlushBacklog(Link* link) {
+  while (!link->backlog.empty()) {
+    auto [call_id, index] = link->backlog.front();
+    Call* call = FindCall(call_id);
+    if (call == nullptr || call->pieces[index].state != Piece::State::kQueued) {
+      link->backlog.pop_front();
+      continue;
+    }
+    absl::Status sent = Send(call, index, /*from_backlog=*/true);
+    if (!sent.ok()) {
+      link->backlog.pop_front();
+      Finish(call, sent);
+      continue;
+    }
+    if (call->pieces[index].state == Piece::State::kQueued) return;  // Full.
+    link->backlog.pop_front();
+  }
+}
+
+void PsClient::Transport::DrainReplies(Link* link) {
+  std::vector<ZmqFrame> frames;
+  while (true) {
+    auto received = ZmqRecvFrames(link->socket.get(), &frames, ZMQ_DONTWAIT,
+                                  1 + kMaxPayloadFrames);
+    if (!received.ok()) {
+      LOG(ERROR) << WithShard(link->index, link->address, received.status());
+      return;
+    }
+    if (!received->received) return;
+    HandleReply(link, &frames);
+  }
+}
+
+void PsClient::Transport::HandleReply(Link* link,
+                                      std::vector<ZmqFrame>* frames) {
+  if (frames->empty()) return;
+  auto header = ParseDataHeader((*frames)[0].view());
+  if (!header.ok()) {
+    LOG(WARNING) << "shard " << link->index << " at " << link->address
+                 << " sent an unreadable reply: " << header.status();
+    return;
+  }
+  auto it = by_request_.find(header->request_id());
+  if (it == by_request_.end()) {
+    VLOG(1) << "shard " << link->index << ": late reply to request "
+            << header->request_id() << " ignored";
+    return;
+  }
+  const auto [call_id, index] = it->second;
+  by_request_.erase(it);
+  Call* call = FindCall(call_id);
+  if (call == nullptr) return;
+  Piece& piece = call->pieces[index];
+
+  absl::Status status = HeaderStatus(*header);
+  if (status.ok()) {
+    std::vector<size_t> sizes;
+    for (size_t i = 1; i < frames->size(); ++i) {
+      sizes.push_back((*frames)[i].size());
+    }
+    status = CheckReplyLayout(call->op, *header, sizes, piece.expected_bytes);
+  }
+  if (status.ok()) {
+    if (call->op == v1::DataHeader::PULL_DENSE) {
+      std::memcpy(piece.out, (*frames)[1].data(), piece.expected_bytes);
+    } else if (call->op == v1::DataHeader::PULL_ROWS) {
+      const size_t row_bytes = call->row_size * sizeof(float);
+      const char* src = (*frames)[1].data();
+      for (size_t j = 0; j < piece.out_rows.size(); ++j) {
+        std::memcpy(call->out + piece.out_rows[j] * call->row_size,
+                    src + j * row_bytes, row_bytes);
+      }
+    }
+    piece.state = Piece::State::kDone;
+    if (--call->pending == 0) Finish(call, absl::OkStatus());
+    return;
+  }
+  if (absl::IsUnavailable(status)) {
+    // Loading or draining: nothing was applied; try again later.
+    piece.last_error = status;
+    piece.state = Piece::State::kBackoff;
+    link->retries->Increment();
+    retries_.insert({absl::Now() + Backoff(piece.sends), call_id, index});
+    return;
+  }
+  Finish(call, WithShard(link->index, link->address, status));
+}
+
+void PsClient::Transport::HandleMonitor(Link* link) {
+  // Its fd fired: read every event (until EAGAIN, which re-arms the fd).
+  bool disconnected = false;
+  std::vector<ZmqFrame> frames;
+  while (true) {
+    auto received =
+        ZmqRecvFrames(link->monitor.get(), &frames, ZMQ_DONTWAIT, 2);
+    if (!received.ok() || !received->received) break;
+    uint16_t event = 0;
+    if (!frames.empty() && frames[0].size() >= sizeof(event)) {
+      std::memcpy(&event, frames[0].data(), sizeof(event));
+    }
+    if (event == ZMQ_EVENT_DISCONNECTED) disconnected = true;
+  }
+  if (!disconnected) return;
+
+  // Replies that arrived before the connection dropped still count.
+  DrainReplies(link);
+  std::vector<std::pair<uint64_t, std::pair<uint64_t, int>>> unanswered;
+  for (const auto& [request_id, where] : by_request_) {
+    Call* call = FindCall(where.first);
+    if (call != nullptr && call->pieces[where.second].shard == link->index) {
+      unanswered.push_back({request_id, where});
+    }
+  }
+  // Resend in the original order.
+  std::sort(unanswered.begin(), unanswered.end());
+  LOG(WARNING) << "shard " << link->index << " at " << link->address
+               << ": connection lost; reconnecting and resending "
+               << unanswered.size() << " unanswered requests";
+  CloseLink(link);
+  ++link->generation;
+  absl::Status opened = OpenLink(link);
+  if (!opened.ok()) {
+    LOG(ERROR) << WithShard(link->index, link->address, opened);
+    CloseLink(link);
+  }
+  for (const auto& [request_id, where] : unanswered) {
+    by_request_.erase(request_id);
+    Call* call = FindCall(where.first);
+    if (call == nullptr) continue;
+    call->pieces[where.second].state = Piece::State::kNew;
+    link->retries->Increment();
+    absl::Status sent = Send(call, where.second);
+    if (!sent.ok()) Finish(call, sent);
+  }
+  // Pieces queued behind the old socket's high-water mark go out on the new
+  // one.
+  if (opened.ok()) FlushBacklog(link);
+}
+
+void PsClient::Transport::RunRetries(absl::Time now) {
+  while (!retries_.empty() && std::get<0>(*retries_.begin()) <= now) {
+    const auto [when, call_id, index] = *retries_.begin();
+    retries_.erase(retries_.begin());
+    Call* call = FindCall(call_id);
+    if (call == nullptr ||
+        call->pieces[index].state != Piece::State::kBackoff) {
+      continue;
+    }
+    absl::Status sent = Send(call, index);
+    if (!sent.ok()) Finish(call, sent);
+  }
+}
+
+void PsClient::Transport::RunDeadlines(absl::Time now) {
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    Call* call = FindCall(deadlines_.begin()->second);
+    if (call == nullptr) {
+      deadlines_.erase(deadlines_.begin());
+      continue;
+    }
+    TimeOut(call);  // Erases the entry.
+  }
+}
+
+void PsClient::Transport::TimeOut(Call* call) {
+  std::set<int> shards;
+  for (const Piece& piece : call->pieces) {
+    if (piece.state != Piece::State::kDone) shards.insert(piece.shard);
+  }
+  std::string message;
+  for (int shard : shards) {
+    Link& link = links_[shard];
+    link.timeouts->Increment();
+    if (!message.empty()) {
+      absl::StrAppend(&message, "; also shard ", shard, " at ", link.address);
+      continue;
+    }
+    absl::Status last;
+    for (const Piece& piece : call->pieces) {
+      if (piece.shard == shard && !piece.last_error.ok()) {
+        last = piece.last_error;
+      }
+    }
+    if (last.ok()) {
+      message = absl::StrCat("shard ", shard, " at ", link.address,
+                             " did not answer within ", Pretty(call->timeout));
+    } else {
+      message = absl::StrCat("shard ", shard, " at ", link.address,
+                             " still unavailable after ", Pretty(call->timeout),
+                             ": ", last.message());
+    }
+  }
+  absl::StrAppend(&message, " (", DataOpName(call->op), " ", call->tensor, ")");
+  Finish(call, absl::DeadlineExceededError(message));
+}
+
+void PsClient::Transport::Finish(Call* call, absl::Status status) {
+  for (const Piece& piece : call->pieces) {
+    if (piece.state == Piece::State::kSent) by_request_.erase(piece.request_id);
+  }
+  deadlines_.erase({call->deadline, call->id});
+  // Stale retry and backlog entries are skipped when they come up.
+  if (status.ok() && call->op == v1::DataHeader::PULL_ROWS) {
+    const size_t row_bytes = call->row_size * sizeof(float);
+    for (const auto& [from, to] : call->duplicates) {
+      std::memcpy(call->out + to * call->row_size,
+                  call->out + from * call->row_size, row_bytes);
+    }
+  }
+  latency_->Add({{"op", DataOpName(call->op)}}, metrics::LatencyBuckets())
+      .Observe(absl::ToDoubleSeconds(absl::Now() - call->start));
+  auto it = calls_.find(call->id);
+  std::unique_ptr<Call> owned = std::move(it->second);
+  calls_.erase(it);
+  owned->done(status);
+}
+
+void PsClient::Transport::Tick(absl::Time now) {
+  std::vector<int> pending(links_.size(), 0);
+  std::vector<absl::Time> oldest(links_.size(), absl::InfiniteFuture());
+  std::vector<const Call*> oldest_call(links_.size(), nullptr);
+  for (const auto& [id, call] : calls_) {
+    for (const Piece& piece : call->pieces) {
+      if (piece.state == Piece::State::kDone) continue;
+      ++pending[piece.shard];
+      if (call->start < oldest[piece.shard]) {
+        oldest[piece.shard] = call->start;
+        oldest_call[piece.shard] = call.get();
+      }
+    }
+  }
+  waiting_ = false;
+  for (size_t s = 0; s < links_.size(); ++s) {
+    Link& link = links_[s];
+    if (!link.socket.valid()) {
+      absl::Status opened = OpenLink(&link);
+      if (!opened.ok()) {
+        LOG(ERROR) << WithShard(link.index, link.address, opened);
+        CloseLink(&link);
+      } else {
+        FlushBacklog(&link);
+      }
+    }
+    if (pending[s] == 0) {
+      link.waiting->Set(0);
+      continue;
+    }
+    waiting_ = true;
+    const absl::Duration waited = now - oldest[s];
+    link.waiting->Set(absl::ToDoubleSeconds(waited));
+    if (waited >= wait_log_interval_ &&
+        now - link.last_log >= wait_log_interval_) {
+      link.last_log = now;
+      const Call* call = oldest_call[s];
+      LOG(WARNING) << "waiting for shard " << s << " at " << link.address
+                   << " for " << Pretty(waited) << ": " << pending[s]
+                   << " unanswered requests, the oldest "
+                   << DataOpName(call->op) << " " << call->tensor
+                   << " (deadline in " << Pretty(call->deadline - now) << ")";
+    }
+  }
+}
+
+}  // namespace tessera

@@ -1,0 +1,192 @@
+#ifndef TESSERA_PS_CLIENT_TRANSPORT_H_
+#define TESSERA_PS_CLIENT_TRANSPORT_H_
+
+// Private to ps/client (a header in the library's srcs, not its hdrs): the
+// pieces of PsClient that its files share. A call (PsClient::Call) is split
+// into one piece per shard; the transport (PsClient::Transport) is the I/O
+// thread that owns the DEALER sockets, sends pieces, matches replies,
+// retries, reconnects, times out and runs callbacks.
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <set>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "ps/client/ps_client.h"
+#include "ps/wire/zmq_frames.h"
+#include "tessera/v1/data.pb.h"
+
+namespace tessera {
+namespace client_internal {
+
+// How often the I/O thread refreshes waiting gauges and wait logs while
+// anything is pending.
+inline constexpr absl::Duration kTick = absl::Milliseconds(250);
+
+inline std::string Pretty(absl::Duration d) {
+  return absl::FormatDuration(absl::Trunc(d, absl::Milliseconds(100)));
+}
+
+inline std::chrono::system_clock::time_point GrpcDeadline(absl::Duration d) {
+  return absl::ToChronoTime(absl::Now() + d);
+}
+
+// `status` with the shard it came from in front of its message.
+inline absl::Status WithShard(int shard, const std::string& address,
+                              const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::Status(
+      status.code(),
+      absl::StrCat("shard ", shard, " at ", address, ": ", status.message()));
+}
+
+}  // namespace client_internal
+
+// One shard's piece of a call.
+struct Piece {
+  enum class State { kNew, kQueued, kSent, kBackoff, kDone };
+
+  int shard = 0;
+  v1::DataHeader header;  // request_id is set per send
+  // Payload frames, shared with ZeroMQ so they can be resent.
+  std::shared_ptr<const void> ids_owner;
+  const void* ids = nullptr;
+  size_t ids_bytes = 0;
+  std::shared_ptr<const void> values_owner;
+  const void* values = nullptr;
+  size_t values_bytes = 0;
+  // Pulls: where the reply's values go.
+  float* out = nullptr;           // PULL_DENSE: contiguous
+  std::vector<int64_t> out_rows;  // PULL_ROWS: the destination row of each id
+  size_t expected_bytes = 0;
+
+  State state = State::kNew;
+  uint64_t request_id = 0;
+  int sends = 0;
+  absl::Status last_error;  // the last UNAVAILABLE answer
+};
+
+struct PsClient::Call {
+  uint64_t id = 0;
+  v1::DataHeader::Op op = v1::DataHeader::OP_UNSPECIFIED;
+  std::string tensor;
+  absl::Time start;
+  absl::Duration timeout;
+  absl::Time deadline;
+  DoneCallback done;
+  std::vector<Piece> pieces;
+  int pending = 0;
+  // PULL_ROWS: the caller's buffer, and (from, to) row copies for repeated
+  // ids, made once every piece has arrived.
+  float* out = nullptr;
+  int64_t row_size = 0;
+  std::vector<std::pair<int64_t, int64_t>> duplicates;
+};
+
+// The I/O thread: owns the DEALER sockets, sends pieces, matches replies,
+// retries, reconnects, times out, and runs callbacks.
+//
+
+// Thread-safe: Submit may be called from any thread; everything else runs on
+// the I/O thread.
+class PsClient::Transport {
+ public:
+  struct LinkInfo {
+    std::string address;   // host:port, for messages
+    std::string endpoint;  // tcp://host:port
+  };
+
+  static absl::StatusOr<std::unique_ptr<Transport>> Create(
+      const PsClientOptions& options, std::vector<LinkInfo> links,
+      metrics::Registry* registry);
+  ~Transport();
+
+  // Hands `call` to the I/O thread; fails it with CANCELLED after Stop.
+  void Submit(std::unique_ptr<Call> call) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Link {
+    int index = 0;
+    std::string address;
+    std::string endpoint;
+    ZmqSocket socket;
+    ZmqSocket monitor;
+    int monitor_fd = -1;  // Polled as a plain fd (ZmqSocket::Fd).
+    int generation = 0;
+    // Pieces waiting for room in the socket, in send order.
+    std::deque<std::pair<uint64_t, int>> backlog;
+    absl::Time last_log = absl::InfinitePast();
+    metrics::Counter* retries = nullptr;
+    metrics::Counter* timeouts = nullptr;
+    metrics::Gauge* waiting = nullptr;
+  };
+
+  Transport(const PsClientOptions& options, int wake_fd)
+      : initial_backoff_(options.initial_backoff),
+        max_backoff_(options.max_backoff),
+        wait_log_interval_(options.wait_log_interval),
+        context_(options.io_threads),
+        wake_fd_(wake_fd) {}
+
+  absl::Status OpenLink(Link* link);
+  void CloseLink(Link* link);
+  void Loop();
+  void Start(std::unique_ptr<Call> call);
+  absl::Status Send(Call* call, int piece, bool from_backlog = false);
+  void DrainReplies(Link* link);
+  void HandleReply(Link* link, std::vector<ZmqFrame>* frames);
+  void HandleMonitor(Link* link);
+  void FlushBacklog(Link* link);
+  void RunRetries(absl::Time now);
+  void RunDeadlines(absl::Time now);
+  void Tick(absl::Time now);
+  void TimeOut(Call* call);
+  void Finish(Call* call, absl::Status status);
+  Call* FindCall(uint64_t id);
+  absl::Duration Backoff(int sends);
+
+  const absl::Duration initial_backoff_;
+  const absl::Duration max_backoff_;
+  const absl::Duration wait_log_interval_;
+  ZmqContext context_;
+  const int wake_fd_;  // eventfd: Submit -> I/O thread
+  std::thread thread_;
+
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Call>> submitted_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The I/O thread is (about to be) asleep in zmq_poll and needs the eventfd
+  // to wake; once written, later submissions need not write it again.
+  bool sleeping_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
+
+  // I/O thread only (and the constructor, before it starts).
+  std::vector<Link> links_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Call>> calls_;
+  absl::flat_hash_map<uint64_t, std::pair<uint64_t, int>> by_request_;
+  std::set<std::pair<absl::Time, uint64_t>> deadlines_;
+  std::set<std::tuple<absl::Time, uint64_t, int>> retries_;
+  uint64_t next_call_id_ = 1;
+  uint64_t next_request_id_ = 1;
+  uint64_t monitors_ = 0;
+  bool waiting_ = false;  // Some waiting gauge is non-zero.
+  absl::BitGen random_;
+  metrics::Family<metrics::Histogram>* latency_ = nullptr;
+};
+
+}  // namespace tessera
+
+#endif  // TESSERA_PS_CLIENT_TRANSPORT_H_
