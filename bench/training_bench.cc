@@ -57,6 +57,7 @@
 #include "worker/data/fashion_mnist.h"
 #include "worker/evaluation.h"
 #include "worker/model/model.h"
+#include "worker/model_specs.h"
 #include "worker/trainer.h"
 
 ABSL_FLAG(int, epochs, 3, "Training epochs of every setup.");

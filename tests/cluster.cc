@@ -24,8 +24,8 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "tessera/v1/coordinator.grpc.pb.h"
 #include "ps/client/channel.h"
+#include "tessera/v1/coordinator.grpc.pb.h"
 #include "tools/launch/launcher.h"
 
 namespace tessera::testing {

@@ -18,12 +18,12 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "ps/client/model_pull.h"
 #include "ps/common/protobuf_log.h"
 #include "ps/common/usage.h"
 #include "tools/cli_status.h"
 #include "tools/demo.h"
 #include "tools/model_file.h"
-#include "ps/client/model_pull.h"
 
 ABSL_FLAG(std::string, shards, "",
           "gRPC addresses of every shard, in shard order, comma-separated.");

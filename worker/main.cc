@@ -18,12 +18,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "glog/logging.h"
-#include "ps/common/protobuf_log.h"
-#include "ps/common/usage.h"
 #include "ps/common/allocator.h"
 #include "ps/common/metrics/metrics.h"
 #include "ps/common/metrics/metrics_server.h"
 #include "ps/common/metrics/process_metrics.h"
+#include "ps/common/protobuf_log.h"
+#include "ps/common/usage.h"
 #include "worker/trainer.h"
 
 ABSL_FLAG(std::string, coordinator, "",
@@ -62,8 +62,7 @@ void OnStopSignal(int signal_number) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  tessera::SetUsage(
-      "trains a Tessera job's model on leased partitions.");
+  tessera::SetUsage("trains a Tessera job's model on leased partitions.");
   absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   FLAGS_v = absl::GetFlag(FLAGS_verbosity);

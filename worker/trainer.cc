@@ -20,14 +20,13 @@
 #include "ps/common/status_macros.h"
 #include "tessera/v1/coordinator.pb.h"
 #include "worker/data/dataset.h"
-#include "worker/data/fashion_mnist.h"
-#include "worker/data/sparse_dataset.h"
-#include "worker/data/synthetic_ctr.h"
+#include "worker/evaluation.h"
+#include "worker/job_datasets.h"
+#include "worker/model_specs.h"
 
 namespace tessera {
 namespace worker {
 namespace {
-
 
 // Exponential moving average for loss and accuracy gauges.
 class Ema {
@@ -44,19 +43,6 @@ class Ema {
 };
 
 }  // namespace
-
-v1::TensorSpec ToTensorSpec(const TensorInfo& info,
-                            const v1::OptimizerConfig& optimizer) {
-  v1::TensorSpec spec;
-  spec.set_name(info.name);
-  for (int64_t d : info.shape) spec.add_shape(d);
-  spec.set_dtype(v1::FLOAT32);
-  spec.set_kind(info.kind == TensorKind::kEmbedding ? v1::TensorSpec::EMBEDDING
-                                                    : v1::TensorSpec::DENSE);
-  *spec.mutable_initializer() = info.initializer;
-  *spec.mutable_optimizer() = optimizer;
-  return spec;
-}
 
 class Trainer::Impl {
  public:
@@ -159,8 +145,9 @@ class Trainer::Impl {
   absl::Status Setup() {
     v1::JoinRequest join;
     join.set_worker_id(options_.worker_id);
-    TESSERA_ASSIGN_OR_RETURN(v1::JoinResponse joined,
-                             coordinator_->Join(join, options_.connect_timeout));
+    TESSERA_ASSIGN_OR_RETURN(
+        v1::JoinResponse joined,
+        coordinator_->Join(join, options_.connect_timeout));
     job_ = joined.job();
     clock_ = joined.initial_clock();
     staleness_bound_ = StalenessBound(job_);
@@ -187,10 +174,7 @@ class Trainer::Impl {
     if (!model.ok()) return model.status();
     model_ = *std::move(model);
 
-    std::vector<v1::TensorSpec> specs;
-    for (const TensorInfo& t : model_->Parameters()) {
-      specs.push_back(ToTensorSpec(t, OptimizerFor(job_, t.name)));
-    }
+    const std::vector<v1::TensorSpec> specs = ModelSpecs(*model_, job_);
     v1::RegisterModelRequest reg;
     reg.set_worker_id(options_.worker_id);
     for (const auto& spec : specs) *reg.add_specs() = spec;
@@ -217,55 +201,12 @@ class Trainer::Impl {
   }
 
   absl::Status OpenDatasets() {
-    const v1::DatasetConfig& d = job_.dataset();
-    switch (d.format()) {
-      case v1::DatasetConfig::FASHION_MNIST: {
-        FashionMnistOptions train_options;
-        train_options.max_examples = d.limit();
-        auto train = OpenFashionMnist(d.path(), FashionMnistSplit::kTrain,
-                                      train_options);
-        if (!train.ok()) return train.status();
-        dense_train_ = *std::move(train);
-        auto test = OpenFashionMnist(d.path(), FashionMnistSplit::kTest);
-        if (test.ok()) {
-          dense_test_ = *std::move(test);
-        } else {
-          LOG(WARNING) << "no test set: " << test.status();
-        }
-        break;
-      }
-      case v1::DatasetConfig::LIBSVM: {
-        LibsvmOptions o;
-        o.max_examples = d.limit();
-        auto train = ReadLibsvmFile(d.path(), o);
-        if (!train.ok()) return train.status();
-        sparse_train_ = *std::move(train);
-        if (!d.test_path().empty()) {
-          auto test = ReadLibsvmFile(d.test_path());
-          if (!test.ok()) return test.status();
-          sparse_test_ = *std::move(test);
-        }
-        break;
-      }
-      case v1::DatasetConfig::SYNTHETIC_CTR: {
-        SyntheticCtrOptions o;
-        o.num_examples = d.num_examples();
-        o.vocab_size = d.vocabulary();
-        o.features_per_example = d.features_per_example();
-        if (d.zipf_exponent() > 0) o.zipf_exponent = d.zipf_exponent();
-        o.seed = d.seed();
-        auto train = SyntheticCtrDataset::Create(o);
-        if (!train.ok()) return train.status();
-        sparse_train_ = *std::move(train);
-        o.num_examples = std::max<int64_t>(1000, d.num_examples() / 10);
-        o.seed = d.seed() + 1;  // Held-out examples from the same model.
-        auto test = SyntheticCtrDataset::Create(o);
-        if (test.ok()) sparse_test_ = *std::move(test);
-        break;
-      }
-      default:
-        return absl::InvalidArgumentError("unknown dataset format");
-    }
+    TESSERA_ASSIGN_OR_RETURN(JobDatasets datasets,
+                             OpenJobDatasets(job_.dataset()));
+    dense_train_ = std::move(datasets.dense_train);
+    dense_test_ = std::move(datasets.dense_test);
+    sparse_train_ = std::move(datasets.sparse_train);
+    sparse_test_ = std::move(datasets.sparse_test);
     return absl::OkStatus();
   }
 
@@ -539,26 +480,17 @@ class Trainer::Impl {
   template <typename BatchT>
   absl::Status Evaluate(const Dataset<BatchT>& test, int epoch) {
     const absl::Time start = absl::Now();
-    std::vector<int64_t> indices;
-    int64_t correct = 0, samples = 0;
-    double loss_sum = 0;
-    for (int64_t begin = 0; begin < test.size() && !stop_; begin += 1000) {
-      indices.clear();
-      for (int64_t i = begin; i < std::min<int64_t>(test.size(), begin + 1000);
-           ++i) {
-        indices.push_back(i);
-      }
-      auto batch = test.Gather(indices);
-      if (!batch.ok()) return batch.status();
+    EvaluateOptions<BatchT> options;
+    options.stop = &stop_;
+    options.prepare = [this](const BatchT& batch) {
       Pulled p;
-      absl::Status s = PullWithRetry(*batch, &p, false);
-      if (!s.ok()) return s;
-      auto eval = model_->Evaluate(*batch);
-      if (!eval.ok()) return eval.status();
-      correct += eval->num_correct;
-      samples += eval->num_examples;
-      loss_sum += eval->loss * eval->num_examples;
-    }
+      return PullWithRetry(batch, &p, false);
+    };
+    TESSERA_ASSIGN_OR_RETURN(EvalResult eval,
+                             EvaluateDataset(*model_, test, options));
+    const int64_t samples = eval.num_examples;
+    const int64_t correct = eval.num_correct;
+    const double loss_sum = eval.loss * eval.num_examples;
     if (samples == 0) return absl::OkStatus();
     test_accuracy_->Set(static_cast<double>(correct) / samples);
     LOG(INFO) << "epoch " << epoch + 1 << " test accuracy "

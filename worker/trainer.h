@@ -67,10 +67,6 @@ class Trainer {
   std::unique_ptr<Impl> impl_;
 };
 
-// The parameter-server spec of a model tensor, with the job's optimizer.
-v1::TensorSpec ToTensorSpec(const TensorInfo& info,
-                            const v1::OptimizerConfig& optimizer);
-
 }  // namespace worker
 }  // namespace tessera
 

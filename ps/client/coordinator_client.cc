@@ -30,9 +30,9 @@ absl::StatusOr<Response> CoordinatorClient::Once(Rpc<Request, Response> rpc,
   absl::Status s =
       FromGrpcStatus((stub_.get()->*rpc)(&context, request, &response));
   if (!s.ok()) {
-    return absl::Status(s.code(), absl::StrCat("coordinator at ",
-                                               options_.address, ": ",
-                                               s.message()));
+    return absl::Status(
+        s.code(),
+        absl::StrCat("coordinator at ", options_.address, ": ", s.message()));
   }
   return response;
 }
@@ -72,7 +72,8 @@ absl::StatusOr<Response> CoordinatorClient::Retry(const char* what,
     if (absl::Now() - last_log > absl::Seconds(5)) {
       LOG(WARNING) << "waiting for coordinator at " << options_.address
                    << " for "
-                   << absl::FormatDuration(absl::Trunc(waited, absl::Seconds(1)))
+                   << absl::FormatDuration(
+                          absl::Trunc(waited, absl::Seconds(1)))
                    << " (" << what << "): " << response.status().message();
       last_log = absl::Now();
     }
@@ -88,8 +89,8 @@ absl::StatusOr<v1::JoinResponse> CoordinatorClient::Join(
 
 absl::StatusOr<v1::RegisterModelResponse> CoordinatorClient::RegisterModel(
     const v1::RegisterModelRequest& request, absl::Duration patience) {
-  return Retry("register model", &v1::Coordinator::Stub::RegisterModel,
-               request, patience);
+  return Retry("register model", &v1::Coordinator::Stub::RegisterModel, request,
+               patience);
 }
 
 absl::StatusOr<v1::AcquirePartitionResponse>

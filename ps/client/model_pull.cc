@@ -6,13 +6,13 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "grpcpp/client_context.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "grpcpp/client_context.h"
 #include "ps/client/channel.h"
-#include "ps/spec/placement.h"
 #include "ps/common/checked_math.h"
 #include "ps/common/grpc_status.h"
 #include "ps/spec/initializer.h"
+#include "ps/spec/placement.h"
 #include "tessera/v1/ps.grpc.pb.h"
 
 namespace tessera {
@@ -58,9 +58,11 @@ absl::StatusOr<std::vector<PulledTensor>> PullModel(
             (!a.spec.name().empty() &&
              !google::protobuf::util::MessageDifferencer::Equals(
                  a.spec, chunk.spec()))) {
-          return absl::DataLossError(absl::StrCat(
-              "shard ", s, " at ", shards[s], " sent a bad spec of ", current,
-              ": ", valid.ok() ? "it disagrees with another shard's" : valid.message()));
+          return absl::DataLossError(
+              absl::StrCat("shard ", s, " at ", shards[s],
+                           " sent a bad spec of ", current, ": ",
+                           valid.ok() ? "it disagrees with another shard's"
+                                      : valid.message()));
         }
         a.spec = chunk.spec();
       }
@@ -91,8 +93,8 @@ absl::StatusOr<std::vector<PulledTensor>> PullModel(
         for (int i = 0; i < chunk.row_ids_size(); ++i) {
           const uint64_t id = chunk.row_ids(i);
           if (rows > 0 && id >= static_cast<uint64_t>(rows)) {
-            return malformed(absl::StrCat("row ", id, " is outside [0, ",
-                                          rows, ")"));
+            return malformed(
+                absl::StrCat("row ", id, " is outside [0, ", rows, ")"));
           }
           std::vector<float>& row = a.rows[id];
           row.resize(dim);
@@ -145,9 +147,9 @@ absl::StatusOr<std::vector<PulledTensor>> PullModel(
     int64_t dense_floats = 0;
     if (rows > 0 && (!CheckedMul(rows, dim, &dense_floats) ||
                      dense_floats > kMaxDenseTableFloats)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "embedding table ", name, " of ", rows, " x ", dim,
-          " floats is too large to write as one dense tensor"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("embedding table ", name, " of ", rows, " x ", dim,
+                       " floats is too large to write as one dense tensor"));
     }
     if (rows > 0) {
       t.shape = {rows, dim};

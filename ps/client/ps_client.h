@@ -63,8 +63,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "ps/spec/placement.h"
 #include "ps/common/metrics/metrics.h"
+#include "ps/spec/placement.h"
 #include "tessera/v1/ps.grpc.pb.h"
 #include "tessera/v1/tensor.pb.h"
 

@@ -17,10 +17,10 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
-#include "ps/wire/data_wire.h"
-#include "ps/wire/zmq_frames.h"
 #include "ps/common/metrics/metrics.h"
 #include "ps/common/status_matchers.h"
+#include "ps/wire/data_wire.h"
+#include "ps/wire/zmq_frames.h"
 #include "tessera/v1/data.pb.h"
 
 namespace tessera {

@@ -332,5 +332,4 @@ absl::Status PsClient::Ping(int shard, const CallOptions& options) {
       .get();
 }
 
-
 }  // namespace tessera

@@ -45,10 +45,10 @@ void Handler(google::protobuf::LogLevel level, const char* file, int line,
     suppressed = it->second.suppressed;
     it->second = Seen{now, 0};
   }
-  const std::string text =
-      suppressed > 0 ? message + " (" + std::to_string(suppressed) +
-                           " more like it suppressed)"
-                     : message;
+  const std::string text = suppressed > 0
+                               ? message + " (" + std::to_string(suppressed) +
+                                     " more like it suppressed)"
+                               : message;
   switch (level) {
     case google::protobuf::LOGLEVEL_INFO:
       LOG(INFO) << "protobuf " << file << ":" << line << ": " << text;

@@ -14,9 +14,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define TESSERA_RETURN_IF_ERROR(expr)                               \
-  do {                                                             \
-    const ::absl::Status tessera_status_ = (expr);                 \
+#define TESSERA_RETURN_IF_ERROR(expr)                                      \
+  do {                                                                     \
+    const ::absl::Status tessera_status_ = (expr);                         \
     if (ABSL_PREDICT_FALSE(!tessera_status_.ok())) return tessera_status_; \
   } while (0)
 

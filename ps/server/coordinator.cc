@@ -5,11 +5,11 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "ps/common/checked_math.h"
-#include "ps/common/status_macros.h"
 #include "glog/logging.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "ps/common/checked_math.h"
 #include "ps/common/job_config.h"
+#include "ps/common/status_macros.h"
 
 namespace tessera {
 namespace {
@@ -175,9 +175,9 @@ namespace {
 // They are added up with SaturatingAdd, so no report can wrap a total.
 absl::Status CheckCounts(int64_t samples, int64_t correct, double loss_sum) {
   if (samples < 0 || correct < 0 || correct > samples) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "samples (", samples, ") and correct (", correct,
-        ") must satisfy 0 <= correct <= samples"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("samples (", samples, ") and correct (", correct,
+                     ") must satisfy 0 <= correct <= samples"));
   }
   if (!std::isfinite(loss_sum)) {
     return absl::InvalidArgumentError(

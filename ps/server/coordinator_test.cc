@@ -1,8 +1,8 @@
 #include "ps/server/coordinator.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <cmath>
 #include <limits>
 #include <set>
 #include <utility>

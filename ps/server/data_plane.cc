@@ -9,10 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
-#include "ps/wire/data_wire.h"
-#include "ps/spec/placement.h"
 #include "ps/common/checked_math.h"
 #include "ps/common/reject_reason.h"
+#include "ps/spec/placement.h"
+#include "ps/wire/data_wire.h"
 #include "tessera/v1/data.pb.h"
 
 namespace tessera {
@@ -50,10 +50,10 @@ absl::Span<const T> AlignedSpan(const ZmqFrame& frame,
 int64_t PayloadBytes(const v1::DataHeader& h, int64_t bytes_in) {
   switch (h.op()) {
     case v1::DataHeader::PULL_DENSE:
-    case v1::DataHeader::PULL_ROWS:
-    {
+    case v1::DataHeader::PULL_ROWS: {
       int64_t floats = 0, bytes = 0;
-      if (h.row_size() <= 0 || !CheckedMul(h.row_count(), h.row_size(), &floats) ||
+      if (h.row_size() <= 0 ||
+          !CheckedMul(h.row_count(), h.row_size(), &floats) ||
           !CheckedMul(floats, sizeof(float), &bytes)) {
         return std::numeric_limits<int64_t>::max();
       }
@@ -595,8 +595,7 @@ void DataPlane::CheckRequest(Shard* shard, std::vector<ZmqFrame> frames,
   work->frames = std::move(frames);
 }
 
-DataReply DataPlane::RunOne(Shard* shard,
-                            absl::Span<const std::string> frames,
+DataReply DataPlane::RunOne(Shard* shard, absl::Span<const std::string> frames,
                             int64_t max_message_bytes) {
   ReplyPool pool(0);  // Declared before `work`: its reply frame returns here.
   Work work;

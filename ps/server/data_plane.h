@@ -41,11 +41,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/types/span.h"
-#include "tessera/v1/data.pb.h"
 #include "absl/time/time.h"
-#include "ps/wire/zmq_frames.h"
+#include "absl/types/span.h"
 #include "ps/server/shard.h"
+#include "ps/wire/zmq_frames.h"
+#include "tessera/v1/data.pb.h"
 
 namespace tessera {
 

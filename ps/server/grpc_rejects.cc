@@ -17,9 +17,8 @@ using grpc::experimental::InterceptionHookPoints;
 // the handlers record under.
 std::string RpcName(absl::string_view method) {
   const size_t slash = method.rfind('/');
-  return std::string(slash == absl::string_view::npos
-                         ? method
-                         : method.substr(slash + 1));
+  return std::string(
+      slash == absl::string_view::npos ? method : method.substr(slash + 1));
 }
 
 class RejectCountingInterceptor : public grpc::experimental::Interceptor {
@@ -27,7 +26,8 @@ class RejectCountingInterceptor : public grpc::experimental::Interceptor {
   RejectCountingInterceptor(Shard* shard, std::string method)
       : shard_(shard), method_(std::move(method)), start_(absl::Now()) {}
 
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::POST_RECV_MESSAGE)) {
       // Null when the request could not be decoded (or never arrived).
@@ -60,10 +60,10 @@ class RejectCountingInterceptor : public grpc::experimental::Interceptor {
           absl::StrCat(method_, ": ", status.error_message()));
     } else {
       refused = absl::InvalidArgumentError(absl::StrCat(
-          method_, ": the request could not be decoded as this method's "
-                   "request message",
-          status.error_message().empty() ? "" : ": ",
-          status.error_message()));
+          method_,
+          ": the request could not be decoded as this method's "
+          "request message",
+          status.error_message().empty() ? "" : ": ", status.error_message()));
       methods->ModifySendStatus(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                              std::string(refused.message())));
     }

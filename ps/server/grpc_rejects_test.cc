@@ -42,9 +42,9 @@ double SeriesValue(const std::string& text, const std::string& family,
 class GrpcRejectsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string dir = std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR")
-                                                        : "/tmp") +
-                      "/grpc-rejects-XXXXXX";
+    std::string dir =
+        std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp") +
+        "/grpc-rejects-XXXXXX";
     ASSERT_NE(mkdtemp(dir.data()), nullptr);
     dir_ = dir;
     ShardOptions options;
@@ -70,9 +70,9 @@ class GrpcRejectsTest : public ::testing::Test {
     ASSERT_NE(server_, nullptr);
     grpc::ChannelArguments args;
     args.SetMaxSendMessageSize(64 << 20);
-    channel_ = grpc::CreateCustomChannel(
-        "127.0.0.1:" + std::to_string(port),
-        grpc::InsecureChannelCredentials(), args);
+    channel_ =
+        grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
+                                  grpc::InsecureChannelCredentials(), args);
   }
 
   void TearDown() override {
@@ -124,8 +124,9 @@ TEST_F(GrpcRejectsTest, EveryReasonIsExportedAtZeroFromStartUp) {
 
 TEST_F(GrpcRejectsTest, UndecodableRequestIsInvalidArgumentAndCounted) {
   // Field 1 (tensor_name) as a length-delimited field that runs past the end.
-  const grpc::Status status = SendRaw(
-      "/tessera.v1.ParameterServer/PushGradient", std::string("\x0a\x7f\x01", 3));
+  const grpc::Status status =
+      SendRaw("/tessera.v1.ParameterServer/PushGradient",
+              std::string("\x0a\x7f\x01", 3));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("PushGradient"), std::string::npos)
       << status.error_message();
@@ -133,9 +134,9 @@ TEST_F(GrpcRejectsTest, UndecodableRequestIsInvalidArgumentAndCounted) {
   EXPECT_EQ(SeriesValue(text, "tessera_ps_rejected_requests_total",
                         "reason=\"malformed\""),
             1);
-  EXPECT_EQ(SeriesValue(text, "tessera_ps_requests_total",
-                        "rpc=\"PushGradient\""),
-            1);
+  EXPECT_EQ(
+      SeriesValue(text, "tessera_ps_requests_total", "rpc=\"PushGradient\""),
+      1);
 }
 
 TEST_F(GrpcRejectsTest, OversizeRequestsAreRefusedClearly) {
@@ -147,10 +148,10 @@ TEST_F(GrpcRejectsTest, OversizeRequestsAreRefusedClearly) {
   grpc::Status status = SendRaw("/tessera.v1.ParameterServer/PushGradient",
                                 request.SerializeAsString());
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_EQ(SeriesValue(registry_.Serialize(),
-                        "tessera_ps_rejected_requests_total",
-                        "reason=\"oversize\""),
-            1);
+  EXPECT_EQ(
+      SeriesValue(registry_.Serialize(), "tessera_ps_rejected_requests_total",
+                  "reason=\"oversize\""),
+      1);
   // Over gRPC's own limit: gRPC core refuses it before the server sees a
   // call (no hook counts it), still with a clear RESOURCE_EXHAUSTED.
   request.set_values(std::string(3 << 20, '\0'));
@@ -162,8 +163,8 @@ TEST_F(GrpcRejectsTest, OversizeRequestsAreRefusedClearly) {
 TEST_F(GrpcRejectsTest, ValidRequestsAreNotCountedAsRefused) {
   v1::PushGradientRequest request;
   request.set_tensor_name("no_such_tensor");
-  const grpc::Status status = SendRaw("/tessera.v1.ParameterServer/PushGradient",
-                                      request.SerializeAsString());
+  const grpc::Status status = SendRaw(
+      "/tessera.v1.ParameterServer/PushGradient", request.SerializeAsString());
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   const std::string text = registry_.Serialize();
   EXPECT_EQ(SeriesValue(text, "tessera_ps_rejected_requests_total",

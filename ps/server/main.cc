@@ -27,11 +27,11 @@
 #include "grpcpp/server_builder.h"
 #include "ps/common/allocator.h"
 #include "ps/common/job_config.h"
-#include "ps/common/protobuf_log.h"
-#include "ps/common/usage.h"
 #include "ps/common/metrics/metrics.h"
 #include "ps/common/metrics/metrics_server.h"
 #include "ps/common/metrics/process_metrics.h"
+#include "ps/common/protobuf_log.h"
+#include "ps/common/usage.h"
 #include "ps/server/coordinator.h"
 #include "ps/server/coordinator_service.h"
 #include "ps/server/data_plane.h"
@@ -237,10 +237,9 @@ int Run() {
   (*data_plane)->Start(&shard);
   health->SetServingStatus(true);
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
-    absl::Status written =
-        WritePortFile(absl::GetFlag(FLAGS_port_file),
-                      ServerPorts{grpc_port, options.data_port,
-                                  options.metrics_port});
+    absl::Status written = WritePortFile(
+        absl::GetFlag(FLAGS_port_file),
+        ServerPorts{grpc_port, options.data_port, options.metrics_port});
     if (!written.ok()) Die(written);
   }
   LOG(INFO) << "shard " << options.shard_index << ": SERVING";

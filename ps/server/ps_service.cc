@@ -165,11 +165,11 @@ grpc::Status ParameterServerService::PullTensor(
   }
   if (request->row_ids_size() > shard_->options().max_ids_per_request) {
     shard_->CountRejected(kReasonOversize);
-    return call.Finish(Rejected(
-        absl::StatusCode::kInvalidArgument, kReasonOversize,
-        absl::StrCat("PullTensor of ", request->row_ids_size(),
-                     " row ids exceeds --max_ids_per_request=",
-                     shard_->options().max_ids_per_request)));
+    return call.Finish(
+        Rejected(absl::StatusCode::kInvalidArgument, kReasonOversize,
+                 absl::StrCat("PullTensor of ", request->row_ids_size(),
+                              " row ids exceeds --max_ids_per_request=",
+                              shard_->options().max_ids_per_request)));
   }
   int64_t chunk = request->max_chunk_floats();
   if (chunk <= 0) chunk = kDefaultChunkFloats;

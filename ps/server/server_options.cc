@@ -20,5 +20,4 @@ absl::StatusOr<int> ParseShardIndex(absl::string_view text) {
   return index;
 }
 
-
 }  // namespace tessera

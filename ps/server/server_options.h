@@ -14,7 +14,6 @@ namespace tessera {
 // ordinal. InvalidArgument for anything else, naming the input.
 absl::StatusOr<int> ParseShardIndex(absl::string_view text);
 
-
 }  // namespace tessera
 
 #endif  // TESSERA_PS_SERVER_SERVER_OPTIONS_H_

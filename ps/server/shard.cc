@@ -217,8 +217,9 @@ absl::Status Shard::Drain(absl::Duration deadline) {
     // Under inflight_mu_: no update registers after this (InFlight::Begin).
     state_ = State::kDraining;
     serving_->Set(0);
-    LOG(INFO) << "shard " << options_.shard_index << ": draining; waiting up to "
-              << deadline << " for " << inflight_ << " updates in flight";
+    LOG(INFO) << "shard " << options_.shard_index
+              << ": draining; waiting up to " << deadline << " for "
+              << inflight_ << " updates in flight";
     auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(inflight_mu_) {
       return inflight_ == 0;
     };
@@ -287,11 +288,11 @@ void Shard::RecordRequest(const std::string& rpc, const absl::Status& status,
 absl::StatusOr<CreateResult> Shard::CreateTensors(
     absl::Span<const v1::TensorSpec> specs) {
   if (specs.size() > static_cast<size_t>(options_.max_specs_per_request)) {
-    return Count(Rejected(
-        absl::StatusCode::kInvalidArgument, kReasonOversize,
-        absl::StrCat("CreateTensors with ", specs.size(),
-                     " specs exceeds --max_specs_per_request=",
-                     options_.max_specs_per_request)));
+    return Count(
+        Rejected(absl::StatusCode::kInvalidArgument, kReasonOversize,
+                 absl::StrCat("CreateTensors with ", specs.size(),
+                              " specs exceeds --max_specs_per_request=",
+                              options_.max_specs_per_request)));
   }
   InFlight inflight(this);
   absl::Status serving = inflight.Begin();
@@ -304,8 +305,8 @@ absl::StatusOr<CreateResult> Shard::CreateTensors(
   if (!pending->new_specs().empty()) {
     absl::Status saved = storage_->SaveSpecs(pending->new_specs());
     if (!saved.ok()) {
-      return absl::Status(saved.code(),
-                          absl::StrCat("tensors not created: ", saved.message()));
+      return absl::Status(
+          saved.code(), absl::StrCat("tensors not created: ", saved.message()));
     }
   }
   auto published = inflight.Apply([&]() -> absl::StatusOr<CreateResult> {
@@ -326,7 +327,8 @@ absl::StatusOr<PushResult> Shard::PushDense(const std::string& tensor,
   InFlight inflight(this);
   absl::Status serving = inflight.Begin();
   if (!serving.ok()) return Count(serving);
-  auto result = inflight.Apply([&] { return store_->PushDense(tensor, row_begin, grad); });
+  auto result = inflight.Apply(
+      [&] { return store_->PushDense(tensor, row_begin, grad); });
   if (!result.ok()) return Count(result.status());
   (result->skipped ? updates_skipped_ : updates_applied_)->Increment();
   return result;
@@ -340,7 +342,8 @@ absl::StatusOr<PushResult> Shard::PushRows(const std::string& tensor,
   InFlight inflight(this);
   absl::Status serving = inflight.Begin();
   if (!serving.ok()) return Count(serving);
-  auto result = inflight.Apply([&] { return store_->PushRows(tensor, ids, grad); });
+  auto result =
+      inflight.Apply([&] { return store_->PushRows(tensor, ids, grad); });
   if (!result.ok()) return Count(result.status());
   (result->skipped ? updates_skipped_ : updates_applied_)->Increment();
   return result;

@@ -82,9 +82,9 @@ TEST_F(ShardTest, EveryAcknowledgedPushSurvivesDrainAndRestart) {
         const std::vector<float> one = {1.0f};
         const uint64_t id[] = {7};
         for (int i = 0; i < kMaxPushesPerThread; ++i) {
-          absl::Status status =
-              t % 2 == 0 ? shard.PushDense("w", 0, one).status()
-                         : shard.PushRows("e", id, one).status();
+          absl::Status status = t % 2 == 0
+                                    ? shard.PushDense("w", 0, one).status()
+                                    : shard.PushRows("e", id, one).status();
           if (status.ok()) {
             (t % 2 == 0 ? acked_dense : acked_rows).fetch_add(1);
             continue;

@@ -81,13 +81,13 @@ absl::Status ValidateTensorSpec(const v1::TensorSpec& spec) {
       spec.kind() == v1::TensorSpec::EMBEDDING
           ? CheckedProduct(absl::MakeConstSpan(spec.shape().data() + 1, 1),
                            kMaxTensorElements, &elements)
-          : CheckedProduct(absl::MakeConstSpan(spec.shape().data(),
-                                               spec.shape_size()),
-                           kMaxTensorElements, &elements);
+          : CheckedProduct(
+                absl::MakeConstSpan(spec.shape().data(), spec.shape_size()),
+                kMaxTensorElements, &elements);
   if (!sized) {
     return absl::InvalidArgumentError(
-        absl::StrCat("tensor ", spec.name(), ": more than ",
-                     kMaxTensorElements, " elements (1 TiB) is too large"));
+        absl::StrCat("tensor ", spec.name(), ": more than ", kMaxTensorElements,
+                     " elements (1 TiB) is too large"));
   }
   if (!v1::Initializer::Kind_IsValid(spec.initializer().kind())) {
     return absl::InvalidArgumentError(

@@ -81,8 +81,8 @@ rocksdb::Slice FloatSlice(const std::vector<float>& v) {
 absl::StatusOr<std::vector<float>> Floats(const rocksdb::Slice& s,
                                           absl::string_view what) {
   if (s.size() % sizeof(float) != 0) {
-    return absl::DataLossError(absl::StrCat(what, " of ", s.size(),
-                                            " bytes is not whole float32s"));
+    return absl::DataLossError(
+        absl::StrCat(what, " of ", s.size(), " bytes is not whole float32s"));
   }
   std::vector<float> out(s.size() / sizeof(float));
   if (!out.empty()) std::memcpy(out.data(), s.data(), s.size());

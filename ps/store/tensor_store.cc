@@ -149,10 +149,9 @@ class TensorStore::DensePart : public TensorStore::Part {
     if (rows == 0 || !RangeWithin(row_begin, rows, row_begin_, row_end_)) {
       return Rejected(
           absl::StatusCode::kInvalidArgument, kReasonRowsOutOfRange,
-          absl::StrCat(what, " for ", name(), " of ", rows,
-                       " rows from row ", row_begin,
-                       " is not within this shard's rows [", row_begin_, ", ",
-                       row_end_, ")"));
+          absl::StrCat(what, " for ", name(), " of ", rows, " rows from row ",
+                       row_begin, " is not within this shard's rows [",
+                       row_begin_, ", ", row_end_, ")"));
     }
     return absl::OkStatus();
   }
@@ -713,11 +712,11 @@ absl::StatusOr<PushResult> TensorStore::PushRows(const std::string& tensor,
   int64_t floats = 0;
   if (!CheckedMul(num_ids, t->dim(), &floats) ||
       floats != static_cast<int64_t>(grad.size())) {
-    return Rejected(absl::StatusCode::kInvalidArgument, kReasonWrongShape,
-                    absl::StrCat("gradient for ", tensor, " has ", grad.size(),
-                                 " floats; ", ids.size(), " rows of dim ",
-                                 t->dim(), " need ", ids.size(), " x ",
-                                 t->dim()));
+    return Rejected(
+        absl::StatusCode::kInvalidArgument, kReasonWrongShape,
+        absl::StrCat("gradient for ", tensor, " has ", grad.size(), " floats; ",
+                     ids.size(), " rows of dim ", t->dim(), " need ",
+                     ids.size(), " x ", t->dim()));
   }
   absl::Status ids_ok = t->CheckIds(ids);
   if (!ids_ok.ok()) return ids_ok;

@@ -25,8 +25,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
-#include "ps/spec/placement.h"
 #include "ps/optim/optimizer.h"
+#include "ps/spec/placement.h"
 #include "tessera/v1/tensor.pb.h"
 
 namespace tessera {

@@ -51,8 +51,9 @@ absl::Status CheckValues(const v1::DataHeader& h, size_t bytes, int64_t rows) {
 absl::Status CheckIds(const v1::DataHeader& h, size_t bytes) {
   if (bytes % sizeof(uint64_t) != 0 ||
       bytes / sizeof(uint64_t) != static_cast<uint64_t>(h.row_count())) {
-    return Malformed(absl::StrCat("ids frame of ", bytes, " bytes does not hold ",
-                                  h.row_count(), " uint64 ids"));
+    return Malformed(absl::StrCat("ids frame of ", bytes,
+                                  " bytes does not hold ", h.row_count(),
+                                  " uint64 ids"));
   }
   return absl::OkStatus();
 }

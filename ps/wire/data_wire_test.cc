@@ -108,9 +108,9 @@ TEST(DataWireTest, WrongPayloadSizesAreRefused) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("2 rows of 8 floats do not fit")));
   // An ids frame that disagrees with row_count.
-  EXPECT_THAT(
-      Layout(Header(v1::DataHeader::PULL_ROWS, 3), {16}),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("does not hold 3 uint64 ids")));
+  EXPECT_THAT(Layout(Header(v1::DataHeader::PULL_ROWS, 3), {16}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("does not hold 3 uint64 ids")));
   EXPECT_THAT(
       Layout(Header(v1::DataHeader::PUSH_ROWS, 3), {24, 20}),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("3 whole rows")));

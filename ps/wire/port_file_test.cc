@@ -22,8 +22,8 @@ TEST(PortFileTest, RoundTrips) {
 }
 
 TEST(PortFileTest, RefusesGarbage) {
-  for (const char* bad : {"", "grpc=", "grpc=x", "grpc=70000", "data=5\n",
-                          "grpc=-1"}) {
+  for (const char* bad :
+       {"", "grpc=", "grpc=x", "grpc=70000", "data=5\n", "grpc=-1"}) {
     EXPECT_THAT(ParsePortFile(bad),
                 StatusIs(absl::StatusCode::kInvalidArgument))
         << bad;

@@ -21,13 +21,13 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "ps/client/channel.h"
+#include "ps/client/model_pull.h"
 #include "ps/store/shard_storage.h"
 #include "ps/store/tensor_store.h"
 #include "tessera/v1/ps.grpc.pb.h"
 #include "tools/cli_status.h"
-#include "ps/client/channel.h"
 #include "tools/launch/launcher.h"
-#include "ps/client/model_pull.h"
 #include "worker/data/dataset.h"
 #include "worker/data/fashion_mnist.h"
 #include "worker/evaluation.h"
@@ -173,7 +173,8 @@ absl::Status FaultCluster::StartShard(int i, absl::Duration timeout) {
   s.child.reset();
   launch::ShardCommand command;
   auto wrapper = options_.shard_wrappers.find(i);
-  if (wrapper != options_.shard_wrappers.end()) command.wrapper = wrapper->second;
+  if (wrapper != options_.shard_wrappers.end())
+    command.wrapper = wrapper->second;
   command.binary = BinaryPath("ps/server/tessera-ps");
   command.shard_index = i;
   command.num_shards = num_shards();
@@ -256,9 +257,8 @@ absl::Status FaultCluster::StartWorker(const std::string& name,
   command.worker_id = w.id;
   command.shards = grpc_addresses();
   command.metrics_port = w.metrics_port;
-  command.extra_flags = {
-      "--threads=1",
-      absl::StrCat("--call_deadline_s=", options_.call_deadline_s)};
+  command.extra_flags = {"--threads=1", absl::StrCat("--call_deadline_s=",
+                                                     options_.call_deadline_s)};
   for (auto& f : extra_flags) command.extra_flags.push_back(std::move(f));
   auto child = launch::StartWorker(command, w.log);
   if (!child.ok()) return child.status();

@@ -172,13 +172,23 @@ std::string& CurrentOp() {
   return *op;
 }
 
-#define FUZZ_CHECK(cond)                                                  \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      fprintf(stderr, "%s:%d: check failed: %s\n  during: %s\n", __FILE__, \
-              __LINE__, #cond, CurrentOp().c_str());                      \
-      abort();                                                            \
-    }                                                                     \
+// Inputs the current shard served before this one: a crash file replays
+// on a fresh shard, so with earlier inputs it may not fail on its own.
+int& EarlierInputs() {
+  static int n = 0;
+  return n;
+}
+
+#define FUZZ_CHECK(cond)                                                   \
+  do {                                                                     \
+    if (!(cond)) {                                                         \
+      fprintf(stderr,                                                      \
+              "%s:%d: check failed: %s\n  during: %s\n  after %d earlier " \
+              "inputs on this shard\n",                                    \
+              __FILE__, __LINE__, #cond, CurrentOp().c_str(),              \
+              EarlierInputs());                                            \
+      abort();                                                             \
+    }                                                                      \
   } while (0)
 
 enum Op : uint8_t {
@@ -200,8 +210,8 @@ enum Op : uint8_t {
 // Names the inputs pick by index: the seeded tensors, then names free for
 // CreateTensors ("new0" and "new1" would be whole on shard 0, "dense" on
 // shard 1).
-const char* const kNames[] = {"big",  "w",    "b",    "other", "table",
-                              "emb",  "new0", "new1", "dense"};
+const char* const kNames[] = {"big", "w",    "b",    "other", "table",
+                              "emb", "new0", "new1", "dense"};
 constexpr int kNumNames = sizeof(kNames) / sizeof(kNames[0]);
 
 TensorSpec Spec(const std::string& name, std::vector<int64_t> shape,
@@ -236,7 +246,7 @@ const std::vector<TensorSpec>& Seeded() {
 }
 
 // Forwards every rpc to the current shard's service: the gRPC server lives
-// as long as the process, the shard behind it is made anew for every input.
+// as long as the process, the shard behind it is made anew now and then.
 // No rpc is in flight while the target changes (calls are synchronous).
 class Forwarder final : public v1::ParameterServer::Service {
  public:
@@ -312,11 +322,14 @@ class Fixture {
     FUZZ_CHECK(shard_->CreateTensors(Seeded()).ok());
     service_ = std::make_unique<tessera::ParameterServerService>(shard_.get());
     forwarder_.set_target(service_.get());
-    inputs_since_reset_ = 0;
+    served_ = 0;
   }
 
-  // Counts an input; true if the shard is due for a Reset() first.
-  bool StartInput() { return shard_ == nullptr || ++inputs_since_reset_ > kInputsPerShard; }
+  // Whether the shard is due for a Reset() before the next input.
+  bool due() const { return shard_ == nullptr || served_ >= kInputsPerShard; }
+  // Inputs the shard served since its Reset().
+  int served() const { return served_; }
+  void CountInput() { ++served_; }
 
   tessera::Shard* shard() { return shard_.get(); }
   tessera::TensorStore* store() { return shard_->store(); }
@@ -345,9 +358,9 @@ class Fixture {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(-1);
     args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
-    stub_ = v1::ParameterServer::NewStub(grpc::CreateCustomChannel(
-        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(),
-        args));
+    stub_ = v1::ParameterServer::NewStub(
+        grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                  grpc::InsecureChannelCredentials(), args));
   }
 
   std::string dir_;
@@ -358,7 +371,7 @@ class Fixture {
   std::unique_ptr<tessera::metrics::Registry> registry_;
   std::unique_ptr<tessera::Shard> shard_;
   std::unique_ptr<tessera::ParameterServerService> service_;
-  int inputs_since_reset_ = 0;
+  int served_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -366,13 +379,11 @@ class Fixture {
 
 struct PartState {
   v1::TensorPartInfo info;
-  std::string info_bytes;       // `info` serialized: compared bit for bit
-  std::vector<uint64_t> ids;    // embedding: RowIds(), sorted
-  std::vector<float> values;    // dense: rows [row_begin, row_end);
-                                // embedding: the rows of `ids`, in order
-  bool embedding() const {
-    return info.spec().kind() == TensorSpec::EMBEDDING;
-  }
+  std::string info_bytes;     // `info` serialized: compared bit for bit
+  std::vector<uint64_t> ids;  // embedding: RowIds(), sorted
+  std::vector<float> values;  // dense: rows [row_begin, row_end);
+                              // embedding: the rows of `ids`, in order
+  bool embedding() const { return info.spec().kind() == TensorSpec::EMBEDDING; }
   int64_t row_size() const {
     return embedding() ? info.spec().shape(1) : tessera::RowSize(info.spec());
   }
@@ -489,7 +500,7 @@ void CheckRowsRead(tessera::TensorStore* store, const PartState& part,
   const int64_t dim = part.row_size();
   FUZZ_CHECK(values.size() == ids.size() * dim);
   FUZZ_CHECK(version == part.info.version());
-  std::vector<float> initial(dim);
+  std::vector<float> initial;
   for (size_t i = 0; i < ids.size(); ++i) {
     CheckOwnedId(part, ids[i]);
     const float* expected = nullptr;
@@ -497,6 +508,7 @@ void CheckRowsRead(tessera::TensorStore* store, const PartState& part,
     if (row >= 0) {
       expected = part.values.data() + row * dim;
     } else {
+      initial.resize(dim);
       tessera::InitializeRows(part.info.spec(), ids[i],
                               absl::MakeSpan(initial));
       expected = initial.data();
@@ -506,10 +518,9 @@ void CheckRowsRead(tessera::TensorStore* store, const PartState& part,
   }
   for (float v : values) FUZZ_CHECK(std::isfinite(v));
   std::vector<float> again(values.size());
-  FUZZ_CHECK(store
-                 ->PullRows(part.info.spec().name(), ids,
-                            absl::MakeSpan(again))
-                 .ok());
+  FUZZ_CHECK(
+      store->PullRows(part.info.spec().name(), ids, absl::MakeSpan(again))
+          .ok());
   FUZZ_CHECK(SameBits(again, values));
 }
 
@@ -524,19 +535,19 @@ void CheckDenseRead(const PartState& part, int64_t row_begin, int64_t rows,
   const int64_t row_size = part.row_size();
   FUZZ_CHECK(static_cast<int64_t>(values.size()) == rows * row_size);
   FUZZ_CHECK(version == part.info.version());
-  FUZZ_CHECK(SameBits(values, absl::MakeConstSpan(part.values)
-                                  .subspan((row_begin - lo) * row_size,
-                                           rows * row_size)));
+  FUZZ_CHECK(SameBits(
+      values, absl::MakeConstSpan(part.values)
+                  .subspan((row_begin - lo) * row_size, rows * row_size)));
 }
 
 // A push to `name` that succeeded with `version` / `skipped`: only that part
 // changed, by one version, and only in the rows pushed.
 struct Pushed {
   std::string name;
-  bool rows = false;            // embedding rows (ids) or dense rows
-  int64_t row_begin = 0;        // dense
-  int64_t num_rows = 0;         // dense
-  std::vector<uint64_t> ids;    // embedding
+  bool rows = false;          // embedding rows (ids) or dense rows
+  int64_t row_begin = 0;      // dense
+  int64_t num_rows = 0;       // dense
+  std::vector<uint64_t> ids;  // embedding
   int64_t version = 0;
   bool skipped = false;
 };
@@ -612,29 +623,31 @@ int64_t SatSub(int64_t a, int64_t b) {
 // A row offset or count, often extreme, around a part's rows [lo, hi).
 int64_t Extreme(FuzzedDataProvider& fdp, int64_t lo, int64_t hi) {
   const uint8_t sel = fdp.ConsumeIntegralInRange<uint8_t>(0, 23);
-  switch (sel) {
-    case 0: return 0;
-    case 1: return 1;
-    case 2: return -1;
-    case 3: return kI64Max;
-    case 4: return kI64Max - 63;
-    case 5: return kI64Min;
-    case 6: return kI64Min + 1;
-    case 7: return std::numeric_limits<int32_t>::max();
-    case 8: return int64_t{1} << 32;
-    case 9: return kI64Max / 4 + 1;   // x sizeof(float) overflows
-    case 10: return kI64Max / 16 + 1;  // x a row of 16 floats overflows
-    case 11: return lo;
-    case 12: return SatAdd(lo, -1);
-    case 13: return hi;
-    case 14: return SatAdd(hi, -1);
-    case 15: return SatAdd(hi, 1);
-    case 16: return SatSub(hi, lo);
-    case 17: return kI64Max - 15;
-    case 18: return fdp.ConsumeIntegral<int64_t>();
-    case 19: return SatAdd(hi, fdp.ConsumeIntegralInRange<int8_t>(-4, 4));
-    default: return SatAdd(lo, fdp.ConsumeIntegralInRange<uint8_t>(0, 63));
-  }
+  const int64_t fixed[] = {
+      0,
+      1,
+      -1,
+      kI64Max,
+      kI64Max - 63,
+      kI64Min,
+      kI64Min + 1,
+      std::numeric_limits<int32_t>::max(),
+      int64_t{1} << 32,
+      kI64Max / 4 + 1,   // x sizeof(float) overflows
+      kI64Max / 16 + 1,  // x a row of 16 floats overflows
+      lo,
+      SatAdd(lo, -1),
+      hi,
+      SatAdd(hi, -1),
+      SatAdd(hi, 1),
+      SatSub(hi, lo),
+      kI64Max - 15,
+  };
+  constexpr int kFixed = sizeof(fixed) / sizeof(fixed[0]);  // 18
+  if (sel < kFixed) return fixed[sel];
+  if (sel == 18) return fdp.ConsumeIntegral<int64_t>();
+  if (sel == 19) return SatAdd(hi, fdp.ConsumeIntegralInRange<int8_t>(-4, 4));
+  return SatAdd(lo, fdp.ConsumeIntegralInRange<uint8_t>(0, 63));
 }
 
 // What the harness knows of the tensor a request names (nothing if absent).
@@ -676,23 +689,19 @@ float FromBits(uint32_t bits) {
 
 float Float(FuzzedDataProvider& fdp) {
   const uint8_t sel = fdp.ConsumeIntegralInRange<uint8_t>(0, 15);
-  switch (sel) {
-    case 0: return FromBits(0x7fc00000u);  // NaN
-    case 1: return FromBits(0x7f800000u);  // +Inf
-    case 2: return FromBits(0xff800000u);  // -Inf
-    case 3: return FromBits(0x7f800001u);  // signalling NaN
-    case 4: return FromBits(0xffc00001u);  // -NaN with a payload
-    case 5: {
-      float f = FromBits(fdp.ConsumeIntegral<uint32_t>());
-      // See the caveat at the top: huge finite gradients are scaled down.
-      if (std::isfinite(f) && std::fabs(f) > 1e6f) f = std::fmod(f, 1e6f);
-      return f;
-    }
-    case 6: return -0.0f;
-    case 7: return FromBits(1);  // the smallest denormal
-    default:
-      return fdp.ConsumeIntegral<uint16_t>() / 32767.5f - 1.0f;
+  if (sel == 5) {
+    float f = FromBits(fdp.ConsumeIntegral<uint32_t>());
+    // See the caveat at the top: huge finite gradients are scaled down.
+    if (std::isfinite(f) && std::fabs(f) > 1e6f) f = std::fmod(f, 1e6f);
+    return f;
   }
+  // NaN, +Inf, -Inf, a signalling NaN, -NaN with a payload, (5: any bits),
+  // -0, the smallest denormal.
+  static constexpr uint32_t kBits[] = {0x7fc00000u, 0x7f800000u, 0xff800000u,
+                                       0x7f800001u, 0xffc00001u, 0,
+                                       0x80000000u, 0x00000001u};
+  if (sel < 8) return FromBits(kBits[sel]);
+  return fdp.ConsumeIntegral<uint16_t>() / 32767.5f - 1.0f;
 }
 
 std::vector<float> Values(FuzzedDataProvider& fdp, size_t n) {
@@ -706,8 +715,8 @@ std::vector<float> Values(FuzzedDataProvider& fdp, size_t n) {
   } else if (mode == 1 || mode == 2) {
     const float scale = (fdp.ConsumeIntegral<uint8_t>() - 128) / 128.0f;
     for (size_t i = 0; i < n; ++i) {
-      v[i] = scale * static_cast<float>(static_cast<int>(i * 37 % 17) - 8) /
-             8.0f;
+      v[i] =
+          scale * static_cast<float>(static_cast<int>(i * 37 % 17) - 8) / 8.0f;
     }
     if (mode == 2) {
       const uint16_t at = fdp.ConsumeIntegral<uint16_t>();
@@ -738,31 +747,32 @@ size_t Count(FuzzedDataProvider& fdp, int64_t exact, int64_t row_size) {
 std::vector<uint64_t> Ids(FuzzedDataProvider& fdp, const Target& t) {
   const uint8_t n = fdp.ConsumeIntegralInRange<uint8_t>(0, 64);
   const bool owned = fdp.ConsumeBool();
-  const int64_t max_rows =
-      t.part != nullptr && t.part->embedding() ? t.part->info.spec().shape(0)
-                                               : 0;
+  const int64_t max_rows = t.part != nullptr && t.part->embedding()
+                               ? t.part->info.spec().shape(0)
+                               : 0;
   std::vector<uint64_t> ids;
   for (int i = 0; i < n; ++i) {
     const uint8_t sel = fdp.ConsumeIntegralInRange<uint8_t>(0, 15);
+    const uint64_t fixed[] = {
+        0,
+        kU64Max,
+        kU64Max - 1,
+        uint64_t{1} << 63,
+        kI64Max,
+        static_cast<uint64_t>(max_rows),
+        max_rows > 0 ? max_rows - 1 : uint64_t{1} << 40,
+    };
     uint64_t id = 0;
-    switch (sel) {
-      case 0: id = 0; break;
-      case 1: id = kU64Max; break;
-      case 2: id = kU64Max - 1; break;
-      case 3: id = uint64_t{1} << 63; break;
-      case 4: id = kI64Max; break;
-      case 5: id = max_rows; break;
-      case 6: id = max_rows > 0 ? max_rows - 1 : uint64_t{1} << 40; break;
-      case 7: id = fdp.ConsumeIntegral<uint64_t>(); break;
-      case 8:
-      case 9:
-      case 10: {
-        const uint16_t k = fdp.ConsumeIntegral<uint16_t>();
-        const bool have = t.part != nullptr && !t.part->ids.empty();
-        id = have ? t.part->ids[k % t.part->ids.size()] : k;
-        break;
-      }
-      default: id = fdp.ConsumeIntegralInRange<uint16_t>(0, 1999); break;
+    if (sel < 7) {
+      id = fixed[sel];
+    } else if (sel == 7) {
+      id = fdp.ConsumeIntegral<uint64_t>();
+    } else if (sel <= 10) {  // an existing row, if any
+      const uint16_t k = fdp.ConsumeIntegral<uint16_t>();
+      const bool have = t.part != nullptr && !t.part->ids.empty();
+      id = have ? t.part->ids[k % t.part->ids.size()] : k;
+    } else {
+      id = fdp.ConsumeIntegralInRange<uint16_t>(0, 1999);
     }
     if (owned) {
       while (tessera::ShardOfRow(id, kNumShards) != 0) ++id;
@@ -774,17 +784,10 @@ std::vector<uint64_t> Ids(FuzzedDataProvider& fdp, const Target& t) {
 
 int64_t ChunkFloats(FuzzedDataProvider& fdp) {
   const uint8_t sel = fdp.ConsumeIntegralInRange<uint8_t>(0, 9);
-  switch (sel) {
-    case 0: return 0;
-    case 1: return -1;
-    case 2: return kI64Max;
-    case 3: return kI64Min;
-    case 4: return 1;
-    case 5: return 3;
-    case 6: return int64_t{1} << 22;
-    case 7: return (int64_t{1} << 22) + 1;
-    default: return fdp.ConsumeIntegralInRange<uint16_t>(1, 1024);
-  }
+  static constexpr int64_t kFixed[] = {
+      0, -1, kI64Max, kI64Min, 1, 3, int64_t{1} << 22, (int64_t{1} << 22) + 1};
+  if (sel < 8) return kFixed[sel];
+  return fdp.ConsumeIntegralInRange<uint16_t>(1, 1024);
 }
 
 std::string Bytes(absl::Span<const float> v) {
@@ -851,13 +854,12 @@ void CheckDataReply(tessera::TensorStore* store, const State& before,
              static_cast<int>(reply.status.code()));
   FUZZ_CHECK(reply.header.shard_index() == 0);
   DataHeader h;
-  const bool parsed = !frames.empty() && !frames[0].empty() &&
-                      h.ParseFromString(frames[0]);
+  const bool parsed =
+      !frames.empty() && !frames[0].empty() && h.ParseFromString(frames[0]);
   if (!reply.status.ok()) {
     CheckClearError(reply.status.code());
     // Every rejection is counted under a reason.
-    FUZZ_CHECK(tessera::RejectReasonOf(reply.status) !=
-               tessera::kReasonOther);
+    FUZZ_CHECK(tessera::RejectReasonOf(reply.status) != tessera::kReasonOther);
     FUZZ_CHECK(reply.values.empty());
     CheckUnchanged(before, after);
     return;
@@ -893,9 +895,8 @@ void CheckDataReply(tessera::TensorStore* store, const State& before,
       FUZZ_CHECK(reply.values.empty());
       FUZZ_CHECK(part != nullptr);
       FUZZ_CHECK(h.row_count() > 0 &&
-                 frames[1].size() ==
-                     static_cast<uint64_t>(h.row_count()) * part->row_size() *
-                         4);
+                 frames[1].size() == static_cast<uint64_t>(h.row_count()) *
+                                         part->row_size() * 4);
       Pushed push;
       push.name = h.tensor_name();
       push.row_begin = h.row_begin();
@@ -1024,7 +1025,8 @@ std::string GradientBytes(FuzzedDataProvider& fdp,
                           absl::Span<const float> values) {
   std::string raw = Bytes(values);
   const uint8_t trim = fdp.ConsumeIntegralInRange<uint8_t>(0, 7);
-  if (trim >= 5) raw.resize(raw.size() - std::min<size_t>(trim - 4, raw.size()));
+  if (trim >= 5)
+    raw.resize(raw.size() - std::min<size_t>(trim - 4, raw.size()));
   return raw;
 }
 
@@ -1101,8 +1103,9 @@ bool CheckPartChunks(tessera::TensorStore* store, const PartState& part,
       FUZZ_CHECK(c.offset() == offset);
       FUZZ_CHECK(!values.empty());
       FUZZ_CHECK(Within(offset, values.size(), 0, total));
-      FUZZ_CHECK(SameBits(values, absl::MakeConstSpan(part.values)
-                                      .subspan(offset, values.size())));
+      FUZZ_CHECK(SameBits(
+          values,
+          absl::MakeConstSpan(part.values).subspan(offset, values.size())));
       offset += values.size();
       FUZZ_CHECK(last == (offset == total));
     }
@@ -1128,9 +1131,9 @@ void PullTensorOp(FuzzedDataProvider& fdp, tessera::TensorStore* store,
   if (with_ids != 0) ids = Ids(fdp, t);
   for (uint64_t id : ids) request.add_row_ids(id);
   request.set_max_chunk_floats(ChunkFloats(fdp));
-  CurrentOp() = absl::StrCat("gRPC PullTensor ", t.name, ", ", ids.size(),
-                             " ids, max_chunk_floats ",
-                             request.max_chunk_floats());
+  CurrentOp() =
+      absl::StrCat("gRPC PullTensor ", t.name, ", ", ids.size(),
+                   " ids, max_chunk_floats ", request.max_chunk_floats());
   // See the caveat at the top: rows larger than a message are allocated
   // whole, however large.
   if (!KnownBugs() && !ids.empty() && t.part != nullptr &&
@@ -1154,8 +1157,8 @@ void PullTensorOp(FuzzedDataProvider& fdp, tessera::TensorStore* store,
   }
   FUZZ_CHECK(t.part != nullptr);
   size_t next = 0;
-  const bool whole =
-      CheckPartChunks(store, *t.part, chunks, &next, ids.empty() ? nullptr : &ids);
+  const bool whole = CheckPartChunks(store, *t.part, chunks, &next,
+                                     ids.empty() ? nullptr : &ids);
   FUZZ_CHECK(next == chunks.size());
   if (status.ok()) FUZZ_CHECK(whole);
 }
@@ -1197,7 +1200,8 @@ void PullModelOp(FuzzedDataProvider& fdp, tessera::TensorStore* store,
 float SpecFloat(FuzzedDataProvider& fdp) {
   const uint8_t sel = fdp.ConsumeIntegralInRange<uint8_t>(0, 7);
   switch (sel) {
-    case 0: return 0.0f;
+    case 0:
+      return 0.0f;
     case 6: {
       const uint8_t k = fdp.ConsumeIntegralInRange<uint8_t>(0, 3);
       if (!KnownBugs()) return k % 2 == 0 ? 1e6f : -1e6f;
@@ -1206,24 +1210,25 @@ float SpecFloat(FuzzedDataProvider& fdp) {
           std::numeric_limits<float>::infinity(), 3e38f, -3e38f};
       return kExtreme[k];
     }
-    case 7: return -1e6f;
-    default: return (fdp.ConsumeIntegral<uint8_t>() - 128) / 64.0f;
+    case 7:
+      return -1e6f;
+    default:
+      return (fdp.ConsumeIntegral<uint8_t>() - 128) / 64.0f;
   }
 }
 
 int64_t Dim(FuzzedDataProvider& fdp) {
   const uint8_t sel = fdp.ConsumeIntegralInRange<uint8_t>(0, 15);
-  switch (sel) {
-    case 0: return 0;
-    case 1: return -1;
-    case 2: return kI64Max;
-    case 3: return kI64Min;
-    case 4: return int64_t{1} << 20;
-    case 5: return int64_t{1} << 40;
-    case 6: return int64_t{1} << 19;
-    case 7: return int64_t{1} << 38;
-    default: return fdp.ConsumeIntegralInRange<uint8_t>(1, 64);
-  }
+  static constexpr int64_t kFixed[] = {0,
+                                       -1,
+                                       kI64Max,
+                                       kI64Min,
+                                       int64_t{1} << 20,
+                                       int64_t{1} << 40,
+                                       int64_t{1} << 19,
+                                       int64_t{1} << 38};
+  if (sel < 8) return kFixed[sel];
+  return fdp.ConsumeIntegralInRange<uint8_t>(1, 64);
 }
 
 TensorSpec FuzzedSpec(FuzzedDataProvider& fdp, const State& before) {
@@ -1243,15 +1248,17 @@ TensorSpec FuzzedSpec(FuzzedDataProvider& fdp, const State& before) {
   } else if (kind <= 6) {
     spec.set_kind(TensorSpec::EMBEDDING);
   } else {
-    spec.set_kind(static_cast<TensorSpec::Kind>(fdp.ConsumeIntegral<uint8_t>()));
+    spec.set_kind(
+        static_cast<TensorSpec::Kind>(fdp.ConsumeIntegral<uint8_t>()));
   }
   const uint8_t rank_sel = fdp.ConsumeIntegralInRange<uint8_t>(0, 9);
   const int rank = rank_sel <= 3 ? rank_sel : rank_sel == 9 ? 9 : 2;
   for (int i = 0; i < rank; ++i) spec.add_shape(Dim(fdp));
   v1::Initializer* init = spec.mutable_initializer();
   const uint8_t init_kind = fdp.ConsumeIntegralInRange<uint8_t>(0, 8);
-  init->set_kind(init_kind == 8 ? static_cast<v1::Initializer::Kind>(99)
-                                : static_cast<v1::Initializer::Kind>(init_kind));
+  init->set_kind(init_kind == 8
+                     ? static_cast<v1::Initializer::Kind>(99)
+                     : static_cast<v1::Initializer::Kind>(init_kind));
   init->set_value(SpecFloat(fdp));
   init->set_low(SpecFloat(fdp));
   init->set_high(SpecFloat(fdp));
@@ -1261,9 +1268,13 @@ TensorSpec FuzzedSpec(FuzzedDataProvider& fdp, const State& before) {
   init->set_seed(fdp.ConsumeIntegral<uint8_t>());
   v1::OptimizerConfig* opt = spec.mutable_optimizer();
   const uint8_t opt_kind = fdp.ConsumeIntegralInRange<uint8_t>(0, 4);
-  opt->set_kind(opt_kind == 4 ? static_cast<v1::OptimizerConfig::Kind>(17)
-                              : static_cast<v1::OptimizerConfig::Kind>(opt_kind));
-  static constexpr float kRates[] = {0.0f, 0.01f, 0.1f, -1.0f,
+  opt->set_kind(opt_kind == 4
+                    ? static_cast<v1::OptimizerConfig::Kind>(17)
+                    : static_cast<v1::OptimizerConfig::Kind>(opt_kind));
+  static constexpr float kRates[] = {0.0f,
+                                     0.01f,
+                                     0.1f,
+                                     -1.0f,
                                      std::numeric_limits<float>::quiet_NaN(),
                                      std::numeric_limits<float>::infinity()};
   opt->set_learning_rate(kRates[fdp.ConsumeIntegralInRange<uint8_t>(0, 5)]);
@@ -1356,8 +1367,8 @@ void PushGradientOp(FuzzedDataProvider& fdp, uint8_t op,
   } else {
     const std::vector<uint64_t> ids = Ids(fdp, t);
     for (uint64_t id : ids) request.add_row_ids(id);
-    values =
-        Values(fdp, Count(fdp, ExactFloats(ids.size(), t.row_size), t.row_size));
+    values = Values(
+        fdp, Count(fdp, ExactFloats(ids.size(), t.row_size), t.row_size));
   }
   *request.mutable_values() = GradientBytes(fdp, values);
   request.set_clock(fdp.ConsumeIntegral<uint8_t>());
@@ -1387,12 +1398,14 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Fixture& f = Fixture::Get();
-  if (f.StartInput()) f.Reset();
+  if (f.due()) f.Reset();
   State before = Snapshot(f.store());
   if (before.size() > kMaxParts || Floats(before) > kMaxStateFloats) {
     f.Reset();
     before = Snapshot(f.store());
   }
+  EarlierInputs() = f.served();
+  f.CountInput();
   tessera::TensorStore* store = f.store();
   CheckFinite(before);
   FuzzedDataProvider fdp(data, size);

@@ -26,10 +26,9 @@ bool Cancelled(const std::atomic<bool>* cancel) {
 }
 
 std::string LogOf(Subprocess* child) {
-  return child == nullptr
-             ? std::string()
-             : absl::StrCat("; log ", child->log_path(), ":\n",
-                            Tail(child->Log()));
+  return child == nullptr ? std::string()
+                          : absl::StrCat("; log ", child->log_path(), ":\n",
+                                         Tail(child->Log()));
 }
 
 }  // namespace
@@ -71,8 +70,8 @@ absl::Status WaitForServing(const std::string& address, Subprocess* child,
           absl::StrCat("stopped waiting for ", address, " to serve"));
     }
     grpc::ClientContext context;
-    context.set_deadline(
-        absl::ToChronoTime(std::min(deadline, absl::Now() + absl::Milliseconds(500))));
+    context.set_deadline(absl::ToChronoTime(
+        std::min(deadline, absl::Now() + absl::Milliseconds(500))));
     grpc::health::v1::HealthCheckResponse response;
     grpc::Status s = stub->Check(&context, {}, &response);
     if (s.ok() &&
@@ -81,13 +80,13 @@ absl::Status WaitForServing(const std::string& address, Subprocess* child,
     }
     last = s.ok() ? "NOT_SERVING" : s.error_message();
     if (child != nullptr && !child->running()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the process serving ", address, " exited before SERVING",
-          LogOf(child)));
+      return absl::FailedPreconditionError(
+          absl::StrCat("the process serving ", address,
+                       " exited before SERVING", LogOf(child)));
     }
     if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          address, " not SERVING in time: ", last, LogOf(child)));
+      return absl::DeadlineExceededError(
+          absl::StrCat(address, " not SERVING in time: ", last, LogOf(child)));
     }
     absl::SleepFor(kPoll);
   }
@@ -107,13 +106,13 @@ absl::StatusOr<ServerPorts> WaitForPortFile(const std::string& path,
           absl::StrCat("stopped waiting for port file ", path));
     }
     if (child != nullptr && !child->running()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the process exited before writing its port file ", path,
-          LogOf(child)));
+      return absl::FailedPreconditionError(
+          absl::StrCat("the process exited before writing its port file ", path,
+                       LogOf(child)));
     }
     if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "no port file ", path, " in time", LogOf(child)));
+      return absl::DeadlineExceededError(
+          absl::StrCat("no port file ", path, " in time", LogOf(child)));
     }
     absl::SleepFor(kPoll);
   }
@@ -151,8 +150,8 @@ absl::StatusOr<StartedShard> StartShard(const ShardCommand& command,
   StartedShard shard;
   shard.child = *std::move(child);
   const std::string name = absl::StrCat("shard ", command.shard_index);
-  auto ports = WaitForPortFile(command.port_file, shard.child.get(), deadline,
-                               cancel);
+  auto ports =
+      WaitForPortFile(command.port_file, shard.child.get(), deadline, cancel);
   if (!ports.ok()) {
     return absl::Status(ports.status().code(),
                         absl::StrCat(name, ": ", ports.status().message()));

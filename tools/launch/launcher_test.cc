@@ -35,13 +35,13 @@ TEST(LauncherTest, ShardCommandLineLetsExtraFlagsWin) {
   c.job_config = "/job";
   c.wrapper = {"ip", "netns", "exec", "ns1"};
   c.extra_flags = {"--grpc_port=7"};
-  EXPECT_THAT(ShardArgv(c),
-              ::testing::ElementsAre(
-                  "ip", "netns", "exec", "ns1", "ps", "--shard_index=1",
-                  "--num_shards=3", "--listen_address=127.0.0.1",
-                  "--grpc_port=0", "--data_port=0", "--metrics_port=0",
-                  "--data_dir=/d", "--port_file=/p", "--job_config=/job",
-                  "--grpc_port=7"));
+  EXPECT_THAT(
+      ShardArgv(c),
+      ::testing::ElementsAre(
+          "ip", "netns", "exec", "ns1", "ps", "--shard_index=1",
+          "--num_shards=3", "--listen_address=127.0.0.1", "--grpc_port=0",
+          "--data_port=0", "--metrics_port=0", "--data_dir=/d",
+          "--port_file=/p", "--job_config=/job", "--grpc_port=7"));
 }
 
 TEST(LauncherTest, StartsAShardAndWaitsUntilItServes) {
@@ -54,10 +54,10 @@ TEST(LauncherTest, StartsAShardAndWaitsUntilItServes) {
   EXPECT_GT(shard->ports.grpc, 0);
   EXPECT_GT(shard->ports.data, 0);
   EXPECT_GT(shard->ports.metrics, 0);
-  EXPECT_THAT(WaitForServing(absl::StrCat("127.0.0.1:", shard->ports.grpc),
-                             shard->child.get(),
-                             absl::Now() + absl::Seconds(10)),
-              IsOk());
+  EXPECT_THAT(
+      WaitForServing(absl::StrCat("127.0.0.1:", shard->ports.grpc),
+                     shard->child.get(), absl::Now() + absl::Seconds(10)),
+      IsOk());
   shard->child->Signal(SIGTERM);
   EXPECT_THAT(shard->child->Wait(absl::Seconds(30)), IsOkAndHolds(0));
 }

@@ -1,0 +1,69 @@
+#include "worker/job_datasets.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "glog/logging.h"
+#include "worker/data/fashion_mnist.h"
+#include "worker/data/sparse_dataset.h"
+#include "worker/data/synthetic_ctr.h"
+
+namespace tessera {
+namespace worker {
+
+absl::StatusOr<JobDatasets> OpenJobDatasets(const v1::DatasetConfig& d) {
+  JobDatasets out;
+  switch (d.format()) {
+    case v1::DatasetConfig::FASHION_MNIST: {
+      FashionMnistOptions train_options;
+      train_options.max_examples = d.limit();
+      auto train =
+          OpenFashionMnist(d.path(), FashionMnistSplit::kTrain, train_options);
+      if (!train.ok()) return train.status();
+      out.dense_train = *std::move(train);
+      auto test = OpenFashionMnist(d.path(), FashionMnistSplit::kTest);
+      if (test.ok()) {
+        out.dense_test = *std::move(test);
+      } else {
+        LOG(WARNING) << "no test set: " << test.status();
+      }
+      break;
+    }
+    case v1::DatasetConfig::LIBSVM: {
+      LibsvmOptions o;
+      o.max_examples = d.limit();
+      auto train = ReadLibsvmFile(d.path(), o);
+      if (!train.ok()) return train.status();
+      out.sparse_train = *std::move(train);
+      if (!d.test_path().empty()) {
+        auto test = ReadLibsvmFile(d.test_path());
+        if (!test.ok()) return test.status();
+        out.sparse_test = *std::move(test);
+      }
+      break;
+    }
+    case v1::DatasetConfig::SYNTHETIC_CTR: {
+      SyntheticCtrOptions o;
+      o.num_examples = d.num_examples();
+      o.vocab_size = d.vocabulary();
+      o.features_per_example = d.features_per_example();
+      if (d.zipf_exponent() > 0) o.zipf_exponent = d.zipf_exponent();
+      o.seed = d.seed();
+      auto train = SyntheticCtrDataset::Create(o);
+      if (!train.ok()) return train.status();
+      out.sparse_train = *std::move(train);
+      o.num_examples = std::max<int64_t>(1000, d.num_examples() / 10);
+      o.seed = d.seed() + 1;  // Held-out examples from the same model.
+      auto test = SyntheticCtrDataset::Create(o);
+      if (test.ok()) out.sparse_test = *std::move(test);
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError("unknown dataset format");
+  }
+  return out;
+}
+
+}  // namespace worker
+}  // namespace tessera
