@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 BAZEL=${BAZEL:-bazel}
 events=$(mktemp /tmp/tessera-bep.XXXXXX.json)
-trap '$BAZEL shutdown >/dev/null 2>&1; rm -f "$events"' EXIT
+extra=$(mktemp /tmp/tessera-extra.XXXXXX.txt)
+trap '$BAZEL shutdown >/dev/null 2>&1; rm -f "$events" "$extra"' EXIT
 
 start=$(date +%s)
 $BAZEL build "$@" //...
@@ -17,7 +18,23 @@ build_rc=$?
 $BAZEL test --keep_going --build_event_json_file="$events" "$@" //...
 test_rc=$?
 
-python3 tools/test_summary.py "$events"
+# The package layers are enforced: every probe of tools/layering_probe (a
+# dependency its package may not have) must fail analysis with a visibility
+# error. One case each in the summary.
+probes=$($BAZEL query 'attr(tags, manual, //tools/layering_probe:*)' 2>/dev/null)
+if [[ -z $probes ]]; then
+  echo "FAIL layering-probes-found" >>"$extra"
+fi
+for probe in $probes; do
+  if $BAZEL build --nobuild "$@" "$probe" 2>&1 | grep -q "is not visible from"; then
+    echo "PASS layering:$probe" >>"$extra"
+  else
+    echo "layering: $probe was not refused; a layer rule in BUILD is missing" >&2
+    echo "FAIL layering:$probe" >>"$extra"
+  fi
+done
+
+python3 tools/test_summary.py "$events" "$extra"
 summary_rc=$?
 echo "make test: $(( $(date +%s) - start ))s"
 if (( build_rc != 0 || test_rc != 0 || summary_rc != 0 )); then

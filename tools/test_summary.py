@@ -33,7 +33,23 @@ def xml_counts(path):
     return passed, failed, names
 
 
-def main(events_path):
+def extra_counts(path):
+    """Cases checked outside Bazel's tests: lines "PASS name" / "FAIL name"."""
+    passed, failed, names = 0, 0, []
+    if not path:
+        return passed, failed, names
+    with open(path) as f:
+        for line in f:
+            verdict, _, name = line.strip().partition(" ")
+            if verdict == "PASS":
+                passed += 1
+            elif verdict == "FAIL":
+                failed += 1
+                names.append(name)
+    return passed, failed, names
+
+
+def main(events_path, extra_path=None):
     results = {}  # label -> (status, xml path) of the last attempt
     summaries = {}  # label -> overall status
     test_targets = set()  # labels of configured test rules
@@ -93,6 +109,11 @@ def main(events_path):
             failed += 1
             failures.append(f"{label} (did not build)")
 
+    p, fl, names = extra_counts(extra_path)
+    passed += p
+    failed += fl
+    failures += names
+
     print(f"test targets: {len(set(labels) | test_targets)}")
     for f in failures:
         print(f"FAILED {f}")
@@ -101,4 +122,4 @@ def main(events_path):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))

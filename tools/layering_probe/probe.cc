@@ -1,0 +1,1 @@
+// Never compiled: tools/layering_probe/BUILD's targets must fail analysis.
