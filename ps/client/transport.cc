@@ -412,7 +412,6 @@ void PsClient::Transport::HandleMonitor(Link* link) {
                << ": connection lost; reconnecting and resending "
                << unanswered.size() << " unanswered requests";
   CloseLink(link);
-  ++link->generation;
   absl::Status opened = OpenLink(link);
   if (!opened.ok()) {
     LOG(ERROR) << WithShard(link->index, link->address, opened);

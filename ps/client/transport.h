@@ -125,7 +125,6 @@ class PsClient::Transport {
     ZmqSocket socket;
     ZmqSocket monitor;
     int monitor_fd = -1;  // Polled as a plain fd (ZmqSocket::Fd).
-    int generation = 0;
     // Pieces waiting for room in the socket, in send order.
     std::deque<std::pair<uint64_t, int>> backlog;
     absl::Time last_log = absl::InfinitePast();

@@ -65,4 +65,22 @@ MATCHER_P(IsOkAndHolds, value_matcher,
 
 }  // namespace tessera
 
+// In a test: asserts that `rexpr` (an absl::StatusOr) is OK and assigns its
+// value to `lhs`, or fails the test with the status, as
+// TESSERA_ASSIGN_OR_RETURN does outside tests.
+//
+//   TESSERA_ASSERT_OK_AND_ASSIGN(auto cluster, Cluster::Start(options));
+#define TESSERA_ASSERT_OK_AND_ASSIGN(lhs, rexpr)                         \
+  TESSERA_ASSERT_OK_AND_ASSIGN_IMPL_(                                    \
+      TESSERA_MATCHERS_CONCAT_(tessera_assert_statusor_, __LINE__), lhs, \
+      rexpr)
+
+#define TESSERA_MATCHERS_CONCAT_INNER_(a, b) a##b
+#define TESSERA_MATCHERS_CONCAT_(a, b) TESSERA_MATCHERS_CONCAT_INNER_(a, b)
+
+#define TESSERA_ASSERT_OK_AND_ASSIGN_IMPL_(statusor, lhs, rexpr) \
+  auto statusor = (rexpr);                                       \
+  ASSERT_THAT(statusor, ::tessera::IsOk()) << #rexpr;            \
+  lhs = std::move(statusor).value()
+
 #endif  // TESSERA_PS_COMMON_STATUS_MATCHERS_H_

@@ -1025,8 +1025,9 @@ std::string GradientBytes(FuzzedDataProvider& fdp,
                           absl::Span<const float> values) {
   std::string raw = Bytes(values);
   const uint8_t trim = fdp.ConsumeIntegralInRange<uint8_t>(0, 7);
-  if (trim >= 5)
+  if (trim >= 5) {
     raw.resize(raw.size() - std::min<size_t>(trim - 4, raw.size()));
+  }
   return raw;
 }
 
