@@ -40,7 +40,7 @@ clean:
 # any crashing input go to FUZZ_DIR; the committed seeds stay as they are.
 FUZZ_SECONDS ?= 120
 FUZZ_DIR ?= /tmp/tessera-fuzz
-FUZZERS = data_wire_fuzzer job_config_fuzzer shard_request_fuzzer
+FUZZERS = data_wire_fuzzer job_config_fuzzer shard_request_fuzzer shard_state_fuzzer
 fuzz: setup
 	$(BAZEL) build $(BAZEL_FLAGS) $(addprefix //tests/fuzz:,$(FUZZERS))
 	@bin="$$($(BAZEL) info $(BAZEL_FLAGS) bazel-bin 2>/dev/null)"; \

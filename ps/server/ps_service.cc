@@ -7,12 +7,13 @@
 #include "absl/time/clock.h"
 #include "ps/common/grpc_status.h"
 #include "ps/common/reject_reason.h"
+#include "ps/spec/placement.h"
 
 namespace tessera {
 namespace {
 
-constexpr int64_t kDefaultChunkFloats = 256 * 1024;  // 1 MiB
-constexpr int64_t kMaxChunkFloats = 4 * 1024 * 1024;
+constexpr int64_t kDefaultChunkFloats = 256 * 1024;    // 1 MiB
+constexpr int64_t kMaxChunkFloats = kMaxEmbeddingDim;  // 16 MiB
 
 // Records one finished call's metrics when it goes out of scope.
 class CallScope {
@@ -105,6 +106,17 @@ absl::Status ParameterServerService::StreamTensor(
       all.assign(ids.begin(), ids.end());
     }
     const int64_t dim = spec.shape(1);
+    // A chunk carries whole rows, at least one even when the client asked
+    // for smaller chunks; a row larger than the largest chunk is refused
+    // rather than allocated (specs bound dim by kMaxEmbeddingDim, equal to
+    // kMaxChunkFloats).
+    if (dim > kMaxChunkFloats) {
+      shard_->CountRejected(kReasonOversize);
+      return Rejected(absl::StatusCode::kResourceExhausted, kReasonOversize,
+                      absl::StrCat("rows of ", tensor, " (", dim,
+                                   " floats) exceed the largest chunk of ",
+                                   kMaxChunkFloats, " floats"));
+    }
     const int64_t rows_per_chunk = std::max<int64_t>(1, max_chunk_floats / dim);
     std::vector<float> values;
     size_t begin = 0;

@@ -1,6 +1,8 @@
 #include "ps/spec/placement.h"
 
 #include <algorithm>
+#include <cmath>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
@@ -89,10 +91,42 @@ absl::Status ValidateTensorSpec(const v1::TensorSpec& spec) {
         absl::StrCat("tensor ", spec.name(), ": more than ", kMaxTensorElements,
                      " elements (1 TiB) is too large"));
   }
-  if (!v1::Initializer::Kind_IsValid(spec.initializer().kind())) {
+  if (spec.kind() == v1::TensorSpec::EMBEDDING &&
+      spec.shape(1) > kMaxEmbeddingDim) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "embedding table ", spec.name(), ": dim ", spec.shape(1), " exceeds ",
+        kMaxEmbeddingDim, " (a row must fit in a message)"));
+  }
+  const v1::Initializer& init = spec.initializer();
+  if (!v1::Initializer::Kind_IsValid(init.kind())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor ", spec.name(), ": unknown initializer kind ", init.kind()));
+  }
+  // Initial values must be finite: every parameter is finite and at most
+  // kMaxInitializerParameter in size, so no product or difference of them
+  // (high - low, mean + stddev * z with |z| < 9, gain * sqrt(6 / fan))
+  // overflows float.
+  const std::pair<const char*, float> params[] = {
+      {"value", init.value()},   {"low", init.low()},
+      {"high", init.high()},     {"mean", init.mean()},
+      {"stddev", init.stddev()}, {"gain", init.gain()}};
+  for (const auto& [field, value] : params) {
+    if (!std::isfinite(value) || std::fabs(value) > kMaxInitializerParameter) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", spec.name(), ": initializer ", field, " = ",
+                       value, " must be finite and at most ",
+                       kMaxInitializerParameter, " in size"));
+    }
+  }
+  if (init.kind() == v1::Initializer::UNIFORM && init.low() > init.high()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("tensor ", spec.name(), ": unknown initializer kind ",
-                     spec.initializer().kind()));
+        absl::StrCat("tensor ", spec.name(), ": uniform initializer low ",
+                     init.low(), " exceeds high ", init.high()));
+  }
+  if (init.stddev() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", spec.name(), ": initializer stddev ",
+                     init.stddev(), " is negative"));
   }
   if (!v1::OptimizerConfig::Kind_IsValid(spec.optimizer().kind())) {
     return absl::InvalidArgumentError(absl::StrCat("tensor ", spec.name(),

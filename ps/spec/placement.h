@@ -34,6 +34,12 @@ struct PartPlacement {
 
 // Most elements of a dense tensor, or floats of an embedding row: 1 TiB.
 inline constexpr int64_t kMaxTensorElements = int64_t{1} << 38;
+// Most floats in one embedding row (16 MiB): a row is pulled and pushed
+// whole, within one message or stream chunk.
+inline constexpr int64_t kMaxEmbeddingDim = int64_t{1} << 22;
+// Largest initializer parameter (value, low, high, mean, stddev, gain) in
+// size: the initial values it yields stay finite float32s.
+inline constexpr float kMaxInitializerParameter = 1e30f;
 
 // 64-bit FNV-1a of `s`, finalized with splitmix64. Stable forever.
 uint64_t StableHash(std::string_view s);
@@ -41,8 +47,11 @@ uint64_t StableHash(std::string_view s);
 // splitmix64's finalizer: a bijective mix of a 64-bit value.
 uint64_t Mix64(uint64_t x);
 
-// Checks a spec: non-empty name, dtype float32, positive dimensions, an
-// embedding of rank 2 with dim > 0, a known initializer and optimizer kind.
+// Checks a spec: non-empty name, dtype float32, positive dimensions, sizes
+// within kMaxTensorElements (and kMaxEmbeddingDim), an embedding of rank 2
+// with dim > 0, a known initializer whose parameters are finite (at most
+// kMaxInitializerParameter in size; uniform low <= high, stddev >= 0), a
+// known optimizer kind.
 // InvalidArgument naming the tensor and the field otherwise.
 absl::Status ValidateTensorSpec(const v1::TensorSpec& spec);
 

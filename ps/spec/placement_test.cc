@@ -1,5 +1,7 @@
 #include "ps/spec/placement.h"
 
+#include <cmath>
+#include <limits>
 #include <map>
 #include <string>
 
@@ -132,6 +134,59 @@ TEST(ValidateTensorSpecTest, RejectsBadSpecsNamingTheProblem) {
   EXPECT_THAT(
       ValidatePlacementConfig(Config(0, 0)),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("num_shards")));
+}
+
+}  // namespace
+}  // namespace tessera
+
+namespace tessera {
+namespace {
+
+v1::TensorSpec WithInitializer(v1::Initializer::Kind kind) {
+  v1::TensorSpec spec;
+  spec.set_name("w");
+  spec.add_shape(4);
+  spec.mutable_initializer()->set_kind(kind);
+  return spec;
+}
+
+TEST(ValidateTensorSpecTest, InitializerParametersMustGiveFiniteValues) {
+  const float kNan = std::numeric_limits<float>::quiet_NaN();
+  const float kInf = std::numeric_limits<float>::infinity();
+  for (float bad : {kNan, kInf, -kInf, 3e38f, -3e38f}) {
+    v1::TensorSpec constant = WithInitializer(v1::Initializer::CONSTANT);
+    constant.mutable_initializer()->set_value(bad);
+    EXPECT_FALSE(ValidateTensorSpec(constant).ok()) << bad;
+    v1::TensorSpec uniform = WithInitializer(v1::Initializer::UNIFORM);
+    uniform.mutable_initializer()->set_low(-std::fabs(bad));
+    uniform.mutable_initializer()->set_high(std::fabs(bad));
+    EXPECT_FALSE(ValidateTensorSpec(uniform).ok()) << bad;
+    v1::TensorSpec normal = WithInitializer(v1::Initializer::NORMAL);
+    normal.mutable_initializer()->set_stddev(std::fabs(bad));
+    EXPECT_FALSE(ValidateTensorSpec(normal).ok()) << bad;
+  }
+  v1::TensorSpec reversed = WithInitializer(v1::Initializer::UNIFORM);
+  reversed.mutable_initializer()->set_low(1);
+  reversed.mutable_initializer()->set_high(-1);
+  EXPECT_FALSE(ValidateTensorSpec(reversed).ok());
+  v1::TensorSpec negative = WithInitializer(v1::Initializer::NORMAL);
+  negative.mutable_initializer()->set_stddev(-1);
+  EXPECT_FALSE(ValidateTensorSpec(negative).ok());
+  v1::TensorSpec fine = WithInitializer(v1::Initializer::UNIFORM);
+  fine.mutable_initializer()->set_low(-1e30f);
+  fine.mutable_initializer()->set_high(1e30f);
+  EXPECT_TRUE(ValidateTensorSpec(fine).ok());
+}
+
+TEST(ValidateTensorSpecTest, EmbeddingRowsMustFitAMessage) {
+  v1::TensorSpec table;
+  table.set_name("e");
+  table.set_kind(v1::TensorSpec::EMBEDDING);
+  table.add_shape(64);
+  table.add_shape(kMaxEmbeddingDim + 1);
+  EXPECT_FALSE(ValidateTensorSpec(table).ok());
+  table.set_shape(1, kMaxEmbeddingDim);
+  EXPECT_TRUE(ValidateTensorSpec(table).ok());
 }
 
 }  // namespace

@@ -91,20 +91,12 @@
 //             another seed (a conflict), else FuzzedSpec: name=tensor,
 //             kind u8[0,7], rank u8[0,9], dims, initializer, optimizer
 //
-// Caveats: where the harness stays inside what the shard can take today.
-// TESSERA_FUZZ_KNOWN_BUGS=1 in the environment lifts the last two.
-//   - Finite gradients beyond 1e6 are scaled down: a gradient near FLT_MAX
-//     is finite, accepted, and can overflow a parameter to Inf
-//     (docs/reliability.md).
-//   - Initializer parameters are finite and at most 1e6 in size:
-//     ValidateTensorSpec does not check them, so a CONSTANT initializer of
-//     NaN, or a UNIFORM / NORMAL one whose values overflow a float, is
-//     accepted and puts NaN / Inf into the tensor.
-//   - No PullTensor asks for rows of an embedding table whose rows are
-//     larger than a message: StreamTensor allocates at least one whole row
-//     per chunk, and ValidateTensorSpec accepts rows of up to 2^38 floats
-//     (1 TiB), which embedding tables do not count against max_memory_bytes
-//     until a row is pushed.
+// Caveat: finite gradients beyond 1e6 are scaled down: a gradient near
+// FLT_MAX is finite, accepted, and can overflow a parameter to Inf
+// (docs/reliability.md). Everything else goes in as the fuzzer makes it:
+// extreme initializer parameters (NaN, Inf, +-3e38) and rows larger than a
+// message, which the shard must refuse (both were accepted, and the second
+// crashed a gRPC pull, until the fuzzer found them).
 
 #include <fuzzer/FuzzedDataProvider.h>
 #include <stdlib.h>
@@ -158,13 +150,6 @@ constexpr uint64_t kU64Max = std::numeric_limits<uint64_t>::max();
 constexpr int kInputsPerShard = 100;
 constexpr size_t kMaxParts = 24;
 constexpr size_t kMaxStateFloats = 1 << 16;
-
-// Whether to send the requests that the caveats at the top leave out
-// (TESSERA_FUZZ_KNOWN_BUGS=1).
-bool& KnownBugs() {
-  static bool known_bugs = false;
-  return known_bugs;
-}
 
 // What the current operation is, printed when a check fails.
 std::string& CurrentOp() {
@@ -1137,11 +1122,6 @@ void PullTensorOp(FuzzedDataProvider& fdp, tessera::TensorStore* store,
                    " ids, max_chunk_floats ", request.max_chunk_floats());
   // See the caveat at the top: rows larger than a message are allocated
   // whole, however large.
-  if (!KnownBugs() && !ids.empty() && t.part != nullptr &&
-      t.part->embedding() && t.row_size > kMaxMessageBytes / 4) {
-    *after = Snapshot(store);
-    return;
-  }
   grpc::ClientContext context;
   SetDeadline(&context);
   std::vector<v1::TensorChunk> chunks;
@@ -1196,8 +1176,7 @@ void PullModelOp(FuzzedDataProvider& fdp, tessera::TensorStore* store,
   if (status.ok()) FUZZ_CHECK(parts == before.size());
 }
 
-// Specs, seeded or fuzzed. Initializer parameters stay finite and at most
-// 1e6 (see the caveat at the top).
+// Specs, seeded or fuzzed, with extreme initializer parameters among them.
 float SpecFloat(FuzzedDataProvider& fdp) {
   const uint8_t sel = fdp.ConsumeIntegralInRange<uint8_t>(0, 7);
   switch (sel) {
@@ -1205,7 +1184,6 @@ float SpecFloat(FuzzedDataProvider& fdp) {
       return 0.0f;
     case 6: {
       const uint8_t k = fdp.ConsumeIntegralInRange<uint8_t>(0, 3);
-      if (!KnownBugs()) return k % 2 == 0 ? 1e6f : -1e6f;
       static constexpr float kExtreme[] = {
           std::numeric_limits<float>::quiet_NaN(),
           std::numeric_limits<float>::infinity(), 3e38f, -3e38f};
@@ -1392,8 +1370,6 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // shard's per-tensor logs out of the fuzzer's output.
   google::protobuf::SetLogHandler(nullptr);
   FLAGS_minloglevel = 2;
-  const char* known_bugs = getenv("TESSERA_FUZZ_KNOWN_BUGS");
-  KnownBugs() = known_bugs != nullptr && strcmp(known_bugs, "1") == 0;
   return 0;
 }
 
