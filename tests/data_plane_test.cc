@@ -7,8 +7,8 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
-#include <limits>
 #include <future>
+#include <limits>
 #include <map>
 #include <thread>
 
@@ -17,12 +17,12 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "ps/wire/data_wire.h"
-#include "ps/spec/placement.h"
 #include "ps/client/ps_client.h"
-#include "ps/wire/zmq_frames.h"
 #include "ps/common/metrics/metrics.h"
 #include "ps/common/status_matchers.h"
+#include "ps/spec/placement.h"
+#include "ps/wire/data_wire.h"
+#include "ps/wire/zmq_frames.h"
 #include "tessera/v1/data.pb.h"
 #include "tests/cluster.h"
 
@@ -306,6 +306,34 @@ TEST_F(DataPlaneTest, BadCallsFailBeforeAnythingIsSent) {
   EXPECT_THAT(client_->CreateTensors({changed}),
               StatusIs(absl::StatusCode::kAlreadyExists,
                        HasSubstr("shard 0 at 127.0.0.1:")));
+}
+
+// A request larger than the shard accepts fails at once, naming the limit,
+// instead of being sent (ZeroMQ would drop it with the connection, and the
+// caller would wait for its deadline).
+TEST_F(DataPlaneTest, RequestsOverTheShardsLimitFailBeforeSending) {
+  StartShards(1, {"--max_message_bytes=65536"});
+  ConnectClient();
+  std::vector<v1::TensorSpec> specs = Specs();
+  specs.push_back(Dense("wide", {1024, 32}, 5));  // 128 KiB, on one shard
+  ASSERT_THAT(client_->CreateTensors(specs), IsOk());
+  auto received =
+      shards_[0]->Metric("tessera_ps_received_bytes_total", "rpc=\"push\"");
+  ASSERT_TRUE(received.ok());
+  const std::vector<float> grad(1024 * 32, 0.5f);
+  // RESOURCE_EXHAUSTED from the client itself: sent, it would have been
+  // dropped with the connection and ended in DEADLINE_EXCEEDED.
+  EXPECT_THAT(client_->PushDense("wide", 0, grad).get(),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("--max_message_bytes=65536")));
+  auto after =
+      shards_[0]->Metric("tessera_ps_received_bytes_total", "rpc=\"push\"");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(*after, *received);  // Nothing reached the shard.
+  // A request within the limit still goes through.
+  EXPECT_THAT(
+      client_->PushDense("small", 0, std::vector<float>(32, 0.5f)).get(),
+      IsOk());
 }
 
 TEST_F(DataPlaneTest, LoadSpecsLearnsTensorsFromTheShards) {

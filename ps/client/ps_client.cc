@@ -108,6 +108,7 @@ absl::StatusOr<std::unique_ptr<PsClient>> PsClient::Connect(
       host = absl::StrCat("[", host, "]");
     }
     shard.data_endpoint = absl::StrCat("tcp://", host, ":", info.data_port());
+    shard.max_message_bytes = info.max_message_bytes();
   }
   std::vector<Transport::LinkInfo> links;
   for (const ShardEndpoint& shard : shards) {

@@ -196,6 +196,8 @@ class PsClient {
     std::string grpc_address;
     std::string data_address;   // host:port
     std::string data_endpoint;  // tcp://host:port
+    // The largest request the shard accepts (ShardInfo); 0 = not reported.
+    int64_t max_message_bytes = 0;
     std::unique_ptr<v1::ParameterServer::Stub> stub;
   };
   // What the client needs of a tensor to place it; immutable once made.

@@ -49,6 +49,21 @@ std::unique_ptr<PsClient::Call> PsClient::NewCall(int op,
 }
 
 void PsClient::Submit(std::unique_ptr<Call> call) {
+  // A piece larger than its shard accepts would only be dropped with the
+  // connection (beyond ZeroMQ's limit) or refused: say so now, send nothing.
+  for (const Piece& piece : call->pieces) {
+    const int64_t limit = shards_[piece.shard].max_message_bytes;
+    const int64_t bytes = static_cast<int64_t>(
+        piece.header.ByteSizeLong() + piece.ids_bytes + piece.values_bytes);
+    if (limit > 0 && bytes > limit) {
+      call->done(absl::ResourceExhaustedError(absl::StrCat(
+          DataOpName(call->op), " of ", call->tensor, ": ", bytes,
+          " bytes to shard ", piece.shard, " at ",
+          shards_[piece.shard].data_address, " exceed its --max_message_bytes=",
+          limit, "; send it in smaller requests")));
+      return;
+    }
+  }
   transport_->Submit(std::move(call));
 }
 

@@ -385,6 +385,7 @@ v1::ShardInfo Shard::Info() const {
         absl::ToUnixMillis(flusher_->stats().last_success));
   }
   info.set_version("0.1.0");
+  info.set_max_message_bytes(options_.max_message_bytes);
   return info;
 }
 
