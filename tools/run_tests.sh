@@ -26,7 +26,9 @@ if [[ -z $probes ]]; then
   echo "FAIL layering-probes-found" >>"$extra"
 fi
 for probe in $probes; do
-  if $BAZEL build --nobuild "$@" "$probe" 2>&1 | grep -q "is not visible from"; then
+  # (Captured first: with pipefail, bazel's own failure would fail the pipe.)
+  refusal=$($BAZEL build --nobuild "$@" "$probe" 2>&1)
+  if grep -q "is not visible from" <<<"$refusal"; then
     echo "PASS layering:$probe" >>"$extra"
   else
     echo "layering: $probe was not refused; a layer rule in BUILD is missing" >&2

@@ -10,6 +10,7 @@
 #include "ps/common/checked_math.h"
 #include "ps/common/job_config.h"
 #include "ps/common/status_macros.h"
+#include "ps/spec/placement.h"
 
 namespace tessera {
 namespace {
@@ -334,6 +335,21 @@ absl::StatusOr<v1::RegisterModelResponse> Coordinator::RegisterModel(
   if (!id.ok()) return id;
   if (request.specs().empty()) {
     return absl::InvalidArgumentError("RegisterModel with no tensor specs");
+  }
+  // The coordinator keeps and persists the model: it checks it as a shard
+  // checks a CreateTensors.
+  constexpr int kMaxSpecs = 100000;
+  if (request.specs_size() > kMaxSpecs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RegisterModel with ", request.specs_size(),
+                     " tensor specs; at most ", kMaxSpecs));
+  }
+  for (const v1::TensorSpec& spec : request.specs()) {
+    absl::Status valid = ValidateTensorSpec(spec);
+    if (!valid.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("RegisterModel: ", valid.message()));
+    }
   }
   v1::RegisterModelResponse response;
   {

@@ -168,6 +168,26 @@ TEST_F(CoordinatorTest, ModelIsRegisteredOnceAndConflictsAreRefused) {
   EXPECT_EQ(c->Join(join)->specs_size(), 1);
 }
 
+TEST_F(CoordinatorTest, InvalidModelsAreRefusedBeforeTheyAreKept) {
+  auto c = Make();
+  v1::RegisterModelRequest r;
+  r.set_worker_id("a");
+  r.add_specs()->set_name("w");
+  r.mutable_specs(0)->add_shape(-4);
+  EXPECT_THAT(c->RegisterModel(r),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("shape")));
+  r.mutable_specs(0)->set_shape(0, 4);
+  r.mutable_specs(0)->mutable_initializer()->set_kind(
+      v1::Initializer::CONSTANT);
+  r.mutable_specs(0)->mutable_initializer()->set_value(
+      std::numeric_limits<float>::infinity());
+  EXPECT_THAT(c->RegisterModel(r),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  v1::JoinRequest join;
+  join.set_worker_id("b");
+  EXPECT_EQ(c->Join(join)->specs_size(), 0);  // nothing was kept
+}
+
 TEST_F(CoordinatorTest, StalenessBoundHoldsTheFastWorkerOnly) {
   auto c = Make();
   Acquire(c.get(), "fast");

@@ -6,7 +6,7 @@
 //   - the job completes, and every process exits as it should;
 //   - each partition is completed exactly once per epoch (the coordinator's
 //     per-epoch sample count equals the examples per epoch);
-//   - the final test accuracy is within 2.5 points of an undisturbed run of
+//   - the final test accuracy is within 3 points of an undisturbed run of
 //     the same job (the baseline, run once per suite; see the note at
 //     kAccuracyTolerance on why the job is as large as it is);
 //   - a shard killed with SIGKILL comes back with at least every update that
@@ -94,15 +94,18 @@ using ::testing::HasSubstr;
 // Adam 2e-4, batch 64, all 60,000 examples x 4 epochs) ended within 0.65
 // point in repeated runs, one of them next to two CPU hogs (85.0-85.7%).
 // Scenario minus median-of-3 baseline, measured: -0.06 to +0.30 points in the
-// 8 scenarios of docs/reliability.md's run, and 1.02 points in one fresh-clone
-// CI run on 2 loaded cores (SIGKILL scenario, which also loses up to one
-// flush interval of training), which failed the former 1-point bound. The
-// bound is 2.5 points: 2.4x the worst delta measured and over 3x the spread
-// of identical runs. It is a coarse check that a fault did not break
-// training; the exact promises (no completed flush lost, every partition
-// completed exactly once) are checked exactly. See tests/fault/findings.md.
+// 8 scenarios of one run, and in a later run -1.31 to +0.17 (SIGKILL lowest;
+// that scenario also loses up to one flush interval of training per kill),
+// with the three baseline runs themselves spread over 1.38 points
+// (84.29-85.67%); a fresh-clone CI run on 2 loaded cores measured 1.02 and
+// failed the former 1-point bound. The bound is 3 points: 2.3x the worst
+// delta measured and 2.2x the widest spread of identical runs. It is a coarse
+// check that a fault did not break training (a shard that lost its trained
+// values would cost tens of points); the exact promises (no completed flush
+// lost, every partition completed exactly once) are checked exactly. See
+// tests/fault/findings.md.
 constexpr int kBaselineRuns = 3;
-constexpr double kAccuracyTolerance = 2.5;
+constexpr double kAccuracyTolerance = 3.0;
 
 bool LongRun() {
   const char* v = std::getenv("TESSERA_FAULT_LONG");
@@ -317,7 +320,7 @@ class FaultTest : public ::testing::Test {
     r.Figure("test accuracy (baseline)",
              absl::StrCat(Pct(*accuracy), " (", Pct(base.accuracy), ")"));
     r.Figure("accuracy delta (bound)",
-             absl::StrFormat("%+.2f points (within %.0f)",
+             absl::StrFormat("%+.2f points (within %.1f)",
                              *accuracy - base.accuracy, AccuracyTolerance()));
     for (const std::string& w : c.AllWorkers()) {
       if (killed.count(w)) continue;
@@ -471,7 +474,7 @@ TEST_F(FaultTest, UndisturbedJobSetsTheBaseline) {
   r.Note(absl::StrFormat(
       "Every scenario below compares its final test accuracy with this run "
       "(the median, when the baseline runs more than once) and fails if "
-      "they differ by more than %.0f point (see \"About the accuracy "
+      "they differ by more than %.1f points (see \"About the accuracy "
       "bound\" in the findings).",
       AccuracyTolerance()));
   for (double a : b.accuracies) {
