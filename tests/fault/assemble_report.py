@@ -43,7 +43,7 @@ the promises of DESIGN.md's "Failure promises":
   per-epoch sample count equals the examples per epoch, from exactly
   `partitions_per_epoch` completions;
 - the final test accuracy (the pulled model, evaluated by the suite on the
-  10,000 test images) is within 1 point of the median of three undisturbed
+  10,000 test images) is within 3 points of the median of three undisturbed
   baseline runs;
 - a shard killed with SIGKILL restarts with every update a completed flush
   covered (checked exactly: part versions sampled before a flush that then
