@@ -197,8 +197,16 @@ absl::Status CheckClock(int64_t clock) {
 
 }  // namespace
 
-Coordinator::Worker& Coordinator::TouchLocked(const std::string& id,
-                                              bool* joined) {
+absl::StatusOr<Coordinator::Worker*> Coordinator::TouchLocked(
+    const std::string& id, bool* joined) {
+  // Every new id is a record until its lease times out: bound them, so a
+  // client inventing ids cannot grow the coordinator (or its log) at will.
+  if (workers_.size() >= static_cast<size_t>(kMaxLiveWorkers) &&
+      !workers_.contains(id)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the job already has ", workers_.size(), " live workers (at most ",
+        kMaxLiveWorkers, "); ", id, " may join once one leaves or expires"));
+  }
   auto [it, inserted] = workers_.try_emplace(id);
   if (inserted) {
     std::string unused;
@@ -211,7 +219,7 @@ Coordinator::Worker& Coordinator::TouchLocked(const std::string& id,
   }
   if (joined != nullptr) *joined = inserted;
   it->second.last_seen = now_();
-  return it->second;
+  return &it->second;
 }
 
 void Coordinator::RequeueLocked(int partition) {
@@ -320,7 +328,9 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(
   v1::JoinResponse response;
   absl::MutexLock lock(&mu_);
   ExpireStaleLocked();
-  Worker& w = TouchLocked(request.worker_id(), nullptr);
+  TESSERA_ASSIGN_OR_RETURN(Worker * touched,
+                           TouchLocked(request.worker_id(), nullptr));
+  Worker& w = *touched;
   *response.mutable_job() = job_;
   for (const auto& s : specs_) *response.add_specs() = s;
   response.set_initial_clock(w.clock);
@@ -354,7 +364,7 @@ absl::StatusOr<v1::RegisterModelResponse> Coordinator::RegisterModel(
   v1::RegisterModelResponse response;
   {
     absl::MutexLock lock(&mu_);
-    TouchLocked(request.worker_id(), nullptr);
+    TESSERA_RETURN_IF_ERROR(TouchLocked(request.worker_id(), nullptr).status());
     if (!specs_.empty()) {
       if (!SameSpecs(specs_, request.specs())) {
         return absl::AlreadyExistsError(absl::StrCat(
@@ -388,7 +398,9 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(
   v1::HeartbeatResponse response;
   absl::MutexLock lock(&mu_);
   ExpireStaleLocked();
-  Worker& w = TouchLocked(request.worker_id(), nullptr);
+  TESSERA_ASSIGN_OR_RETURN(Worker * touched,
+                           TouchLocked(request.worker_id(), nullptr));
+  Worker& w = *touched;
   w.clock = std::max(w.clock, request.clock());
   max_clock_ = std::max(max_clock_, w.clock);
   NoteClocksLocked();
@@ -436,7 +448,9 @@ absl::StatusOr<v1::AcquirePartitionResponse> Coordinator::AcquirePartition(
   v1::AcquirePartitionResponse response;
   absl::MutexLock lock(&mu_);
   ExpireStaleLocked();
-  Worker& w = TouchLocked(request.worker_id(), nullptr);
+  TESSERA_ASSIGN_OR_RETURN(Worker * touched,
+                           TouchLocked(request.worker_id(), nullptr));
+  Worker& w = *touched;
   response.set_num_partitions(job_.partitions_per_epoch());
   response.set_epoch(epoch_);
   if (finished_) {
@@ -483,7 +497,9 @@ absl::StatusOr<v1::CompletePartitionResponse> Coordinator::CompletePartition(
   bool changed = false;
   {
     absl::MutexLock lock(&mu_);
-    Worker& w = TouchLocked(request.worker_id(), nullptr);
+    TESSERA_ASSIGN_OR_RETURN(Worker * touched,
+                             TouchLocked(request.worker_id(), nullptr));
+    Worker& w = *touched;
     const int p = request.partition();
     auto holder = leased_.find(p);
     const bool valid_partition = request.epoch() == epoch_ && p >= 0 &&
@@ -545,7 +561,9 @@ absl::StatusOr<v1::WaitForClockResponse> Coordinator::WaitForClock(
   const absl::Time start = now_();
   v1::WaitForClockResponse response;
   absl::MutexLock lock(&mu_);
-  Worker& w = TouchLocked(request.worker_id(), nullptr);
+  TESSERA_ASSIGN_OR_RETURN(Worker * touched,
+                           TouchLocked(request.worker_id(), nullptr));
+  Worker& w = *touched;
   w.clock = std::max(w.clock, request.clock());
   max_clock_ = std::max(max_clock_, w.clock);
   NoteClocksLocked();  // Before waiting: the caller is held at this clock.
@@ -584,7 +602,7 @@ absl::Status Coordinator::ReportEvaluation(
           "evaluation of epoch ", request.epoch(), "; job ", job_.name(),
           " is at epoch ", epoch_, " of ", job_.epochs()));
     }
-    TouchLocked(request.worker_id(), nullptr);
+    TESSERA_RETURN_IF_ERROR(TouchLocked(request.worker_id(), nullptr).status());
     v1::EpochStats& stats = StatsLocked(request.epoch());
     stats.set_test_samples(
         SaturatingAdd(stats.test_samples(), request.samples()));

@@ -47,6 +47,9 @@ namespace tessera {
 
 class Coordinator {
  public:
+  // Most workers live at once (each holds a record until its lease expires).
+  static constexpr int kMaxLiveWorkers = 4096;
+
   using Clock = std::function<absl::Time()>;
 
   // `storage` and `registry` are not owned and must outlive this. `now` is
@@ -91,7 +94,9 @@ class Coordinator {
   };
 
   absl::Status CheckWorkerId(const std::string& id) const;
-  Worker& TouchLocked(const std::string& id, bool* joined)
+  // The record of worker `id`, made (a join) if new; ResourceExhausted when
+  // kMaxLiveWorkers are live already.
+  absl::StatusOr<Worker*> TouchLocked(const std::string& id, bool* joined)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireStaleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RequeueLocked(int partition) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

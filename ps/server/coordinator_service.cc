@@ -24,8 +24,11 @@ grpc::Status Serve(Shard* shard, bool ready, const char* rpc,
     auto result = call();
     status = result.status();
     if (result.ok()) *response = *std::move(result);
-    // The coordinator refuses bad requests with InvalidArgument.
+    // The coordinator refuses bad requests with InvalidArgument, and new
+    // workers beyond its limit with ResourceExhausted.
     if (absl::IsInvalidArgument(status)) shard->CountRejected(kReasonMalformed);
+    if (absl::IsResourceExhausted(status))
+      shard->CountRejected(kReasonOversize);
   } else {
     shard->CountRejected(RejectReasonOf(status));
   }

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ps/common/job_config.h"
@@ -366,6 +367,25 @@ TEST_F(CoordinatorTest, HostileCountsAndClocksAreRefusedAndChangeNothing) {
                 StatusIs(absl::StatusCode::kInvalidArgument));
   }
   EXPECT_EQ(c->Status().epoch_stats_size(), 1);
+}
+
+TEST_F(CoordinatorTest, InventedWorkerIdsAreBounded) {
+  auto c = Make();
+  v1::HeartbeatRequest beat;
+  for (int i = 0; i < Coordinator::kMaxLiveWorkers; ++i) {
+    beat.set_worker_id(absl::StrCat("w", i));
+    ASSERT_THAT(c->Heartbeat(beat), IsOk()) << i;
+  }
+  beat.set_worker_id("one-too-many");
+  EXPECT_THAT(c->Heartbeat(beat), StatusIs(absl::StatusCode::kResourceExhausted,
+                                           HasSubstr("live workers")));
+  beat.set_worker_id("w7");  // a live worker is still served
+  EXPECT_THAT(c->Heartbeat(beat), IsOk());
+  // Once the others' leases expire, new workers join again.
+  now_ += absl::Seconds(11);
+  c->ExpireStale();
+  beat.set_worker_id("one-too-many");
+  EXPECT_THAT(c->Heartbeat(beat), IsOk());
 }
 
 }  // namespace
