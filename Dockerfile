@@ -4,8 +4,13 @@
 #
 #   docker build -t registry.example.com/tessera:0.1.0 .
 #
-# CI does not build this image (no container engine there); `make test` lints
-# this file (//tools/validators:dockerfile_test).
+# With podman (no registry, no Docker): `make image` (tools/image.sh) makes a
+# debian:bookworm base from Debian's packages and builds this same file. The
+# image test (`make image-test`, tests/image/image_test.sh) builds the runtime
+# stage from binaries Bazel built on the host (same Debian release), given as
+# `--build-context build=DIR` with DIR/out/ holding them, and runs it under
+# the manifests' security settings. `make test` lints this file
+# (//tools/validators:dockerfile_test).
 
 # ---- Build: the same set-up script and Bazel build as a developer machine.
 FROM debian:bookworm AS build

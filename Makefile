@@ -4,7 +4,7 @@
 BAZEL ?= bazel
 BAZEL_FLAGS ?=
 
-.PHONY: setup test demo build bench format clean fuzz test-asan fault reliability-report
+.PHONY: setup test demo build bench format clean fuzz test-asan fault reliability-report image image-test
 
 setup:
 	@tools/setup.sh
@@ -31,6 +31,16 @@ bench: setup
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+# The image, with podman, from the Dockerfile (a Debian base is made with
+# debootstrap when none is present). IMAGE=localhost/tessera:dev by default.
+IMAGE ?= localhost/tessera:dev
+image: setup
+	@tools/image.sh $(IMAGE)
+
+# The image run as the default deployment runs it (also part of `make test`).
+image-test: setup
+	@tests/image/image_test.sh
 
 clean:
 	$(BAZEL) clean

@@ -19,6 +19,10 @@ PACKAGES=(
   # Fuzzers (clang with libFuzzer and the sanitizer runtimes), and the fault
   # suite's network namespaces and veth pairs.
   clang libclang-rt-14-dev iproute2
+  # The image and its test (tools/image.sh, tests/image/image_test.sh):
+  # podman with runc (crun refuses these machines' cgroup layout), and
+  # debootstrap for a Debian base image when there is no registry.
+  podman runc debootstrap containernetworking-plugins
 )
 # Node.js for the deployment validators, from Debian unless one is installed.
 if ! command -v npm >/dev/null; then
