@@ -373,6 +373,14 @@ TEST_F(DataPlaneTest, ShardRestartedMidStreamIsRetriedAndNothingIsLost) {
     ref.rows[ids[i]].assign(initial.begin() + i * kDim,
                             initial.begin() + (i + 1) * kDim);
   }
+  // A row of shard 1 that only the push sent while shard 1 is down touches.
+  uint64_t down_id = 1000;
+  while (ShardOfRow(down_id, 3) != 1) ++down_id;
+  const std::vector<uint64_t> down_ids = {down_id};
+  std::vector<float> down_row(kDim);
+  ASSERT_THAT(
+      client_->PullRows("emb", down_ids, absl::MakeSpan(down_row)).get(),
+      IsOk());
 
   constexpr int kSteps = 150;
   std::atomic<int> done_steps{0};
@@ -420,10 +428,22 @@ TEST_F(DataPlaneTest, ShardRestartedMidStreamIsRetriedAndNothingIsLost) {
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0);
   const int steps_before_restart = done_steps;
+  // Sent while shard 1 is down: it cannot be answered until the restart, so
+  // the client must resend it then (whether or not the drain had answered
+  // everything in flight), and the shard must apply it exactly once.
+  const std::vector<float> down_grad = Gradient(kDim, 7, 3);
+  auto down_push = client_->PushRows("emb", down_ids, down_grad);
   StartShard(1);
   restarted.Notify();
   pusher.join();
   ASSERT_THAT(failure, IsOk());
+  ASSERT_THAT(down_push.get(), IsOk());
+  Sgd(down_row.data(), down_grad.data(), kDim);
+  std::vector<float> down_after(kDim);
+  ASSERT_THAT(
+      client_->PullRows("emb", down_ids, absl::MakeSpan(down_after)).get(),
+      IsOk());
+  for (int j = 0; j < kDim; ++j) ASSERT_FLOAT_EQ(down_after[j], down_row[j]);
   EXPECT_EQ(done_steps, kSteps);
   EXPECT_LT(steps_before_restart, kSteps);
 
@@ -439,9 +459,12 @@ TEST_F(DataPlaneTest, ShardRestartedMidStreamIsRetriedAndNothingIsLost) {
       ASSERT_FLOAT_EQ(rows[i * kDim + j], ref.rows[ids[i]][j]);
     }
   }
-  EXPECT_GT(
-      SeriesValue(Text(registry_), "tessera_client_retries_total{shard=\"1\"}"),
-      0);
+  // Not asserted: tessera_client_retries_total. Whether any request is
+  // resent depends on timing (the drain answers every request it had read;
+  // a request queued while the shard is down goes out once on reconnect),
+  // so a count > 0 failed about one run in a few. What must hold is checked
+  // exactly above: every push applied once, including the one sent while
+  // shard 1 was down.
 }
 
 TEST_F(DataPlaneTest, FrozenShardFailsTheCallNamingItThenServesAgain) {
