@@ -219,6 +219,10 @@ check shard-runs-as-65532-read-only \
   '[ "$(id -u):$(id -g)" = "65532:65532" ] && ! touch /probe 2>/dev/null && ! grep -q "^CapEff:.*[1-9a-f]" /proc/self/status'
 
 # ---- workers and the job -------------------------------------------------------
+# The shards are paused while the workers start, so the workers wait for the
+# coordinator (and serve /metrics) instead of finishing the short job before
+# they are scraped.
+for i in 0 1; do "${PODMAN[@]}" pause "$ID-ps-$i" >/dev/null; done
 for i in 0 1; do
   containers+=("$ID-worker-$i")
   start_pod worker $i || record FAIL "worker-$i-start"
@@ -226,6 +230,7 @@ done
 for i in 0 1; do
   check "worker-$i-metrics" wait_for 60 scrape "10.89.$OCTET.$((50 + i))" 9101 tessera_worker_
 done
+for i in 0 1; do "${PODMAN[@]}" unpause "$ID-ps-$i" >/dev/null; done
 finished() {
   "${PODMAN[@]}" exec "$ID-ps-0" /usr/local/bin/tessera status --coordinator localhost:7000 \
     --timeout_s 5 2>/dev/null | grep -q FINISHED
