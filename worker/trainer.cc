@@ -23,6 +23,7 @@
 #include "worker/evaluation.h"
 #include "worker/job_datasets.h"
 #include "worker/model_specs.h"
+#include "worker/parameter_exchange.h"
 
 namespace tessera {
 namespace worker {
@@ -191,6 +192,16 @@ class Trainer::Impl {
     auto client = PsClient::Connect(client_options);
     if (!client.ok()) return client.status();
     client_ = *std::move(client);
+    ParameterExchangeOptions exchange;
+    exchange.client = client_.get();
+    exchange.model = model_.get();
+    exchange.max_pushes_in_flight = options_.max_pushes_in_flight;
+    exchange.debug_nan_every_n_steps = options_.debug_nan_every_n_steps;
+    exchange.give_up = [this] { return stop_.load() || lease_lost_.load(); };
+    exchange.pull_wait = pull_wait_;
+    exchange.push_wait = push_wait_;
+    exchange.push_failures = push_failures_;
+    exchange_ = std::make_unique<ParameterExchange>(std::move(exchange));
     TESSERA_RETURN_IF_ERROR(client_->CreateTensors(specs));
     LOG(INFO) << "model " << job_.model().name() << ": " << specs.size()
               << " tensors on " << client_->num_shards() << " shards ("
@@ -256,79 +267,6 @@ class Trainer::Impl {
 
   // --- Parameters ----------------------------------------------------------
 
-  // The parameters one batch needs, pulled asynchronously.
-  struct Pulled {
-    std::vector<std::vector<float>> values;  // per Parameters() entry
-    std::vector<std::future<absl::Status>> done;
-  };
-
-  template <typename BatchT>
-  void IssuePull(const BatchT& batch, Pulled* p) {
-    const auto& params = model_->Parameters();
-    p->values.resize(params.size());
-    p->done.clear();
-    for (size_t i = 0; i < params.size(); ++i) {
-      const TensorInfo& t = params[i];
-      if (t.kind == TensorKind::kDense) {
-        p->values[i].resize(t.num_elements());
-        p->done.push_back(
-            client_->PullDense(t.name, 0, absl::MakeSpan(p->values[i])));
-      } else {
-        const std::vector<uint64_t>& ids = UniqueIds(batch);
-        p->values[i].resize(ids.size() * t.shape[1]);
-        p->done.push_back(
-            client_->PullRows(t.name, ids, absl::MakeSpan(p->values[i])));
-      }
-    }
-  }
-
-  static const std::vector<uint64_t>& UniqueIds(const DenseBatch&) {
-    static const std::vector<uint64_t> kNone;
-    return kNone;
-  }
-  static const std::vector<uint64_t>& UniqueIds(const SparseBatch& b) {
-    return b.unique_ids;
-  }
-
-  template <typename BatchT>
-  absl::Status WaitAndLoad(const BatchT& batch, Pulled* p) {
-    absl::Status status;
-    for (auto& f : p->done) {
-      absl::Status s = f.get();
-      if (status.ok()) status = s;
-    }
-    p->done.clear();
-    if (!status.ok()) return status;
-    const auto& params = model_->Parameters();
-    for (size_t i = 0; i < params.size(); ++i) {
-      absl::Status s =
-          params[i].kind == TensorKind::kDense
-              ? model_->LoadDense(params[i].name, p->values[i])
-              : model_->LoadEmbeddingRows(params[i].name, UniqueIds(batch),
-                                          p->values[i]);
-      if (!s.ok()) return s;
-    }
-    return absl::OkStatus();
-  }
-
-  // Pulls until it works or the worker must give up the partition.
-  template <typename BatchT>
-  absl::Status PullWithRetry(const BatchT& batch, Pulled* p, bool issued) {
-    absl::Duration backoff = absl::Milliseconds(200);
-    while (true) {
-      if (!issued) IssuePull(batch, p);
-      issued = false;
-      const absl::Time start = absl::Now();
-      absl::Status s = WaitAndLoad(batch, p);
-      pull_wait_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
-      if (s.ok() || !IsRetryable(s)) return s;
-      if (stop_ || lease_lost_) return s;
-      LOG(WARNING) << "pull failed, retrying in " << backoff << ": " << s;
-      absl::SleepFor(backoff);
-      backoff = std::min(backoff * 2, absl::Seconds(5));
-    }
-  }
-
   // Under SSP/BSP, blocks while this worker is too far ahead.
   void WaitForClock() {
     if (staleness_bound_ < 0) return;
@@ -370,49 +308,6 @@ class Trainer::Impl {
     int64_t correct = 0;
   };
 
-  void PushGradients(
-      StepResult& step,
-      std::deque<std::vector<std::future<absl::Status>>>* pending,
-      const std::vector<uint64_t>& ids) {
-    if (options_.debug_nan_every_n_steps > 0 &&
-        ++debug_steps_ % options_.debug_nan_every_n_steps == 0) {
-      for (TensorGradient& g : step.gradients) {
-        std::fill(g.values.begin(), g.values.end(),
-                  std::numeric_limits<float>::quiet_NaN());
-      }
-      LOG(WARNING) << "debug_nan_every_n_steps: pushing NaN gradients at "
-                      "step "
-                   << debug_steps_;
-    }
-    std::vector<std::future<absl::Status>> pushes;
-    for (TensorGradient& g : step.gradients) {
-      if (g.kind == TensorKind::kDense) {
-        auto values =
-            std::make_shared<const std::vector<float>>(std::move(g.values));
-        pushes.push_back(client_->PushDense(g.name, 0, std::move(values)));
-      } else {
-        pushes.push_back(client_->PushRows(g.name, ids, g.values));
-      }
-    }
-    pending->push_back(std::move(pushes));
-    while (static_cast<int>(pending->size()) > options_.max_pushes_in_flight) {
-      DrainOne(pending);
-    }
-  }
-
-  void DrainOne(std::deque<std::vector<std::future<absl::Status>>>* pending) {
-    const absl::Time start = absl::Now();
-    for (auto& f : pending->front()) {
-      absl::Status s = f.get();
-      if (!s.ok()) {
-        push_failures_->Increment();
-        LOG_EVERY_N(WARNING, 20) << "push failed (update lost): " << s;
-      }
-    }
-    pending->pop_front();
-    push_wait_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
-  }
-
   template <typename BatchT>
   absl::StatusOr<PartitionTotals> TrainPartition(const Dataset<BatchT>& data,
                                                  int epoch, int partition) {
@@ -427,15 +322,14 @@ class Trainer::Impl {
     if (reader->Done()) return totals;
     auto batch = reader->Next();
     if (!batch.ok()) return batch.status();
-    Pulled current, next;
+    ParameterExchange::Pulled current, next;
     WaitForClock();
-    IssuePull(*batch, &current);
+    exchange_->IssuePull(*batch, &current);
     bool issued = true;
-    std::deque<std::vector<std::future<absl::Status>>> pending;
     while (true) {
-      absl::Status pulled = PullWithRetry(*batch, &current, issued);
+      absl::Status pulled = exchange_->PullWithRetry(*batch, &current, issued);
       if (!pulled.ok()) {
-        while (!pending.empty()) DrainOne(&pending);
+        exchange_->DrainAll();
         return pulled;
       }
       // Prefetch the next batch's parameters while this one computes.
@@ -444,7 +338,7 @@ class Trainer::Impl {
         following = reader->Next();
         if (!following.ok()) return following.status();
         WaitForClock();
-        IssuePull(*following, &next);
+        exchange_->IssuePull(*following, &next);
       } else {
         // The last step of the partition waits like every other: its pull
         // was checked one step earlier (prefetch), so ungated it would move
@@ -455,7 +349,7 @@ class Trainer::Impl {
       auto step = model_->TrainStep(*batch);
       compute_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
       if (!step.ok()) return step.status();
-      PushGradients(*step, &pending, UniqueIds(*batch));
+      exchange_->Push(*step, ParameterExchange::UniqueIds(*batch));
       ++clock_;
       steps_->Increment();
       samples_->Increment(step->num_examples);
@@ -473,7 +367,7 @@ class Trainer::Impl {
       std::swap(current, next);
       issued = true;
     }
-    while (!pending.empty()) DrainOne(&pending);
+    exchange_->DrainAll();
     return totals;
   }
 
@@ -483,8 +377,8 @@ class Trainer::Impl {
     EvaluateOptions<BatchT> options;
     options.stop = &stop_;
     options.prepare = [this](const BatchT& batch) {
-      Pulled p;
-      return PullWithRetry(batch, &p, false);
+      ParameterExchange::Pulled p;
+      return exchange_->PullWithRetry(batch, &p, false);
     };
     TESSERA_ASSIGN_OR_RETURN(EvalResult eval,
                              EvaluateDataset(*model_, test, options));
@@ -570,6 +464,8 @@ class Trainer::Impl {
   std::unique_ptr<CoordinatorClient> coordinator_;
   std::unique_ptr<PsClient> client_;
   std::unique_ptr<Model> model_;
+  // After client_ and model_, which it uses: destroyed before them.
+  std::unique_ptr<ParameterExchange> exchange_;
   v1::JobConfig job_;
   int staleness_bound_ = -1;
   std::unique_ptr<DenseDataset> dense_train_, dense_test_;
@@ -582,7 +478,6 @@ class Trainer::Impl {
   std::atomic<int> partition_{-1};
   std::atomic<int> epoch_{0};
   std::atomic<int64_t> unreported_samples_{0};
-  int64_t debug_steps_ = 0;  // Steps counted for debug_nan_every_n_steps.
   Ema loss_ema_, accuracy_ema_;
 
   absl::Notification heartbeat_stop_;

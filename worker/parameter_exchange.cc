@@ -1,0 +1,61 @@
+#include "worker/parameter_exchange.h"
+
+#include <algorithm>
+#include <limits>
+#include <memory>
+#include <utility>
+
+namespace tessera {
+namespace worker {
+
+void ParameterExchange::Push(StepResult& step,
+                             const std::vector<uint64_t>& ids) {
+  if (options_.debug_nan_every_n_steps > 0 &&
+      ++debug_steps_ % options_.debug_nan_every_n_steps == 0) {
+    for (TensorGradient& g : step.gradients) {
+      std::fill(g.values.begin(), g.values.end(),
+                std::numeric_limits<float>::quiet_NaN());
+    }
+    LOG(WARNING) << "debug_nan_every_n_steps: pushing NaN gradients at step "
+                 << debug_steps_;
+  }
+  std::vector<std::future<absl::Status>> pushes;
+  for (TensorGradient& g : step.gradients) {
+    if (g.kind == TensorKind::kDense) {
+      auto values =
+          std::make_shared<const std::vector<float>>(std::move(g.values));
+      pushes.push_back(
+          options_.client->PushDense(g.name, 0, std::move(values)));
+    } else {
+      pushes.push_back(options_.client->PushRows(g.name, ids, g.values));
+    }
+  }
+  pending_.push_back(std::move(pushes));
+  while (static_cast<int>(pending_.size()) > options_.max_pushes_in_flight) {
+    DrainOne();
+  }
+}
+
+void ParameterExchange::DrainOne() {
+  const absl::Time start = absl::Now();
+  for (auto& f : pending_.front()) {
+    absl::Status s = f.get();
+    if (!s.ok()) {
+      if (options_.push_failures != nullptr) {
+        options_.push_failures->Increment();
+      }
+      LOG_EVERY_N(WARNING, 20) << "push failed (update lost): " << s;
+    }
+  }
+  pending_.pop_front();
+  if (options_.push_wait != nullptr) {
+    options_.push_wait->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  }
+}
+
+void ParameterExchange::DrainAll() {
+  while (!pending_.empty()) DrainOne();
+}
+
+}  // namespace worker
+}  // namespace tessera

@@ -1,0 +1,160 @@
+#ifndef TESSERA_WORKER_PARAMETER_EXCHANGE_H_
+#define TESSERA_WORKER_PARAMETER_EXCHANGE_H_
+
+// A worker's side of the parameter exchange for one model: pulls what a
+// batch needs (dense tensors whole, an embedding table only the batch's
+// rows) and loads it into the model, and pushes a step's gradients without
+// waiting for them, keeping at most `max_pushes_in_flight` steps of pushes
+// outstanding. A push that fails for good is counted and logged (the update
+// is lost; training goes on), a pull is retried while the shards are
+// unavailable.
+//
+// Thread-compatible: the trainer's loop uses it from one thread.
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <future>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "glog/logging.h"
+#include "ps/client/coordinator_client.h"
+#include "ps/client/ps_client.h"
+#include "ps/common/metrics/metrics.h"
+#include "worker/data/batch.h"
+#include "worker/model/model.h"
+
+namespace tessera {
+namespace worker {
+
+struct ParameterExchangeOptions {
+  PsClient* client = nullptr;  // Not owned.
+  Model* model = nullptr;      // Not owned.
+  int max_pushes_in_flight = 2;
+  // Testing only: every n-th step pushes NaN instead of its gradients.
+  int debug_nan_every_n_steps = 0;
+  // When it returns true, a failing pull stops being retried.
+  std::function<bool()> give_up;
+  // Metrics (owned by the registry; may be null).
+  metrics::Histogram* pull_wait = nullptr;
+  metrics::Histogram* push_wait = nullptr;
+  metrics::Counter* push_failures = nullptr;
+};
+
+class ParameterExchange {
+ public:
+  // The parameters one batch needs, pulled asynchronously.
+  struct Pulled {
+    std::vector<std::vector<float>> values;  // per Model::Parameters() entry
+    std::vector<std::future<absl::Status>> done;
+  };
+
+  explicit ParameterExchange(ParameterExchangeOptions options)
+      : options_(std::move(options)) {}
+  ~ParameterExchange() { DrainAll(); }
+
+  // Starts pulling what `batch` needs into `p`.
+  template <typename BatchT>
+  void IssuePull(const BatchT& batch, Pulled* p);
+
+  // Waits for `p` (issued for `batch` unless `issued` is false, in which
+  // case it is issued first) and loads it into the model; retried with
+  // backoff while the error is retryable and give_up() is false.
+  template <typename BatchT>
+  absl::Status PullWithRetry(const BatchT& batch, Pulled* p, bool issued);
+
+  // Pushes `step`'s gradients (rows of `ids` for embedding tables) without
+  // waiting, then waits for the oldest steps beyond max_pushes_in_flight.
+  void Push(StepResult& step, const std::vector<uint64_t>& ids);
+
+  // Waits for every outstanding push.
+  void DrainAll();
+
+  // The embedding ids of a batch (none for a dense one).
+  static const std::vector<uint64_t>& UniqueIds(const DenseBatch&) {
+    static const std::vector<uint64_t> kNone;
+    return kNone;
+  }
+  static const std::vector<uint64_t>& UniqueIds(const SparseBatch& b) {
+    return b.unique_ids;
+  }
+
+ private:
+  template <typename BatchT>
+  absl::Status WaitAndLoad(const BatchT& batch, Pulled* p);
+  void DrainOne();
+
+  const ParameterExchangeOptions options_;
+  std::deque<std::vector<std::future<absl::Status>>> pending_;
+  int64_t debug_steps_ = 0;
+};
+
+template <typename BatchT>
+void ParameterExchange::IssuePull(const BatchT& batch, Pulled* p) {
+  const auto& params = options_.model->Parameters();
+  p->values.resize(params.size());
+  p->done.clear();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const TensorInfo& t = params[i];
+    if (t.kind == TensorKind::kDense) {
+      p->values[i].resize(t.num_elements());
+      p->done.push_back(
+          options_.client->PullDense(t.name, 0, absl::MakeSpan(p->values[i])));
+    } else {
+      const std::vector<uint64_t>& ids = UniqueIds(batch);
+      p->values[i].resize(ids.size() * t.shape[1]);
+      p->done.push_back(
+          options_.client->PullRows(t.name, ids, absl::MakeSpan(p->values[i])));
+    }
+  }
+}
+
+template <typename BatchT>
+absl::Status ParameterExchange::WaitAndLoad(const BatchT& batch, Pulled* p) {
+  absl::Status status;
+  for (auto& f : p->done) {
+    absl::Status s = f.get();
+    if (status.ok()) status = s;
+  }
+  p->done.clear();
+  if (!status.ok()) return status;
+  const auto& params = options_.model->Parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    absl::Status s =
+        params[i].kind == TensorKind::kDense
+            ? options_.model->LoadDense(params[i].name, p->values[i])
+            : options_.model->LoadEmbeddingRows(params[i].name,
+                                                UniqueIds(batch), p->values[i]);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+template <typename BatchT>
+absl::Status ParameterExchange::PullWithRetry(const BatchT& batch, Pulled* p,
+                                              bool issued) {
+  absl::Duration backoff = absl::Milliseconds(200);
+  while (true) {
+    if (!issued) IssuePull(batch, p);
+    issued = false;
+    const absl::Time start = absl::Now();
+    absl::Status s = WaitAndLoad(batch, p);
+    if (options_.pull_wait != nullptr) {
+      options_.pull_wait->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    }
+    if (s.ok() || !IsRetryable(s)) return s;
+    if (options_.give_up && options_.give_up()) return s;
+    LOG(WARNING) << "pull failed, retrying in " << backoff << ": " << s;
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+  }
+}
+
+}  // namespace worker
+}  // namespace tessera
+
+#endif  // TESSERA_WORKER_PARAMETER_EXCHANGE_H_
