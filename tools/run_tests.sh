@@ -46,9 +46,10 @@ if ((image_rc != 0)) && ! tail -n +"$((before + 1))" "$extra" | grep -q '^FAIL i
   echo "FAIL image:test-did-not-finish" >>"$extra"
 fi
 
+echo "make test: $(( $(date +%s) - start ))s"
+# Last: the line "N passed, N failed".
 python3 tools/test_summary.py "$events" "$extra"
 summary_rc=$?
-echo "make test: $(( $(date +%s) - start ))s"
 if (( build_rc != 0 || test_rc != 0 || summary_rc != 0 )); then
   exit 1
 fi
