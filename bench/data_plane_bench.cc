@@ -50,13 +50,13 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
-#include "ps/common/allocator.h"
 #include "ps/client/ps_client.h"
-#include "ps/wire/zmq_frames.h"
+#include "ps/common/allocator.h"
 #include "ps/common/metrics/metrics.h"
 #include "ps/server/data_plane.h"
 #include "ps/server/ps_service.h"
 #include "ps/server/shard.h"
+#include "ps/wire/zmq_frames.h"
 #include "tessera/v1/ps.grpc.pb.h"
 
 ABSL_FLAG(bool, quick, false,

@@ -291,7 +291,6 @@ class KernelOptimizer final : public Optimizer {
     kernel_.Step(params.data(), grad.data(), slots.data(), params.size(), step);
   }
 
-
   const OptimizerConfig& config() const override { return config_; }
 
  private:

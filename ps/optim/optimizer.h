@@ -114,7 +114,6 @@ class Optimizer {
   virtual void Apply(absl::Span<float> params, absl::Span<const float> grad,
                      absl::Span<float* const> slots, int64_t step) const = 0;
 
-
   virtual const OptimizerConfig& config() const = 0;
 };
 

@@ -22,9 +22,9 @@
 #include <vector>
 
 #include "google/protobuf/stubs/logging.h"
+#include "ps/common/reject_reason.h"
 #include "ps/wire/data_wire.h"
 #include "ps/wire/zmq_frames.h"
-#include "ps/common/reject_reason.h"
 #include "tessera/v1/data.pb.h"
 
 namespace {

@@ -15,8 +15,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "ps/spec/placement.h"
 #include "ps/common/status_macros.h"
+#include "ps/spec/placement.h"
 
 namespace tessera {
 namespace worker {
