@@ -29,14 +29,6 @@
 #include "tools/launch/launcher.h"
 
 namespace tessera::testing {
-namespace {
-
-std::string Tail(const std::string& text, size_t n = 3000) {
-  return launch::Tail(text, n);
-}
-
-}  // namespace
-
 std::string TempPath(const std::string& name) {
   const char* dir = std::getenv("TEST_TMPDIR");
   return absl::StrCat(dir ? dir : "/tmp", "/", getpid(), "-", name);
@@ -50,11 +42,6 @@ std::string BinaryPath(const std::string& workspace_relative) {
 
 std::string ShardPorts::grpc_address() const {
   return absl::StrCat("127.0.0.1:", grpc);
-}
-
-absl::Status WaitForServing(const std::string& address,
-                            absl::Duration timeout) {
-  return launch::WaitForServing(address, nullptr, absl::Now() + timeout);
 }
 
 absl::StatusOr<std::unique_ptr<ShardProcess>> ShardProcess::Start(
@@ -90,8 +77,6 @@ std::shared_ptr<grpc::Channel> ShardProcess::channel() {
   }
   return channel_;
 }
-
-absl::StatusOr<int> PickFreePort() { return launch::PickFreePort(); }
 
 absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -294,7 +279,7 @@ std::string LocalCluster::LogTails(size_t bytes_per_log) const {
   std::string out;
   auto add = [&](const std::string& name, const Child& child) {
     absl::StrAppend(&out, "--- ", name, " (", child.log_path(), ") ---\n",
-                    Tail(child.Log(), bytes_per_log), "\n");
+                    launch::Tail(child.Log(), bytes_per_log), "\n");
   };
   for (size_t i = 0; i < shards_.size(); ++i) {
     add(absl::StrCat("shard ", i), shards_[i]->child());

@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "tessera/v1/coordinator.pb.h"
+#include "tools/launch/launcher.h"
 #include "tools/launch/subprocess.h"
 
 namespace tessera::testing {
@@ -74,12 +75,9 @@ class ShardProcess {
   std::shared_ptr<grpc::Channel> channel_;
 };
 
-// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then
-// released), for processes that must keep their port across restarts.
-absl::StatusOr<int> PickFreePort();
-
-// Polls gRPC health of `address` until SERVING or `timeout`.
-absl::Status WaitForServing(const std::string& address, absl::Duration timeout);
+// A free port on 127.0.0.1, for processes that must keep their port across
+// restarts: the launcher's.
+using launch::PickFreePort;
 
 // GET http://127.0.0.1:port/path, body only.
 absl::StatusOr<std::string> HttpGet(int port, const std::string& path);

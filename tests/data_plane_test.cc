@@ -7,7 +7,9 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <thread>
@@ -68,6 +70,35 @@ v1::TensorSpec Table() {
 std::vector<v1::TensorSpec> Specs() {
   return {Dense("big", {kBigRows, kBigCols}, 1), Dense("small", {4, 8}, 2),
           Dense("bias", {10}, 4), Table()};
+}
+
+// Whether every thread of process `pid` is stopped (state T in
+// /proc/<pid>/task/*/stat). kill(SIGSTOP) returns before the stop has taken
+// effect: on a loaded machine a thread can still answer a request.
+bool AllThreadsStopped(pid_t pid) {
+  std::error_code ec;
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  int threads = 0;
+  for (const auto& task : std::filesystem::directory_iterator(dir, ec)) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    const size_t paren = stat.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= stat.size()) return false;
+    if (stat[paren + 2] != 'T' && stat[paren + 2] != 't') return false;
+    ++threads;
+  }
+  return !ec && threads > 0;
+}
+
+// Stops `child` and waits (bounded) until every thread of it is stopped.
+void StopAndWait(testing::Child& child) {
+  child.Signal(SIGSTOP);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!AllThreadsStopped(child.pid()) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_TRUE(AllThreadsStopped(child.pid())) << "SIGSTOP did not take";
 }
 
 std::vector<float> Gradient(size_t n, int step, int salt) {
@@ -415,7 +446,7 @@ TEST_F(DataPlaneTest, ShardRestartedMidStreamIsRetriedAndNothingIsLost) {
   while (done_steps < 10 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(5));
   }
-  shards_[1]->child().Signal(SIGSTOP);
+  StopAndWait(shards_[1]->child());
   double waiting = 0;
   while (waiting <= 0 && absl::Now() < deadline) {
     waiting = SeriesValue(Text(registry_),
@@ -474,7 +505,7 @@ TEST_F(DataPlaneTest, FrozenShardFailsTheCallNamingItThenServesAgain) {
   std::vector<float> out(kBigRows * kBigCols);
   ASSERT_THAT(client_->PullDense("big", 0, absl::MakeSpan(out)).get(), IsOk());
 
-  shards_[1]->child().Signal(SIGSTOP);
+  StopAndWait(shards_[1]->child());
   CallOptions quick;
   quick.deadline = absl::Seconds(3);
   auto pulled = client_->PullDense("big", 0, absl::MakeSpan(out), quick);

@@ -25,6 +25,31 @@ v1::DataHeader RequestHeader(v1::DataHeader::Op op, const std::string& tensor,
   return header;
 }
 
+// One piece per part (of `parts`, rows of `row_size` floats) that rows
+// [row_begin, row_begin + rows) of a dense tensor touch, its header set
+// (rows clipped to the part); payload and destination are the caller's to
+// fill.
+std::vector<Piece> DensePieces(v1::DataHeader::Op op, const std::string& tensor,
+                               const std::vector<PartPlacement>& parts,
+                               int64_t row_size, int64_t row_begin,
+                               int64_t rows, const CallOptions& options) {
+  std::vector<Piece> pieces;
+  const int64_t row_end = row_begin + rows;  // Checked by CheckDenseRange.
+  for (const PartPlacement& part : parts) {
+    const int64_t lo = std::max(row_begin, part.row_begin);
+    const int64_t hi = std::min(row_end, part.row_end);
+    if (lo >= hi) continue;
+    Piece piece;
+    piece.shard = part.shard;
+    piece.header = RequestHeader(op, tensor, options);
+    piece.header.set_row_begin(lo);
+    piece.header.set_row_count(hi - lo);
+    piece.header.set_row_size(row_size);
+    pieces.push_back(std::move(piece));
+  }
+  return pieces;
+}
+
 }  // namespace
 
 using client_internal::GrpcDeadline;
@@ -53,9 +78,16 @@ void PsClient::Submit(std::unique_ptr<Call> call) {
   // connection (beyond ZeroMQ's limit) or refused: say so now, send nothing.
   for (const Piece& piece : call->pieces) {
     const int64_t limit = shards_[piece.shard].max_message_bytes;
-    const int64_t bytes = static_cast<int64_t>(
-        piece.header.ByteSizeLong() + piece.ids_bytes + piece.values_bytes);
-    if (limit > 0 && bytes > limit) {
+    const int64_t payload =
+        static_cast<int64_t>(piece.ids_bytes + piece.values_bytes);
+    // The header's size is computed only when the payload comes near.
+    if (limit <= 0 ||
+        payload + static_cast<int64_t>(kMaxHeaderBytes) <= limit) {
+      continue;
+    }
+    const int64_t bytes =
+        payload + static_cast<int64_t>(piece.header.ByteSizeLong());
+    if (bytes > limit) {
       call->done(absl::ResourceExhaustedError(absl::StrCat(
           DataOpName(call->op), " of ", call->tensor, ": ", bytes,
           " bytes to shard ", piece.shard, " at ",
@@ -112,22 +144,16 @@ void PsClient::PullDenseAsync(const std::string& tensor, int64_t row_begin,
   absl::Status range = CheckDenseRange(tensor, t.row_size, t.num_rows,
                                        row_begin, out.size(), "pull");
   if (!range.ok()) return done(range);
-  const int64_t row_end = row_begin + out.size() / t.row_size;
   auto call =
       NewCall(v1::DataHeader::PULL_DENSE, tensor, std::move(done), options);
-  for (const PartPlacement& part : t.parts) {
-    const int64_t lo = std::max(row_begin, part.row_begin);
-    const int64_t hi = std::min(row_end, part.row_end);
-    if (lo >= hi) continue;
-    Piece piece;
-    piece.shard = part.shard;
-    piece.header = RequestHeader(v1::DataHeader::PULL_DENSE, tensor, options);
-    piece.header.set_row_begin(lo);
-    piece.header.set_row_count(hi - lo);
-    piece.header.set_row_size(t.row_size);
-    piece.out = out.data() + (lo - row_begin) * t.row_size;
-    piece.expected_bytes = (hi - lo) * t.row_size * sizeof(float);
-    call->pieces.push_back(std::move(piece));
+  call->pieces =
+      DensePieces(v1::DataHeader::PULL_DENSE, tensor, t.parts, t.row_size,
+                  row_begin, out.size() / t.row_size, options);
+  for (Piece& piece : call->pieces) {
+    const int64_t offset = piece.header.row_begin() - row_begin;
+    piece.out = out.data() + offset * t.row_size;
+    piece.expected_bytes =
+        piece.header.row_count() * t.row_size * sizeof(float);
   }
   Submit(std::move(call));
 }
@@ -157,23 +183,16 @@ void PsClient::PushDenseAsync(const std::string& tensor, int64_t row_begin,
   absl::Status range = CheckDenseRange(tensor, t.row_size, t.num_rows,
                                        row_begin, grad->size(), "gradient");
   if (!range.ok()) return done(range);
-  const int64_t row_end = row_begin + grad->size() / t.row_size;
   auto call =
       NewCall(v1::DataHeader::PUSH_DENSE, tensor, std::move(done), options);
-  for (const PartPlacement& part : t.parts) {
-    const int64_t lo = std::max(row_begin, part.row_begin);
-    const int64_t hi = std::min(row_end, part.row_end);
-    if (lo >= hi) continue;
-    Piece piece;
-    piece.shard = part.shard;
-    piece.header = RequestHeader(v1::DataHeader::PUSH_DENSE, tensor, options);
-    piece.header.set_row_begin(lo);
-    piece.header.set_row_count(hi - lo);
-    piece.header.set_row_size(t.row_size);
+  call->pieces =
+      DensePieces(v1::DataHeader::PUSH_DENSE, tensor, t.parts, t.row_size,
+                  row_begin, grad->size() / t.row_size, options);
+  for (Piece& piece : call->pieces) {
+    const int64_t offset = piece.header.row_begin() - row_begin;
     piece.values_owner = grad;
-    piece.values = grad->data() + (lo - row_begin) * t.row_size;
-    piece.values_bytes = (hi - lo) * t.row_size * sizeof(float);
-    call->pieces.push_back(std::move(piece));
+    piece.values = grad->data() + offset * t.row_size;
+    piece.values_bytes = piece.header.row_count() * t.row_size * sizeof(float);
   }
   Submit(std::move(call));
 }

@@ -39,10 +39,6 @@ namespace {
 constexpr absl::Duration kPoll = absl::Milliseconds(50);
 constexpr char kDatasetDir[] = "/usr/share/datasets/fashion-mnist";
 
-std::string Tail(const std::string& text, size_t n = 4000) {
-  return text.size() <= n ? text : text.substr(text.size() - n);
-}
-
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream s;
@@ -71,13 +67,6 @@ std::string BinaryPath(const std::string& workspace_relative) {
   const char* srcdir = std::getenv("TEST_SRCDIR");
   if (srcdir == nullptr) return workspace_relative;
   return absl::StrCat(srcdir, "/tessera/", workspace_relative);
-}
-
-absl::StatusOr<int> PickFreePort() { return launch::PickFreePort(); }
-
-absl::Status WaitForServing(const std::string& address,
-                            absl::Duration timeout) {
-  return launch::WaitForServing(address, nullptr, absl::Now() + timeout);
 }
 
 int64_t ShardSnapshot::total_version() const {
@@ -124,7 +113,7 @@ absl::StatusOr<std::unique_ptr<FaultCluster>> FaultCluster::Start(
     slot.host =
         host == c->options_.shard_hosts.end() ? "127.0.0.1" : host->second;
     for (int* port : {&slot.grpc_port, &slot.data_port, &slot.metrics_port}) {
-      auto picked = PickFreePort();
+      auto picked = launch::PickFreePort();
       if (!picked.ok()) return picked.status();
       *port = *picked;
     }
@@ -248,7 +237,7 @@ absl::Status FaultCluster::StartWorker(const std::string& name,
   }
   WorkerSlot w;
   w.id = worker_prefix_ + name;
-  auto port = PickFreePort();
+  auto port = launch::PickFreePort();
   if (!port.ok()) return port.status();
   w.metrics_port = *port;
   w.log = absl::StrCat(dir_, "/worker-", name, ".log");
@@ -350,7 +339,7 @@ absl::StatusOr<v1::JobStatus> FaultCluster::WaitForStatus(
       std::string logs;
       for (const auto& w : workers_) {
         absl::StrAppend(&logs, "\n--- ", w.id, ":\n",
-                        Tail(ReadFile(w.log), 1500));
+                        launch::Tail(ReadFile(w.log), 1500));
       }
       return absl::AbortedError(absl::StrCat("every worker exited before ",
                                              what, "; worker logs:", logs));
@@ -551,7 +540,7 @@ absl::Status FaultCluster::Shutdown(absl::Duration timeout) {
     } else if (*code != 0) {
       problems.push_back(absl::StrCat("shard ", i, " exited with ", *code,
                                       " after SIGTERM; log:\n",
-                                      Tail(ShardLog(i), 1500)));
+                                      launch::Tail(ShardLog(i), 1500)));
     }
   }
   // Anything left is killed and reaped by the destructors.

@@ -208,12 +208,6 @@ bool LogHasLine(const std::string& log, const std::vector<std::string>& parts);
 // Path of a binary in the test's runfiles ("ps/server/tessera-ps").
 std::string BinaryPath(const std::string& workspace_relative);
 
-// A TCP port on 127.0.0.1 that was free a moment ago.
-absl::StatusOr<int> PickFreePort();
-
-// Polls gRPC health of `address` until SERVING or `timeout`.
-absl::Status WaitForServing(const std::string& address, absl::Duration timeout);
-
 // Runs argv (absolute path first) to completion within `timeout`; its output
 // goes to `log_path`. Exit code, or an error if it could not run in time.
 absl::StatusOr<int> RunCommand(std::vector<std::string> argv,

@@ -70,6 +70,7 @@
 #include "tests/fault/fault_cluster.h"
 #include "tests/fault/metrics_text.h"
 #include "tests/fault/report.h"
+#include "tools/launch/launcher.h"
 
 namespace tessera::fault {
 
@@ -1033,7 +1034,9 @@ TEST_F(FaultTest, FullDiskFailsFlushesVisiblyAndRecoversWhenThereIsRoom) {
   const absl::Duration detected = absl::Now() - full_at;
   EXPECT_TRUE(LogHasLine(c->ShardLog(1), {"flush to", "failed"}));
   // Still serving from memory: health, and updates applied.
-  ASSERT_THAT(WaitForServing(c->grpc_address(1), absl::Seconds(5)), IsOk());
+  ASSERT_THAT(launch::WaitForServing(c->grpc_address(1), nullptr,
+                                     absl::Now() + absl::Seconds(5)),
+              IsOk());
   TESSERA_ASSERT_OK_AND_ASSIGN(auto during, c->PartVersions(1));
   TESSERA_ASSERT_OK_AND_ASSIGN(
       absl::Duration applied,
