@@ -17,32 +17,11 @@
 #include "absl/strings/str_join.h"
 #include "ps/common/status_macros.h"
 #include "ps/spec/placement.h"
+#include "worker/model/torch_util.h"
 
 namespace tessera {
 namespace worker {
 namespace {
-
-// Runs `f`, turning any exception libtorch throws into an Internal status:
-// no exception leaves this file.
-template <typename F>
-auto GuardTorch(absl::string_view what, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const c10::Error& e) {
-    return absl::InternalError(
-        absl::StrCat(what, ": libtorch: ", e.what_without_backtrace()));
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
-  }
-}
-
-// The seed of a tensor's initial values: the model seed mixed with the
-// tensor name's stable hash (ps/spec/placement.h), so nearby model seeds
-// give unrelated seeds and every process and build computes the same.
-uint64_t TensorSeed(uint64_t model_seed, absl::string_view name) {
-  return Mix64(model_seed ^
-               StableHash(std::string_view(name.data(), name.size())));
-}
 
 v1::Initializer Zeros() {
   v1::Initializer init;
@@ -333,23 +312,6 @@ void Initialize(const v1::Initializer& spec, torch::Tensor& tensor) {
   }
 }
 
-torch::Tensor FloatTensor(absl::Span<const float> values,
-                          torch::IntArrayRef shape) {
-  return torch::from_blob(const_cast<float*>(values.data()), shape,
-                          torch::kFloat32);
-}
-
-torch::Tensor Int64Tensor(absl::Span<const int64_t> values) {
-  return torch::from_blob(const_cast<int64_t*>(values.data()),
-                          {static_cast<int64_t>(values.size())}, torch::kInt64);
-}
-
-std::vector<float> ToVector(const torch::Tensor& tensor) {
-  const torch::Tensor flat = tensor.contiguous();
-  const float* data = flat.data_ptr<float>();
-  return std::vector<float>(data, data + flat.numel());
-}
-
 }  // namespace
 
 int64_t TensorInfo::num_elements() const {
@@ -359,9 +321,9 @@ int64_t TensorInfo::num_elements() const {
   return n;
 }
 
-class Model::Impl {
+class BuiltinModel final : public Model {
  public:
-  Impl(const ModelOptions& options, std::shared_ptr<Network> network)
+  BuiltinModel(const ModelOptions& options, std::shared_ptr<Network> network)
       : options_(options), network_(std::move(network)) {
     uint64_t slot = 0;
     for (const auto& item : network_->named_parameters()) {
@@ -393,12 +355,44 @@ class Model::Impl {
     }
   }
 
-  const ModelOptions& options() const { return options_; }
-  InputKind input_kind() const { return network_->input_kind(); }
-  const std::vector<TensorInfo>& infos() const { return infos_; }
+  using Model::Evaluate;
+  using Model::TrainStep;
+
+  InputKind input_kind() const override { return network_->input_kind(); }
+  TaskKind task_kind() const override {
+    return network_->loss_kind() == LossKind::kBinaryLogistic
+               ? TaskKind::kBinary
+               : TaskKind::kClasses;
+  }
+  const std::vector<TensorInfo>& Parameters() const override { return infos_; }
+
+  absl::StatusOr<StepResult> TrainStep(const DenseBatch& batch) override {
+    return Run(batch, /*backward=*/true, nullptr);
+  }
+  absl::StatusOr<StepResult> TrainStep(const SparseBatch& batch) override {
+    return Run(batch, /*backward=*/true, nullptr);
+  }
+  absl::StatusOr<EvalResult> Evaluate(const DenseBatch& batch) override {
+    EvalResult eval;
+    TESSERA_ASSIGN_OR_RETURN(StepResult step,
+                             Run(batch, /*backward=*/false, &eval));
+    eval.loss = step.loss;
+    eval.num_correct = step.num_correct;
+    eval.num_examples = step.num_examples;
+    return eval;
+  }
+  absl::StatusOr<EvalResult> Evaluate(const SparseBatch& batch) override {
+    EvalResult eval;
+    TESSERA_ASSIGN_OR_RETURN(StepResult step,
+                             Run(batch, /*backward=*/false, &eval));
+    eval.loss = step.loss;
+    eval.num_correct = step.num_correct;
+    eval.num_examples = step.num_examples;
+    return eval;
+  }
 
   absl::Status LoadDense(absl::string_view name,
-                         absl::Span<const float> values) {
+                         absl::Span<const float> values) override {
     TESSERA_ASSIGN_OR_RETURN(const size_t slot, DenseSlot(name));
     const TensorInfo& info = infos_[slot];
     if (static_cast<int64_t>(values.size()) != info.num_elements()) {
@@ -415,7 +409,7 @@ class Model::Impl {
 
   absl::Status LoadEmbeddingRows(absl::string_view name,
                                  absl::Span<const uint64_t> ids,
-                                 absl::Span<const float> rows) {
+                                 absl::Span<const float> rows) override {
     auto it = index_.find(name);
     if (it == index_.end()) return UnknownTensor(name);
     if (infos_[it->second].kind != TensorKind::kEmbedding) {
@@ -438,7 +432,8 @@ class Model::Impl {
     });
   }
 
-  absl::StatusOr<std::vector<float>> DenseValues(absl::string_view name) const {
+  absl::StatusOr<std::vector<float>> DenseValues(
+      absl::string_view name) const override {
     TESSERA_ASSIGN_OR_RETURN(const size_t slot, DenseSlot(name));
     return GuardTorch("reading a dense tensor",
                       [&]() -> absl::StatusOr<std::vector<float>> {
@@ -446,7 +441,8 @@ class Model::Impl {
                       });
   }
 
-  absl::StatusOr<StepResult> Run(const DenseBatch& batch, bool backward) {
+  absl::StatusOr<StepResult> Run(const DenseBatch& batch, bool backward,
+                                 EvalResult* eval) {
     TESSERA_RETURN_IF_ERROR(CheckKind(InputKind::kDense));
     TESSERA_RETURN_IF_ERROR(ValidateDenseBatch(batch));
     if (batch.feature_dim != options_.input_dim) {
@@ -486,7 +482,8 @@ class Model::Impl {
         });
   }
 
-  absl::StatusOr<StepResult> Run(const SparseBatch& batch, bool backward) {
+  absl::StatusOr<StepResult> Run(const SparseBatch& batch, bool backward,
+                                 EvalResult* eval) {
     TESSERA_RETURN_IF_ERROR(CheckKind(InputKind::kSparse));
     TESSERA_RETURN_IF_ERROR(ValidateSparseBatch(batch));
     for (size_t e = 0; e < embeddings_.size(); ++e) {
@@ -533,6 +530,10 @@ class Model::Impl {
           result.num_correct =
               logits.gt(0).eq(labels.gt(0.5)).sum().item<int64_t>();
           result.loss = loss.item<double>();
+          if (eval != nullptr) {
+            eval->scores = ToVector(torch::sigmoid(logits.detach()));
+            eval->labels = batch.labels;
+          }
           if (backward) {
             loss.backward();
             CollectDenseGradients(&result);
@@ -622,53 +623,44 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(
         TESSERA_ASSIGN_OR_RETURN(std::shared_ptr<Network> network,
                                  NewNetwork(options));
         return std::unique_ptr<Model>(
-            new Model(std::make_unique<Impl>(options, std::move(network))));
+            std::make_unique<BuiltinModel>(options, std::move(network)));
       });
 }
 
-Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Model::~Model() = default;
-
-const ModelOptions& Model::options() const { return impl_->options(); }
-InputKind Model::input_kind() const { return impl_->input_kind(); }
-const std::vector<TensorInfo>& Model::Parameters() const {
-  return impl_->infos();
+absl::Status Model::WrongInput(InputKind kind) const {
+  const auto name = [](InputKind k) {
+    switch (k) {
+      case InputKind::kDense:
+        return "dense";
+      case InputKind::kSparse:
+        return "sparse";
+      case InputKind::kTabular:
+        return "tabular";
+    }
+    return "unknown";
+  };
+  return absl::InvalidArgumentError(absl::StrCat("the model reads ",
+                                                 name(input_kind()),
+                                                 " batches, not ", name(kind)));
 }
 
-absl::Status Model::LoadDense(absl::string_view name,
-                              absl::Span<const float> values) {
-  return impl_->LoadDense(name, values);
+absl::StatusOr<StepResult> Model::TrainStep(const DenseBatch&) {
+  return WrongInput(InputKind::kDense);
 }
-
-absl::Status Model::LoadEmbeddingRows(absl::string_view name,
-                                      absl::Span<const uint64_t> ids,
-                                      absl::Span<const float> rows) {
-  return impl_->LoadEmbeddingRows(name, ids, rows);
+absl::StatusOr<StepResult> Model::TrainStep(const SparseBatch&) {
+  return WrongInput(InputKind::kSparse);
 }
-
-absl::StatusOr<std::vector<float>> Model::DenseValues(
-    absl::string_view name) const {
-  return impl_->DenseValues(name);
+absl::StatusOr<StepResult> Model::TrainStep(const TabularBatch&) {
+  return WrongInput(InputKind::kTabular);
 }
-
-absl::StatusOr<StepResult> Model::TrainStep(const DenseBatch& batch) {
-  return impl_->Run(batch, /*backward=*/true);
+absl::StatusOr<EvalResult> Model::Evaluate(const DenseBatch&) {
+  return WrongInput(InputKind::kDense);
 }
-
-absl::StatusOr<StepResult> Model::TrainStep(const SparseBatch& batch) {
-  return impl_->Run(batch, /*backward=*/true);
+absl::StatusOr<EvalResult> Model::Evaluate(const SparseBatch&) {
+  return WrongInput(InputKind::kSparse);
 }
-
-absl::StatusOr<EvalResult> Model::Evaluate(const DenseBatch& batch) {
-  TESSERA_ASSIGN_OR_RETURN(StepResult step,
-                           impl_->Run(batch, /*backward=*/false));
-  return EvalResult{step.loss, step.num_correct, step.num_examples};
-}
-
-absl::StatusOr<EvalResult> Model::Evaluate(const SparseBatch& batch) {
-  TESSERA_ASSIGN_OR_RETURN(StepResult step,
-                           impl_->Run(batch, /*backward=*/false));
-  return EvalResult{step.loss, step.num_correct, step.num_examples};
+absl::StatusOr<EvalResult> Model::Evaluate(const TabularBatch&) {
+  return WrongInput(InputKind::kTabular);
 }
 
 }  // namespace worker

@@ -29,6 +29,7 @@
 #include "absl/types/span.h"
 #include "tessera/v1/tensor.pb.h"
 #include "worker/data/batch.h"
+#include "worker/data/tabular_batch.h"
 
 namespace tessera {
 namespace worker {
@@ -54,6 +55,16 @@ struct TensorInfo {
   // How the server initializes it (the one initializer type of the system:
   // proto/tessera/v1/tensor.proto), with the tensor's own seed.
   v1::Initializer initializer;
+  // Dense tensors of a TorchScript model: the file's values (row-major),
+  // which the first worker sets on the shards with PsClient::InitializeDense.
+  // Empty: the shards' initializer is the initial value.
+  std::vector<float> initial_values;
+  // A module buffer (e.g. BatchNorm's running_mean), not a parameter: its
+  // "gradient" is the value it had before the step minus the value after,
+  // so that SGD with learning rate 1 applies the step's change.
+  bool buffer = false;
+  // Embedding tables of tabular models: the categorical field it serves.
+  int field = -1;
 
   // Dense: number of values. Embedding: values per row (dim).
   int64_t num_elements() const;
@@ -79,9 +90,20 @@ struct EvalResult {
   double loss = 0;  // Mean over the batch.
   int64_t num_correct = 0;
   int64_t num_examples = 0;
+  // Binary tasks: the predicted probability and the label of each example,
+  // for AUC (worker/data/task_metrics.h). Empty otherwise.
+  std::vector<float> scores;
+  std::vector<float> labels;
 };
 
-enum class InputKind { kDense, kSparse };
+enum class InputKind { kDense, kSparse, kTabular };
+
+// What a model predicts, which decides its loss and metrics.
+enum class TaskKind {
+  kClasses,     // softmax cross-entropy over class logits; accuracy
+  kBinary,      // BCE with logits; accuracy at 0.5, AUC, log loss
+  kRegression,  // mean squared error
+};
 
 struct ModelOptions {
   // "mlp" and "cnn" classify DenseBatches (softmax cross-entropy); "logreg"
@@ -112,67 +134,73 @@ struct ModelOptions {
   int num_threads = 0;
 };
 
-// A network and its current parameter values. Thread-compatible: a Model is
-// used by one thread at a time; separate Models may run concurrently.
+// A network and its current parameter values: a built-in network (Create)
+// or a TorchScript module (worker/model/torchscript_model.h). Thread-
+// compatible: a Model is used by one thread at a time; separate Models may
+// run concurrently.
 class Model {
  public:
-  // InvalidArgument for an unknown name or bad options.
+  // A built-in network. InvalidArgument for an unknown name or bad options.
   static absl::StatusOr<std::unique_ptr<Model>> Create(
       const ModelOptions& options);
 
-  ~Model();
+  virtual ~Model() = default;
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
-  const ModelOptions& options() const;
-  InputKind input_kind() const;
+  virtual InputKind input_kind() const = 0;
+  virtual TaskKind task_kind() const = 0;
 
-  // Every tensor the parameter server holds for this model: the libtorch
-  // module's named_parameters() in registration order (all dense), then the
+  // Every tensor the parameter server holds for this model: the dense
+  // tensors (parameters, then buffers) in the module's order, then the
   // embedding tables. Stable for the life of the model.
-  const std::vector<TensorInfo>& Parameters() const;
+  virtual const std::vector<TensorInfo>& Parameters() const = 0;
 
   // Sets dense tensor `name` to `values` (row-major). NotFound for an
   // unknown name; InvalidArgument for an embedding table or a size other
   // than num_elements().
   //
-  // A new Model starts from values drawn from its initializer specs (seeded
-  // by options.seed), so it can train locally without loading anything.
-  absl::Status LoadDense(absl::string_view name,
-                         absl::Span<const float> values);
+  // A new Model starts from its initial values (drawn from its initializer
+  // specs, seeded by options.seed, or a TorchScript file's own), so it can
+  // train locally without loading anything.
+  virtual absl::Status LoadDense(absl::string_view name,
+                                 absl::Span<const float> values) = 0;
 
   // Sets the rows of embedding table `name` that the next steps use: row i
   // (values [i * dim, (i + 1) * dim)) belongs to ids[i]. `ids` must equal
-  // the SparseBatch::unique_ids of the batches passed to TrainStep/Evaluate.
-  // NotFound for an unknown name; InvalidArgument for a dense tensor or
-  // rows.size() != ids.size() * dim.
-  absl::Status LoadEmbeddingRows(absl::string_view name,
-                                 absl::Span<const uint64_t> ids,
-                                 absl::Span<const float> rows);
+  // the rows the batches passed to TrainStep/Evaluate use
+  // (SparseBatch::unique_ids; TabularBatch::Field::unique_rows of the
+  // table's field). NotFound for an unknown name; InvalidArgument for a
+  // dense tensor or rows.size() != ids.size() * dim.
+  virtual absl::Status LoadEmbeddingRows(absl::string_view name,
+                                         absl::Span<const uint64_t> ids,
+                                         absl::Span<const float> rows) = 0;
 
   // The current values of dense tensor `name` (for tests, checkpoints and
   // seeding the server). NotFound / InvalidArgument as for LoadDense.
-  absl::StatusOr<std::vector<float>> DenseValues(absl::string_view name) const;
+  virtual absl::StatusOr<std::vector<float>> DenseValues(
+      absl::string_view name) const = 0;
 
   // Forward and backward on `batch`; returns the mean loss, the number of
-  // correct predictions and the gradients. Changes no parameter.
-  // InvalidArgument if the batch is malformed (see ValidateDenseBatch /
-  // ValidateSparseBatch), of the wrong kind for this model, has the wrong
-  // feature_dim, or a label outside [0, num_classes).
-  // FailedPrecondition (sparse) if the loaded embedding rows are not those of
-  // batch.unique_ids. Internal if libtorch fails.
-  absl::StatusOr<StepResult> TrainStep(const DenseBatch& batch);
-  absl::StatusOr<StepResult> TrainStep(const SparseBatch& batch);
+  // correct predictions and the gradients. Changes no parameter (a
+  // TorchScript model's buffers do change, as in PyTorch's train mode).
+  // InvalidArgument if the batch is malformed, of the wrong kind for this
+  // model, has the wrong feature_dim, or a label outside [0, num_classes).
+  // FailedPrecondition if the loaded embedding rows are not those of the
+  // batch. Internal if libtorch fails.
+  virtual absl::StatusOr<StepResult> TrainStep(const DenseBatch& batch);
+  virtual absl::StatusOr<StepResult> TrainStep(const SparseBatch& batch);
+  virtual absl::StatusOr<StepResult> TrainStep(const TabularBatch& batch);
 
-  // Forward only (no gradients); same errors as TrainStep.
-  absl::StatusOr<EvalResult> Evaluate(const DenseBatch& batch);
-  absl::StatusOr<EvalResult> Evaluate(const SparseBatch& batch);
+  // Forward only (no gradients; eval mode); same errors as TrainStep.
+  virtual absl::StatusOr<EvalResult> Evaluate(const DenseBatch& batch);
+  virtual absl::StatusOr<EvalResult> Evaluate(const SparseBatch& batch);
+  virtual absl::StatusOr<EvalResult> Evaluate(const TabularBatch& batch);
 
- private:
-  class Impl;
-  explicit Model(std::unique_ptr<Impl> impl);
-
-  std::unique_ptr<Impl> impl_;
+ protected:
+  Model() = default;
+  // InvalidArgument: this model does not read `kind` batches.
+  absl::Status WrongInput(InputKind kind) const;
 };
 
 }  // namespace worker

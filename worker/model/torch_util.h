@@ -1,0 +1,65 @@
+#ifndef TESSERA_WORKER_MODEL_TORCH_UTIL_H_
+#define TESSERA_WORKER_MODEL_TORCH_UTIL_H_
+
+// Helpers shared by worker/model's libtorch translation units: the
+// exception -> Status boundary, tensor views of spans, and tensor seeds.
+// Package-private (includes libtorch).
+
+#include <torch/script.h>
+
+#include <cstdint>
+#include <exception>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "ps/spec/placement.h"
+
+namespace tessera {
+namespace worker {
+
+// Runs `f`, turning any exception libtorch throws into an Internal status:
+// no exception leaves worker/model.
+template <typename F>
+auto GuardTorch(absl::string_view what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat(what, ": libtorch: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
+  }
+}
+
+// The seed of a tensor's initial values: the model seed mixed with the
+// tensor name's stable hash (ps/spec/placement.h), so nearby model seeds
+// give unrelated seeds and every process and build computes the same.
+inline uint64_t TensorSeed(uint64_t model_seed, absl::string_view name) {
+  return Mix64(model_seed ^
+               StableHash(std::string_view(name.data(), name.size())));
+}
+
+inline torch::Tensor FloatTensor(absl::Span<const float> values,
+                          torch::IntArrayRef shape) {
+  return torch::from_blob(const_cast<float*>(values.data()), shape,
+                          torch::kFloat32);
+}
+
+inline torch::Tensor Int64Tensor(absl::Span<const int64_t> values) {
+  return torch::from_blob(const_cast<int64_t*>(values.data()),
+                          {static_cast<int64_t>(values.size())}, torch::kInt64);
+}
+
+inline std::vector<float> ToVector(const torch::Tensor& tensor) {
+  const torch::Tensor flat = tensor.contiguous();
+  const float* data = flat.data_ptr<float>();
+  return std::vector<float>(data, data + flat.numel());
+}
+
+}  // namespace worker
+}  // namespace tessera
+
+#endif  // TESSERA_WORKER_MODEL_TORCH_UTIL_H_
