@@ -366,7 +366,8 @@ class TorchScriptModel final : public Model {
           if (backward) {
             for (size_t slot = 0; slot < dense_.size(); ++slot) {
               if (infos_[slot].buffer) {
-                before.push_back(dense_[slot].detach().to(torch::kFloat32));
+                before.push_back(dense_[slot].detach().to(
+                    torch::kFloat32, /*non_blocking=*/false, /*copy=*/true));
               } else {
                 dense_[slot].mutable_grad().reset();
               }
