@@ -54,7 +54,9 @@ absl::StatusOr<JobDatasets> OpenJobDatasets(const v1::DatasetConfig& d) {
       if (!train.ok()) return train.status();
       out.sparse_train = *std::move(train);
       o.num_examples = std::max<int64_t>(1000, d.num_examples() / 10);
-      o.seed = d.seed() + 1;  // Held-out examples from the same model.
+      // Held-out examples of the same true model (a different seed would
+      // draw a different model).
+      o.example_seed = 1;
       auto test = SyntheticCtrDataset::Create(o);
       if (test.ok()) out.sparse_test = *std::move(test);
       break;

@@ -17,11 +17,28 @@ v1::TensorSpec ToTensorSpec(const TensorInfo& info,
   *spec.mutable_optimizer() = optimizer;
   return spec;
 }
+v1::OptimizerConfig OptimizerOf(const TensorInfo& t, const v1::JobConfig& job) {
+  if (t.buffer) {
+    // A buffer's "gradient" is the change a step made to it (before minus
+    // after): plain SGD with learning rate 1 applies that change.
+    v1::OptimizerConfig apply_change;
+    apply_change.set_kind(v1::OptimizerConfig::SGD);
+    apply_change.set_learning_rate(1);
+    return apply_change;
+  }
+  if (t.kind == TensorKind::kEmbedding && t.field >= 0 &&
+      t.field < job.model().embedding_tables_size() &&
+      job.model().embedding_tables(t.field).has_optimizer()) {
+    return job.model().embedding_tables(t.field).optimizer();
+  }
+  return OptimizerFor(job, t.name);
+}
+
 std::vector<v1::TensorSpec> ModelSpecs(const Model& model,
                                        const v1::JobConfig& job) {
   std::vector<v1::TensorSpec> specs;
   for (const TensorInfo& t : model.Parameters()) {
-    specs.push_back(ToTensorSpec(t, OptimizerFor(job, t.name)));
+    specs.push_back(ToTensorSpec(t, OptimizerOf(t, job)));
   }
   return specs;
 }

@@ -18,8 +18,13 @@ namespace worker {
 v1::TensorSpec ToTensorSpec(const TensorInfo& info,
                             const v1::OptimizerConfig& optimizer);
 
-// Every tensor of `model`, in the model's order, each with the job's
-// optimizer for it (ps/common/job_config.h, OptimizerFor).
+// The optimizer the shards apply to `t`: SGD with learning rate 1 for a
+// buffer (its pushes are the changes a step made), a table's own
+// (EmbeddingTableConfig.optimizer) if set, else the job's for its name
+// (ps/common/job_config.h, OptimizerFor).
+v1::OptimizerConfig OptimizerOf(const TensorInfo& t, const v1::JobConfig& job);
+
+// Every tensor of `model`, in the model's order, each with OptimizerOf.
 std::vector<v1::TensorSpec> ModelSpecs(const Model& model,
                                        const v1::JobConfig& job);
 

@@ -8,8 +8,8 @@
 namespace tessera {
 namespace worker {
 
-void ParameterExchange::Push(StepResult& step,
-                             const std::vector<uint64_t>& ids) {
+void ParameterExchange::PushRows(
+    StepResult& step, const std::vector<const std::vector<uint64_t>*>& rows) {
   if (options_.debug_nan_every_n_steps > 0 &&
       ++debug_steps_ % options_.debug_nan_every_n_steps == 0) {
     for (TensorGradient& g : step.gradients) {
@@ -20,14 +20,15 @@ void ParameterExchange::Push(StepResult& step,
                  << debug_steps_;
   }
   std::vector<std::future<absl::Status>> pushes;
-  for (TensorGradient& g : step.gradients) {
+  for (size_t i = 0; i < step.gradients.size(); ++i) {
+    TensorGradient& g = step.gradients[i];
     if (g.kind == TensorKind::kDense) {
       auto values =
           std::make_shared<const std::vector<float>>(std::move(g.values));
       pushes.push_back(
           options_.client->PushDense(g.name, 0, std::move(values)));
     } else {
-      pushes.push_back(options_.client->PushRows(g.name, ids, g.values));
+      pushes.push_back(options_.client->PushRows(g.name, *rows[i], g.values));
     }
   }
   pending_.push_back(std::move(pushes));

@@ -26,6 +26,7 @@
 #include "ps/client/ps_client.h"
 #include "ps/common/metrics/metrics.h"
 #include "worker/data/batch.h"
+#include "worker/data/tabular_batch.h"
 #include "worker/model/model.h"
 
 namespace tessera {
@@ -67,23 +68,49 @@ class ParameterExchange {
   template <typename BatchT>
   absl::Status PullWithRetry(const BatchT& batch, Pulled* p, bool issued);
 
-  // Pushes `step`'s gradients (rows of `ids` for embedding tables) without
-  // waiting, then waits for the oldest steps beyond max_pushes_in_flight.
-  void Push(StepResult& step, const std::vector<uint64_t>& ids);
+  // Pushes `step`'s gradients (for embedding tables, of the batch's rows)
+  // without waiting, then waits for the oldest steps beyond
+  // max_pushes_in_flight.
+  template <typename BatchT>
+  void Push(StepResult& step, const BatchT& batch) {
+    std::vector<const std::vector<uint64_t>*> rows;
+    const auto& params = options_.model->Parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      rows.push_back(&TableRows(batch, params[i]));
+    }
+    PushRows(step, rows);
+  }
 
   // Waits for every outstanding push.
   void DrainAll();
 
-  // The embedding ids of a batch (none for a dense one).
-  static const std::vector<uint64_t>& UniqueIds(const DenseBatch&) {
-    static const std::vector<uint64_t> kNone;
-    return kNone;
+  // The rows of embedding table `table` that `batch` uses (none for a dense
+  // batch or tensor).
+  static const std::vector<uint64_t>& TableRows(const DenseBatch&,
+                                                const TensorInfo&) {
+    return None();
   }
-  static const std::vector<uint64_t>& UniqueIds(const SparseBatch& b) {
-    return b.unique_ids;
+  static const std::vector<uint64_t>& TableRows(const SparseBatch& b,
+                                                const TensorInfo& table) {
+    return table.kind == TensorKind::kEmbedding ? b.unique_ids : None();
+  }
+  static const std::vector<uint64_t>& TableRows(const TabularBatch& b,
+                                                const TensorInfo& table) {
+    if (table.kind != TensorKind::kEmbedding || table.field < 0 ||
+        table.field >= static_cast<int>(b.fields.size())) {
+      return None();
+    }
+    return b.fields[table.field].unique_rows;
   }
 
  private:
+  static const std::vector<uint64_t>& None() {
+    static const std::vector<uint64_t> kNone;
+    return kNone;
+  }
+  // rows[i]: the rows of gradient i (an embedding table's).
+  void PushRows(StepResult& step,
+                const std::vector<const std::vector<uint64_t>*>& rows);
   template <typename BatchT>
   absl::Status WaitAndLoad(const BatchT& batch, Pulled* p);
   void DrainOne();
@@ -105,7 +132,7 @@ void ParameterExchange::IssuePull(const BatchT& batch, Pulled* p) {
       p->done.push_back(
           options_.client->PullDense(t.name, 0, absl::MakeSpan(p->values[i])));
     } else {
-      const std::vector<uint64_t>& ids = UniqueIds(batch);
+      const std::vector<uint64_t>& ids = TableRows(batch, t);
       p->values[i].resize(ids.size() * t.shape[1]);
       p->done.push_back(
           options_.client->PullRows(t.name, ids, absl::MakeSpan(p->values[i])));
@@ -127,8 +154,8 @@ absl::Status ParameterExchange::WaitAndLoad(const BatchT& batch, Pulled* p) {
     absl::Status s =
         params[i].kind == TensorKind::kDense
             ? options_.model->LoadDense(params[i].name, p->values[i])
-            : options_.model->LoadEmbeddingRows(params[i].name,
-                                                UniqueIds(batch), p->values[i]);
+            : options_.model->LoadEmbeddingRows(
+                  params[i].name, TableRows(batch, params[i]), p->values[i]);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();

@@ -121,8 +121,11 @@ double SyntheticCtrDataset::TrueProbability(
 float SyntheticCtrDataset::Generate(int64_t index,
                                     std::vector<uint64_t>* ids) const {
   constexpr int kRedraws = 32;
-  SplitMix64 rng(
-      HashCombine(options_.seed ^ kExampleSalt, static_cast<uint64_t>(index)));
+  uint64_t stream = options_.seed ^ kExampleSalt;
+  if (options_.example_seed != 0) {
+    stream = HashCombine(stream, options_.example_seed);
+  }
+  SplitMix64 rng(HashCombine(stream, static_cast<uint64_t>(index)));
   const uint64_t n = options_.vocab_size;
   ids->clear();
   for (int f = 0; f < options_.features_per_example; ++f) {

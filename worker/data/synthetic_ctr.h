@@ -31,9 +31,13 @@ struct SyntheticCtrOptions {
   double weight_stddev = 0.5;
   double bias = 0.0;
   uint64_t seed = 1;
+  // Examples are drawn from (seed, example_seed, index) and the true model
+  // from seed alone: a held-out set is the same model with another
+  // example_seed.
+  uint64_t example_seed = 0;
 };
 
-// Generates example i on demand from (options.seed, i): no memory per
+// Generates example i on demand from (seed, example_seed, i): no memory per
 // example, the same data on every machine and in every process, and any
 // partition is readable without generating the ones before it. Ids within
 // an example are ascending. Write it out with WriteLibsvmFile

@@ -79,6 +79,20 @@ TEST(SyntheticCtrTest, IsDeterministicAndRandomlyAccessible) {
             all.feature_ids);
 }
 
+// A held-out set: other examples, the same true model (a different seed
+// would be a different model, and no trained model could score well on it).
+TEST(SyntheticCtrTest, AnotherExampleSeedKeepsTheTrueModel) {
+  auto train = Make(SmallOptions());
+  SyntheticCtrOptions held_out_options = SmallOptions();
+  held_out_options.example_seed = 1;
+  auto held_out = Make(held_out_options);
+  EXPECT_NE(GatherRange(*train, 0, 20).feature_ids,
+            GatherRange(*held_out, 0, 20).feature_ids);
+  for (uint64_t id = 0; id < 100; ++id) {
+    EXPECT_EQ(train->TrueWeight(id), held_out->TrueWeight(id));
+  }
+}
+
 TEST(SyntheticCtrTest, IdFrequenciesFollowZipf) {
   for (double exponent : {0.8, 1.0, 1.3}) {
     SyntheticCtrOptions options = SmallOptions();
