@@ -21,13 +21,14 @@ absl::StatusOr<JobDatasets> OpenJobDatasets(const v1::DatasetConfig& d) {
       auto train =
           OpenFashionMnist(d.path(), FashionMnistSplit::kTrain, train_options);
       if (!train.ok()) return train.status();
-      out.dense_train = *std::move(train);
+      std::shared_ptr<const DenseDataset> test_set;
       auto test = OpenFashionMnist(d.path(), FashionMnistSplit::kTest);
       if (test.ok()) {
-        out.dense_test = *std::move(test);
+        test_set = *std::move(test);
       } else {
         LOG(WARNING) << "no test set: " << test.status();
       }
+      out.dense = IndexedSource<DenseBatch>(*std::move(train), test_set);
       break;
     }
     case v1::DatasetConfig::LIBSVM: {
@@ -35,12 +36,13 @@ absl::StatusOr<JobDatasets> OpenJobDatasets(const v1::DatasetConfig& d) {
       o.max_examples = d.limit();
       auto train = ReadLibsvmFile(d.path(), o);
       if (!train.ok()) return train.status();
-      out.sparse_train = *std::move(train);
+      std::shared_ptr<const SparseDataset> test_set;
       if (!d.test_path().empty()) {
         auto test = ReadLibsvmFile(d.test_path());
         if (!test.ok()) return test.status();
-        out.sparse_test = *std::move(test);
+        test_set = *std::move(test);
       }
+      out.sparse = IndexedSource<SparseBatch>(*std::move(train), test_set);
       break;
     }
     case v1::DatasetConfig::SYNTHETIC_CTR: {
@@ -52,13 +54,14 @@ absl::StatusOr<JobDatasets> OpenJobDatasets(const v1::DatasetConfig& d) {
       o.seed = d.seed();
       auto train = SyntheticCtrDataset::Create(o);
       if (!train.ok()) return train.status();
-      out.sparse_train = *std::move(train);
       o.num_examples = std::max<int64_t>(1000, d.num_examples() / 10);
       // Held-out examples of the same true model (a different seed would
       // draw a different model).
       o.example_seed = 1;
       auto test = SyntheticCtrDataset::Create(o);
-      if (test.ok()) out.sparse_test = *std::move(test);
+      std::shared_ptr<const SparseDataset> test_set;
+      if (test.ok()) test_set = *std::move(test);
+      out.sparse = IndexedSource<SparseBatch>(*std::move(train), test_set);
       break;
     }
     default:

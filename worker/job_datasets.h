@@ -2,22 +2,26 @@
 #define TESSERA_WORKER_JOB_DATASETS_H_
 
 // The datasets a job names (tessera.v1.DatasetConfig): its training set and,
-// when there is one, its test set, dense (Fashion-MNIST) or sparse (LIBSVM,
-// the synthetic click-through generator). Thread-compatible.
+// when there is one, its test set, dense (Fashion-MNIST), sparse (LIBSVM,
+// the synthetic click-through generator) or tabular (Criteo, CSV: streams of
+// text files). Thread-compatible.
 
 #include <memory>
 
 #include "absl/status/statusor.h"
 #include "tessera/v1/job.pb.h"
-#include "worker/data/dataset.h"
+#include "worker/data/batch.h"
+#include "worker/data/batch_stream.h"
+#include "worker/data/tabular_batch.h"
 
 namespace tessera {
 namespace worker {
 
 struct JobDatasets {
-  // Exactly one of the two training sets is set; its test set may be null.
-  std::unique_ptr<DenseDataset> dense_train, dense_test;
-  std::unique_ptr<SparseDataset> sparse_train, sparse_test;
+  // Exactly one is set; its open_test may be empty.
+  BatchSource<DenseBatch> dense;
+  BatchSource<SparseBatch> sparse;
+  BatchSource<TabularBatch> tabular;
 };
 
 // Opens the training set (an error if it cannot be read) and the test set

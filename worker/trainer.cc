@@ -21,7 +21,10 @@
 #include "tessera/v1/coordinator.pb.h"
 #include "worker/data/dataset.h"
 #include "worker/evaluation.h"
+#include "worker/data/batch_stream.h"
+#include "worker/data/task_metrics.h"
 #include "worker/job_datasets.h"
+#include "worker/job_model.h"
 #include "worker/model_specs.h"
 #include "worker/parameter_exchange.h"
 
@@ -81,6 +84,22 @@ class Trainer::Impl {
                            .Help("Training accuracy (0-1), moving average.")
                            .Register(r)
                            .Add({});
+    test_loss_ = &metrics::BuildGauge()
+                      .Name("tessera_worker_test_loss")
+                      .Help(
+                          "Mean loss on the held-out set at the last "
+                          "evaluation by this worker (log loss for binary "
+                          "tasks).")
+                      .Register(r)
+                      .Add({});
+    test_auc_ = &metrics::BuildGauge()
+                     .Name("tessera_worker_test_auc")
+                     .Help(
+                         "Area under the ROC curve on the held-out set at "
+                         "the last evaluation by this worker (binary "
+                         "tasks).")
+                     .Register(r)
+                     .Add({});
     test_accuracy_ = &metrics::BuildGauge()
                           .Name("tessera_worker_test_accuracy")
                           .Help(
@@ -135,10 +154,20 @@ class Trainer::Impl {
     absl::Status s = Setup();
     if (!s.ok()) return s;
     StartHeartbeat();
-    s = dense_train_ != nullptr ? Loop(*dense_train_, dense_test_.get())
-                                : Loop(*sparse_train_, sparse_test_.get());
+    if (data_.dense) {
+      s = Loop(data_.dense);
+    } else if (data_.sparse) {
+      s = Loop(data_.sparse);
+    } else {
+      s = Loop(data_.tabular);
+    }
     StopHeartbeat();
     Leave();
+    if (s.ok() && job_failed_) {
+      absl::MutexLock lock(&failure_mu_);
+      return absl::FailedPreconditionError(
+          absl::StrCat("the job failed: ", failure_));
+    }
     return s;
   }
 
@@ -159,21 +188,29 @@ class Trainer::Impl {
       return absl::OkStatus();
     }
 
-    ModelOptions model_options;
-    model_options.name = job_.model().name();
-    if (job_.model().hidden_size() > 0) {
-      model_options.hidden_sizes.assign(job_.model().hidden().begin(),
-                                        job_.model().hidden().end());
+    if (!joined.failed().empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the job failed: ", joined.failed()));
     }
-    if (job_.model().embedding_dim() > 0) {
-      model_options.embedding_dim = job_.model().embedding_dim();
+    std::string model_file;
+    if (joined.model_file_bytes() > 0) {
+      LOG(INFO) << "fetching the model file (" << joined.model_file_bytes()
+                << " bytes) from the coordinator";
+      TESSERA_ASSIGN_OR_RETURN(
+          model_file, coordinator_->FetchModelFile(joined.model_file_bytes(),
+                                                   joined.model_file_crc32(),
+                                                   options_.connect_timeout));
     }
-    model_options.vocab_size = job_.model().num_features();
-    model_options.seed = job_.model().seed();
-    model_options.num_threads = options_.threads;
-    auto model = Model::Create(model_options);
-    if (!model.ok()) return model.status();
-    model_ = *std::move(model);
+    TESSERA_ASSIGN_OR_RETURN(model_,
+                             CreateJobModel(job_, model_file, options_.threads));
+    rows_per_field_.clear();
+    for (const TensorInfo& t : model_->Parameters()) {
+      if (t.kind == TensorKind::kEmbedding && t.field >= 0) {
+        rows_per_field_.resize(std::max<size_t>(rows_per_field_.size(),
+                                                t.field + 1));
+        rows_per_field_[t.field] = t.shape[0];
+      }
+    }
 
     const std::vector<v1::TensorSpec> specs = ModelSpecs(*model_, job_);
     v1::RegisterModelRequest reg;
@@ -203,21 +240,27 @@ class Trainer::Impl {
     exchange.push_failures = push_failures_;
     exchange_ = std::make_unique<ParameterExchange>(std::move(exchange));
     TESSERA_RETURN_IF_ERROR(client_->CreateTensors(specs));
+    // The model's own initial values (a TorchScript file's), set once: a
+    // part already set or trained is left as it is.
+    int initialized = 0, with_values = 0;
+    for (const TensorInfo& t : model_->Parameters()) {
+      if (t.initial_values.empty()) continue;
+      ++with_values;
+      int applied = 0;
+      TESSERA_RETURN_IF_ERROR(
+          client_->InitializeDense(t.name, t.initial_values, &applied));
+      if (applied > 0) ++initialized;
+    }
     LOG(INFO) << "model " << job_.model().name() << ": " << specs.size()
               << " tensors on " << client_->num_shards() << " shards ("
               << (registered.created() ? "registered by this worker"
                                        : "already registered")
+              << (with_values > 0
+                      ? absl::StrCat("; ", initialized, " of ", with_values,
+                                     " set from the model file by this worker")
+                      : "")
               << ")";
-    return OpenDatasets();
-  }
-
-  absl::Status OpenDatasets() {
-    TESSERA_ASSIGN_OR_RETURN(JobDatasets datasets,
-                             OpenJobDatasets(job_.dataset()));
-    dense_train_ = std::move(datasets.dense_train);
-    dense_test_ = std::move(datasets.dense_test);
-    sparse_train_ = std::move(datasets.sparse_train);
-    sparse_test_ = std::move(datasets.sparse_test);
+    TESSERA_ASSIGN_OR_RETURN(data_, OpenJobDatasets(job_.dataset()));
     return absl::OkStatus();
   }
 
@@ -255,6 +298,11 @@ class Trainer::Impl {
           lease_lost_ = true;
         }
         if (response.finished()) finished_ = true;
+        if (!response.failed().empty() && !job_failed_.exchange(true)) {
+          LOG(ERROR) << "the job failed: " << response.failed();
+          absl::MutexLock lock(&failure_mu_);
+          failure_ = response.failed();
+        }
       }
     });
   }
@@ -306,50 +354,80 @@ class Trainer::Impl {
     int64_t samples = 0;
     double loss_sum = 0;
     int64_t correct = 0;
+    int64_t bad_lines = 0;
+    std::string first_bad_line;
   };
 
+  // Tabular batches address their tables' rows (id % rows).
+  absl::Status Prepare(DenseBatch*) { return absl::OkStatus(); }
+  absl::Status Prepare(SparseBatch*) { return absl::OkStatus(); }
+  absl::Status Prepare(TabularBatch* batch) {
+    return AssignTableRows(rows_per_field_, batch);
+  }
+
+  // The next batch of `stream`, prepared; false at the end.
   template <typename BatchT>
-  absl::StatusOr<PartitionTotals> TrainPartition(const Dataset<BatchT>& data,
-                                                 int epoch, int partition) {
+  absl::StatusOr<bool> NextBatch(BatchStream<BatchT>& stream, BatchT* batch) {
+    TESSERA_ASSIGN_OR_RETURN(bool more, stream.Next(batch));
+    if (more) TESSERA_RETURN_IF_ERROR(Prepare(batch));
+    return more;
+  }
+
+  // Trains on one partition. Under ASYNC and SSP the next batch's
+  // parameters are pulled while this one computes; under BSP (staleness 0)
+  // a step pulls only once the previous step's pushes are applied, so one
+  // worker follows plain sequential SGD step for step.
+  template <typename BatchT>
+  absl::StatusOr<PartitionTotals> TrainPartition(
+      const BatchSource<BatchT>& source, int epoch, int partition) {
     BatchOptions batch_options;
     batch_options.batch_size = job_.batch_size();
     batch_options.shuffle = true;
     batch_options.shuffle_seed = job_.model().seed() * 7919 + epoch;
-    auto reader = PartitionReader<BatchT>::Create(
-        &data, partition, job_.partitions_per_epoch(), batch_options);
-    if (!reader.ok()) return reader.status();
+    TESSERA_ASSIGN_OR_RETURN(
+        std::unique_ptr<BatchStream<BatchT>> stream,
+        source.open_train(partition, job_.partitions_per_epoch(),
+                          batch_options));
     PartitionTotals totals;
-    if (reader->Done()) return totals;
-    auto batch = reader->Next();
-    if (!batch.ok()) return batch.status();
+    const auto finish = [&](PartitionTotals t) {
+      t.bad_lines = stream->bad_lines();
+      t.first_bad_line = stream->first_bad_line();
+      return t;
+    };
+    const bool prefetch = staleness_bound_ != 0;
+    BatchT batch, following;
+    TESSERA_ASSIGN_OR_RETURN(bool more, NextBatch(*stream, &batch));
+    if (!more) return finish(totals);
     ParameterExchange::Pulled current, next;
     WaitForClock();
-    exchange_->IssuePull(*batch, &current);
+    exchange_->IssuePull(batch, &current);
     bool issued = true;
     while (true) {
-      absl::Status pulled = exchange_->PullWithRetry(*batch, &current, issued);
+      absl::Status pulled = exchange_->PullWithRetry(batch, &current, issued);
       if (!pulled.ok()) {
         exchange_->DrainAll();
         return pulled;
       }
-      // Prefetch the next batch's parameters while this one computes.
-      absl::StatusOr<BatchT> following = absl::OutOfRangeError("end");
-      if (!reader->Done() && !stop_ && !lease_lost_) {
-        following = reader->Next();
-        if (!following.ok()) return following.status();
+      bool have_following = false;
+      if (!stop_ && !lease_lost_) {
+        TESSERA_ASSIGN_OR_RETURN(have_following,
+                                 NextBatch(*stream, &following));
+      }
+      if (have_following && prefetch) {
+        // Prefetch the next batch's parameters while this one computes.
         WaitForClock();
-        exchange_->IssuePull(*following, &next);
-      } else {
+        exchange_->IssuePull(following, &next);
+      } else if (!have_following) {
         // The last step of the partition waits like every other: its pull
         // was checked one step earlier (prefetch), so ungated it would move
         // this worker's clock two steps past the slowest one's.
-        WaitForClock();
+        if (prefetch) WaitForClock();
       }
       const absl::Time start = absl::Now();
-      auto step = model_->TrainStep(*batch);
+      auto step = model_->TrainStep(batch);
       compute_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
       if (!step.ok()) return step.status();
-      exchange_->Push(*step, ParameterExchange::UniqueIds(*batch));
+      exchange_->Push(*step, batch);
       ++clock_;
       steps_->Increment();
       samples_->Increment(step->num_examples);
@@ -362,46 +440,78 @@ class Trainer::Impl {
       totals.samples += step->num_examples;
       totals.loss_sum += step->loss * step->num_examples;
       totals.correct += step->num_correct;
-      if (!following.ok()) break;
-      batch = std::move(following);
-      std::swap(current, next);
-      issued = true;
+      if (!have_following) break;
+      std::swap(batch, following);
+      if (prefetch) {
+        std::swap(current, next);
+        issued = true;
+      } else {
+        exchange_->DrainAll();  // This step's updates are applied.
+        WaitForClock();
+        issued = false;
+      }
     }
     exchange_->DrainAll();
-    return totals;
+    return finish(totals);
   }
 
   template <typename BatchT>
-  absl::Status Evaluate(const Dataset<BatchT>& test, int epoch) {
+  absl::Status Evaluate(const BatchSource<BatchT>& source, int epoch) {
     const absl::Time start = absl::Now();
-    EvaluateOptions<BatchT> options;
-    options.stop = &stop_;
-    options.prepare = [this](const BatchT& batch) {
+    TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<BatchStream<BatchT>> test,
+                             source.open_test(1000));
+    EvalResult total;
+    double loss_sum = 0;
+    BatchT batch;
+    while (!stop_) {
+      TESSERA_ASSIGN_OR_RETURN(bool more, NextBatch(*test, &batch));
+      if (!more) break;
       ParameterExchange::Pulled p;
-      return exchange_->PullWithRetry(batch, &p, false);
-    };
-    TESSERA_ASSIGN_OR_RETURN(EvalResult eval,
-                             EvaluateDataset(*model_, test, options));
-    const int64_t samples = eval.num_examples;
-    const int64_t correct = eval.num_correct;
-    const double loss_sum = eval.loss * eval.num_examples;
-    if (samples == 0) return absl::OkStatus();
-    test_accuracy_->Set(static_cast<double>(correct) / samples);
-    LOG(INFO) << "epoch " << epoch + 1 << " test accuracy "
-              << 100.0 * correct / samples << "% on " << samples
-              << " examples (" << absl::Now() - start << ")";
+      TESSERA_RETURN_IF_ERROR(exchange_->PullWithRetry(batch, &p, false));
+      TESSERA_ASSIGN_OR_RETURN(EvalResult eval, model_->Evaluate(batch));
+      total.num_examples += eval.num_examples;
+      total.num_correct += eval.num_correct;
+      loss_sum += eval.loss * eval.num_examples;
+      total.scores.insert(total.scores.end(), eval.scores.begin(),
+                          eval.scores.end());
+      total.labels.insert(total.labels.end(), eval.labels.begin(),
+                          eval.labels.end());
+    }
+    const int64_t samples = total.num_examples;
+    if (samples == 0 || stop_) return absl::OkStatus();
+    const int64_t correct = total.num_correct;
     v1::ReportEvaluationRequest report;
     report.set_worker_id(options_.worker_id);
     report.set_epoch(epoch);
     report.set_samples(samples);
     report.set_loss_sum(loss_sum);
     report.set_correct(correct);
+    test_accuracy_->Set(static_cast<double>(correct) / samples);
+    test_loss_->Set(loss_sum / samples);
+    std::string auc_text;
+    if (model_->task_kind() == TaskKind::kBinary) {
+      absl::StatusOr<double> auc = RocAuc(total.scores, total.labels);
+      if (auc.ok()) {
+        report.set_auc(*auc);
+        test_auc_->Set(*auc);
+        auc_text = absl::StrCat(", AUC ", absl::SixDigits(*auc));
+      }
+    }
+    LOG(INFO) << "epoch " << epoch + 1 << " test: "
+              << (model_->task_kind() == TaskKind::kRegression
+                      ? ""
+                      : absl::StrCat("accuracy ",
+                                     absl::SixDigits(100.0 * correct / samples),
+                                     "%, "))
+              << "loss " << absl::SixDigits(loss_sum / samples) << auc_text
+              << " on " << samples << " examples (" << absl::Now() - start
+              << ")";
     return coordinator_->ReportEvaluation(report, absl::Minutes(1)).status();
   }
 
   template <typename BatchT>
-  absl::Status Loop(const Dataset<BatchT>& train, const Dataset<BatchT>* test) {
-    while (!stop_ && !finished_) {
+  absl::Status Loop(const BatchSource<BatchT>& source) {
+    while (!stop_ && !finished_ && !job_failed_) {
       v1::AcquirePartitionRequest acquire;
       acquire.set_worker_id(options_.worker_id);
       TESSERA_ASSIGN_OR_RETURN(
@@ -422,7 +532,7 @@ class Trainer::Impl {
       partition_ = lease.partition();
       lease_lost_ = false;
       epoch_gauge_->Set(epoch_);
-      auto totals = TrainPartition(train, lease.epoch(), lease.partition());
+      auto totals = TrainPartition(source, lease.epoch(), lease.partition());
       partition_ = -1;
       if (!totals.ok()) {
         if (IsRetryable(totals.status()) || lease_lost_ || stop_) {
@@ -440,15 +550,21 @@ class Trainer::Impl {
       complete.set_samples(totals->samples);
       complete.set_loss_sum(totals->loss_sum);
       complete.set_correct(totals->correct);
+      complete.set_bad_lines(totals->bad_lines);
+      complete.set_first_bad_line(totals->first_bad_line);
       TESSERA_ASSIGN_OR_RETURN(
           v1::CompletePartitionResponse completed,
           coordinator_->CompletePartition(complete, absl::Minutes(10)));
       if (completed.accepted()) partitions_->Increment();
+      if (!completed.failed().empty()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("the job failed: ", completed.failed()));
+      }
       if (completed.epoch_finished()) {
         LOG(INFO) << "epoch " << lease.epoch() + 1 << " of " << job_.epochs()
                   << " finished";
-        if (test != nullptr) {
-          absl::Status e = Evaluate(*test, lease.epoch());
+        if (source.open_test) {
+          absl::Status e = Evaluate(source, lease.epoch());
           if (!e.ok()) LOG(WARNING) << "evaluation failed: " << e;
         }
       }
@@ -468,12 +584,15 @@ class Trainer::Impl {
   std::unique_ptr<ParameterExchange> exchange_;
   v1::JobConfig job_;
   int staleness_bound_ = -1;
-  std::unique_ptr<DenseDataset> dense_train_, dense_test_;
-  std::unique_ptr<SparseDataset> sparse_train_, sparse_test_;
+  JobDatasets data_;
+  std::vector<int64_t> rows_per_field_;  // Tabular: table rows per field.
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> finished_{false};
   std::atomic<bool> lease_lost_{false};
+  std::atomic<bool> job_failed_{false};
+  absl::Mutex failure_mu_;
+  std::string failure_ ABSL_GUARDED_BY(failure_mu_);
   std::atomic<int64_t> clock_{0};
   std::atomic<int> partition_{-1};
   std::atomic<int> epoch_{0};
@@ -490,6 +609,8 @@ class Trainer::Impl {
   metrics::Gauge* loss_;
   metrics::Gauge* train_accuracy_;
   metrics::Gauge* test_accuracy_;
+  metrics::Gauge* test_loss_;
+  metrics::Gauge* test_auc_;
   metrics::Gauge* epoch_gauge_;
   metrics::Gauge* coordinator_waiting_;
   metrics::Histogram* compute_;
