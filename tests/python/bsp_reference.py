@@ -29,6 +29,8 @@ def fnv1a64(data: bytes) -> int:
 
 
 def mix64(x: int) -> int:
+    """ps/spec/placement.cc's Mix64 (splitmix64's step and finalizer)."""
+    x = (x + 0x9e3779b97f4a7c15) & MASK
     x ^= x >> 30
     x = (x * 0xbf58476d1ce4e5b9) & MASK
     x ^= x >> 27
