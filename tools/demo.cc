@@ -282,7 +282,7 @@ int RunDemo(const char* argv0) {
         last_line = now;
       }
     }
-    PrintTestFigures(status, &reported_tests);
+    if (!built_in) PrintTestFigures(status, &reported_tests);
     if (!status.failed().empty()) {
       return Fail(absl::AbortedError(absl::StrCat(
           "the job failed: ", status.failed(), "; logs in ", dir)));
