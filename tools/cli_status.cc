@@ -83,8 +83,12 @@ absl::StatusOr<std::string> FormatStatus(const std::string& coordinator,
                           e.loss_sum() / e.samples(),
                           100.0 * e.correct() / e.samples());
     if (e.test_samples() > 0) {
-      absl::StrAppendFormat(&out, ", test acc %.2f%%",
-                            100.0 * e.test_correct() / e.test_samples());
+      absl::StrAppendFormat(&out, ", test acc %.2f%%, test loss %.4f",
+                            100.0 * e.test_correct() / e.test_samples(),
+                            e.test_loss_sum() / e.test_samples());
+      if (e.has_test_auc()) {
+        absl::StrAppendFormat(&out, ", test AUC %.4f", e.test_auc());
+      }
     }
     out += "\n";
   }

@@ -1,6 +1,7 @@
 // tessera: the command line of the Tessera parameter server.
 //
 //   tessera demo                 train Fashion-MNIST on a local cluster
+//   tessera demo --demo_job=job.pbtxt   train a job file on a local cluster
 //   tessera pull --shards=a,b --out=model.pt
 //   tessera status --coordinator=host:7000 [--shards=a,b]
 
@@ -42,6 +43,10 @@ constexpr char kUsage[] =
   tessera demo [--demo_* flags]
       Starts 2 shards and 2 workers on this machine, trains the Fashion-MNIST
       MLP, evaluates it, pulls the model to a file and cleans up.
+  tessera demo --demo_job=JOB.pbtxt [--demo_shards=N --demo_workers=M
+               --demo_out=model.pt]
+      The same for your own job file: trains it, prints the status with
+      each epoch's test figures and writes the pulled model.
   tessera pull --shards=HOST:PORT,... [--out=model.pt]
       Fetches every tensor over gRPC and writes one file that libtorch
       (torch::pickle_load) and PyTorch (torch.load) read as a dict.

@@ -22,6 +22,7 @@ const KINDS = {
   "v1/ServiceAccount": ["kubernetes-models/v1/ServiceAccount", "V1ServiceAccount"],
   "v1/ConfigMap": ["kubernetes-models/v1/ConfigMap", "V1ConfigMap"],
   "v1/Service": ["kubernetes-models/v1/Service", "V1Service"],
+  "v1/PersistentVolumeClaim": ["kubernetes-models/v1/PersistentVolumeClaim", "V1PersistentVolumeClaim"],
   "apps/v1/StatefulSet": ["kubernetes-models/apps/v1/StatefulSet", "V1StatefulSet"],
   "apps/v1/Deployment": ["kubernetes-models/apps/v1/Deployment", "V1Deployment"],
   "policy/v1/PodDisruptionBudget": ["kubernetes-models/policy/v1/PodDisruptionBudget", "V1PodDisruptionBudget"],

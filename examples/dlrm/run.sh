@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The DLRM example end to end, from the repository root:
+#
+#   examples/dlrm/run.sh
+#
+# builds the binaries, generates Criteo-format data with a planted model
+# (`tessera gen-criteo`), writes the TorchScript model and its job file
+# (dlrm.py), trains the job on 2 local shards and 2 workers (`tessera demo
+# --demo_job`), which pulls the model, and evaluates it (evaluate.py), failing
+# if its test AUC is more than 0.01 below the planted model's.
+#
+# Sizes and knobs are environment variables (defaults: a few minutes on 2
+# cores): WORK=/tmp/tessera-dlrm TRAIN_LINES=300000 TEST_LINES=50000 FILES=4
+# VOCABULARY=10000 ZIPF=1.1 SEED=1 ROWS=20000 DIM=16 EPOCHS=2 SHARDS=2
+# WORKERS=2 CHECK=1 (0: print the AUC, never fail on it) LOCAL=0 (1: also
+# train the same model in one PyTorch process, train_local.py, to compare).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+WORK=${WORK:-/tmp/tessera-dlrm}
+TRAIN_LINES=${TRAIN_LINES:-300000}
+TEST_LINES=${TEST_LINES:-50000}
+FILES=${FILES:-4}
+VOCABULARY=${VOCABULARY:-10000}
+ZIPF=${ZIPF:-1.1}
+SEED=${SEED:-1}
+ROWS=${ROWS:-20000}
+DIM=${DIM:-16}
+EPOCHS=${EPOCHS:-2}
+SHARDS=${SHARDS:-2}
+WORKERS=${WORKERS:-2}
+CHECK=${CHECK:-1}
+LOCAL=${LOCAL:-0}
+BAZEL=${BAZEL:-bazel}
+# Debian's Python, with torch: the first python3 on PATH may lack it.
+PYTHON=/usr/bin/python3
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "build"
+"$BAZEL" build --jobs=2 //tools:tessera //ps/server:tessera-ps //worker:tessera-worker
+bin=$("$BAZEL" info bazel-bin 2>/dev/null)
+tessera=$bin/tools/tessera
+
+step "data: $TRAIN_LINES training and $TEST_LINES test lines in $WORK/data"
+rm -rf "$WORK/data"
+mkdir -p "$WORK"
+if ! "$tessera" gen-criteo --out="$WORK/data" --train_lines="$TRAIN_LINES" --test_lines="$TEST_LINES" \
+  --files="$FILES" --seed="$SEED" --vocabulary="$VOCABULARY" --zipf="$ZIPF"; then
+  echo "run.sh: \`tessera gen-criteo\` failed (is it in this build?); put Criteo-format files in" \
+    "$WORK/data/train/, $WORK/data/test.tsv and $WORK/data/planted.json, or see README.md" >&2
+  exit 1
+fi
+
+step "model and job: $WORK/dlrm.pt, $WORK/job.pbtxt"
+"$PYTHON" examples/dlrm/dlrm.py --out_dir="$WORK" --rows="$ROWS" --dim="$DIM" --epochs="$EPOCHS" \
+  --train="$WORK/data/train" --test="$WORK/data/test.tsv"
+
+step "train on $SHARDS shards and $WORKERS workers (logs in $WORK/run)"
+"$tessera" demo --demo_job="$WORK/job.pbtxt" --demo_shards="$SHARDS" --demo_workers="$WORKERS" \
+  --demo_dir="$WORK/run" --demo_out="$WORK/model.pt"
+
+step "evaluate the pulled model $WORK/model.pt"
+check=()
+if [[ $CHECK == 1 ]]; then check=(--check); fi
+rc=0
+"$PYTHON" examples/dlrm/evaluate.py --model="$WORK/model.pt" --test="$WORK/data/test.tsv" \
+  --planted="$WORK/data/planted.json" "${check[@]}" || rc=$?
+
+if [[ $LOCAL == 1 ]]; then
+  step "the same model trained in one PyTorch process (train_local.py)"
+  "$PYTHON" examples/dlrm/train_local.py --job="$WORK/job.pbtxt" --out="$WORK/local-model.pt" \
+    --planted="$WORK/data/planted.json"
+fi
+exit "$rc"
