@@ -16,6 +16,8 @@ PACKAGES=(
   libopenblas0-pthread
   # Data and checks.
   dataset-fashion-mnist liblinear-tools prometheus python3
+  # The model-file test loads pulled files in PyTorch (/usr/bin/python3).
+  python3-torch
   # Fuzzers (clang with libFuzzer and the sanitizer runtimes), and the fault
   # suite's network namespaces and veth pairs.
   clang libclang-rt-14-dev iproute2
