@@ -83,8 +83,8 @@ class ModelFileWriter {
   // not yet full (empty tensors need no data). InvalidArgument, with nothing
   // written, if the dtype differs from the current tensor's, if `values` is
   // longer than what the current tensor still lacks (a chunk never spans two
-  // tensors), or if every tensor is full. Unavailable on a write error; after
-  // any error but InvalidArgument every call fails with FailedPrecondition.
+  // tensors), or if every tensor is full. Unavailable on a write error, after
+  // which every call fails with FailedPrecondition.
   virtual absl::Status Append(absl::Span<const float> values) = 0;
   virtual absl::Status Append(absl::Span<const int64_t> values) = 0;
 
