@@ -355,9 +355,8 @@ int RunDemo(const char* argv0) {
       *accuracy);
   std::cout << "model written to " << out << " (" << tensors->size()
             << " tensors)\n"
-            << "  C++:    torch::pickle_load(bytes).toGenericDict()\n"
             << "  Python: torch.load(\"" << out
-            << "\")  # dict name -> tensor\n";
+            << "\", weights_only=True)  # state_dict: name -> tensor\n";
   return 0;
 }
 

@@ -16,7 +16,7 @@ PACKAGES=(
   libopenblas0-pthread
   # Data and checks.
   dataset-fashion-mnist liblinear-tools prometheus python3
-  # examples/dlrm (TorchScript model, reader, evaluation) and its test.
+  # examples/dlrm and the model-file test run PyTorch (/usr/bin/python3).
   python3-torch python3-numpy
   # Fuzzers (clang with libFuzzer and the sanitizer runtimes), and the fault
   # suite's network namespaces and veth pairs.

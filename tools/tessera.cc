@@ -2,7 +2,7 @@
 //
 //   tessera demo                 train Fashion-MNIST on a local cluster
 //   tessera demo --demo_job=job.pbtxt   train a job file on a local cluster
-//   tessera pull --shards=a,b --out=model.pt
+//   tessera pull --shards=a,b --out=model.pt [--format=pt|safetensors]
 //   tessera status --coordinator=host:7000 [--shards=a,b]
 
 #include <cstdio>
@@ -32,6 +32,9 @@ ABSL_FLAG(std::string, coordinator, "",
           "gRPC address of the coordinator (shard 0); default: the first of "
           "--shards.");
 ABSL_FLAG(std::string, out, "model.pt", "pull: the model file to write.");
+ABSL_FLAG(std::string, format, "",
+          "pull: pt (torch.save's format) or safetensors; default: "
+          "safetensors if --out ends in .safetensors, else pt.");
 ABSL_FLAG(double, timeout_s, 60, "Deadline of each remote call.");
 
 namespace tessera {
@@ -47,9 +50,11 @@ constexpr char kUsage[] =
                --demo_out=model.pt]
       The same for your own job file: trains it, prints the status with
       each epoch's test figures and writes the pulled model.
-  tessera pull --shards=HOST:PORT,... [--out=model.pt]
-      Fetches every tensor over gRPC and writes one file that libtorch
-      (torch::pickle_load) and PyTorch (torch.load) read as a dict.
+  tessera pull --shards=HOST:PORT,... [--out=model.pt] [--format=pt|safetensors]
+      Fetches every tensor over gRPC and writes one file of the tensors by
+      state_dict name: torch.save's format, which torch.load(path,
+      weights_only=True) reads, or safetensors (the default for a .safetensors
+      --out).
   tessera status --coordinator=HOST:PORT [--shards=HOST:PORT,...]
       Job, epoch, partitions, live workers, shards and their health.
 )";
@@ -73,12 +78,18 @@ int Pull() {
   if (shards.empty()) {
     return Fail(absl::InvalidArgumentError("pull needs --shards"));
   }
+  const std::string out = absl::GetFlag(FLAGS_out);
+  ModelFileFormat format = ModelFileFormatForPath(out);
+  if (!absl::GetFlag(FLAGS_format).empty()) {
+    auto parsed = ParseModelFileFormat(absl::GetFlag(FLAGS_format));
+    if (!parsed.ok()) return Fail(parsed.status());
+    format = *parsed;
+  }
   const absl::Time start = absl::Now();
   auto tensors =
       PullModel(shards, absl::Seconds(absl::GetFlag(FLAGS_timeout_s)));
   if (!tensors.ok()) return Fail(tensors.status());
-  const std::string out = absl::GetFlag(FLAGS_out);
-  absl::Status written = WriteModelFile(out, *tensors);
+  absl::Status written = WriteModelFile(out, *tensors, format);
   if (!written.ok()) return Fail(written);
   int64_t values = 0;
   for (const auto& t : *tensors) {
@@ -87,11 +98,17 @@ int Pull() {
                                  absl::StrJoin(t.shape, ", "), t.version);
   }
   std::cout << absl::StrFormat(
-      "wrote %d tensors (%d values) from %d shards to %s in %s\n",
-      tensors->size(), values, shards.size(), out,
+      "wrote %d tensors (%d values) from %d shards to %s (%s) in %s\n",
+      tensors->size(), values, shards.size(), out, ModelFileFormatName(format),
       absl::FormatDuration(
           absl::Trunc(absl::Now() - start, absl::Milliseconds(1))));
-  std::cout << "load it with torch::pickle_load (C++) or torch.load (Python)\n";
+  if (format == ModelFileFormat::kPt) {
+    std::cout << "load it with torch.load(\"" << out
+              << "\", weights_only=True), then model.load_state_dict(...)\n";
+  } else {
+    std::cout << "load it with safetensors.torch.load_file(\"" << out
+              << "\") or any safetensors reader\n";
+  }
   return 0;
 }
 
