@@ -367,6 +367,68 @@ TEST_F(DataPlaneTest, RequestsOverTheShardsLimitFailBeforeSending) {
       IsOk());
 }
 
+// InitializeDense splits the values over the shards, sets each part once,
+// and what it set is on disk when it returns: a SIGKILL right after keeps it.
+TEST_F(DataPlaneTest, InitializeDenseSetsEveryPartOnceAndSurvivesSigkill) {
+  StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600"},
+              /*fixed_ports=*/true);
+  ConnectClient(absl::Seconds(60));
+  ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
+  std::vector<float> init(kBigRows * kBigCols);
+  for (size_t i = 0; i < init.size(); ++i) init[i] = 0.001f * i - 2;
+  int applied = -1;
+  ASSERT_THAT(client_->InitializeDense("big", init, &applied), IsOk());
+  EXPECT_EQ(applied, 3);  // one part per shard
+  EXPECT_EQ(PullDense("big", init.size()), init);
+  // Again: nothing changes, nothing applied.
+  std::vector<float> other(init.size(), 5.0f);
+  ASSERT_THAT(client_->InitializeDense("big", other, &applied), IsOk());
+  EXPECT_EQ(applied, 0);
+  EXPECT_EQ(PullDense("big", init.size()), init);
+  // After a push, a first initialization of another tensor is refused.
+  ASSERT_THAT(
+      client_->PushDense("small", 0, std::vector<float>(32, 1.0f)).get(),
+      IsOk());
+  const std::vector<float> small = PullDense("small", 32);
+  ASSERT_THAT(
+      client_->InitializeDense("small", std::vector<float>(32, 7.0f), &applied),
+      IsOk());
+  EXPECT_EQ(applied, 0);
+  EXPECT_EQ(PullDense("small", 32), small);
+  // Refused before sending: wrong size, an embedding table.
+  EXPECT_THAT(client_->InitializeDense("big", std::vector<float>(3)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(client_->InitializeDense("emb", std::vector<float>(kDim)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  std::vector<float> nan = PullDense("bias", 10);
+  nan[0] = std::nanf("");
+  EXPECT_THAT(client_->InitializeDense("bias", nan),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NaN")));
+
+  // SIGKILL every shard (no flush since: --flush_interval_s=3600) and
+  // restart them on their directories: the initial values are there.
+  for (auto& shard : shards_) shard->child().Signal(SIGKILL);
+  for (int i = 0; i < 3; ++i) StartShard(i);
+  EXPECT_EQ(PullDense("big", init.size()), init);
+  ASSERT_THAT(client_->InitializeDense("big", other, &applied), IsOk());
+  EXPECT_EQ(applied, 0);
+  EXPECT_EQ(PullDense("big", init.size()), init);
+}
+
+TEST_F(DataPlaneTest, InitializeDenseOverTheShardsLimitFailsBeforeSending) {
+  StartShards(1, {"--max_message_bytes=65536"});
+  ConnectClient();
+  ASSERT_THAT(client_->CreateTensors({Dense("wide", {1024, 32}, 5)}), IsOk());
+  EXPECT_THAT(
+      client_->InitializeDense("wide", std::vector<float>(1024 * 32, 0.5f)),
+      StatusIs(absl::StatusCode::kResourceExhausted,
+               HasSubstr("--max_message_bytes=65536")));
+  std::vector<float> row(32);  // a whole pull would be over the limit too
+  ASSERT_THAT(client_->PullDense("wide", 0, absl::MakeSpan(row)).get(),
+              IsOk());
+  EXPECT_NE(row[0], 0.5f);
+}
+
 TEST_F(DataPlaneTest, LoadSpecsLearnsTensorsFromTheShards) {
   StartShards(2, {"--split_threshold_bytes=4096"});
   ConnectClient();

@@ -13,8 +13,10 @@
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
+#include "ps/client/coordinator_client.h"
 #include "tessera/v1/ps.grpc.pb.h"
 #include "tests/cluster.h"
+#include "zlib.h"
 
 namespace tessera {
 namespace {
@@ -306,6 +308,84 @@ TEST_F(ShardTest, ExposesPromisedMetrics) {
         "tessera_build_info"}) {
     EXPECT_THAT(*text, HasSubstr(name));
   }
+}
+
+// The job's model file travels from shard 0 to workers: Join announces its
+// size and crc32, FetchModelFile streams it in 1 MiB chunks, and the client
+// checks both.
+TEST_F(ShardTest, ModelFileIsServedToWorkersAndChecked) {
+  const std::string job_dir = testing::TempPath("model-file-job");
+  std::filesystem::remove_all(job_dir);
+  std::filesystem::create_directories(job_dir);
+  std::string model(2 * 1024 * 1024 + 12345, '\0');
+  for (size_t i = 0; i < model.size(); ++i) model[i] = (i * 7919) % 251;
+  std::ofstream(job_dir + "/model.pt", std::ios::binary) << model;
+  std::ofstream(job_dir + "/job.textproto") << R"pb(
+    name: "ts"
+    model { name: "torchscript" torchscript: "model.pt" }
+  )pb";
+  auto shard = ShardProcess::Start(
+      0, 1, data_dir_, {"--job_config=" + job_dir + "/job.textproto"});
+  ASSERT_TRUE(shard.ok()) << shard.status();
+  CoordinatorClientOptions options;
+  options.address = (*shard)->ports().grpc_address();
+  CoordinatorClient client(options);
+  v1::JoinRequest join;
+  join.set_worker_id("w1");
+  auto joined = client.Join(join, absl::Seconds(30));
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  const uint32_t crc =
+      crc32(0L, reinterpret_cast<const Bytef*>(model.data()), model.size());
+  EXPECT_EQ(joined->model_file_bytes(), static_cast<int64_t>(model.size()));
+  EXPECT_EQ(joined->model_file_crc32(), crc);
+  auto fetched = client.FetchModelFile(model.size(), crc, absl::Seconds(30));
+  ASSERT_TRUE(fetched.ok()) << fetched.status();
+  EXPECT_TRUE(*fetched == model);
+  // A client expecting other bytes refuses what it gets.
+  EXPECT_EQ(client.FetchModelFile(model.size(), crc + 1, absl::Seconds(30))
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
+  auto shorter = client.FetchModelFile(1000, crc, absl::Seconds(30));
+  EXPECT_EQ(shorter.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(shorter.status().message(), HasSubstr("more than"));
+  EXPECT_EQ(client.FetchModelFile(model.size() + 1, crc, absl::Seconds(30))
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(client.FetchModelFile(-1, crc, absl::Seconds(30)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ShardTest, MissingModelFileStopsShardZeroNamingThePath) {
+  const std::string job_dir = testing::TempPath("missing-model-job");
+  std::filesystem::create_directories(job_dir);
+  std::ofstream(job_dir + "/job.textproto") << R"pb(
+    name: "ts"
+    model { name: "torchscript" torchscript: "nowhere.pt" }
+  )pb";
+  auto shard = ShardProcess::Start(
+      0, 1, data_dir_, {"--job_config=" + job_dir + "/job.textproto"},
+      absl::Seconds(20));
+  ASSERT_FALSE(shard.ok());
+  EXPECT_THAT(shard.status().message(), HasSubstr(job_dir + "/nowhere.pt"));
+}
+
+TEST_F(ShardTest, JobWithoutAModelFileAnswersNotFound) {
+  const std::string job_dir = testing::TempPath("no-model-job");
+  std::filesystem::create_directories(job_dir);
+  std::ofstream(job_dir + "/job.textproto") << R"pb(
+    name: "mlp"
+    model { name: "mlp" }
+  )pb";
+  auto shard = ShardProcess::Start(
+      0, 1, data_dir_, {"--job_config=" + job_dir + "/job.textproto"});
+  ASSERT_TRUE(shard.ok()) << shard.status();
+  CoordinatorClientOptions options;
+  options.address = (*shard)->ports().grpc_address();
+  CoordinatorClient client(options);
+  EXPECT_EQ(client.FetchModelFile(0, 0, absl::Seconds(10)).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace

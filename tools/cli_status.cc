@@ -67,10 +67,34 @@ absl::StatusOr<std::string> FormatStatus(const std::string& coordinator,
                                          absl::Duration timeout) {
   auto job = FetchJobStatus(coordinator, timeout);
   if (!job.ok()) return job.status();
-  std::string out =
-      absl::StrFormat("job %s: %s, epoch %d of %d\n", job->job_name(),
-                      job->finished() ? "FINISHED" : "training",
-                      std::min(job->epoch() + 1, job->epochs()), job->epochs());
+  std::string out = FormatJobStatus(*job);
+  if (!shards.empty()) {
+    absl::StrAppendFormat(&out, "shards: %d\n", shards.size());
+    for (size_t i = 0; i < shards.size(); ++i) {
+      out += ShardLine(i, shards[i], timeout);
+    }
+  }
+  return out;
+}
+
+std::string FormatJobStatus(const v1::JobStatus& status) {
+  const v1::JobStatus* job = &status;
+  std::string out = absl::StrFormat(
+      "job %s: %s, epoch %d of %d\n", job->job_name(),
+      !job->failed().empty() ? "FAILED"
+                             : (job->finished() ? "FINISHED" : "training"),
+      std::min(job->epoch() + 1, job->epochs()), job->epochs());
+  if (!job->failed().empty()) {
+    absl::StrAppendFormat(&out, "FAILED: %s\n", job->failed());
+  }
+  if (job->bad_lines() > 0) {
+    absl::StrAppendFormat(&out, "bad input lines: %d skipped",
+                          job->bad_lines());
+    if (!job->first_bad_line().empty()) {
+      absl::StrAppendFormat(&out, "; first: %s", job->first_bad_line());
+    }
+    out += "\n";
+  }
   absl::StrAppendFormat(&out, "partitions: %d done, %d leased, %d queued\n",
                         job->partitions_done(), job->partitions_leased(),
                         job->partitions_queued());
@@ -90,6 +114,9 @@ absl::StatusOr<std::string> FormatStatus(const std::string& coordinator,
         absl::StrAppendFormat(&out, ", test AUC %.4f", e.test_auc());
       }
     }
+    if (e.has_test_auc()) {
+      absl::StrAppendFormat(&out, ", test AUC %.4f", e.test_auc());
+    }
     out += "\n";
   }
   absl::StrAppendFormat(&out, "workers: %d live\n", job->workers_size());
@@ -101,12 +128,6 @@ absl::StatusOr<std::string> FormatStatus(const std::string& coordinator,
                               ? absl::StrCat("partition ", w.partition())
                               : std::string("idle        "),
                           (now - w.last_seen_unix_ms()) / 1000.0);
-  }
-  if (!shards.empty()) {
-    absl::StrAppendFormat(&out, "shards: %d\n", shards.size());
-    for (size_t i = 0; i < shards.size(); ++i) {
-      out += ShardLine(i, shards[i], timeout);
-    }
   }
   return out;
 }

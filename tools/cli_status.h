@@ -17,6 +17,10 @@ namespace tessera {
 absl::StatusOr<v1::JobStatus> FetchJobStatus(const std::string& coordinator,
                                              absl::Duration timeout);
 
+// The job part of the report (job, failure, epochs, bad input lines,
+// partitions, workers), from a JobStatus.
+std::string FormatJobStatus(const v1::JobStatus& job);
+
 // The whole report: job, epochs, partitions, workers, and one line per shard
 // (an unreachable shard is a line saying so, not an error).
 absl::StatusOr<std::string> FormatStatus(const std::string& coordinator,

@@ -3,11 +3,13 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
 #include "grpcpp/client_context.h"
 #include "ps/client/channel.h"
 #include "ps/common/grpc_status.h"
+#include "zlib.h"
 
 namespace tessera {
 
@@ -118,6 +120,94 @@ CoordinatorClient::ReportEvaluation(const v1::ReportEvaluationRequest& request,
                                     absl::Duration patience) {
   return Retry("report evaluation", &v1::Coordinator::Stub::ReportEvaluation,
                request, patience);
+}
+
+absl::StatusOr<std::string> CoordinatorClient::FetchOnce(
+    int64_t expected_bytes, uint32_t crc, absl::Duration deadline) {
+  constexpr int64_t kMaxChunkBytes = 1 << 20;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  std::unique_ptr<grpc::ClientReader<v1::FileChunk>> reader =
+      stub_->FetchModelFile(&context, v1::FetchModelFileRequest());
+  std::string file;
+  file.reserve(expected_bytes);  // Bounded by kMaxModelFileBytes.
+  absl::Status bad;
+  v1::FileChunk chunk;
+  while (reader->Read(&chunk)) {
+    const int64_t size = chunk.data().size();
+    if (chunk.offset() != static_cast<int64_t>(file.size())) {
+      bad = absl::DataLossError(
+          absl::StrCat("model file chunk at offset ", chunk.offset(),
+                       "; expected offset ", file.size()));
+    } else if (size > kMaxChunkBytes) {
+      bad = absl::DataLossError(absl::StrCat(
+          "model file chunk of ", size, " bytes; at most ", kMaxChunkBytes));
+    } else if (size > expected_bytes - static_cast<int64_t>(file.size())) {
+      bad = absl::DataLossError(
+          absl::StrCat("the coordinator sends more than the ", expected_bytes,
+                       " bytes of the model file it announced"));
+    }
+    if (!bad.ok()) {
+      context.TryCancel();
+      break;
+    }
+    file.append(chunk.data());
+  }
+  absl::Status finished = FromGrpcStatus(reader->Finish());
+  if (!bad.ok()) finished = bad;
+  if (finished.ok() && static_cast<int64_t>(file.size()) != expected_bytes) {
+    finished =
+        absl::DataLossError(absl::StrCat("model file ended after ", file.size(),
+                                         " of ", expected_bytes, " bytes"));
+  }
+  if (finished.ok()) {
+    uLong got = crc32(0L, Z_NULL, 0);
+    for (size_t at = 0; at < file.size(); at += kMaxChunkBytes) {
+      const size_t n = std::min<size_t>(kMaxChunkBytes, file.size() - at);
+      got = crc32(got, reinterpret_cast<const Bytef*>(file.data() + at),
+                  static_cast<uInt>(n));
+    }
+    if (static_cast<uint32_t>(got) != crc) {
+      finished = absl::DataLossError(absl::StrFormat(
+          "model file has crc32 %08x; the coordinator announced %08x",
+          static_cast<uint32_t>(got), crc));
+    }
+  }
+  if (!finished.ok()) {
+    return absl::Status(
+        finished.code(),
+        absl::StrCat("coordinator at ", options_.address,
+                     ": fetch model file: ", finished.message()));
+  }
+  return file;
+}
+
+absl::StatusOr<std::string> CoordinatorClient::FetchModelFile(
+    int64_t expected_bytes, uint32_t crc, absl::Duration patience) {
+  if (expected_bytes < 0 || expected_bytes > kMaxModelFileBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model file of ", expected_bytes, " bytes; at most ",
+                     kMaxModelFileBytes));
+  }
+  const absl::Time start = absl::Now();
+  absl::Duration backoff = absl::Milliseconds(100);
+  while (true) {
+    const absl::Duration left =
+        std::max(absl::Seconds(1), patience - (absl::Now() - start));
+    auto file = FetchOnce(expected_bytes, crc, left);
+    if (file.ok() || !IsRetryable(file.status())) return file;
+    const absl::Duration waited = absl::Now() - start;
+    if (waited > patience ||
+        (options_.stop != nullptr && options_.stop->load())) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "fetch model file: ", file.status().message(), " (retried for ",
+          absl::FormatDuration(absl::Trunc(waited, absl::Seconds(1))), ")"));
+    }
+    LOG(WARNING) << "fetching the model file again in " << backoff << ": "
+                 << file.status().message();
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+  }
 }
 
 absl::StatusOr<v1::HeartbeatResponse> CoordinatorClient::Heartbeat(

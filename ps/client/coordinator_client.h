@@ -17,6 +17,7 @@
 // Thread-safe.
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -62,6 +63,19 @@ class CoordinatorClient {
   absl::StatusOr<v1::ReportEvaluationResponse> ReportEvaluation(
       const v1::ReportEvaluationRequest& request, absl::Duration patience);
 
+  // The job's model file (JoinResponse.model_file_bytes and
+  // model_file_crc32 say what to expect), streamed by FetchModelFile and
+  // retried from the start like the job calls, each attempt bounded by what
+  // is left of `patience`. The stream is hostile: a chunk at another offset,
+  // larger than 1 MiB, or beyond `expected_bytes`, a short file, or another
+  // crc32 is DataLoss (the buffer never grows past `expected_bytes`);
+  // InvalidArgument for `expected_bytes` < 0 or > kMaxModelFileBytes;
+  // NotFound when the job has no model file.
+  static constexpr int64_t kMaxModelFileBytes = int64_t{1} << 30;
+  absl::StatusOr<std::string> FetchModelFile(int64_t expected_bytes,
+                                             uint32_t crc32,
+                                             absl::Duration patience);
+
   // Single attempts, each with call_deadline (GetStatus: `timeout`).
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(
       const v1::HeartbeatRequest& request);
@@ -82,6 +96,10 @@ class CoordinatorClient {
   absl::StatusOr<Response> Once(Rpc<Request, Response> rpc,
                                 const Request& request,
                                 absl::Duration deadline);
+
+  // One attempt of FetchModelFile.
+  absl::StatusOr<std::string> FetchOnce(int64_t expected_bytes, uint32_t crc32,
+                                        absl::Duration deadline);
 
   const CoordinatorClientOptions options_;
   const std::unique_ptr<v1::Coordinator::Stub> stub_;

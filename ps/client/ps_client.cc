@@ -201,6 +201,72 @@ absl::Status PsClient::CreateTensors(absl::Span<const v1::TensorSpec> specs) {
   return RegisterSpecs(specs);
 }
 
+absl::Status PsClient::InitializeDense(absl::string_view tensor,
+                                       absl::Span<const float> values,
+                                       int* applied_parts) {
+  if (applied_parts != nullptr) *applied_parts = 0;
+  const std::string name(tensor);
+  auto found = Find(name);
+  if (!found.ok()) return found.status();
+  const TensorInfo& t = **found;
+  if (t.embedding) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name,
+                     " is an embedding table: its rows come from its "
+                     "initializer and cannot be set"));
+  }
+  // num_rows x row_size is the spec's element count, bounded by validation.
+  const int64_t floats = t.num_rows * t.row_size;
+  if (static_cast<int64_t>(values.size()) != floats) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("initial values for ", name, " have ", values.size(),
+                     " floats; the tensor has ", floats));
+  }
+  // Build and size-check every part's request before sending any.
+  std::vector<v1::InitializeTensorRequest> requests;
+  for (const PartPlacement& part : t.parts) {
+    v1::InitializeTensorRequest request;
+    request.set_tensor_name(name);
+    request.set_row_begin(part.row_begin);
+    const float* begin = values.data() + part.row_begin * t.row_size;
+    const int64_t n = (part.row_end - part.row_begin) * t.row_size;
+    request.set_values(reinterpret_cast<const char*>(begin), n * sizeof(float));
+    const int64_t limit = shards_[part.shard].max_message_bytes;
+    const int64_t bytes = request.ByteSizeLong();
+    if (limit > 0 && bytes > limit) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "initial values of ", name, " rows [", part.row_begin, ", ",
+          part.row_end, ") are ", bytes, " bytes, more than shard ", part.shard,
+          " at ", shards_[part.shard].grpc_address,
+          " accepts (--max_message_bytes=", limit, ")"));
+    }
+    requests.push_back(std::move(request));
+  }
+  for (size_t k = 0; k < requests.size(); ++k) {
+    const int shard = t.parts[k].shard;
+    const absl::Time deadline = absl::Now() + options_.default_deadline;
+    absl::Duration backoff = options_.initial_backoff;
+    while (true) {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(deadline));
+      v1::InitializeTensorResponse response;
+      absl::Status status =
+          FromGrpcStatus(shards_[shard].stub->InitializeTensor(
+              &context, requests[k], &response));
+      if (status.ok()) {
+        if (response.applied() && applied_parts != nullptr) ++*applied_parts;
+        break;
+      }
+      if (!absl::IsUnavailable(status) || absl::Now() + backoff >= deadline) {
+        return WithShard(shard, shards_[shard].grpc_address, status);
+      }
+      absl::SleepFor(backoff);  // Retry backoff, not a readiness wait.
+      backoff = std::min(backoff * 2, options_.max_backoff);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<v1::TensorPartInfo>> PsClient::ListTensors(
     int shard) {
   if (shard < 0 || shard >= num_shards()) {

@@ -139,6 +139,24 @@ class PsClient {
   // The spec remembered under `tensor`; NotFound if none.
   absl::StatusOr<v1::TensorSpec> GetSpec(const std::string& tensor) const;
 
+  // Sets a dense tensor's initial values (e.g. a TorchScript file's), once
+  // per part: `values` is the whole tensor (its number of elements, in row
+  // order); it is split per placement and each part goes to its shard over
+  // gRPC (ParameterServer.InitializeTensor), one part after another. A part
+  // that was already initialized or updated keeps its values (not an error):
+  // `applied_parts`, when given, receives how many parts this call set. When
+  // this returns OK every part is initialized (by this call or an earlier one)
+  // and on its shard's disk. A part is sent whole, never chunked: one larger
+  // than its shard's --max_message_bytes fails at once with
+  // RESOURCE_EXHAUSTED naming the limit, before anything is sent. UNAVAILABLE
+  // (a loading or draining shard, a flush that failed) is retried with
+  // backoff until default_deadline per part. Errors name the shard; parts
+  // sent before an error stay set. InvalidArgument for an embedding table or
+  // a wrong size; NotFound for a tensor this client does not know.
+  absl::Status InitializeDense(absl::string_view tensor,
+                               absl::Span<const float> values,
+                               int* applied_parts = nullptr);
+
   // Control calls, over gRPC, blocking up to default_deadline.
   absl::StatusOr<v1::ShardInfo> GetShardInfo(int shard);
   absl::StatusOr<std::vector<v1::TensorPartInfo>> ListTensors(int shard);

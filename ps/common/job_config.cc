@@ -1,9 +1,13 @@
 #include "ps/common/job_config.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/tokenizer.h"
@@ -59,9 +63,47 @@ void ApplyJobDefaults(v1::JobConfig* job) {
 absl::Status ValidateJobConfig(const v1::JobConfig& job) {
   if (job.name().empty()) return Invalid("name", "is empty");
   const std::string& model = job.model().name();
-  if (model != "mlp" && model != "cnn" && model != "logreg") {
-    return Invalid("model.name",
-                   absl::StrCat("\"", model, "\" is not mlp, cnn or logreg"));
+  if (model != "mlp" && model != "cnn" && model != "logreg" &&
+      model != "torchscript") {
+    return Invalid(
+        "model.name",
+        absl::StrCat("\"", model, "\" is not mlp, cnn, logreg or torchscript"));
+  }
+  if (model == "torchscript" && job.model().torchscript().empty()) {
+    return Invalid("model.torchscript",
+                   "is empty: model torchscript needs the path of a "
+                   "torch.jit.save file");
+  }
+  if (model != "torchscript" && !job.model().torchscript().empty()) {
+    return Invalid("model.torchscript",
+                   absl::StrCat("is set, but model \"", model,
+                                "\" is built in; use name: \"torchscript\""));
+  }
+  if (!v1::ModelConfig::Loss_IsValid(job.model().loss())) {
+    return Invalid("model.loss",
+                   absl::StrCat(job.model().loss(), " is not a known loss"));
+  }
+  {
+    absl::flat_hash_set<std::string> modules;
+    for (int i = 0; i < job.model().embedding_tables_size(); ++i) {
+      const v1::EmbeddingTableConfig& t = job.model().embedding_tables(i);
+      const std::string where = absl::StrCat("model.embedding_tables[", i, "]");
+      if (model != "torchscript") {
+        return Invalid(where, "is only for model torchscript");
+      }
+      if (t.module().empty()) return Invalid(where + ".module", "is empty");
+      if (!modules.insert(t.module()).second) {
+        return Invalid(where + ".module",
+                       absl::StrCat("\"", t.module(), "\" is listed twice"));
+      }
+      if (t.rows() < 0) {
+        return Invalid(where + ".rows",
+                       absl::StrCat(t.rows(), " is negative (0 = unbounded)"));
+      }
+      if (!v1::Initializer::Kind_IsValid(t.initializer().kind())) {
+        return Invalid(where + ".initializer.kind", "is unknown");
+      }
+    }
   }
   for (int h : job.model().hidden()) {
     if (h <= 0 || h > 65536) {
@@ -111,7 +153,15 @@ absl::Status ValidateJobConfig(const v1::JobConfig& job) {
   switch (d.format()) {
     case v1::DatasetConfig::FASHION_MNIST:
     case v1::DatasetConfig::LIBSVM:
+    case v1::DatasetConfig::CRITEO:
       if (d.path().empty()) return Invalid("dataset.path", "is empty");
+      break;
+    case v1::DatasetConfig::CSV:
+      if (d.path().empty()) return Invalid("dataset.path", "is empty");
+      if (d.csv().label().empty()) {
+        return Invalid("dataset.csv.label",
+                       "is empty: CSV needs a label column");
+      }
       break;
     case v1::DatasetConfig::SYNTHETIC_CTR:
       if (d.num_examples() <= 0 || d.vocabulary() <= 0 ||
@@ -125,6 +175,12 @@ absl::Status ValidateJobConfig(const v1::JobConfig& job) {
       return Invalid("dataset.format", "is unknown");
   }
   if (d.limit() < 0) return Invalid("dataset.limit", "is negative");
+  if (d.has_max_bad_lines() && d.max_bad_lines() < 0) {
+    return Invalid("dataset.max_bad_lines", "is negative");
+  }
+  if (d.shuffle_buffer() < 0) {
+    return Invalid("dataset.shuffle_buffer", "is negative");
+  }
   return absl::OkStatus();
 }
 
@@ -142,6 +198,43 @@ absl::StatusOr<v1::JobConfig> ParseJobConfig(absl::string_view text) {
   absl::Status valid = ValidateJobConfig(job);
   if (!valid.ok()) return valid;
   return job;
+}
+
+std::string ModelFilePath(const v1::JobConfig& job,
+                          const std::string& job_path) {
+  const std::string& file = job.model().torchscript();
+  if (file.empty()) return "";
+  std::filesystem::path p(file);
+  if (p.is_absolute()) return file;
+  return (std::filesystem::path(job_path).parent_path() / p).string();
+}
+
+absl::StatusOr<std::string> ReadFileCapped(const std::string& path,
+                                           int64_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in.good()) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  }
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " is a directory, not a file"));
+  }
+  std::string out;
+  char buffer[1 << 16];
+  while (in.read(buffer, sizeof(buffer)) || in.gcount() > 0) {
+    // Checked per block, so a file that grows while read is still capped.
+    if (static_cast<int64_t>(out.size()) + in.gcount() > max_bytes) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, " is larger than the limit of ", max_bytes, " bytes"));
+    }
+    out.append(buffer, in.gcount());
+  }
+  if (in.bad()) {
+    return absl::NotFoundError(absl::StrCat("error reading ", path));
+  }
+  return out;
 }
 
 absl::StatusOr<v1::JobConfig> LoadJobConfig(const std::string& path) {

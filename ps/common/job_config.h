@@ -4,6 +4,7 @@
 // The training job's configuration: parsing from protobuf text format,
 // defaults, validation. Thread-safe (pure functions).
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -19,6 +20,18 @@ absl::StatusOr<v1::JobConfig> ParseJobConfig(absl::string_view text);
 
 // Reads and parses a file; NotFound if it cannot be read.
 absl::StatusOr<v1::JobConfig> LoadJobConfig(const std::string& path);
+
+// The job's model file (model.torchscript) for a job read from `job_path`:
+// a relative path is relative to the job file's directory. "" when the job
+// names none.
+std::string ModelFilePath(const v1::JobConfig& job,
+                          const std::string& job_path);
+
+// Reads a whole file of at most `max_bytes`. NotFound when it cannot be
+// read, FailedPrecondition when it is a directory or larger; the message
+// names the path.
+absl::StatusOr<std::string> ReadFileCapped(const std::string& path,
+                                           int64_t max_bytes);
 
 // Fills unset fields with their documented defaults.
 void ApplyJobDefaults(v1::JobConfig* job);

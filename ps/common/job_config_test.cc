@@ -1,6 +1,7 @@
 #include "ps/common/job_config.h"
 
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -79,6 +80,74 @@ TEST(JobConfigTest, EveryExampleConfigIsValid) {
     ++checked;
   }
   EXPECT_EQ(checked, 4);
+}
+
+constexpr char kTorchScript[] = R"pb(
+  name: "criteo-dlrm"
+  model {
+    name: "torchscript"
+    torchscript: "dlrm.pt"
+    loss: BCE_WITH_LOGITS
+    embedding_tables { module: "emb_l.0" rows: 1000 }
+    embedding_tables { module: "emb_l.1" }
+  }
+  dataset { format: CRITEO path: "/data/criteo" max_bad_lines: 10 }
+)pb";
+
+TEST(JobConfigTest, TorchScriptJobsAreValidated) {
+  ASSERT_THAT(ParseJobConfig(kTorchScript), IsOk());
+  auto with = [](const std::string& from, const std::string& to) {
+    std::string text = kTorchScript;
+    const size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    text.replace(at, from.size(), to);
+    return ParseJobConfig(text);
+  };
+  EXPECT_THAT(with("torchscript: \"dlrm.pt\"", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("model.torchscript")));
+  EXPECT_THAT(with("name: \"torchscript\"", "name: \"mlp\""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("model.torchscript")));
+  EXPECT_THAT(
+      with("module: \"emb_l.1\"", "module: \"emb_l.0\""),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("listed twice")));
+  EXPECT_THAT(with("module: \"emb_l.1\"", "module: \"\""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr(".module is empty")));
+  EXPECT_THAT(with("rows: 1000", "rows: -1"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(".rows")));
+  EXPECT_THAT(
+      with("loss: BCE_WITH_LOGITS", "loss: 17"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model.loss")));
+  EXPECT_THAT(
+      with("max_bad_lines: 10", "max_bad_lines: -1"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_bad_lines")));
+}
+
+TEST(JobConfigTest, ModelFileIsRelativeToTheJobFile) {
+  auto job = ParseJobConfig(kTorchScript);
+  ASSERT_THAT(job, IsOk());
+  EXPECT_EQ(ModelFilePath(*job, "/jobs/a/job.textproto"), "/jobs/a/dlrm.pt");
+  EXPECT_EQ(ModelFilePath(*job, "job.textproto"), "dlrm.pt");
+  job->mutable_model()->set_torchscript("/abs/m.pt");
+  EXPECT_EQ(ModelFilePath(*job, "/jobs/a/job.textproto"), "/abs/m.pt");
+  job->mutable_model()->clear_torchscript();
+  EXPECT_EQ(ModelFilePath(*job, "/jobs/a/job.textproto"), "");
+}
+
+TEST(JobConfigTest, ReadFileCappedRefusesMissingAndLargeFiles) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string path = std::string(tmp ? tmp : "/tmp") + "/model.bin";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << std::string(1000, 'x');
+  }
+  EXPECT_THAT(ReadFileCapped(path, 1000), IsOkAndHolds(std::string(1000, 'x')));
+  EXPECT_THAT(ReadFileCapped(path, 999),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(path)));
+  EXPECT_THAT(ReadFileCapped(path + ".missing", 1000),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr(".missing")));
 }
 
 }  // namespace

@@ -11,11 +11,21 @@
 #include "ps/common/job_config.h"
 #include "ps/common/status_macros.h"
 #include "ps/spec/placement.h"
+#include "zlib.h"
 
 namespace tessera {
 namespace {
 
 constexpr char kStateKey[] = "coordinator/state";
+
+// `s` cut to at most `max` bytes, at a UTF-8 character boundary (a proto3
+// string must stay valid UTF-8 to parse again).
+std::string CutUtf8(const std::string& s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
 
 bool SameSpecs(const std::vector<v1::TensorSpec>& a,
                const google::protobuf::RepeatedPtrField<v1::TensorSpec>& b) {
@@ -58,6 +68,21 @@ Coordinator::Coordinator(v1::JobConfig job, ShardStorage* storage,
       ->Set(job_.epochs());
   job_finished_ = gauge("tessera_coordinator_job_finished",
                         "1 once every epoch is complete.");
+  job_failed_ = gauge("tessera_coordinator_job_failed",
+                      "1 once the job has failed (e.g. more bad input lines "
+                      "than dataset.max_bad_lines); JobStatus.failed says "
+                      "why.");
+  test_auc_ = gauge("tessera_coordinator_test_auc",
+                    "Area under the ROC curve of the latest evaluation that "
+                    "reported one (binary tasks), 0..1.");
+  bad_lines_total_ =
+      &metrics::BuildCounter()
+           .Name("tessera_coordinator_bad_lines_total")
+           .Help(
+               "Input lines workers skipped as unparseable, in accepted "
+               "partition completions.")
+           .Register(*registry)
+           .Add({});
   clock_spread_ = gauge("tessera_coordinator_clock_spread_steps",
                         "Fastest minus slowest clock of workers holding a "
                         "lease.");
@@ -115,6 +140,16 @@ absl::Status Coordinator::Load() {
   epoch_stats_.assign(state.epoch_stats().begin(), state.epoch_stats().end());
   max_clock_ = state.max_clock();
   max_clock_spread_ = state.max_clock_spread();
+  bad_lines_ = std::max<int64_t>(0, state.bad_lines());
+  first_bad_line_ = state.first_bad_line();
+  failed_ = state.failed();
+  bad_lines_total_->Increment(bad_lines_);
+  for (auto it = epoch_stats_.rbegin(); it != epoch_stats_.rend(); ++it) {
+    if (it->has_test_auc()) {
+      test_auc_->Set(it->test_auc());
+      break;
+    }
+  }
   StartEpochLocked();
   for (int p : state.done()) {
     if (p >= 0 && p < static_cast<int>(done_.size()) && !done_[p]) {
@@ -130,9 +165,31 @@ absl::Status Coordinator::Load() {
   LOG(INFO) << "coordinator: resumed job " << job_.name() << " at epoch "
             << epoch_ << " of " << job_.epochs() << " with " << done_count_
             << " of " << done_.size() << " partitions done"
-            << (finished_ ? " (finished)" : "");
+            << (finished_ ? " (finished)" : "")
+            << (failed_.empty() ? "" : " (failed: " + failed_ + ")");
   UpdateGaugesLocked();
   return absl::OkStatus();
+}
+
+void Coordinator::SetModelFile(std::string contents) {
+  // zlib's crc32 takes a uInt length: feed it in pieces.
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const char* p = contents.data();
+  size_t left = contents.size();
+  while (left > 0) {
+    const uInt n = static_cast<uInt>(std::min<size_t>(left, 1 << 30));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(p), n);
+    p += n;
+    left -= n;
+  }
+  absl::MutexLock lock(&mu_);
+  model_file_crc32_ = static_cast<uint32_t>(crc);
+  model_file_ = std::make_shared<const std::string>(std::move(contents));
+}
+
+std::shared_ptr<const std::string> Coordinator::model_file() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return model_file_;
 }
 
 void Coordinator::StartReaper(absl::Duration period) {
@@ -299,6 +356,7 @@ void Coordinator::UpdateGaugesLocked() {
   partitions_queued_->Set(queue_.size());
   epoch_gauge_->Set(epoch_);
   job_finished_->Set(finished_ ? 1 : 0);
+  job_failed_->Set(failed_.empty() ? 0 : 1);
   NoteClocksLocked();
 }
 
@@ -317,6 +375,9 @@ absl::Status Coordinator::Persist() {
     for (const auto& s : epoch_stats_) *state.add_epoch_stats() = s;
     state.set_max_clock(max_clock_);
     state.set_max_clock_spread(max_clock_spread_);
+    state.set_bad_lines(bad_lines_);
+    state.set_first_bad_line(first_bad_line_);
+    state.set_failed(failed_);
   }
   return storage_->PutRecord(kStateKey, state.SerializeAsString());
 }
@@ -335,6 +396,9 @@ absl::StatusOr<v1::JoinResponse> Coordinator::Join(
   for (const auto& s : specs_) *response.add_specs() = s;
   response.set_initial_clock(w.clock);
   response.set_finished(finished_);
+  response.set_failed(failed_);
+  response.set_model_file_bytes(model_file_ ? model_file_->size() : 0);
+  response.set_model_file_crc32(model_file_crc32_);
   UpdateGaugesLocked();
   return response;
 }
@@ -423,6 +487,7 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(
   std::string slowest;
   response.set_min_clock(MinActiveClockLocked(&slowest));
   response.set_finished(finished_);
+  response.set_failed(failed_);
   UpdateGaugesLocked();
   return response;
 }
@@ -453,7 +518,9 @@ absl::StatusOr<v1::AcquirePartitionResponse> Coordinator::AcquirePartition(
   Worker& w = *touched;
   response.set_num_partitions(job_.partitions_per_epoch());
   response.set_epoch(epoch_);
-  if (finished_) {
+  // A failed job hands out no more work: FINISHED stops the worker, and its
+  // heartbeat and Join say why (failed).
+  if (finished_ || !failed_.empty()) {
     response.set_result(v1::AcquirePartitionResponse::FINISHED);
     return response;
   }
@@ -493,6 +560,11 @@ absl::StatusOr<v1::CompletePartitionResponse> Coordinator::CompletePartition(
   if (!id.ok()) return id;
   TESSERA_RETURN_IF_ERROR(
       CheckCounts(request.samples(), request.correct(), request.loss_sum()));
+  if (request.bad_lines() < 0 || request.bad_lines() > kMaxBadLinesPerReport) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad_lines must be in [0, ", kMaxBadLinesPerReport,
+                     "], got ", request.bad_lines()));
+  }
   v1::CompletePartitionResponse response;
   bool changed = false;
   {
@@ -504,7 +576,7 @@ absl::StatusOr<v1::CompletePartitionResponse> Coordinator::CompletePartition(
     auto holder = leased_.find(p);
     const bool valid_partition = request.epoch() == epoch_ && p >= 0 &&
                                  p < static_cast<int>(done_.size()) &&
-                                 !done_[p] && !finished_;
+                                 !done_[p] && !finished_ && failed_.empty();
     const bool ours =
         holder == leased_.end() || holder->second == request.worker_id();
     if (w.partition == p) w.partition = -1;
@@ -520,6 +592,7 @@ absl::StatusOr<v1::CompletePartitionResponse> Coordinator::CompletePartition(
       stats.set_partitions_done(stats.partitions_done() + 1);
       response.set_accepted(true);
       changed = true;
+      NoteBadLinesLocked(request);
       if (done_count_ == static_cast<int>(done_.size())) {
         stats.set_finished_unix_ms(absl::ToUnixMillis(now_()));
         response.set_epoch_finished(true);
@@ -541,6 +614,7 @@ absl::StatusOr<v1::CompletePartitionResponse> Coordinator::CompletePartition(
       }
     }
     response.set_job_finished(finished_);
+    response.set_failed(failed_);
     UpdateGaugesLocked();
   }
   if (changed) {
@@ -548,6 +622,25 @@ absl::StatusOr<v1::CompletePartitionResponse> Coordinator::CompletePartition(
     if (!persisted.ok()) return persisted;
   }
   return response;
+}
+
+void Coordinator::NoteBadLinesLocked(
+    const v1::CompletePartitionRequest& request) {
+  if (request.bad_lines() == 0) return;
+  bad_lines_ = SaturatingAdd(bad_lines_, request.bad_lines());
+  bad_lines_total_->Increment(request.bad_lines());
+  if (first_bad_line_.empty() && !request.first_bad_line().empty()) {
+    first_bad_line_ = CutUtf8(request.first_bad_line(), kMaxBadLineBytes);
+  }
+  const v1::DatasetConfig& dataset = job_.dataset();
+  if (failed_.empty() && dataset.has_max_bad_lines() &&
+      bad_lines_ > dataset.max_bad_lines()) {
+    failed_ = absl::StrCat(
+        bad_lines_, " bad input lines, more than max_bad_lines ",
+        dataset.max_bad_lines(), "; first: ",
+        first_bad_line_.empty() ? "(not reported)" : first_bad_line_);
+    LOG(ERROR) << "coordinator: job " << job_.name() << " failed: " << failed_;
+  }
 }
 
 absl::StatusOr<v1::WaitForClockResponse> Coordinator::WaitForClock(
@@ -570,7 +663,7 @@ absl::StatusOr<v1::WaitForClockResponse> Coordinator::WaitForClock(
   const int64_t clock = w.clock;
   std::string slowest;
   auto may_proceed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (staleness_ < 0 || finished_) return true;
+    if (staleness_ < 0 || finished_ || !failed_.empty()) return true;
     const int64_t min = MinActiveClockLocked(&slowest);
     return min < 0 || clock - min <= staleness_;
   };
@@ -593,6 +686,11 @@ absl::Status Coordinator::ReportEvaluation(
   if (!id.ok()) return id;
   TESSERA_RETURN_IF_ERROR(
       CheckCounts(request.samples(), request.correct(), request.loss_sum()));
+  if (request.has_auc() && !(std::isfinite(request.auc()) &&
+                             request.auc() >= 0 && request.auc() <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "auc must be a finite number in [0, 1], got ", request.auc()));
+  }
   {
     absl::MutexLock lock(&mu_);
     // Only epochs of this job: every other value would add a record.
@@ -609,6 +707,11 @@ absl::Status Coordinator::ReportEvaluation(
     stats.set_test_loss_sum(stats.test_loss_sum() + request.loss_sum());
     stats.set_test_correct(
         SaturatingAdd(stats.test_correct(), request.correct()));
+    if (request.has_auc()) {
+      // An AUC does not add up: the latest report of the epoch stands.
+      stats.set_test_auc(request.auc());
+      test_auc_->Set(request.auc());
+    }
   }
   return Persist();
 }
@@ -625,6 +728,9 @@ v1::JobStatus Coordinator::Status() const {
   status.set_finished(finished_);
   status.set_membership_changes(membership_changes_);
   status.set_max_clock_spread(max_clock_spread_);
+  status.set_bad_lines(bad_lines_);
+  status.set_first_bad_line(first_bad_line_);
+  status.set_failed(failed_);
   *status.mutable_consistency() = job_.consistency();
   for (const auto& [id, w] : workers_) {
     v1::WorkerStatus* ws = status.add_workers();

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +50,11 @@ class Coordinator {
  public:
   // Most workers live at once (each holds a record until its lease expires).
   static constexpr int kMaxLiveWorkers = 4096;
+  // Most bad input lines one CompletePartition may report (a sane cap: more
+  // than any partition of a text file could hold), and the longest
+  // first_bad_line kept (longer ones are cut at a UTF-8 boundary).
+  static constexpr int64_t kMaxBadLinesPerReport = int64_t{1} << 40;
+  static constexpr size_t kMaxBadLineBytes = 1024;
 
   using Clock = std::function<absl::Time()>;
 
@@ -61,6 +67,15 @@ class Coordinator {
   // Restores persisted state. A stored state of another job (by name) is a
   // FailedPrecondition: point shard 0 at a fresh data directory.
   absl::Status Load() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The job's model file (ModelConfig.torchscript), read by main() before
+  // the coordinator serves: Join reports its size and zlib crc32,
+  // FetchModelFile streams it. Call before serving, at most once.
+  void SetModelFile(std::string contents) ABSL_LOCKS_EXCLUDED(mu_);
+  // The model file; null when the job has none. Immutable: readers stream
+  // it without a lock.
+  std::shared_ptr<const std::string> model_file() const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Starts a thread that expires silent workers every `period`.
   void StartReaper(absl::Duration period);
@@ -109,6 +124,10 @@ class Coordinator {
   // after any change of a clock or of who holds a lease.
   void NoteClocksLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateGaugesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds an accepted completion's bad lines; fails the job past
+  // dataset.max_bad_lines.
+  void NoteBadLinesLocked(const v1::CompletePartitionRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes the persistent state; the snapshot is taken under mu_, the write
   // happens outside it, in order (persist_mu_).
   absl::Status Persist() ABSL_LOCKS_EXCLUDED(mu_);
@@ -134,7 +153,14 @@ class Coordinator {
   int64_t max_clock_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t max_clock_spread_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t membership_changes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bad input lines of accepted completions, the first one reported, and
+  // why the job failed ("" while it has not).
+  int64_t bad_lines_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string first_bad_line_ ABSL_GUARDED_BY(mu_);
+  std::string failed_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<const std::string> model_file_ ABSL_GUARDED_BY(mu_);
+  uint32_t model_file_crc32_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::thread reaper_;
 
@@ -146,6 +172,9 @@ class Coordinator {
   metrics::Gauge* epoch_gauge_;
   metrics::Gauge* job_finished_;
   metrics::Gauge* clock_spread_;
+  metrics::Gauge* job_failed_;
+  metrics::Gauge* test_auc_;
+  metrics::Counter* bad_lines_total_;
   metrics::Family<metrics::Counter>* membership_;
   metrics::Counter* lease_expirations_;
   metrics::Histogram* ssp_wait_;

@@ -122,4 +122,46 @@ grpc::Status CoordinatorService::GetStatus(grpc::ServerContext*,
       });
 }
 
+grpc::Status CoordinatorService::FetchModelFile(
+    grpc::ServerContext* context, const v1::FetchModelFileRequest*,
+    grpc::ServerWriter<v1::FileChunk>* writer) {
+  const absl::Time start = absl::Now();
+  absl::Status status = shard_->CheckServing(false);
+  Coordinator* coordinator = coordinator_.load();
+  if (status.ok() && coordinator == nullptr) {
+    status = absl::UnavailableError("the coordinator is starting");
+  }
+  int64_t sent = 0;
+  if (status.ok()) {
+    std::shared_ptr<const std::string> file = coordinator->model_file();
+    if (file == nullptr) {
+      status = absl::NotFoundError(
+          "the job has no model file (model.torchscript is not set)");
+    } else {
+      int64_t offset = 0;
+      const int64_t size = file->size();
+      while (offset < size) {
+        if (context->IsCancelled()) {
+          status = absl::CancelledError("the client cancelled the fetch");
+          break;
+        }
+        const int64_t n = std::min(kModelFileChunkBytes, size - offset);
+        v1::FileChunk chunk;
+        chunk.set_offset(offset);
+        chunk.set_data(file->data() + offset, n);
+        if (!writer->Write(chunk)) {
+          status = absl::UnavailableError("the client went away mid-stream");
+          break;
+        }
+        offset += n;
+        sent += n;
+      }
+    }
+  } else {
+    shard_->CountRejected(RejectReasonOf(status));
+  }
+  shard_->RecordRequest("FetchModelFile", status, absl::Now() - start, 0, sent);
+  return ToGrpcStatus(status);
+}
+
 }  // namespace tessera

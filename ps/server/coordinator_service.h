@@ -47,6 +47,13 @@ class CoordinatorService final : public v1::Coordinator::Service {
                                 v1::ReportEvaluationResponse*) override;
   grpc::Status GetStatus(grpc::ServerContext*, const v1::GetStatusRequest*,
                          v1::JobStatus*) override;
+  // The model file in chunks of kModelFileChunkBytes; NOT_FOUND when the job
+  // has none.
+  grpc::Status FetchModelFile(grpc::ServerContext*,
+                              const v1::FetchModelFileRequest*,
+                              grpc::ServerWriter<v1::FileChunk>*) override;
+
+  static constexpr int64_t kModelFileChunkBytes = 1 << 20;
 
  private:
   std::atomic<Coordinator*> coordinator_;  // Not owned.

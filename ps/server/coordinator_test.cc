@@ -388,5 +388,149 @@ TEST_F(CoordinatorTest, InventedWorkerIdsAreBounded) {
   EXPECT_THAT(c->Heartbeat(beat), IsOk());
 }
 
+TEST_F(CoordinatorTest, BadLinesAreSummedAndFailTheJobPastTheLimit) {
+  job_.mutable_dataset()->set_max_bad_lines(5);
+  auto c = Make();
+  auto complete = [&](const std::string& worker, int64_t bad,
+                      const std::string& first) {
+    const Result lease = Acquire(c.get(), worker);
+    EXPECT_EQ(lease.result(), Result::LEASED);
+    v1::CompletePartitionRequest r;
+    r.set_worker_id(worker);
+    r.set_epoch(lease.epoch());
+    r.set_partition(lease.partition());
+    r.set_samples(10);
+    r.set_bad_lines(bad);
+    r.set_first_bad_line(first);
+    return c->CompletePartition(r);
+  };
+  auto first = complete("w1", 3, "a.csv:7: 2 fields, expected 3");
+  ASSERT_THAT(first, IsOk());
+  EXPECT_TRUE(first->accepted());
+  EXPECT_EQ(first->failed(), "");
+  EXPECT_EQ(c->Status().bad_lines(), 3);
+  EXPECT_EQ(c->Status().failed(), "");
+
+  auto second = complete("w2", 3, "b.csv:1: not a number");
+  ASSERT_THAT(second, IsOk());
+  EXPECT_TRUE(second->accepted());
+  const std::string reason =
+      "6 bad input lines, more than max_bad_lines 5; first: a.csv:7: 2 "
+      "fields, expected 3";
+  EXPECT_EQ(second->failed(), reason);
+  v1::JobStatus status = c->Status();
+  EXPECT_EQ(status.bad_lines(), 6);
+  EXPECT_EQ(status.first_bad_line(), "a.csv:7: 2 fields, expected 3");
+  EXPECT_EQ(status.failed(), reason);
+  EXPECT_FALSE(status.finished());
+
+  // Workers learn it from every call, and get no more work.
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("w1");
+  hb.set_partition(-1);
+  EXPECT_EQ(c->Heartbeat(hb)->failed(), reason);
+  v1::JoinRequest join;
+  join.set_worker_id("w3");
+  EXPECT_EQ(c->Join(join)->failed(), reason);
+  EXPECT_EQ(Acquire(c.get(), "w3").result(), Result::FINISHED);
+
+  // It is persisted.
+  c.reset();
+  c = Make();
+  status = c->Status();
+  EXPECT_EQ(status.bad_lines(), 6);
+  EXPECT_EQ(status.failed(), reason);
+  EXPECT_EQ(Acquire(c.get(), "w1").result(), Result::FINISHED);
+}
+
+TEST_F(CoordinatorTest, BadLinesWithoutALimitNeverFailTheJob) {
+  auto c = Make();
+  const Result lease = Acquire(c.get(), "w1");
+  v1::CompletePartitionRequest r;
+  r.set_worker_id("w1");
+  r.set_epoch(lease.epoch());
+  r.set_partition(lease.partition());
+  r.set_bad_lines(1000000);
+  ASSERT_THAT(c->CompletePartition(r), IsOk());
+  EXPECT_EQ(c->Status().bad_lines(), 1000000);
+  EXPECT_EQ(c->Status().failed(), "");
+  EXPECT_EQ(c->Status().first_bad_line(), "");
+}
+
+TEST_F(CoordinatorTest, HostileBadLineReportsAreRefusedOrCut) {
+  auto c = Make();
+  const Result lease = Acquire(c.get(), "w1");
+  v1::CompletePartitionRequest r;
+  r.set_worker_id("w1");
+  r.set_epoch(lease.epoch());
+  r.set_partition(lease.partition());
+  for (int64_t bad : {int64_t{-1}, Coordinator::kMaxBadLinesPerReport + 1,
+                      std::numeric_limits<int64_t>::max(),
+                      std::numeric_limits<int64_t>::min()}) {
+    r.set_bad_lines(bad);
+    EXPECT_THAT(c->CompletePartition(r),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << bad;
+  }
+  EXPECT_EQ(c->Status().partitions_done(), 0);  // nothing changed
+  EXPECT_EQ(c->Status().bad_lines(), 0);
+  // A long first line is kept cut, at a character boundary (UTF-8 'é').
+  std::string line;
+  while (line.size() < 3000) line += "\xc3\xa9";
+  r.set_bad_lines(1);
+  r.set_first_bad_line("x" + line);
+  ASSERT_THAT(c->CompletePartition(r), IsOk());
+  const std::string kept = c->Status().first_bad_line();
+  EXPECT_LE(kept.size(), Coordinator::kMaxBadLineBytes);
+  EXPECT_GE(kept.size(), Coordinator::kMaxBadLineBytes - 1);
+  EXPECT_EQ(kept, ("x" + line).substr(0, kept.size()));
+  EXPECT_NE(static_cast<unsigned char>(kept.back()), 0xc3);
+  // And the state still parses after a restart.
+  c.reset();
+  c = Make();
+  EXPECT_EQ(c->Status().first_bad_line(), kept);
+}
+
+TEST_F(CoordinatorTest, AucIsRecordedPerEpochAndHostileValuesAreRefused) {
+  auto c = Make();
+  v1::ReportEvaluationRequest r;
+  r.set_worker_id("w1");
+  r.set_epoch(0);
+  r.set_samples(100);
+  r.set_correct(80);
+  for (double bad :
+       {std::nan(""), std::numeric_limits<double>::infinity(), 1.5, -0.1}) {
+    r.set_auc(bad);
+    EXPECT_THAT(c->ReportEvaluation(r),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << bad;
+  }
+  ASSERT_EQ(c->Status().epoch_stats_size(), 0);  // nothing recorded
+  r.clear_auc();
+  ASSERT_THAT(c->ReportEvaluation(r), IsOk());
+  ASSERT_EQ(c->Status().epoch_stats_size(), 1);
+  EXPECT_FALSE(c->Status().epoch_stats(0).has_test_auc());
+  r.set_auc(0.75);
+  ASSERT_THAT(c->ReportEvaluation(r), IsOk());
+  EXPECT_DOUBLE_EQ(c->Status().epoch_stats(0).test_auc(), 0.75);
+  c.reset();
+  c = Make();
+  EXPECT_DOUBLE_EQ(c->Status().epoch_stats(0).test_auc(), 0.75);
+}
+
+TEST_F(CoordinatorTest, JoinReportsTheModelFilesSizeAndCrc) {
+  auto c = Make();
+  v1::JoinRequest join;
+  join.set_worker_id("w1");
+  EXPECT_EQ(c->Join(join)->model_file_bytes(), 0);
+  EXPECT_EQ(c->model_file(), nullptr);
+  c->SetModelFile("hello");
+  auto joined = c->Join(join);
+  ASSERT_THAT(joined, IsOk());
+  EXPECT_EQ(joined->model_file_bytes(), 5);
+  EXPECT_EQ(joined->model_file_crc32(), 0x3610a686u);  // zlib crc32("hello")
+  EXPECT_EQ(*c->model_file(), "hello");
+}
+
 }  // namespace
 }  // namespace tessera

@@ -89,6 +89,9 @@ ABSL_FLAG(int, verbosity, 0, "glog verbosity (VLOG level).");
 namespace tessera {
 namespace {
 
+// The largest model file shard 0 reads and hands to workers.
+constexpr int64_t kMaxModelFileBytes = int64_t{1} << 30;
+
 [[noreturn]] void Die(const absl::Status& status) {
   LOG(ERROR) << status;
   google::FlushLogFiles(google::GLOG_INFO);
@@ -157,6 +160,7 @@ int Run() {
 
   // The job is read before anything listens: a bad config fails fast.
   std::optional<v1::JobConfig> job;
+  std::optional<std::string> model_file;
   if (!absl::GetFlag(FLAGS_job_config).empty() && options.shard_index != 0) {
     // Every pod of a StatefulSet gets the same flags; only shard 0 reads it.
     LOG(INFO) << "shard " << options.shard_index
@@ -165,6 +169,21 @@ int Run() {
     auto loaded_job = LoadJobConfig(absl::GetFlag(FLAGS_job_config));
     if (!loaded_job.ok()) Die(loaded_job.status());
     job = *std::move(loaded_job);
+    // The model file travels with the job: read it now, so a missing or
+    // unreadable one stops shard 0 before anything listens.
+    const std::string model_path =
+        ModelFilePath(*job, absl::GetFlag(FLAGS_job_config));
+    if (!model_path.empty()) {
+      auto contents = ReadFileCapped(model_path, kMaxModelFileBytes);
+      if (!contents.ok()) {
+        Die(absl::Status(contents.status().code(),
+                         absl::StrCat("model.torchscript of job ", job->name(),
+                                      ": ", contents.status().message())));
+      }
+      LOG(INFO) << "shard 0: model file " << model_path << ", "
+                << contents->size() << " bytes";
+      model_file = *std::move(contents);
+    }
   }
 
   // The data port is bound now, so GetShardInfo reports it even with
@@ -228,6 +247,9 @@ int Run() {
         std::make_unique<Coordinator>(*job, shard.storage(), &registry);
     absl::Status resumed = coordinator->Load();
     if (!resumed.ok()) Die(resumed);
+    if (model_file.has_value()) {
+      coordinator->SetModelFile(*std::move(model_file));
+    }
     coordinator->StartReaper(absl::Milliseconds(500));
     coordinator_service->set_coordinator(coordinator.get());
     LOG(INFO) << "shard 0: coordinating job " << job->name() << " ("

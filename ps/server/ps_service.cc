@@ -249,6 +249,38 @@ grpc::Status ParameterServerService::PushGradient(
   return call.Finish(absl::OkStatus());
 }
 
+grpc::Status ParameterServerService::InitializeTensor(
+    grpc::ServerContext*, const v1::InitializeTensorRequest* request,
+    v1::InitializeTensorResponse* response) {
+  const int64_t bytes = request->ByteSizeLong();
+  CallScope call(shard_, "InitializeTensor", bytes);
+  if (bytes > shard_->options().max_message_bytes) {
+    shard_->CountRejected(kReasonOversize);
+    return call.Finish(
+        Rejected(absl::StatusCode::kResourceExhausted, kReasonOversize,
+                 absl::StrCat("InitializeTensor of ", bytes,
+                              " bytes exceeds --max_message_bytes=",
+                              shard_->options().max_message_bytes)));
+  }
+  const std::string& raw = request->values();
+  if (raw.size() % sizeof(float) != 0) {
+    shard_->CountRejected(kReasonMalformed);
+    return call.Finish(Rejected(absl::StatusCode::kInvalidArgument,
+                                kReasonMalformed,
+                                absl::StrCat("values of ", raw.size(),
+                                             " bytes are not whole float32s")));
+  }
+  // Aligned copy: a bytes field carries no alignment promise.
+  std::vector<float> values(raw.size() / sizeof(float));
+  if (!raw.empty()) std::memcpy(values.data(), raw.data(), raw.size());
+  auto result = shard_->InitializeTensor(request->tensor_name(),
+                                         request->row_begin(), values);
+  if (!result.ok()) return call.Finish(result.status());
+  response->set_applied(result->applied);
+  response->set_version(result->version);
+  return call.Finish(absl::OkStatus());
+}
+
 grpc::Status ParameterServerService::GetShardInfo(
     grpc::ServerContext*, const v1::GetShardInfoRequest*,
     v1::ShardInfo* response) {

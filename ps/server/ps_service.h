@@ -31,6 +31,9 @@ class ParameterServerService final : public v1::ParameterServer::Service {
   grpc::Status PushGradient(grpc::ServerContext* context,
                             const v1::PushGradientRequest* request,
                             v1::PushGradientResponse* response) override;
+  grpc::Status InitializeTensor(
+      grpc::ServerContext* context, const v1::InitializeTensorRequest* request,
+      v1::InitializeTensorResponse* response) override;
   grpc::Status GetShardInfo(grpc::ServerContext* context,
                             const v1::GetShardInfoRequest* request,
                             v1::ShardInfo* response) override;

@@ -334,6 +334,37 @@ absl::StatusOr<PushResult> Shard::PushDense(const std::string& tensor,
   return result;
 }
 
+absl::StatusOr<InitializeResult> Shard::InitializeTensor(
+    const std::string& tensor, int64_t row_begin,
+    absl::Span<const float> values) {
+  InFlight inflight(this);
+  absl::Status serving = inflight.Begin();
+  if (!serving.ok()) return Count(serving);
+  // In memory under the part's lock (atomic against pushes), then a synced
+  // flush before the reply. The flush runs outside apply_mu_ (Drain takes it
+  // exclusive around its own flush) and while still in flight, so Drain
+  // waits for it; flushes are serialized, and a failed one re-marks what it
+  // took, so once one succeeds after the values were set they are on disk.
+  auto result = inflight.Apply(
+      [&] { return store_->InitializeDense(tensor, row_begin, values); });
+  if (!result.ok()) return Count(result.status());
+  if (result->applied) {
+    LOG(INFO) << "shard " << options_.shard_index << ": initialized " << tensor
+              << " (" << values.size() << " floats) from the caller's values";
+  }
+  if (result->unpersisted) {
+    absl::Status flushed = flusher_->FlushNow();
+    if (!flushed.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("initial values of ", tensor, " are set on shard ",
+                       options_.shard_index,
+                       " but not yet on disk; retry: ", flushed.message()));
+    }
+    result->unpersisted = false;
+  }
+  return result;
+}
+
 absl::StatusOr<PushResult> Shard::PushRows(const std::string& tensor,
                                            absl::Span<const uint64_t> ids,
                                            absl::Span<const float> grad) {

@@ -83,6 +83,14 @@ class Shard {
                                       absl::Span<const float> grad);
   absl::StatusOr<int64_t> PullDense(const std::string& tensor,
                                     int64_t row_begin, absl::Span<float> out);
+  // TensorStore::InitializeDense, made durable: when it returns OK the
+  // part's initial values (this call's or an earlier one's, applied or not)
+  // are on disk, written by a synced flush. A failed flush is Unavailable
+  // ("not yet on disk; retry"): the values stay in memory and reach disk
+  // with the next flush, and a retry (applied=false) flushes again.
+  absl::StatusOr<InitializeResult> InitializeTensor(
+      const std::string& tensor, int64_t row_begin,
+      absl::Span<const float> values);
   absl::StatusOr<int64_t> PullRows(const std::string& tensor,
                                    absl::Span<const uint64_t> ids,
                                    absl::Span<float> out);

@@ -175,5 +175,115 @@ TEST_F(ShardTest, RequestsNamingTooManyIdsAreRefused) {
   EXPECT_THAT(shard.PullRows("e", ids, absl::MakeSpan(values)), IsOk());
 }
 
+// No Drain and no periodic flush: what survives the Shard going away is only
+// what reached disk before a reply, as after a SIGKILL.
+TEST_F(ShardTest, InitializationIsOnDiskWhenItReturns) {
+  const std::vector<float> init = {1.5f, -2, 3, 0.25f};
+  {
+    metrics::Registry registry;
+    Shard shard(Options(), &registry);
+    ASSERT_THAT(shard.Load(), IsOk());
+    ASSERT_THAT(shard.CreateTensors({Dense("w", 4), Table("e", 2)}), IsOk());
+    auto applied = shard.InitializeTensor("w", 0, init);
+    ASSERT_THAT(applied, IsOk());
+    EXPECT_TRUE(applied->applied);
+    EXPECT_EQ(applied->version, 1);
+    EXPECT_THAT(shard.InitializeTensor("e", 0, std::vector<float>(2)),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(shard.InitializeTensor("w", 1, init),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  metrics::Registry registry;
+  Shard restarted(Options(), &registry);
+  ASSERT_THAT(restarted.Load(), IsOk());
+  std::vector<float> w(4);
+  EXPECT_THAT(restarted.PullDense("w", 0, absl::MakeSpan(w)), IsOkAndHolds(1));
+  EXPECT_EQ(w, init);
+  auto again = restarted.InitializeTensor("w", 0, std::vector<float>(4, 9.0f));
+  ASSERT_THAT(again, IsOk());
+  EXPECT_FALSE(again->applied);
+  ASSERT_THAT(restarted.PullDense("w", 0, absl::MakeSpan(w)), IsOk());
+  EXPECT_EQ(w, init);
+  // Pushes apply on top, and version 1 + pushes survive a drain.
+  ASSERT_THAT(restarted.PushDense("w", 0, std::vector<float>(4, 1.0f)),
+              IsOkAndHolds(::testing::Field(&PushResult::version, 2)));
+}
+
+TEST_F(ShardTest, InitializationThatCannotReachDiskFailsAndARetryFlushes) {
+  auto failing = std::make_shared<std::atomic<bool>>(false);
+  ShardOptions options = Options();
+  options.storage_write_fault = [failing](const std::string& what) {
+    if (failing->load()) {
+      return absl::UnavailableError(what + ": injected disk failure");
+    }
+    return absl::OkStatus();
+  };
+  const std::vector<float> init = {4, 3, 2, 1};
+  {
+    metrics::Registry registry;
+    Shard shard(options, &registry);
+    ASSERT_THAT(shard.Load(), IsOk());
+    ASSERT_THAT(shard.CreateTensors({Dense("w", 4)}), IsOk());
+    failing->store(true);
+    EXPECT_THAT(
+        shard.InitializeTensor("w", 0, init),
+        StatusIs(absl::StatusCode::kUnavailable, HasSubstr("not yet on disk")));
+    failing->store(false);
+    auto retried = shard.InitializeTensor("w", 0, init);
+    ASSERT_THAT(retried, IsOk());
+    EXPECT_FALSE(retried->applied);  // set by the first call, now on disk
+  }
+  metrics::Registry registry;
+  Shard restarted(Options(), &registry);
+  ASSERT_THAT(restarted.Load(), IsOk());
+  std::vector<float> w(4);
+  EXPECT_THAT(restarted.PullDense("w", 0, absl::MakeSpan(w)), IsOkAndHolds(1));
+  EXPECT_EQ(w, init);
+}
+
+// Initializations race pushes and Drain: no acknowledged push is lost or
+// overwritten, and what Drain flushed is what a restart reads.
+TEST_F(ShardTest, InitializationRacingPushesLosesNoPush) {
+  constexpr int kPushes = 300;
+  std::atomic<bool> applied{false};
+  std::vector<float> before_restart(8);
+  {
+    metrics::Registry registry;
+    Shard shard(Options(), &registry);
+    ASSERT_THAT(shard.Load(), IsOk());
+    ASSERT_THAT(shard.CreateTensors({Dense("w", 8)}), IsOk());
+    std::thread pusher([&] {
+      for (int i = 0; i < kPushes; ++i) {
+        ASSERT_THAT(shard.PushDense("w", 0, std::vector<float>(8, 1.0f)),
+                    IsOk());
+      }
+    });
+    std::vector<std::thread> initializers;
+    for (int t = 0; t < 3; ++t) {
+      initializers.emplace_back([&] {
+        auto r = shard.InitializeTensor("w", 0, std::vector<float>(8, 1000.0f));
+        ASSERT_THAT(r, IsOk());
+        if (r->applied) {
+          EXPECT_FALSE(applied.exchange(true));
+        }
+      });
+    }
+    pusher.join();
+    for (auto& t : initializers) t.join();
+    auto version = shard.PullDense("w", 0, absl::MakeSpan(before_restart));
+    EXPECT_THAT(version, IsOkAndHolds(kPushes + (applied ? 1 : 0)));
+    EXPECT_EQ(before_restart[0], (applied ? 1000.0f : 0.0f) - kPushes);
+    ASSERT_THAT(shard.Drain(absl::Seconds(10)), IsOk());
+    EXPECT_THAT(shard.InitializeTensor("w", 0, std::vector<float>(8)),
+                StatusIs(absl::StatusCode::kUnavailable));
+  }
+  metrics::Registry registry;
+  Shard restarted(Options(), &registry);
+  ASSERT_THAT(restarted.Load(), IsOk());
+  std::vector<float> w(8);
+  ASSERT_THAT(restarted.PullDense("w", 0, absl::MakeSpan(w)), IsOk());
+  EXPECT_EQ(w, before_restart);
+}
+
 }  // namespace
 }  // namespace tessera

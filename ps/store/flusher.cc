@@ -47,7 +47,11 @@ absl::Status Flusher::FlushNow() {
   absl::Status status;
   if (!snapshot.empty()) {
     status = storage_->Write(snapshot);
-    if (!status.ok()) store_->MarkDirty(snapshot);
+    if (status.ok()) {
+      store_->MarkPersisted(snapshot);
+    } else {
+      store_->MarkDirty(snapshot);
+    }
   }
   const absl::Duration took = absl::Now() - start;
   if (observer_ && !snapshot.empty()) observer_(took, snapshot.bytes, status);

@@ -4,7 +4,9 @@
 // Writes what changed in a TensorStore to its ShardStorage every interval, as
 // one atomic batch per flush. A failed write (disk full, read-only) keeps the
 // changes marked dirty, is reported in stats() and the log, and is retried at
-// the next interval: the shard keeps serving from memory meanwhile.
+// the next interval: the shard keeps serving from memory meanwhile. A
+// successful write tells the store (TensorStore::MarkPersisted), so a caller
+// of FlushNow() knows an initialization it set is on disk.
 //
 // Thread-safe.
 

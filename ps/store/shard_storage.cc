@@ -320,8 +320,8 @@ absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store) {
       if (!v.ParseFromArray(it->value().data(), it->value().size())) {
         return absl::DataLossError("malformed version record");
       }
-      absl::Status restored =
-          store->RestoreVersion(it->key().ToString(), v.version(), v.step());
+      absl::Status restored = store->RestoreVersion(
+          it->key().ToString(), v.version(), v.step(), v.initialized());
       if (!restored.ok()) return restored;
     }
     if (!it->status().ok()) return FromRocks(it->status(), "reading versions");
@@ -359,6 +359,7 @@ absl::Status ShardStorage::Write(const DirtySnapshot& snapshot) {
     v1::StoredVersion stored;
     stored.set_version(v.version);
     stored.set_step(v.step);
+    stored.set_initialized(v.initialized);
     batch.Put(handles_[kVersions], v.tensor, stored.SerializeAsString());
   }
   return WriteSynced(&batch, "flushing to " + dir_);

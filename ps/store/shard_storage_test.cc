@@ -172,5 +172,61 @@ TEST_F(ShardStorageTest, RecordsRoundTrip) {
               IsOkAndHolds(std::optional<std::string>("epoch 3")));
 }
 
+TEST_F(ShardStorageTest, InitializationSurvivesReopenAndIsNotRepeated) {
+  std::vector<float> init(40);
+  for (size_t i = 0; i < init.size(); ++i) init[i] = 0.25f * i - 3;
+  {
+    auto storage = ShardStorage::Open(dir_, 0, options_.placement);
+    ASSERT_THAT(storage, IsOk());
+    TensorStore store(options_);
+    ASSERT_THAT(store.CreateTensors(specs_), IsOk());
+    ASSERT_THAT((*storage)->SaveSpecs(specs_), IsOk());
+    auto applied = store.InitializeDense("w", 0, init);
+    ASSERT_THAT(applied, IsOk());
+    ASSERT_TRUE(applied->applied);
+    Flusher flusher(&store, storage->get(), absl::ZeroDuration());
+    ASSERT_THAT(flusher.FlushNow(), IsOk());
+    auto again = store.InitializeDense("w", 0, init);
+    ASSERT_THAT(again, IsOk());
+    EXPECT_FALSE(again->unpersisted);
+  }
+  auto storage = ShardStorage::Open(dir_, 0, options_.placement);
+  ASSERT_THAT(storage, IsOk());
+  TensorStore store(options_);
+  ASSERT_THAT((*storage)->LoadInto(&store), IsOk());
+  std::vector<float> out(40);
+  EXPECT_THAT(store.PullDense("w", 0, absl::MakeSpan(out)), IsOkAndHolds(1));
+  EXPECT_EQ(out, init);
+  auto second = store.InitializeDense("w", 0, std::vector<float>(40, 1.0f));
+  ASSERT_THAT(second, IsOk());
+  EXPECT_FALSE(second->applied);
+  EXPECT_FALSE(second->unpersisted);
+  ASSERT_THAT(store.PullDense("w", 0, absl::MakeSpan(out)), IsOk());
+  EXPECT_EQ(out, init);
+}
+
+TEST_F(ShardStorageTest, FailedFlushKeepsAnInitializationUnpersisted) {
+  auto storage = ShardStorage::Open(dir_, 0, options_.placement);
+  ASSERT_THAT(storage, IsOk());
+  bool fail = true;
+  (*storage)->set_write_fault([&fail](const std::string&) {
+    return fail ? absl::UnavailableError("disk full") : absl::OkStatus();
+  });
+  TensorStore store(options_);
+  ASSERT_THAT(store.CreateTensors(specs_), IsOk());
+  ASSERT_THAT(store.InitializeDense("w", 0, std::vector<float>(40, 2.0f)),
+              IsOk());
+  Flusher flusher(&store, storage->get(), absl::ZeroDuration());
+  EXPECT_THAT(flusher.FlushNow(), StatusIs(absl::StatusCode::kUnavailable));
+  auto after = store.InitializeDense("w", 0, std::vector<float>(40, 2.0f));
+  ASSERT_THAT(after, IsOk());
+  EXPECT_TRUE(after->unpersisted);
+  fail = false;
+  ASSERT_THAT(flusher.FlushNow(), IsOk());
+  after = store.InitializeDense("w", 0, std::vector<float>(40, 2.0f));
+  ASSERT_THAT(after, IsOk());
+  EXPECT_FALSE(after->unpersisted);
+}
+
 }  // namespace
 }  // namespace tessera

@@ -103,7 +103,8 @@ class TensorStore::Part {
 
   virtual void Describe(v1::TensorPartInfo* info) const = 0;
   virtual void TakeDirty(DirtySnapshot* out) = 0;
-  virtual void RestoreVersion(int64_t version, int64_t step) = 0;
+  virtual void RestoreVersion(int64_t version, int64_t step,
+                              bool initialized) = 0;
 
  protected:
   const v1::TensorSpec spec_;
@@ -208,7 +209,7 @@ class TensorStore::DensePart : public TensorStore::Part {
       out->bytes += (end - begin) * kFloat * (1 + slots_.size());
       out->blocks.push_back(std::move(block));
     }
-    out->versions.push_back({name(), version_, step_});
+    out->versions.push_back({name(), version_, step_, initialized_});
     version_dirty_ = false;
   }
 
@@ -251,11 +252,39 @@ class TensorStore::DensePart : public TensorStore::Part {
     return absl::OkStatus();
   }
 
-  void RestoreVersion(int64_t version, int64_t step) override {
+  void RestoreVersion(int64_t version, int64_t step,
+                      bool initialized) override {
     absl::MutexLock lock(&mu_);
     version_ = version;
     step_ = step;
+    initialized_ = initialized;
+    init_persisted_ = true;  // Read from disk.
   }
+
+  // `values` is the whole part (checked by the caller).
+  InitializeResult Initialize(absl::Span<const float> values) {
+    absl::MutexLock lock(&mu_);
+    InitializeResult result;
+    if (version_ == 0 && !initialized_) {
+      std::copy(values.begin(), values.end(), values_.begin());
+      std::fill(dirty_.begin(), dirty_.end(), true);
+      version_dirty_ = true;
+      initialized_ = true;
+      init_persisted_ = false;
+      version_ = 1;
+      result.applied = true;
+    }
+    result.version = version_;
+    result.unpersisted = initialized_ && !init_persisted_;
+    return result;
+  }
+
+  void MarkInitPersisted() {
+    absl::MutexLock lock(&mu_);
+    if (initialized_) init_persisted_ = true;
+  }
+
+  int64_t part_row_begin() const { return row_begin_; }
 
  private:
   const int64_t row_begin_;
@@ -270,6 +299,10 @@ class TensorStore::DensePart : public TensorStore::Part {
   bool version_dirty_ ABSL_GUARDED_BY(mu_) = false;
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t step_ ABSL_GUARDED_BY(mu_) = 0;
+  // Set by Initialize (or restored); never cleared.
+  bool initialized_ ABSL_GUARDED_BY(mu_) = false;
+  // The initialization has been written by a successful flush.
+  bool init_persisted_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // This shard's rows of an embedding table, created on first touch.
@@ -433,7 +466,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     return absl::OkStatus();
   }
 
-  void RestoreVersion(int64_t version, int64_t) override {
+  void RestoreVersion(int64_t version, int64_t, bool) override {
     absl::MutexLock lock(&mu_);
     version_ = version;
   }
@@ -701,6 +734,40 @@ absl::StatusOr<int64_t> TensorStore::PullDense(const std::string& tensor,
   return (*part)->Read(row_begin, out);
 }
 
+absl::StatusOr<InitializeResult> TensorStore::InitializeDense(
+    const std::string& tensor, int64_t row_begin,
+    absl::Span<const float> values) {
+  auto found = FindPart(tensor);
+  if (!found.ok()) return found.status();
+  auto* part = dynamic_cast<DensePart*>(*found);
+  if (part == nullptr) {
+    return Rejected(absl::StatusCode::kInvalidArgument, kReasonWrongKind,
+                    absl::StrCat(tensor,
+                                 " is an embedding table: its rows come from "
+                                 "its initializer and cannot be set"));
+  }
+  // Equalities only: nothing from the request enters arithmetic.
+  if (row_begin != part->part_row_begin()) {
+    return Rejected(
+        absl::StatusCode::kInvalidArgument, kReasonRowsOutOfRange,
+        absl::StrCat("initial values for ", tensor, " start at row ", row_begin,
+                     "; this shard's part starts at row ",
+                     part->part_row_begin(), " and must be set whole"));
+  }
+  if (static_cast<int64_t>(values.size()) != part->size()) {
+    return Rejected(
+        absl::StatusCode::kInvalidArgument, kReasonWrongShape,
+        absl::StrCat("initial values for ", tensor, " have ", values.size(),
+                     " floats; this shard's part has ", part->size()));
+  }
+  if (!AllFinite(values)) {
+    return Rejected(absl::StatusCode::kInvalidArgument, kReasonNonFinite,
+                    absl::StrCat("initial values for ", tensor,
+                                 " contain NaN or Inf; nothing set"));
+  }
+  return part->Initialize(values);
+}
+
 absl::StatusOr<PushResult> TensorStore::PushRows(const std::string& tensor,
                                                  absl::Span<const uint64_t> ids,
                                                  absl::Span<const float> grad) {
@@ -795,6 +862,14 @@ void TensorStore::MarkDirty(const DirtySnapshot& snapshot) {
   }
 }
 
+void TensorStore::MarkPersisted(const DirtySnapshot& snapshot) {
+  for (const auto& v : snapshot.versions) {
+    if (!v.initialized) continue;
+    auto part = FindDense(v.tensor);
+    if (part.ok()) (*part)->MarkInitPersisted();
+  }
+}
+
 absl::Status TensorStore::RestoreBlock(
     const std::string& tensor, int64_t block, absl::Span<const float> values,
     const std::vector<absl::Span<const float>>& slots) {
@@ -830,14 +905,15 @@ absl::Status TensorStore::RestoreRow(const std::string& tensor, uint64_t id,
 }
 
 absl::Status TensorStore::RestoreVersion(const std::string& tensor,
-                                         int64_t version, int64_t step) {
+                                         int64_t version, int64_t step,
+                                         bool initialized) {
   auto part = FindPart(tensor);
   if (!part.ok()) {
     return absl::DataLossError(
         absl::StrCat("stored version of ", tensor,
                      " has no tensor: ", part.status().message()));
   }
-  (*part)->RestoreVersion(version, step);
+  (*part)->RestoreVersion(version, step, initialized);
   return absl::OkStatus();
 }
 

@@ -58,6 +58,16 @@ struct PushResult {
   bool skipped = false;  // dropped for non-finite values (kSkip)
 };
 
+struct InitializeResult {
+  // true: this call set the values (the version became 1). false: the part
+  // had been initialized or updated before, and is unchanged.
+  bool applied = false;
+  int64_t version = 0;  // the part's version after the call
+  // The part holds values set by an initialization (this call's or an
+  // earlier one's) that no successful flush has written yet (MarkPersisted).
+  bool unpersisted = false;
+};
+
 // What changed since the last TakeDirty(): copies, owned by the caller.
 struct DirtySnapshot {
   struct Block {
@@ -75,7 +85,8 @@ struct DirtySnapshot {
   struct Version {
     std::string tensor;
     int64_t version = 0;
-    int64_t step = 0;  // updates the optimizer has applied to the part
+    int64_t step = 0;          // updates the optimizer has applied to the part
+    bool initialized = false;  // InitializeDense set the part's values
   };
   std::vector<Block> blocks;
   std::vector<Row> rows;
@@ -152,6 +163,22 @@ class TensorStore {
                                     int64_t row_begin,
                                     absl::Span<float> out) const;
 
+  // Sets a dense part to `values` (a user's own initial values), once: only
+  // while the part has never been updated nor initialized (version 0).
+  // `row_begin` must be the part's first row and `values` the whole part.
+  // Applied: the values replace the initializer's, the optimizer state stays
+  // as created, the version becomes 1, and every block is marked dirty.
+  // Otherwise OK with applied=false and nothing changed. Errors, changing
+  // nothing: NotFound (no part here), InvalidArgument for an embedding table
+  // (wrong_kind), another row range (rows_out_of_range), another size
+  // (wrong_shape), or NaN/Inf (non_finite, whatever the NonFinitePolicy).
+  // Runs under the part's lock, so it is atomic against pushes: a push
+  // either came first (and the initialization is not applied) or is applied
+  // on top of the initial values.
+  absl::StatusOr<InitializeResult> InitializeDense(
+      const std::string& tensor, int64_t row_begin,
+      absl::Span<const float> values);
+
   // Embedding tables. Every id must belong to this shard. A push creates the
   // rows it updates (with the table's initializer, then applies the
   // gradient); a pull never creates a row: a row never pushed reads as its
@@ -172,6 +199,9 @@ class TensorStore {
   // (memory always holds the newest values, so nothing is lost).
   void TakeDirty(DirtySnapshot* out) ABSL_LOCKS_EXCLUDED(mu_);
   void MarkDirty(const DirtySnapshot& snapshot) ABSL_LOCKS_EXCLUDED(mu_);
+  // After `snapshot` was written successfully: the initializations in it are
+  // on disk (InitializeResult::unpersisted becomes false).
+  void MarkPersisted(const DirtySnapshot& snapshot) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Restores state read from disk into an already created tensor. The sizes
   // must match the spec (DataLoss otherwise: the disk disagrees with itself).
@@ -180,8 +210,10 @@ class TensorStore {
                             const std::vector<absl::Span<const float>>& slots);
   absl::Status RestoreRow(const std::string& tensor, uint64_t id, int64_t step,
                           absl::Span<const float> values);
+  // `initialized`: the part's values were set by InitializeDense (dense
+  // parts only; ignored for tables).
   absl::Status RestoreVersion(const std::string& tensor, int64_t version,
-                              int64_t step);
+                              int64_t step, bool initialized = false);
 
   // Sizes, for metrics. Cheap (atomics).
   int64_t parameter_bytes() const { return parameter_bytes_.load(); }

@@ -312,5 +312,131 @@ TEST(TensorStoreTest, ConcurrentPushesAreAllApplied) {
   EXPECT_EQ(out[0], 1.0f - 1000);
 }
 
+TEST(TensorStoreTest, InitializeSetsAPartOnceAndASecondCallChangesNothing) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Dense("w", {2, 3})}), IsOk());
+  const std::vector<float> init = {1, 2, 3, 4, 5, 6};
+  auto first = store.InitializeDense("w", 0, init);
+  ASSERT_THAT(first, IsOk());
+  EXPECT_TRUE(first->applied);
+  EXPECT_EQ(first->version, 1);
+  EXPECT_TRUE(first->unpersisted);
+  std::vector<float> out(6);
+  EXPECT_THAT(store.PullDense("w", 0, absl::MakeSpan(out)), IsOkAndHolds(1));
+  EXPECT_EQ(out, init);
+
+  auto second = store.InitializeDense("w", 0, std::vector<float>(6, 9.0f));
+  ASSERT_THAT(second, IsOk());
+  EXPECT_FALSE(second->applied);
+  EXPECT_EQ(second->version, 1);
+  ASSERT_THAT(store.PullDense("w", 0, absl::MakeSpan(out)), IsOk());
+  EXPECT_EQ(out, init);
+
+  // Every block is dirty, with the marker; once written, it is persisted.
+  DirtySnapshot snapshot;
+  store.TakeDirty(&snapshot);
+  EXPECT_EQ(snapshot.blocks.size(), 2u);  // 6 floats in blocks of 4
+  ASSERT_EQ(snapshot.versions.size(), 1u);
+  EXPECT_TRUE(snapshot.versions[0].initialized);
+  EXPECT_EQ(snapshot.versions[0].version, 1);
+  store.MarkPersisted(snapshot);
+  auto third = store.InitializeDense("w", 0, init);
+  ASSERT_THAT(third, IsOk());
+  EXPECT_FALSE(third->unpersisted);
+
+  // A push after it applies on top of the initial values.
+  std::vector<float> grad(6, 2.0f);
+  ASSERT_THAT(store.PushDense("w", 0, grad), IsOk());
+  ASSERT_THAT(store.PullDense("w", 0, absl::MakeSpan(out)), IsOkAndHolds(2));
+  EXPECT_THAT(out, ElementsAre(0, 1, 2, 3, 4, 5));
+}
+
+TEST(TensorStoreTest, InitializeAfterAPushIsNotApplied) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Dense("w", {4})}), IsOk());
+  ASSERT_THAT(store.PushDense("w", 0, std::vector<float>(4, 1.0f)), IsOk());
+  auto init = store.InitializeDense("w", 0, std::vector<float>(4, 7.0f));
+  ASSERT_THAT(init, IsOk());
+  EXPECT_FALSE(init->applied);
+  EXPECT_FALSE(init->unpersisted);
+  EXPECT_EQ(init->version, 1);
+  std::vector<float> out(4);
+  ASSERT_THAT(store.PullDense("w", 0, absl::MakeSpan(out)), IsOk());
+  EXPECT_THAT(out, ElementsAre(0.5f, 0.5f, 0.5f, 0.5f));
+}
+
+TEST(TensorStoreTest, BadInitializationsAreRefusedAndChangeNothing) {
+  // Two shards, "w" split: this shard (1) holds rows [2, 4).
+  TensorStore store(Options(1, 2, 0));
+  ASSERT_THAT(store.CreateTensors({Dense("w", {4, 2}), Table("e", 0, 2)}),
+              IsOk());
+  auto part = store.Describe("w");
+  ASSERT_THAT(part, IsOk());
+  ASSERT_EQ(part->row_begin(), 2);
+  const std::vector<float> good(4, 3.0f);
+  auto refused = [&](absl::StatusOr<InitializeResult> r, absl::StatusCode code,
+                     const char* reason) {
+    EXPECT_THAT(r, StatusIs(code));
+    EXPECT_EQ(RejectReasonOf(r.status()), reason);
+  };
+  refused(store.InitializeDense("nope", 2, good), absl::StatusCode::kNotFound,
+          kReasonUnknownTensor);
+  refused(store.InitializeDense("e", 0, good),
+          absl::StatusCode::kInvalidArgument, kReasonWrongKind);
+  refused(store.InitializeDense("w", 0, good),
+          absl::StatusCode::kInvalidArgument, kReasonRowsOutOfRange);
+  refused(store.InitializeDense("w", 3, std::vector<float>(2, 3.0f)),
+          absl::StatusCode::kInvalidArgument, kReasonRowsOutOfRange);
+  refused(store.InitializeDense("w", std::numeric_limits<int64_t>::max(), good),
+          absl::StatusCode::kInvalidArgument, kReasonRowsOutOfRange);
+  refused(store.InitializeDense("w", 2, std::vector<float>(6, 3.0f)),
+          absl::StatusCode::kInvalidArgument, kReasonWrongShape);
+  refused(store.InitializeDense("w", 2, {}), absl::StatusCode::kInvalidArgument,
+          kReasonWrongShape);
+  std::vector<float> nan = good;
+  nan[3] = std::numeric_limits<float>::quiet_NaN();
+  refused(store.InitializeDense("w", 2, nan),
+          absl::StatusCode::kInvalidArgument, kReasonNonFinite);
+  nan[3] = std::numeric_limits<float>::infinity();
+  refused(store.InitializeDense("w", 2, nan),
+          absl::StatusCode::kInvalidArgument, kReasonNonFinite);
+  // Unchanged: version 0, initial values, nothing dirty; still settable.
+  std::vector<float> out(4);
+  EXPECT_THAT(store.PullDense("w", 2, absl::MakeSpan(out)), IsOkAndHolds(0));
+  EXPECT_THAT(out, ElementsAre(1, 1, 1, 1));
+  DirtySnapshot snapshot;
+  store.TakeDirty(&snapshot);
+  EXPECT_TRUE(snapshot.empty());
+  auto ok = store.InitializeDense("w", 2, good);
+  ASSERT_THAT(ok, IsOk());
+  EXPECT_TRUE(ok->applied);
+}
+
+TEST(TensorStoreTest, InitializeRacingPushesLosesNoPush) {
+  for (int round = 0; round < 20; ++round) {
+    TensorStore store(Options());
+    ASSERT_THAT(store.CreateTensors({Dense("w", {64}, 1.0f)}), IsOk());
+    constexpr int kPushes = 200;
+    std::thread pusher([&store] {
+      std::vector<float> grad(64, 1.0f);
+      for (int i = 0; i < kPushes; ++i) {
+        ASSERT_THAT(store.PushDense("w", 0, grad), IsOk());
+      }
+    });
+    auto init = store.InitializeDense("w", 0, std::vector<float>(64, 1000.0f));
+    pusher.join();
+    ASSERT_THAT(init, IsOk());
+    std::vector<float> out(64);
+    // Either the initialization came first and every push is on top of it,
+    // or a push came first and the initialization changed nothing.
+    const int64_t expected_version = kPushes + (init->applied ? 1 : 0);
+    EXPECT_THAT(store.PullDense("w", 0, absl::MakeSpan(out)),
+                IsOkAndHolds(expected_version));
+    const float base = init->applied ? 1000.0f : 1.0f;
+    EXPECT_EQ(out[0], base - kPushes);
+    EXPECT_EQ(out[63], base - kPushes);
+  }
+}
+
 }  // namespace
 }  // namespace tessera

@@ -45,7 +45,7 @@
 // make_state_seeds.py writes inputs in this format. In order:
 //
 //   repeat until the input is used up, at most kMaxOps times:
-//     op        u8 in [0, 11] (enum Op), then the op's fields:
+//     op        u8 in [0, 12] (enum Op), then the op's fields:
 //   DP_PUSH_DENSE    tensor rid row_begin=X row_count=X row_size count values
 //                    layout
 //   DP_PULL_DENSE    tensor rid row_begin=X row_count=X row_size layout
@@ -62,6 +62,7 @@
 //   GRPC_PULL_MODEL  chunk
 //   GRPC_CREATE      n u8[0,4], n x spec
 //   GRPC_LIST        (nothing)
+//   GRPC_INITIALIZE  tensor row_begin=X count values trim
 //
 //   tensor    u8[0,9]: kNames[i], or 9: len u8[0,64], that many bytes
 //   rid       u8: the request id
@@ -189,6 +190,7 @@ enum Op : uint8_t {
   kGrpcPullModel,
   kGrpcCreate,
   kGrpcList,
+  kGrpcInitialize,
   kNumOps,
 };
 
@@ -268,6 +270,11 @@ class Forwarder final : public v1::ParameterServer::Service {
                             const v1::GetShardInfoRequest* request,
                             v1::ShardInfo* response) override {
     return target_.load()->GetShardInfo(context, request, response);
+  }
+  grpc::Status InitializeTensor(
+      grpc::ServerContext* context, const v1::InitializeTensorRequest* request,
+      v1::InitializeTensorResponse* response) override {
+    return target_.load()->InitializeTensor(context, request, response);
   }
 
  private:
@@ -1363,6 +1370,64 @@ void PushGradientOp(FuzzedDataProvider& fdp, uint8_t op,
   CheckPushReply(before, *after, request, status, response);
 }
 
+// InitializeTensor: an applied initialization changes only its own part, to
+// exactly the request's values, at version 1, and only a part at version 0;
+// anything else changes nothing. Oracle: valid means a dense part of this
+// shard, row_begin its first row, exactly its floats, all finite.
+void InitializeOp(FuzzedDataProvider& fdp, tessera::TensorStore* store,
+                  v1::ParameterServer::Stub* stub, const State& before,
+                  State* after) {
+  const Target t = PickTensor(fdp, before, true);
+  v1::InitializeTensorRequest request;
+  request.set_tensor_name(t.name);
+  request.set_row_begin(Extreme(fdp, t.lo, t.hi));
+  const std::vector<float> values =
+      Values(fdp, Count(fdp, ExactFloats(t.hi - t.lo, t.row_size), t.row_size));
+  *request.mutable_values() = GradientBytes(fdp, values);
+  request.set_worker_id("fuzzer");
+  CurrentOp() = absl::StrCat("gRPC InitializeTensor ", t.name, " row_begin ",
+                             request.row_begin(), ", ", request.values().size(),
+                             " bytes");
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  v1::InitializeTensorResponse response;
+  const grpc::Status status =
+      stub->InitializeTensor(&context, request, &response);
+  *after = Snapshot(store);
+  const PartState* part = t.part;
+  const std::string& raw = request.values();
+  bool finite = raw.size() % 4 == 0;
+  std::vector<float> sent(raw.size() / 4);
+  if (!sent.empty()) memcpy(sent.data(), raw.data(), sent.size() * 4);
+  for (float v : sent) finite = finite && std::isfinite(v);
+  const bool valid =
+      part != nullptr && !part->embedding() &&
+      request.row_begin() == part->info.row_begin() && finite &&
+      static_cast<int64_t>(sent.size()) ==
+          static_cast<int64_t>(part->values.size()) &&
+      static_cast<int64_t>(request.ByteSizeLong()) <= kMaxMessageBytes;
+  if (!status.ok()) {
+    CheckClearError(CodeOf(status));
+    FUZZ_CHECK(!valid);
+    CheckUnchanged(before, *after);
+    return;
+  }
+  FUZZ_CHECK(valid);
+  if (!response.applied()) {
+    FUZZ_CHECK(part->info.version() != 0);
+    FUZZ_CHECK(response.version() == part->info.version());
+    CheckUnchanged(before, *after);
+    return;
+  }
+  FUZZ_CHECK(part->info.version() == 0);
+  FUZZ_CHECK(response.version() == 1);
+  CheckOthersUnchanged(before, *after, t.name);
+  const PartState* now = Find(*after, t.name);
+  FUZZ_CHECK(now != nullptr);
+  FUZZ_CHECK(now->info.version() == 1);
+  FUZZ_CHECK(SameBits(now->values, sent));
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -1415,6 +1480,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       case kGrpcCreate:
         CreateOp(fdp, store, f.stub(), before, &after);
+        break;
+      case kGrpcInitialize:
+        InitializeOp(fdp, store, f.stub(), before, &after);
         break;
       default:
         ListOp(store, f.stub(), before, &after);
