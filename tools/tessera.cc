@@ -3,6 +3,7 @@
 //   tessera demo                 train Fashion-MNIST on a local cluster
 //   tessera pull --shards=a,b --out=model.pt
 //   tessera status --coordinator=host:7000 [--shards=a,b]
+//   tessera gen-criteo --out=DIR [--train_lines=N ...]
 
 #include <cstdio>
 #include <iostream>
@@ -24,14 +25,28 @@
 #include "tools/cli_status.h"
 #include "tools/demo.h"
 #include "tools/model_file.h"
+#include "worker/data/planted_criteo.h"
 
 ABSL_FLAG(std::string, shards, "",
           "gRPC addresses of every shard, in shard order, comma-separated.");
 ABSL_FLAG(std::string, coordinator, "",
           "gRPC address of the coordinator (shard 0); default: the first of "
           "--shards.");
-ABSL_FLAG(std::string, out, "model.pt", "pull: the model file to write.");
+ABSL_FLAG(std::string, out, "",
+          "pull: the model file to write (default model.pt); gen-criteo: the "
+          "output directory (required).");
 ABSL_FLAG(double, timeout_s, 60, "Deadline of each remote call.");
+ABSL_FLAG(int64_t, train_lines, 1000000, "gen-criteo: training lines.");
+ABSL_FLAG(int64_t, test_lines, 100000, "gen-criteo: test lines.");
+ABSL_FLAG(int, files, 1,
+          "gen-criteo: training files the lines are split into.");
+ABSL_FLAG(bool, gzip, false, "gen-criteo: write gzip files (.tsv.gz).");
+ABSL_FLAG(uint64_t, seed, 1, "gen-criteo: the seed of the model and the data.");
+ABSL_FLAG(int64_t, vocabulary, 1000,
+          "gen-criteo: the largest categorical field's vocabulary (fields "
+          "range from 10 to this).");
+ABSL_FLAG(double, zipf, 1.1,
+          "gen-criteo: Zipf exponent of category popularity.");
 
 namespace tessera {
 namespace {
@@ -47,6 +62,12 @@ constexpr char kUsage[] =
       (torch::pickle_load) and PyTorch (torch.load) read as a dict.
   tessera status --coordinator=HOST:PORT [--shards=HOST:PORT,...]
       Job, epoch, partitions, live workers, shards and their health.
+  tessera gen-criteo --out=DIR [--train_lines=1000000] [--test_lines=100000]
+                     [--files=1] [--gzip] [--seed=1] [--vocabulary=1000]
+                     [--zipf=1.1]
+      Writes Criteo-format data drawn from a planted logistic model:
+      DIR/train/part-NNNNN.tsv[.gz], DIR/test.tsv[.gz] and DIR/planted.json
+      with the best AUC and log loss the model allows (docs/data.md).
 )";
 
 std::vector<std::string> ShardList() {
@@ -72,7 +93,8 @@ int Pull() {
   auto tensors =
       PullModel(shards, absl::Seconds(absl::GetFlag(FLAGS_timeout_s)));
   if (!tensors.ok()) return Fail(tensors.status());
-  const std::string out = absl::GetFlag(FLAGS_out);
+  std::string out = absl::GetFlag(FLAGS_out);
+  if (out.empty()) out = "model.pt";
   absl::Status written = WriteModelFile(out, *tensors);
   if (!written.ok()) return Fail(written);
   int64_t values = 0;
@@ -105,6 +127,33 @@ int Status() {
   return 0;
 }
 
+int GenCriteo() {
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (out.empty()) {
+    return Fail(absl::InvalidArgumentError("gen-criteo needs --out=DIR"));
+  }
+  worker::PlantedCriteoOptions options;
+  options.train_lines = absl::GetFlag(FLAGS_train_lines);
+  options.test_lines = absl::GetFlag(FLAGS_test_lines);
+  options.files = absl::GetFlag(FLAGS_files);
+  options.gzip = absl::GetFlag(FLAGS_gzip);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.vocabulary = absl::GetFlag(FLAGS_vocabulary);
+  options.zipf = absl::GetFlag(FLAGS_zipf);
+  const absl::Time start = absl::Now();
+  auto summary = worker::WritePlantedCriteo(out, options);
+  if (!summary.ok()) return Fail(summary.status());
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const int64_t lines = options.train_lines + options.test_lines;
+  std::cout << summary->json;
+  std::cout << absl::StrFormat(
+      "wrote %d lines (%d train in %d files, %d test) to %s in %.1f s "
+      "(%.0f lines/s)\n",
+      lines, options.train_lines, options.files, options.test_lines, out,
+      seconds, seconds > 0 ? lines / seconds : 0.0);
+  return 0;
+}
+
 }  // namespace
 }  // namespace tessera
 
@@ -120,6 +169,7 @@ int main(int argc, char** argv) {
   if (command == "pull") return tessera::Pull();
   if (command == "status") return tessera::Status();
   if (command == "demo") return tessera::RunDemo(argv[0]);
+  if (command == "gen-criteo") return tessera::GenCriteo();
   std::cerr << "tessera: unknown command \"" << command << "\"\n"
             << tessera::kUsage;
   return 2;
