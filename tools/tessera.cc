@@ -4,6 +4,7 @@
 //   tessera demo --demo_job=job.pbtxt   train a job file on a local cluster
 //   tessera pull --shards=a,b --out=model.pt [--format=pt|safetensors]
 //   tessera status --coordinator=host:7000 [--shards=a,b]
+//   tessera gen-criteo --out=DIR [--train_lines=N ...]
 
 #include <cstdio>
 #include <iostream>
@@ -25,17 +26,31 @@
 #include "tools/cli_status.h"
 #include "tools/demo.h"
 #include "tools/model_file.h"
+#include "worker/data/planted_criteo.h"
 
 ABSL_FLAG(std::string, shards, "",
           "gRPC addresses of every shard, in shard order, comma-separated.");
 ABSL_FLAG(std::string, coordinator, "",
           "gRPC address of the coordinator (shard 0); default: the first of "
           "--shards.");
-ABSL_FLAG(std::string, out, "model.pt", "pull: the model file to write.");
+ABSL_FLAG(std::string, out, "",
+          "pull: the model file to write (default model.pt); gen-criteo: the "
+          "output directory (required).");
 ABSL_FLAG(std::string, format, "",
           "pull: pt (torch.save's format) or safetensors; default: "
           "safetensors if --out ends in .safetensors, else pt.");
 ABSL_FLAG(double, timeout_s, 60, "Deadline of each remote call.");
+ABSL_FLAG(int64_t, train_lines, 1000000, "gen-criteo: training lines.");
+ABSL_FLAG(int64_t, test_lines, 100000, "gen-criteo: test lines.");
+ABSL_FLAG(int, files, 1,
+          "gen-criteo: training files the lines are split into.");
+ABSL_FLAG(bool, gzip, false, "gen-criteo: write gzip files (.tsv.gz).");
+ABSL_FLAG(uint64_t, seed, 1, "gen-criteo: the seed of the model and the data.");
+ABSL_FLAG(int64_t, vocabulary, 1000,
+          "gen-criteo: the largest categorical field's vocabulary (fields "
+          "range from 10 to this).");
+ABSL_FLAG(double, zipf, 1.1,
+          "gen-criteo: Zipf exponent of category popularity.");
 
 namespace tessera {
 namespace {
@@ -57,6 +72,12 @@ constexpr char kUsage[] =
       --out).
   tessera status --coordinator=HOST:PORT [--shards=HOST:PORT,...]
       Job, epoch, partitions, live workers, shards and their health.
+  tessera gen-criteo --out=DIR [--train_lines=1000000] [--test_lines=100000]
+                     [--files=1] [--gzip] [--seed=1] [--vocabulary=1000]
+                     [--zipf=1.1]
+      Writes Criteo-format data drawn from a planted logistic model:
+      DIR/train/part-NNNNN.tsv[.gz], DIR/test.tsv[.gz] and DIR/planted.json
+      with the best AUC and log loss the model allows (docs/data.md).
 )";
 
 std::vector<std::string> ShardList() {
@@ -78,7 +99,8 @@ int Pull() {
   if (shards.empty()) {
     return Fail(absl::InvalidArgumentError("pull needs --shards"));
   }
-  const std::string out = absl::GetFlag(FLAGS_out);
+  std::string out = absl::GetFlag(FLAGS_out);
+  if (out.empty()) out = "model.pt";
   ModelFileFormat format = ModelFileFormatForPath(out);
   if (!absl::GetFlag(FLAGS_format).empty()) {
     auto parsed = ParseModelFileFormat(absl::GetFlag(FLAGS_format));
@@ -127,6 +149,33 @@ int Status() {
   return 0;
 }
 
+int GenCriteo() {
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (out.empty()) {
+    return Fail(absl::InvalidArgumentError("gen-criteo needs --out=DIR"));
+  }
+  worker::PlantedCriteoOptions options;
+  options.train_lines = absl::GetFlag(FLAGS_train_lines);
+  options.test_lines = absl::GetFlag(FLAGS_test_lines);
+  options.files = absl::GetFlag(FLAGS_files);
+  options.gzip = absl::GetFlag(FLAGS_gzip);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.vocabulary = absl::GetFlag(FLAGS_vocabulary);
+  options.zipf = absl::GetFlag(FLAGS_zipf);
+  const absl::Time start = absl::Now();
+  auto summary = worker::WritePlantedCriteo(out, options);
+  if (!summary.ok()) return Fail(summary.status());
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const int64_t lines = options.train_lines + options.test_lines;
+  std::cout << summary->json;
+  std::cout << absl::StrFormat(
+      "wrote %d lines (%d train in %d files, %d test) to %s in %.1f s "
+      "(%.0f lines/s)\n",
+      lines, options.train_lines, options.files, options.test_lines, out,
+      seconds, seconds > 0 ? lines / seconds : 0.0);
+  return 0;
+}
+
 }  // namespace
 }  // namespace tessera
 
@@ -142,6 +191,7 @@ int main(int argc, char** argv) {
   if (command == "pull") return tessera::Pull();
   if (command == "status") return tessera::Status();
   if (command == "demo") return tessera::RunDemo(argv[0]);
+  if (command == "gen-criteo") return tessera::GenCriteo();
   std::cerr << "tessera: unknown command \"" << command << "\"\n"
             << tessera::kUsage;
   return 2;
