@@ -503,7 +503,7 @@ class Trainer::Impl {
                       : absl::StrCat("accuracy ",
                                      absl::SixDigits(100.0 * correct / samples),
                                      "%, "))
-              << "loss " << absl::SixDigits(loss_sum / samples) << auc_text
+              << "loss " << loss_sum / samples << auc_text
               << " on " << samples << " examples (" << absl::Now() - start
               << ")";
     return coordinator_->ReportEvaluation(report, absl::Minutes(1)).status();

@@ -720,53 +720,6 @@ float CriteoDenseValue(int64_t x) {
   return x > 0 ? static_cast<float>(std::log1p(static_cast<double>(x))) : 0.0f;
 }
 
-absl::Status ValidateTabularBatch(const TabularBatch& batch) {
-  const int64_t b = batch.batch_size;
-  if (b < 0 || batch.num_dense < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tabular batch: batch_size ", b, ", num_dense ", batch.num_dense));
-  }
-  if (static_cast<int64_t>(batch.dense.size()) != b * batch.num_dense ||
-      static_cast<int64_t>(batch.labels.size()) != b) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tabular batch of ", b, " x ", batch.num_dense,
-                     " dense has ", batch.dense.size(), " dense values and ",
-                     batch.labels.size(), " labels"));
-  }
-  for (size_t i = 0; i < batch.dense.size(); ++i) {
-    if (!std::isfinite(batch.dense[i])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tabular batch: dense value ", i, " is not finite"));
-    }
-  }
-  for (size_t i = 0; i < batch.labels.size(); ++i) {
-    if (!std::isfinite(batch.labels[i])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tabular batch: label ", i, " is not finite"));
-    }
-  }
-  for (size_t k = 0; k < batch.fields.size(); ++k) {
-    const TabularBatch::Field& field = batch.fields[k];
-    if (static_cast<int64_t>(field.offsets.size()) != b) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tabular batch: field ", k, " has ",
-                       field.offsets.size(), " offsets for ", b, " examples"));
-    }
-    for (int64_t i = 0; i < b; ++i) {
-      const int64_t begin = field.offsets[i];
-      const int64_t end = i + 1 < b ? field.offsets[i + 1]
-                                    : static_cast<int64_t>(field.ids.size());
-      if ((i == 0 && begin != 0) || begin < 0 || end <= begin ||
-          end > static_cast<int64_t>(field.ids.size())) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tabular batch: field ", k, " example ", i, " has bag [", begin,
-            ", ", end, ") of ", field.ids.size(),
-            " ids (offsets must start at 0 and every bag be non-empty)"));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<TabularOptions> TabularOptionsFromConfig(
     const v1::DatasetConfig& config, DatasetSplit split) {

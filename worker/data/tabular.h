@@ -51,31 +51,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "tessera/v1/job.pb.h"
+#include "worker/data/tabular_batch.h"
 
 namespace tessera {
 namespace worker {
 
-// A batch of tabular examples, the input of an embedding-bag model.
-struct TabularBatch {
-  int batch_size = 0;
-  int num_dense = 0;
-  std::vector<float> dense;   // batch_size x num_dense, row-major
-  std::vector<float> labels;  // batch_size
-  struct Field {
-    // batch_size entries: example i's bag is ids[offsets[i], offsets[i+1])
-    // (the last one ends at ids.size()), as nn.EmbeddingBag's offsets.
-    std::vector<int64_t> offsets;
-    std::vector<uint64_t> ids;  // CategoryId values
-  };
-  std::vector<Field> fields;  // one per categorical column, in column order
-};
-
-// OK iff batch_size >= 0, num_dense >= 0, dense has batch_size x num_dense
-// finite values, labels batch_size finite values, and every field has
-// batch_size offsets starting at 0 and strictly increasing, the last one
-// below ids.size() (every bag non-empty). InvalidArgument naming the first
-// violation otherwise.
-absl::Status ValidateTabularBatch(const TabularBatch& batch);
+// TabularBatch and ValidateTabularBatch: worker/data/tabular_batch.h.
 
 // The id of categorical value `value` in field `field` (see the top of this
 // file). `field` >= 0.

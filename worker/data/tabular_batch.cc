@@ -1,6 +1,7 @@
 #include "worker/data/tabular_batch.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 
@@ -8,38 +9,52 @@ namespace tessera {
 namespace worker {
 
 absl::Status ValidateTabularBatch(const TabularBatch& batch) {
-  if (batch.batch_size <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("batch_size is ", batch.batch_size, ", want > 0"));
-  }
-  if (batch.num_dense < 0 ||
-      batch.dense.size() !=
-          static_cast<size_t>(batch.batch_size) * batch.num_dense) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dense has ", batch.dense.size(), " values for ",
-                     batch.batch_size, " examples of ", batch.num_dense));
-  }
-  if (batch.labels.size() != static_cast<size_t>(batch.batch_size)) {
+  const int64_t b = batch.batch_size;
+  if (b < 0 || batch.num_dense < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        batch.labels.size(), " labels for ", batch.batch_size, " examples"));
+        "tabular batch: batch_size ", b, ", num_dense ", batch.num_dense));
+  }
+  if (static_cast<int64_t>(batch.dense.size()) != b * batch.num_dense ||
+      static_cast<int64_t>(batch.labels.size()) != b) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tabular batch of ", b, " x ", batch.num_dense,
+                     " dense has ", batch.dense.size(), " dense values and ",
+                     batch.labels.size(), " labels"));
+  }
+  for (size_t i = 0; i < batch.dense.size(); ++i) {
+    if (!std::isfinite(batch.dense[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tabular batch: dense value ", i, " is not finite"));
+    }
+  }
+  for (size_t i = 0; i < batch.labels.size(); ++i) {
+    if (!std::isfinite(batch.labels[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tabular batch: label ", i, " is not finite"));
+    }
+  }
+  for (size_t k = 0; k < batch.fields.size(); ++k) {
+    const TabularBatch::Field& field = batch.fields[k];
+    if (static_cast<int64_t>(field.offsets.size()) != b) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tabular batch: field ", k, " has ",
+                       field.offsets.size(), " offsets for ", b, " examples"));
+    }
+    for (int64_t i = 0; i < b; ++i) {
+      const int64_t begin = field.offsets[i];
+      const int64_t end = i + 1 < b ? field.offsets[i + 1]
+                                    : static_cast<int64_t>(field.ids.size());
+      if ((i == 0 && begin != 0) || begin < 0 || end <= begin ||
+          end > static_cast<int64_t>(field.ids.size())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tabular batch: field ", k, " example ", i, " has bag [", begin,
+            ", ", end, ") of ", field.ids.size(),
+            " ids (offsets must start at 0 and every bag be non-empty)"));
+      }
+    }
   }
   for (size_t k = 0; k < batch.fields.size(); ++k) {
     const TabularBatch::Field& f = batch.fields[k];
-    if (f.offsets.size() != static_cast<size_t>(batch.batch_size)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("field ", k, " has ", f.offsets.size(),
-                       " offsets for ", batch.batch_size, " examples"));
-    }
-    int64_t previous = 0;
-    for (size_t i = 0; i < f.offsets.size(); ++i) {
-      const int64_t o = f.offsets[i];
-      if ((i == 0 && o != 0) || o < previous ||
-          o > static_cast<int64_t>(f.ids.size())) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("field ", k, ": offset ", i, " is ", o));
-      }
-      previous = o;
-    }
     if (f.unique_rows.empty() && f.unique_index.empty()) continue;
     if (f.unique_index.size() != f.ids.size()) {
       return absl::InvalidArgumentError(

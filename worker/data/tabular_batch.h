@@ -38,10 +38,12 @@ struct TabularBatch {
   std::vector<Field> fields;  // One per categorical column, in schema order.
 };
 
-// InvalidArgument naming the first broken invariant unless `batch` is well
-// formed (batch_size > 0; sizes agree; offsets start at 0, are
-// non-decreasing and within ids; unique_rows, if filled, is strictly
-// ascending and every unique_index entry is in range).
+// OK iff batch_size >= 0, num_dense >= 0, dense has batch_size x num_dense
+// finite values, labels batch_size finite values, every field has
+// batch_size offsets starting at 0 and strictly increasing, the last one
+// below ids.size() (every bag non-empty), and unique_rows / unique_index, if
+// filled, are strictly ascending / in range. InvalidArgument naming the
+// first violation otherwise.
 absl::Status ValidateTabularBatch(const TabularBatch& batch);
 
 // Fills every field's unique_rows and unique_index. `rows_per_field[k]` is
