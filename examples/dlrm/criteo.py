@@ -8,14 +8,12 @@ cell may be empty. The transforms, fixed by the worker's contract:
   cat id    = CategoryId(k, value) for categorical field k (empty = "")
   row       = CategoryId(k, value) % rows[k] for a table of `rows[k]` rows
 
-with CategoryId(k, v) = Mix64(FNV1a64(bytes(v)) + 0x9e3779b97f4a7c15 * (k+1))
-(mod 2^64), where FNV1a64 is 64-bit FNV-1a (offset basis 0xcbf29ce484222325,
-prime 0x100000001b3) and Mix64 is tessera::Mix64 of ps/spec/placement.cc.
-
-Caveat: tessera::Mix64 adds 0x9e3779b97f4a7c15 before splitmix64's three
-finalizer steps (it is splitmix64's whole step); the worker's contract text
-lists only the finalizer steps. This file follows placement.cc, the code the
-C++ reader calls; criteo_test vectors pin it (see README.md).
+with CategoryId(k, v) = Mix64(StableHash(bytes(v)) + 0x9e3779b97f4a7c15 * (k+1))
+(mod 2^64), where StableHash(s) = Mix64(FNV1a64(s)), FNV1a64 is 64-bit FNV-1a
+(offset basis 0xcbf29ce484222325, prime 0x100000001b3) and Mix64 is
+tessera::Mix64 of ps/spec/placement.cc (splitmix64's whole step: it adds
+0x9e3779b97f4a7c15, then applies the finalizer). worker/data/tabular.h's
+CategoryId is the reference; dlrm_test pins values taken from its test.
 
 Batches come in the TorchScript model's forward form:
   dense   float32 [B, 13]
@@ -59,11 +57,16 @@ def mix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
+def stable_hash(data: bytes) -> int:
+    """tessera::StableHash (ps/spec/placement.cc): Mix64 of FNV-1a."""
+    return mix64(fnv1a64(data))
+
+
 def category_id(field: int, value) -> int:
     """CategoryId(field, value): the 64-bit id of a categorical cell."""
     if isinstance(value, str):
         value = value.encode("utf-8")
-    return mix64((fnv1a64(value) + _GAMMA * (field + 1)) & _MASK)
+    return mix64((stable_hash(value) + _GAMMA * (field + 1)) & _MASK)
 
 
 def dense_value(cell: str) -> float:

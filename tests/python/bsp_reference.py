@@ -9,38 +9,20 @@ Run with Debian's /usr/bin/python3 (python3-torch).
 import argparse
 import os
 import random
+import sys
 from typing import List
 
 import torch
 from torch import nn
 
+# The worker's category ids, as examples/dlrm/criteo.py computes them.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "examples", "dlrm"))
+from criteo import category_id  # noqa: E402
+
 ROWS = [40, 0]  # table 0 bounded (40 rows), table 1 unbounded
 DIM = 4
 NUM_DENSE = 3
-MASK = (1 << 64) - 1
-
-
-def fnv1a64(data: bytes) -> int:
-    h = 0xcbf29ce484222325
-    for b in data:
-        h ^= b
-        h = (h * 0x100000001b3) & MASK
-    return h
-
-
-def mix64(x: int) -> int:
-    """ps/spec/placement.cc's Mix64 (splitmix64's step and finalizer)."""
-    x = (x + 0x9e3779b97f4a7c15) & MASK
-    x ^= x >> 30
-    x = (x * 0xbf58476d1ce4e5b9) & MASK
-    x ^= x >> 27
-    x = (x * 0x94d049bb133111eb) & MASK
-    x ^= x >> 31
-    return x
-
-
-def category_id(field: int, value: str) -> int:
-    return mix64((fnv1a64(value.encode()) + 0x9e3779b97f4a7c15 * (field + 1)) & MASK)
 
 
 class Tiny(nn.Module):

@@ -44,12 +44,12 @@ absl::Status ValidateTabularBatch(const TabularBatch& batch) {
       const int64_t begin = field.offsets[i];
       const int64_t end = i + 1 < b ? field.offsets[i + 1]
                                     : static_cast<int64_t>(field.ids.size());
-      if ((i == 0 && begin != 0) || begin < 0 || end <= begin ||
+      if ((i == 0 && begin != 0) || begin < 0 || end < begin ||
           end > static_cast<int64_t>(field.ids.size())) {
         return absl::InvalidArgumentError(absl::StrCat(
             "tabular batch: field ", k, " example ", i, " has bag [", begin,
             ", ", end, ") of ", field.ids.size(),
-            " ids (offsets must start at 0 and every bag be non-empty)"));
+            " ids (offsets must start at 0 and not decrease)"));
       }
     }
   }

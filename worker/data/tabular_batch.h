@@ -40,8 +40,9 @@ struct TabularBatch {
 
 // OK iff batch_size >= 0, num_dense >= 0, dense has batch_size x num_dense
 // finite values, labels batch_size finite values, every field has
-// batch_size offsets starting at 0 and strictly increasing, the last one
-// below ids.size() (every bag non-empty), and unique_rows / unique_index, if
+// batch_size offsets starting at 0 and non-decreasing, within ids.size() (an
+// empty bag is allowed: nn.EmbeddingBag gives it zeros; the readers never
+// make one), and unique_rows / unique_index, if
 // filled, are strictly ascending / in range. InvalidArgument naming the
 // first violation otherwise.
 absl::Status ValidateTabularBatch(const TabularBatch& batch);

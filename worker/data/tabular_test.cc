@@ -485,7 +485,7 @@ TEST(TabularSourceTest, FromDatasetConfig) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-TEST(ValidateTabularBatchTest, RejectsEmptyBagsAndBadSizes) {
+TEST(ValidateTabularBatchTest, RejectsBadOffsetsAndSizes) {
   TabularBatch batch;
   batch.batch_size = 2;
   batch.num_dense = 1;
@@ -495,7 +495,12 @@ TEST(ValidateTabularBatchTest, RejectsEmptyBagsAndBadSizes) {
   batch.fields[0].offsets = {0, 1};
   batch.fields[0].ids = {7, 8};
   EXPECT_THAT(ValidateTabularBatch(batch), IsOk());
-  batch.fields[0].offsets = {0, 2};  // second bag empty
+  batch.fields[0].offsets = {0, 2};  // second bag empty: allowed
+  EXPECT_THAT(ValidateTabularBatch(batch), IsOk());
+  batch.fields[0].offsets = {0, 3};  // past the ids
+  EXPECT_THAT(ValidateTabularBatch(batch),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  batch.fields[0].offsets = {1, 2};  // not from 0
   EXPECT_THAT(ValidateTabularBatch(batch),
               StatusIs(absl::StatusCode::kInvalidArgument));
   batch.fields[0].offsets = {0, 1};
