@@ -110,9 +110,6 @@ std::string FormatJobStatus(const v1::JobStatus& status) {
       absl::StrAppendFormat(&out, ", test acc %.2f%%, test loss %.4f",
                             100.0 * e.test_correct() / e.test_samples(),
                             e.test_loss_sum() / e.test_samples());
-      if (e.has_test_auc()) {
-        absl::StrAppendFormat(&out, ", test AUC %.4f", e.test_auc());
-      }
     }
     if (e.has_test_auc()) {
       absl::StrAppendFormat(&out, ", test AUC %.4f", e.test_auc());
