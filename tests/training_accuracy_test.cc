@@ -32,11 +32,13 @@ constexpr int64_t kTrainExamples = 60000;
 // spread; typical runs reach 88%.
 constexpr double kTargetAccuracy = 87.0;  // percent
 
-TEST(TrainingAccuracyTest, MlpReachesEightySevenPercentWithTwoAsyncWorkers) {
+// The job with `model`: the built-in network or the same network as a
+// TorchScript file (examples/fashion_mnist_mlp/mlp.py).
+void TrainAndCheckAccuracy(const std::string& model) {
   LocalClusterOptions options;
   options.num_shards = 2;
   options.job_config = absl::StrCat(
-      "name: \"fashion-mnist-accuracy\"\n", "model { name: \"mlp\" seed: 1 }\n",
+      "name: \"fashion-mnist-accuracy\"\n", "model { ", model, " seed: 1 }\n",
       "dataset { format: FASHION_MNIST path: \"", testing::kFashionMnistDir,
       "\" }\n", "batch_size: 64\n", "epochs: ", kEpochs, "\n",
       "partitions_per_epoch: ", kPartitions, "\n",
@@ -78,6 +80,21 @@ TEST(TrainingAccuracyTest, MlpReachesEightySevenPercentWithTwoAsyncWorkers) {
   ASSERT_EQ(last->test_samples(), 10000) << status->ShortDebugString();
   const double accuracy = 100.0 * last->test_correct() / last->test_samples();
   EXPECT_GE(accuracy, kTargetAccuracy);
+}
+
+TEST(TrainingAccuracyTest, MlpReachesEightySevenPercentWithTwoAsyncWorkers) {
+  TrainAndCheckAccuracy("name: \"mlp\"");
+}
+
+// The built-in MLP rewritten in PyTorch and saved with TorchScript reaches
+// the same accuracy under the same bound. Measured, 15 epochs on 2 cores,
+// three runs of both tests in a row: TorchScript 88.50, 88.96, 88.27% (a
+// spread of 0.69 point; the bound is 1.27 points below the lowest), built-in
+// 88.47, 88.42, 88.52% in the same runs.
+TEST(TrainingAccuracyTest, TorchScriptMlpReachesTheSameAccuracy) {
+  TrainAndCheckAccuracy(absl::StrCat(
+      "name: \"torchscript\" loss: CROSS_ENTROPY torchscript: \"",
+      testing::BinaryPath("examples/fashion_mnist_mlp/mlp.pt"), "\""));
 }
 
 }  // namespace
