@@ -187,6 +187,33 @@ TEST(TorchScriptModelTest, DenseGradientsEqualPyTorch) {
   EXPECT_EQ(w, (std::vector<float>{1, 2, 3}));
 }
 
+// Regression: a [B, 1] output under MSE with real-valued labels, tabular
+// data without categorical fields.
+TEST(TorchScriptModelTest, MseGradientsEqualPyTorch) {
+  auto rec = ReadRecords(TestDataPath("linear.txt"));
+  TorchScriptOptions options;
+  options.file = ReadFile(TestDataPath("linear.pt"));
+  options.task = TaskKind::kRegression;
+  options.input = InputKind::kTabular;
+  options.input_dim = 12;
+  TESSERA_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Model> model,
+                               LoadTorchScriptModel(options));
+  TabularBatch batch;
+  batch.batch_size = 5;
+  batch.num_dense = 12;
+  batch.dense = rec["x"];
+  batch.labels = rec["labels"];
+  TESSERA_ASSERT_OK_AND_ASSIGN(StepResult step, model->TrainStep(batch));
+  EXPECT_NEAR(step.loss, rec["loss"][0], 1e-5);
+  ASSERT_EQ(step.gradients.size(), 2u);
+  for (const TensorGradient& g : step.gradients) {
+    ExpectNear(g.values, rec["grad:" + g.name], g.name);
+  }
+  TESSERA_ASSERT_OK_AND_ASSIGN(EvalResult eval, model->Evaluate(batch));
+  EXPECT_NEAR(eval.loss, rec["loss"][0], 1e-5);
+  EXPECT_TRUE(eval.scores.empty());  // AUC is for binary tasks only.
+}
+
 TEST(TorchScriptModelTest, RefusesWhatItCannotTrain) {
   TorchScriptOptions options = DlrmOptions();
   options.tables[1].module = "emb.7";

@@ -109,6 +109,35 @@ def main():
         record(f, "loss", loss.reshape(1))
         for n, p in mlp.named_parameters():
             record(f, "grad:" + n, p.grad)
+    regression(args.out)
+
+
+class Linear(nn.Module):
+    """Linear regression on tabular data without categorical fields."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(12, 1)
+
+    def forward(self, dense: torch.Tensor, indices: List[torch.Tensor],
+                offsets: List[torch.Tensor]) -> torch.Tensor:
+        return self.fc(dense)
+
+
+def regression(out_dir):
+    """A [B, 1] output under MSE, real-valued labels."""
+    model = Linear()
+    torch.jit.script(model).save(os.path.join(out_dir, "linear.pt"))
+    x = torch.randn(5, 12)
+    y = torch.randn(5)
+    with open(os.path.join(out_dir, "linear.txt"), "w") as f:
+        record(f, "x", x)
+        record(f, "labels", y)
+        loss = nn.functional.mse_loss(model(x, [], []).squeeze(1), y)
+        loss.backward()
+        record(f, "loss", loss.reshape(1))
+        for n, p in model.named_parameters():
+            record(f, "grad:" + n, p.grad)
 
 
 if __name__ == "__main__":
