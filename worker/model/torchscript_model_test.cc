@@ -158,10 +158,16 @@ TEST(TorchScriptModelTest, TabularGradientsEqualPyTorch) {
   }
 }
 
-TEST(TorchScriptModelTest, DenseGradientsEqualPyTorch) {
+class DenseGradientsTest : public ::testing::TestWithParam<std::string> {};
+
+// Scripted (torch.jit.script) and traced (torch.jit.trace) files alike.
+INSTANTIATE_TEST_SUITE_P(ScriptedAndTraced, DenseGradientsTest,
+                         ::testing::Values("mlp.pt", "mlp_traced.pt"));
+
+TEST_P(DenseGradientsTest, EqualPyTorch) {
   auto rec = ReadRecords(TestDataPath("mlp.txt"));
   TorchScriptOptions options;
-  options.file = ReadFile(TestDataPath("mlp.pt"));
+  options.file = ReadFile(TestDataPath(GetParam()));
   options.task = TaskKind::kClasses;
   options.input = InputKind::kDense;
   options.input_dim = 12;

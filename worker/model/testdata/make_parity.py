@@ -101,6 +101,8 @@ def main():
     torch.jit.script(mlp).save(os.path.join(args.out, "mlp.pt"))
     x = torch.randn(5, 12)
     y = torch.tensor([0, 2, 1, 2, 0])
+    # The same module traced (torch.jit.trace) instead of scripted.
+    torch.jit.trace(mlp, x).save(os.path.join(args.out, "mlp_traced.pt"))
     with open(os.path.join(args.out, "mlp.txt"), "w") as f:
         record(f, "x", x)
         record(f, "labels", y.float())
