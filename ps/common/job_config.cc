@@ -140,6 +140,13 @@ absl::Status ValidateJobConfig(const v1::JobConfig& job) {
   };
   absl::Status opt = check_optimizer(job.optimizer(), "optimizer");
   if (!opt.ok()) return opt;
+  for (int i = 0; i < job.model().embedding_tables_size(); ++i) {
+    const auto& t = job.model().embedding_tables(i);
+    if (!t.has_optimizer()) continue;
+    opt = check_optimizer(t.optimizer(), absl::StrCat("model.embedding_tables[",
+                                                      i, "].optimizer"));
+    if (!opt.ok()) return opt;
+  }
   for (int i = 0; i < job.tensor_groups_size(); ++i) {
     const auto& g = job.tensor_groups(i);
     const std::string where = absl::StrCat("tensor_groups[", i, "]");
@@ -175,6 +182,33 @@ absl::Status ValidateJobConfig(const v1::JobConfig& job) {
       return Invalid("dataset.format", "is unknown");
   }
   if (d.limit() < 0) return Invalid("dataset.limit", "is negative");
+  const bool tabular = d.format() == v1::DatasetConfig::CRITEO ||
+                       d.format() == v1::DatasetConfig::CSV;
+  if (tabular && d.limit() > 0) {
+    return Invalid("dataset.limit",
+                   "is not supported for CRITEO and CSV (streams of files); "
+                   "give a smaller file or directory instead");
+  }
+  if (job.model().name() == "torchscript") {
+    int fields = 0;
+    if (d.format() == v1::DatasetConfig::CRITEO) fields = 26;
+    if (d.format() == v1::DatasetConfig::CSV) {
+      fields = d.csv().categorical_size();
+    }
+    if (!tabular && d.format() != v1::DatasetConfig::FASHION_MNIST) {
+      return Invalid("dataset.format",
+                     "a TorchScript model trains on FASHION_MNIST, CRITEO or "
+                     "CSV data");
+    }
+    if (job.model().embedding_tables_size() != fields) {
+      return Invalid(
+          "model.embedding_tables",
+          absl::StrCat("names ", job.model().embedding_tables_size(),
+                       " tables for data with ", fields,
+                       " categorical fields; want one table per field, in "
+                       "the data's order"));
+    }
+  }
   if (d.has_max_bad_lines() && d.max_bad_lines() < 0) {
     return Invalid("dataset.max_bad_lines", "is negative");
   }

@@ -91,7 +91,12 @@ constexpr char kTorchScript[] = R"pb(
     embedding_tables { module: "emb_l.0" rows: 1000 }
     embedding_tables { module: "emb_l.1" }
   }
-  dataset { format: CRITEO path: "/data/criteo" max_bad_lines: 10 }
+  dataset {
+    format: CSV
+    path: "/data/clicks"
+    max_bad_lines: 10
+    csv { label: "clicked" dense: "age" categorical: "ad" categorical: "site" }
+  }
 )pb";
 
 TEST(JobConfigTest, TorchScriptJobsAreValidated) {
@@ -123,6 +128,22 @@ TEST(JobConfigTest, TorchScriptJobsAreValidated) {
   EXPECT_THAT(
       with("max_bad_lines: 10", "max_bad_lines: -1"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_bad_lines")));
+  // One table per categorical field of the data.
+  EXPECT_THAT(with(" categorical: \"site\"", ""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("one table per field")));
+  EXPECT_THAT(with("format: CSV", "format: CRITEO"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("26 categorical fields")));
+  EXPECT_THAT(with("format: CSV", "format: LIBSVM"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("FASHION_MNIST, CRITEO or CSV")));
+  EXPECT_THAT(
+      with("max_bad_lines: 10", "limit: 100"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dataset.limit")));
+  EXPECT_THAT(with("rows: 1000", "rows: 1000 optimizer { kind: ADAGRAD }"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("embedding_tables[0].optimizer")));
 }
 
 TEST(JobConfigTest, ModelFileIsRelativeToTheJobFile) {
