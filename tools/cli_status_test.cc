@@ -31,7 +31,8 @@ TEST(CliStatusTest, PrintsFailureBadLinesAndTestAuc) {
                              "max_bad_lines 10"));
   EXPECT_THAT(out, HasSubstr("bad input lines: 12 skipped; first: "
                              "day_0.tsv:17: 12 fields, expected 40"));
-  EXPECT_THAT(out, HasSubstr("test acc 80.00%, test AUC 0.8125"));
+  EXPECT_THAT(out,
+              HasSubstr("test acc 80.00%, test loss 0.0000, test AUC 0.8125"));
 }
 
 TEST(CliStatusTest, HealthyJobHasNoFailureOrBadLineLines) {
