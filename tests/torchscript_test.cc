@@ -6,7 +6,8 @@
 //   PyTorch run (the same script, torch.optim.SGD) step for step: after two
 //   epochs every parameter, buffer and table row agrees to float tolerance.
 //   The worker gets the model only from the coordinator, the shards start
-//   from the file's own values, BatchNorm's buffers follow PyTorch's.
+//   from the file's own values, BatchNorm's buffers follow PyTorch's, a
+//   frozen parameter (requires_grad False) keeps its file value.
 // - Bad input lines are counted and reported with their file and line; past
 //   the job's max_bad_lines the job fails and says why.
 
@@ -107,14 +108,14 @@ TEST(TorchScriptTest, OneBspWorkerFollowsPyTorchStepForStep) {
   int compared = 0;
   // Rows of the unbounded table by id.
   std::map<uint64_t, std::vector<float>> unbounded;
-  ASSERT_TRUE(by_name.count("emb.1.weight") && by_name.count("emb.1.weight.ids"));
+  ASSERT_TRUE(by_name.count("emb.1.weight") &&
+              by_name.count("emb.1.weight.ids"));
   {
     const PulledTensor& rows = *by_name["emb.1.weight"];
     const PulledTensor& ids = *by_name["emb.1.weight.ids"];
     for (size_t i = 0; i < ids.int_values.size(); ++i) {
-      unbounded[static_cast<uint64_t>(ids.int_values[i])] =
-          std::vector<float>(rows.values.begin() + 4 * i,
-                             rows.values.begin() + 4 * (i + 1));
+      unbounded[static_cast<uint64_t>(ids.int_values[i])] = std::vector<float>(
+          rows.values.begin() + 4 * i, rows.values.begin() + 4 * (i + 1));
     }
   }
   for (const auto& [name, want] : expected) {
@@ -129,7 +130,8 @@ TEST(TorchScriptTest, OneBspWorkerFollowsPyTorchStepForStep) {
         ASSERT_TRUE(by_name.count(parts[0])) << name;
         const PulledTensor& t = *by_name[parts[0]];
         ASSERT_EQ(t.shape, (std::vector<int64_t>{40, 4}));
-        got.assign(t.values.begin() + 4 * row, t.values.begin() + 4 * (row + 1));
+        got.assign(t.values.begin() + 4 * row,
+                   t.values.begin() + 4 * (row + 1));
       }
     } else {
       ASSERT_TRUE(by_name.count(name)) << name << " was not pulled";
@@ -137,9 +139,8 @@ TEST(TorchScriptTest, OneBspWorkerFollowsPyTorchStepForStep) {
     }
     ASSERT_EQ(got.size(), want.size()) << name;
     for (size_t i = 0; i < want.size(); ++i) {
-      EXPECT_TRUE(near(got[i], want[i]))
-          << name << "[" << i << "]: Tessera " << got[i] << ", PyTorch "
-          << want[i];
+      EXPECT_TRUE(near(got[i], want[i])) << name << "[" << i << "]: Tessera "
+                                         << got[i] << ", PyTorch " << want[i];
       ++compared;
     }
   }
@@ -183,8 +184,7 @@ TEST(TorchScriptTest, BadLinesAreReportedAndFailTheJobPastTheLimit) {
   {
     LocalClusterOptions options;
     options.num_shards = 1;
-    options.job_config =
-        JobText("bad-lines-fail", csv, "  max_bad_lines: 2\n");
+    options.job_config = JobText("bad-lines-fail", csv, "  max_bad_lines: 2\n");
     auto cluster = LocalCluster::Start(options);
     ASSERT_THAT(cluster, IsOk());
     ASSERT_THAT((*cluster)->StartWorker("w0"), IsOk());

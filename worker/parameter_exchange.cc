@@ -22,6 +22,7 @@ void ParameterExchange::PushRows(
   std::vector<std::future<absl::Status>> pushes;
   for (size_t i = 0; i < step.gradients.size(); ++i) {
     TensorGradient& g = step.gradients[i];
+    if (options_.model->Parameters()[i].frozen) continue;
     if (g.kind == TensorKind::kDense) {
       auto values =
           std::make_shared<const std::vector<float>>(std::move(g.values));

@@ -127,6 +127,7 @@ void ParameterExchange::IssuePull(const BatchT& batch, Pulled* p) {
   p->done.clear();
   for (size_t i = 0; i < params.size(); ++i) {
     const TensorInfo& t = params[i];
+    if (t.frozen) continue;  // The model holds its (never changing) values.
     if (t.kind == TensorKind::kDense) {
       p->values[i].resize(t.num_elements());
       p->done.push_back(
@@ -151,6 +152,7 @@ absl::Status ParameterExchange::WaitAndLoad(const BatchT& batch, Pulled* p) {
   if (!status.ok()) return status;
   const auto& params = options_.model->Parameters();
   for (size_t i = 0; i < params.size(); ++i) {
+    if (params[i].frozen) continue;
     absl::Status s =
         params[i].kind == TensorKind::kDense
             ? options_.model->LoadDense(params[i].name, p->values[i])

@@ -70,6 +70,8 @@ def main():
         f.write("\n".join(lines) + "\n")
 
     model = Tiny(ROWS)
+    # A frozen parameter (requires_grad False) stays at its file value.
+    model.bottom[0].bias.requires_grad_(False)
     torch.jit.script(model).save(os.path.join(args.out, "tiny.pt"))
 
     # Unbounded table: rows created on first touch from the job's
@@ -82,7 +84,8 @@ def main():
             tables[k][r] = torch.full((DIM,), 0.01)
         return tables[k][r]
 
-    params = [p for n, p in model.named_parameters() if not n.startswith("emb.")]
+    params = [p for n, p in model.named_parameters()
+              if not n.startswith("emb.") and p.requires_grad]
     opt = torch.optim.SGD(params, lr=args.lr)
     model.train()
     for _ in range(args.epochs):

@@ -65,6 +65,10 @@ struct TensorInfo {
   bool buffer = false;
   // Embedding tables of tabular models: the categorical field it serves.
   int field = -1;
+  // A TorchScript parameter saved with requires_grad False: held on the
+  // shards with the file's values (so the pulled model has it), but never
+  // pushed, and not pulled either (its values never change).
+  bool frozen = false;
 
   // Dense: number of values. Embedding: values per row (dim).
   int64_t num_elements() const;

@@ -29,9 +29,8 @@ absl::StatusOr<torch::jit::Module> FindModule(const torch::jit::Module& root,
     const std::string name(part);
     if (name.empty() || !current.hasattr(name) ||
         !current.attr(name).isModule()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the model has no module '", path, "' (no '", name,
-                       "' in it)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the model has no module '", path, "' (no '", name, "' in it)"));
     }
     current = current.attr(name).toModule();
   }
@@ -132,11 +131,10 @@ class TorchScriptModel final : public Model {
   absl::StatusOr<std::vector<float>> DenseValues(
       absl::string_view name) const override {
     TESSERA_ASSIGN_OR_RETURN(const size_t slot, DenseSlot(name));
-    return GuardTorch("reading a dense tensor",
-                      [&]() -> absl::StatusOr<std::vector<float>> {
-                        return ToVector(
-                            dense_[slot].detach().to(torch::kFloat32));
-                      });
+    return GuardTorch(
+        "reading a dense tensor", [&]() -> absl::StatusOr<std::vector<float>> {
+          return ToVector(dense_[slot].detach().to(torch::kFloat32));
+        });
   }
 
   absl::StatusOr<StepResult> TrainStep(const DenseBatch& batch) override {
@@ -173,6 +171,7 @@ class TorchScriptModel final : public Model {
   absl::Status Init() {
     std::istringstream in(options_.file);
     module_ = torch::jit::load(in);
+    TESSERA_RETURN_IF_ERROR(CheckForward());
     // Tables first: their weights are not dense tensors.
     absl::flat_hash_set<std::string> table_weights;
     for (size_t k = 0; k < options_.tables.size(); ++k) {
@@ -197,8 +196,8 @@ class TorchScriptModel final : public Model {
                          "remapped each step)"));
       }
       if (spec.rows < 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "table '", spec.module, "' has ", spec.rows, " rows"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("table '", spec.module, "' has ", spec.rows, " rows"));
       }
       Table table;
       table.name = spec.module + ".weight";
@@ -220,9 +219,9 @@ class TorchScriptModel final : public Model {
     }
     for (const auto& p : module_.named_parameters(/*recurse=*/true)) {
       if (table_weights.contains(p.name)) continue;
-      torch::Tensor param = p.value;
-      param.requires_grad_(true);
-      AddDense(p.name, param, /*buffer=*/false);
+      AddDense(p.name, p.value, /*buffer=*/false);
+      // Frozen in the file (requires_grad False): not trained here either.
+      infos_.back().frozen = !p.value.requires_grad();
     }
     for (const auto& b : module_.named_buffers(/*recurse=*/true)) {
       if (b.value.is_complex()) {
@@ -236,6 +235,35 @@ class TorchScriptModel final : public Model {
       infos_.push_back(std::move(info));
     }
     table_infos_.clear();
+    return absl::OkStatus();
+  }
+
+  // The module's forward takes the contract's inputs (torchscript_model.h):
+  // a clear error at load rather than a libtorch one at the first step.
+  absl::Status CheckForward() const {
+    if (!module_.find_method("forward")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(options_.file_name, " has no forward method"));
+    }
+    const c10::FunctionSchema& schema =
+        module_.get_method("forward").function().getSchema();
+    const size_t want = options_.input == InputKind::kTabular ? 4 : 2;
+    const char* signature =
+        options_.input == InputKind::kTabular
+            ? "forward(self, dense: Tensor, indices: List[Tensor], offsets: "
+              "List[Tensor])"
+            : "forward(self, x: Tensor)";
+    size_t required = 0;
+    for (const c10::Argument& a : schema.arguments()) {
+      if (!a.default_value().has_value()) ++required;
+    }
+    if (schema.arguments().size() < want || required > want) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          options_.file_name, ": its forward is ", schema.name(), "(",
+          schema.arguments().size() - 1, " arguments); ",
+          options_.input == InputKind::kTabular ? "tabular" : "dense",
+          " data calls ", signature, " (docs/models.md)"));
+    }
     return absl::OkStatus();
   }
 
@@ -276,10 +304,9 @@ class TorchScriptModel final : public Model {
     }
     TESSERA_RETURN_IF_ERROR(ValidateDenseBatch(batch));
     if (batch.feature_dim != options_.input_dim) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("batch has ", batch.feature_dim,
-                       " features per example, the model reads ",
-                       options_.input_dim));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "batch has ", batch.feature_dim,
+          " features per example, the model reads ", options_.input_dim));
     }
     return absl::OkStatus();
   }
@@ -290,9 +317,9 @@ class TorchScriptModel final : public Model {
     }
     TESSERA_RETURN_IF_ERROR(ValidateTabularBatch(batch));
     if (batch.num_dense != options_.input_dim) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("batch has ", batch.num_dense,
-                       " dense features, the model reads ", options_.input_dim));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "batch has ", batch.num_dense, " dense features, the model reads ",
+          options_.input_dim));
     }
     if (batch.fields.size() != tables_.size()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -383,8 +410,9 @@ class TorchScriptModel final : public Model {
                           out.sizes(), " for a batch of ", batch_size,
                           "; BCE wants [B] or [B, 1] logits");
               out = out.reshape({batch_size});
-              TORCH_CHECK(labels.ge(0).logical_and(labels.le(1)).all().item<bool>(),
-                          "BCE labels must be in [0, 1]");
+              TORCH_CHECK(
+                  labels.ge(0).logical_and(labels.le(1)).all().item<bool>(),
+                  "BCE labels must be in [0, 1]");
               loss = at::binary_cross_entropy_with_logits(out, labels);
               result.num_correct =
                   out.gt(0).eq(labels.gt(0.5)).sum().item<int64_t>();
@@ -396,14 +424,15 @@ class TorchScriptModel final : public Model {
             }
             case TaskKind::kClasses: {
               TORCH_CHECK(out.dim() == 2 && out.size(0) == batch_size,
-                          "the model returned ", out.sizes(), " for a batch of ",
-                          batch_size, "; cross-entropy wants [B, C] logits");
+                          "the model returned ", out.sizes(),
+                          " for a batch of ", batch_size,
+                          "; cross-entropy wants [B, C] logits");
               const torch::Tensor classes = labels.to(torch::kInt64);
-              TORCH_CHECK(classes.to(torch::kFloat32).eq(labels).all().item<bool>() &&
-                              classes.ge(0).all().item<bool>() &&
-                              classes.lt(out.size(1)).all().item<bool>(),
-                          "labels must be class indices in [0, ", out.size(1),
-                          ")");
+              TORCH_CHECK(
+                  classes.to(torch::kFloat32).eq(labels).all().item<bool>() &&
+                      classes.ge(0).all().item<bool>() &&
+                      classes.lt(out.size(1)).all().item<bool>(),
+                  "labels must be class indices in [0, ", out.size(1), ")");
               loss = at::cross_entropy_loss(out, classes);
               result.num_correct =
                   out.argmax(1).eq(classes).sum().item<int64_t>();
@@ -455,7 +484,7 @@ class TorchScriptModel final : public Model {
 
   const TorchScriptOptions options_;
   torch::jit::Module module_;
-  std::vector<TensorInfo> infos_;  // Dense (parameters, buffers), tables.
+  std::vector<TensorInfo> infos_;        // Dense (parameters, buffers), tables.
   std::vector<TensorInfo> table_infos_;  // During Init only.
   std::map<std::string, size_t, std::less<>> index_;  // Name -> infos_ slot.
   std::vector<torch::Tensor> dense_;  // Aliases of the module's tensors.

@@ -22,9 +22,9 @@ namespace tessera {
 namespace worker {
 namespace {
 
-using ::testing::HasSubstr;
 using ::tessera::IsOk;
 using ::tessera::StatusIs;
+using ::testing::HasSubstr;
 
 std::string TestDataPath(const std::string& name) {
   return std::string(std::getenv("TEST_SRCDIR")) +
@@ -97,13 +97,12 @@ TEST(TorchScriptModelTest, MapsParametersBuffersAndTables) {
       EXPECT_TRUE(t.initial_values.empty());
     }
   }
-  EXPECT_THAT(names,
-              ::testing::ElementsAre(
-                  "bottom.0.weight", "bottom.0.bias", "bottom.1.weight",
-                  "bottom.1.bias", "bottom.3.weight", "bottom.3.bias",
-                  "top.weight", "top.bias", "bottom.1.running_mean",
-                  "bottom.1.running_var", "bottom.1.num_batches_tracked",
-                  "emb.0.weight", "emb.1.weight"));
+  EXPECT_THAT(names, ::testing::ElementsAre(
+                         "bottom.0.weight", "bottom.0.bias", "bottom.1.weight",
+                         "bottom.1.bias", "bottom.3.weight", "bottom.3.bias",
+                         "top.weight", "top.bias", "bottom.1.running_mean",
+                         "bottom.1.running_var", "bottom.1.num_batches_tracked",
+                         "emb.0.weight", "emb.1.weight"));
   EXPECT_TRUE(model->Parameters()[8].buffer);
   EXPECT_EQ(model->Parameters()[12].field, 1);
 }
@@ -135,8 +134,9 @@ TEST(TorchScriptModelTest, TabularGradientsEqualPyTorch) {
       pulled.insert(pulled.end(), table.begin() + r * 4,
                     table.begin() + (r + 1) * 4);
     }
-    ASSERT_THAT(model->LoadEmbeddingRows(
-        name, batch.fields[k].unique_rows, pulled), IsOk());
+    ASSERT_THAT(
+        model->LoadEmbeddingRows(name, batch.fields[k].unique_rows, pulled),
+        IsOk());
   }
   TESSERA_ASSERT_OK_AND_ASSIGN(StepResult step, model->TrainStep(batch));
   EXPECT_NEAR(step.loss, rec["loss"][0], 1e-5);
@@ -229,6 +229,13 @@ TEST(TorchScriptModelTest, RefusesWhatItCannotTrain) {
   options.tables[1].module = "bottom.1";  // BatchNorm: a 1-d weight.
   EXPECT_THAT(LoadTorchScriptModel(options).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("2-d")));
+  // A forward that does not take the tabular contract's inputs.
+  options = DlrmOptions();
+  options.file = ReadFile(TestDataPath("mlp.pt"));
+  options.tables.clear();
+  EXPECT_THAT(LoadTorchScriptModel(options).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("indices: List[Tensor]")));
   options = DlrmOptions();
   options.file = "not a zip file";
   EXPECT_THAT(LoadTorchScriptModel(options).status(),
@@ -252,8 +259,9 @@ TEST(TorchScriptModelTest, RefusesWhatItCannotTrain) {
               StatusIs(absl::StatusCode::kFailedPrecondition));
   // Out-of-range labels for BCE.
   for (int k = 0; k < 2; ++k) {
-    ASSERT_THAT(model->LoadEmbeddingRows(
-        "emb." + std::to_string(k) + ".weight", {3}, {0, 0, 0, 0}), IsOk());
+    ASSERT_THAT(model->LoadEmbeddingRows("emb." + std::to_string(k) + ".weight",
+                                         {3}, {0, 0, 0, 0}),
+                IsOk());
   }
   batch.labels = {2, 0};
   EXPECT_THAT(model->TrainStep(batch).status(),
