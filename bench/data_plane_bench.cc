@@ -79,6 +79,11 @@ ABSL_FLAG(bool, raw, true,
           "the rest alone, --noraw).");
 ABSL_FLAG(std::vector<std::string>, sizes, {},
           "Message sizes in KiB (default 4,64,1024,16384).");
+ABSL_FLAG(std::vector<std::string>, depths, {},
+          "Only these depths of Tessera cells (1 and the size's deep one by "
+          "default), e.g. --depths=1 for a profile.");
+ABSL_FLAG(std::vector<std::string>, topologies, {},
+          "Only these topologies of Tessera cells (1x1, 2x2; default both).");
 ABSL_FLAG(std::string, only, "",
           "Run only the cells whose path contains this (raw, push, pull, "
           "grpc).");
@@ -560,13 +565,23 @@ int Run() {
       configs.push_back({"raw zmq", 1, raw_hwm,
                          [=] { return RawZeroMq(size, raw_hwm, duration); }});
     }
+    const auto listed = [](const std::vector<std::string>& list,
+                           const std::string& item) {
+      return list.empty() ||
+             std::find(list.begin(), list.end(), item) != list.end();
+    };
+    const std::vector<std::string> depths = absl::GetFlag(FLAGS_depths);
+    const std::vector<std::string> topologies = absl::GetFlag(FLAGS_topologies);
     for (bool push : {true, false}) {
       if (!wanted(push ? "push" : "pull")) continue;
       for (int d : {1, deep}) {
-        configs.push_back({push ? "push" : "pull", 1, d, [&, push, d, size] {
-                             return TesseraCell(one, push, size, d, duration);
-                           }});
-        if (quick && d == 1) continue;
+        if (!listed(depths, absl::StrCat(d))) continue;
+        if (listed(topologies, "1x1")) {
+          configs.push_back({push ? "push" : "pull", 1, d, [&, push, d, size] {
+                               return TesseraCell(one, push, size, d, duration);
+                             }});
+        }
+        if ((quick && d == 1) || !listed(topologies, "2x2")) continue;
         configs.push_back({push ? "push" : "pull", 2, d, [&, push, d, size] {
                              return TesseraCell(two, push, size, d, duration);
                            }});

@@ -67,6 +67,10 @@ inline constexpr float kAdagradDefaultEpsilon = 1e-10f;
 // 1e-3. Everything else is OptimizerConfig's default.
 OptimizerConfig TorchDefaultOptimizerConfig(OptimizerConfig::Kind kind);
 
+// True iff no value is NaN or +-Inf (what a shard checks before it applies a
+// gradient or takes initial values). Vectorized like the optimizers' loops.
+bool AllFinite(absl::Span<const float> values);
+
 // Returns OK if `config` can build an optimizer, else InvalidArgument whose
 // message names the offending field ("OptimizerConfig.beta1 ..."). Checks
 // only the fields that `config.kind` uses:

@@ -49,6 +49,31 @@ OptimizerConfig Config(Kind kind) {
 
 // ---------------------------------------------------------------- validation
 
+// Every length (the vector body and its tail) and every position of a NaN,
+// +Inf or -Inf, next to the largest finite floats and subnormals.
+TEST(AllFiniteTest, FindsEveryNonFiniteValue) {
+  EXPECT_TRUE(AllFinite({}));
+  for (size_t n = 1; n <= 70; ++n) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) {
+      v[i] = i % 3 == 0   ? std::numeric_limits<float>::max()
+             : i % 3 == 1 ? -std::numeric_limits<float>::denorm_min()
+                          : 0.0f;
+    }
+    ASSERT_TRUE(AllFinite(v)) << n;
+    for (size_t at = 0; at < n; ++at) {
+      for (float bad : {std::numeric_limits<float>::quiet_NaN(),
+                        std::numeric_limits<float>::infinity(),
+                        -std::numeric_limits<float>::infinity()}) {
+        const float keep = v[at];
+        v[at] = bad;
+        EXPECT_FALSE(AllFinite(v)) << "n " << n << ", at " << at;
+        v[at] = keep;
+      }
+    }
+  }
+}
+
 TEST(ValidateOptimizerConfigTest, DefaultConfigOfEveryKindIsValid) {
   for (Kind kind : {Kind::kSgd, Kind::kMomentum, Kind::kAdagrad, Kind::kAdam}) {
     EXPECT_THAT(ValidateOptimizerConfig(Config(kind)), IsOk());
