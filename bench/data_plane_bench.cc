@@ -14,7 +14,12 @@
 //   - Tessera push (SGD applied on the shard) and pull, 1 shard x 1 client
 //     and 2 shards x 2 clients (each request split over both shards), with 1
 //     and --depth requests in flight per client;
-//   - the same transfers over gRPC PushGradient / PullTensor (1 shard).
+//   - the same transfers over gRPC PushGradient / PullTensor (1 shard);
+//   - between two processes (--two_process, the default): raw ZeroMQ to a
+//     receiver child (this binary run with --raw_peer), and Tessera push and
+//     pull at depths 1 and 4 against a real tessera-ps child (1 shard, 1
+//     client). Their "of raw" is against the two-process ceiling of the
+//     same round, and the goals of the first goal block are taken on them.
 // and prints GB/s, ops/s, p50/p99 latency, GB/s as a ratio of the raw
 // ceiling of the same round, and the process's CPU time per MiB moved (the
 // figure that bounds throughput once both cores are busy, and the one that
@@ -37,9 +42,12 @@
 #include "absl/flags/marshalling.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -58,6 +66,8 @@
 #include "ps/server/shard.h"
 #include "ps/wire/zmq_frames.h"
 #include "tessera/v1/ps.grpc.pb.h"
+#include "tests/cluster.h"
+#include "tools/launch/subprocess.h"
 
 ABSL_FLAG(bool, quick, false,
           "Short cells (0.25 s) and fewer of them: a smoke run.");
@@ -84,6 +94,13 @@ ABSL_FLAG(std::vector<std::string>, depths, {},
           "default), e.g. --depths=1 for a profile.");
 ABSL_FLAG(std::vector<std::string>, topologies, {},
           "Only these topologies of Tessera cells (1x1, 2x2; default both).");
+ABSL_FLAG(bool, two_process, true,
+          "Also measure across two processes: raw ZeroMQ to a receiver "
+          "child (this binary with --raw_peer), and Tessera against a real "
+          "tessera-ps child; the goals are taken against that ceiling.");
+ABSL_FLAG(std::string, raw_peer, "",
+          "Internal: run as the receiving side of the two-process raw "
+          "ceiling, writing the bound port to this file.");
 ABSL_FLAG(std::string, only, "",
           "Run only the cells whose path contains this (raw, push, pull, "
           "grpc).");
@@ -207,6 +224,8 @@ class LocalShard {
 
 struct Cluster {
   std::vector<std::unique_ptr<LocalShard>> shards;
+  // Or a real tessera-ps child (the two-process cells).
+  std::unique_ptr<testing::ShardProcess> process;
   std::vector<std::unique_ptr<PsClient>> clients;
 };
 
@@ -232,6 +251,33 @@ Cluster StartCluster(int num_shards, int num_clients,
     BENCH_CHECK_OK((*client)->CreateTensors(specs));
     cluster.clients.push_back(*std::move(client));
   }
+  return cluster;
+}
+
+// One tessera-ps child process (1 shard) and one client in this process.
+Cluster StartProcessCluster(const std::vector<int64_t>& sizes) {
+  Cluster cluster;
+  const std::string dir =
+      absl::StrCat(std::filesystem::temp_directory_path().string(),
+                   "/tessera-data-plane-bench-", getpid(), "-process");
+  std::filesystem::remove_all(dir);
+  auto process = testing::ShardProcess::Start(
+      0, 1, dir,
+      {absl::StrCat("--data_threads=", absl::GetFlag(FLAGS_data_threads)),
+       "--split_threshold_bytes=1024", "--flush_interval_s=3600",
+       "--max_message_bytes=134217728"},
+      absl::Seconds(60), dir + ".log");
+  BENCH_CHECK_OK(process.status());
+  cluster.process = *std::move(process);
+  PsClientOptions options;
+  options.shard_addresses = {cluster.process->ports().grpc_address()};
+  options.default_deadline = absl::Seconds(60);
+  std::vector<v1::TensorSpec> specs;
+  for (int64_t size : sizes) specs.push_back(Spec(size));
+  auto client = PsClient::Connect(options);
+  CHECK(client.ok()) << client.status();
+  BENCH_CHECK_OK((*client)->CreateTensors(specs));
+  cluster.clients.push_back(*std::move(client));
   return cluster;
 }
 
@@ -286,6 +332,112 @@ Cell RawZeroMq(int64_t size, int hwm, absl::Duration duration) {
   // The first message starts the clock; it is not counted.
   cell.ops = received - 1;
   cell.seconds = absl::ToDoubleSeconds(last - first);
+  return cell;
+}
+
+// The receiving side of the two-process ceiling (--raw_peer=PORT_FILE): a
+// PULL socket on 127.0.0.1:0 whose port goes to PORT_FILE; it counts
+// messages until a 1-byte end marker and prints "messages bytes seconds"
+// (first to last message) on stdout.
+int RawPeer(const std::string& port_file) {
+  ZmqContext context(1);
+  auto pull = ZmqSocket::Open(context.get(), ZMQ_PULL);
+  CHECK(pull.ok());
+  BENCH_CHECK_OK(pull->SetInt(ZMQ_RCVHWM, 64));
+  BENCH_CHECK_OK(pull->Bind("tcp://127.0.0.1:0"));
+  auto port = pull->BoundPort();
+  BENCH_CHECK_OK(port.status());
+  {
+    const std::string tmp = port_file + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    CHECK(f != nullptr) << tmp;
+    std::fprintf(f, "%d\n", *port);
+    std::fclose(f);
+    CHECK_EQ(std::rename(tmp.c_str(), port_file.c_str()), 0);
+  }
+  int64_t messages = 0, bytes = 0;
+  absl::Time first, last;
+  while (true) {
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    CHECK_GE(zmq_msg_recv(&msg, pull->get(), 0), 0);
+    const size_t n = zmq_msg_size(&msg);
+    zmq_msg_close(&msg);
+    if (n == 1) break;  // The end marker.
+    const absl::Time now = absl::Now();
+    if (messages == 0) first = now;
+    last = now;
+    ++messages;
+    bytes += n;
+  }
+  std::printf("%lld %lld %.9f\n", static_cast<long long>(messages),
+              static_cast<long long>(bytes),
+              messages > 1 ? absl::ToDoubleSeconds(last - first) : 0.0);
+  std::fflush(stdout);
+  return 0;
+}
+
+// Raw ZeroMQ PUSH -> PULL to a receiver child process: the ceiling of a
+// transfer between two processes. The first message starts the clock.
+Cell RawZeroMqTwoProcesses(int64_t size, int hwm, absl::Duration duration) {
+  const std::string base =
+      absl::StrCat(std::filesystem::temp_directory_path().string(),
+                   "/tessera-data-plane-bench-raw-", getpid());
+  const std::string port_file = base + ".port";
+  const std::string log = base + ".log";
+  std::filesystem::remove(port_file);
+  std::filesystem::remove(log);
+  auto child = Subprocess::Start(
+      {"/proc/self/exe", absl::StrCat("--raw_peer=", port_file)}, log);
+  BENCH_CHECK_OK(child.status());
+  absl::StatusOr<std::string> port_text =
+      absl::NotFoundError("no port file yet");
+  for (int i = 0; i < 1000 && !port_text.ok(); ++i) {
+    std::FILE* f = std::fopen(port_file.c_str(), "r");
+    if (f != nullptr) {
+      char line[32] = {0};
+      if (std::fgets(line, sizeof(line), f) != nullptr) port_text = line;
+      std::fclose(f);
+    }
+    if (!port_text.ok()) absl::SleepFor(absl::Milliseconds(10));
+  }
+  BENCH_CHECK_OK(port_text.status());
+  ZmqContext context(1);
+  auto push = ZmqSocket::Open(context.get(), ZMQ_PUSH);
+  CHECK(push.ok());
+  BENCH_CHECK_OK(push->SetInt(ZMQ_SNDHWM, hwm));
+  BENCH_CHECK_OK(push->Connect(
+      absl::StrCat("tcp://127.0.0.1:",
+                   std::string(absl::StripAsciiWhitespace(*port_text)))));
+  std::vector<char> buffer(size, 1);
+  auto noop = [](void*, void*) {};
+  const absl::Time end = absl::Now() + duration;
+  int64_t sent = 0;
+  while (sent % 16 != 0 || absl::Now() < end) {
+    zmq_msg_t msg;
+    zmq_msg_init_data(&msg, buffer.data(), size, noop, nullptr);
+    CHECK_GE(zmq_msg_send(&msg, push->get(), 0), 0);
+    ++sent;
+  }
+  CHECK_GE(zmq_send(push->get(), "e", 1, 0), 0);
+  auto code = (*child)->Wait(absl::Seconds(60));
+  BENCH_CHECK_OK(code.status());
+  CHECK_EQ(*code, 0) << (*child)->Log();
+  long long messages = 0, bytes = 0;
+  double seconds = 0;
+  CHECK_EQ(std::sscanf((*child)->Log().c_str(), "%lld %lld %lf", &messages,
+                       &bytes, &seconds),
+           3)
+      << (*child)->Log();
+  Cell cell;
+  cell.path = "raw zmq 2p";
+  cell.topology = "1x1";
+  cell.depth = hwm;
+  cell.size = size;
+  cell.ops = messages - 1;
+  cell.seconds = seconds;
+  std::filesystem::remove(port_file);
+  std::filesystem::remove(log);
   return cell;
 }
 
@@ -541,6 +693,9 @@ int Run() {
   std::fflush(stdout);
   Cluster one = StartCluster(1, 1, sizes);
   Cluster two = StartCluster(2, 2, sizes);
+  const bool two_process = absl::GetFlag(FLAGS_two_process);
+  Cluster process;
+  if (two_process) process = StartProcessCluster(sizes);
 
   std::vector<Row> rows;
   for (int64_t size : sizes) {
@@ -564,6 +719,23 @@ int Run() {
       if (!absl::GetFlag(FLAGS_raw)) break;
       configs.push_back({"raw zmq", 1, raw_hwm,
                          [=] { return RawZeroMq(size, raw_hwm, duration); }});
+    }
+    for (int raw_hwm : {2, long_queue}) {
+      if (!two_process) break;
+      configs.push_back(
+          {"raw zmq 2p", 1, raw_hwm,
+           [=] { return RawZeroMqTwoProcesses(size, raw_hwm, duration); }});
+    }
+    // Tessera between two processes (a tessera-ps child), at depths 1 and
+    // 4: the cells the goals are measured on.
+    for (bool push : {true, false}) {
+      if (!two_process || !wanted(push ? "push" : "pull")) continue;
+      for (int d : {1, 4}) {
+        configs.push_back(
+            {push ? "push 2p" : "pull 2p", 1, d, [&, push, d, size] {
+               return TesseraCell(process, push, size, d, duration);
+             }});
+      }
     }
     const auto listed = [](const std::vector<std::string>& list,
                            const std::string& item) {
@@ -599,38 +771,46 @@ int Run() {
       }
     }
     std::vector<Row> size_rows(configs.size());
+    const auto is_2p = [](const std::string& path) {
+      return absl::EndsWith(path, " 2p");
+    };
     for (int r = 0; r < rounds; ++r) {
-      double ceiling = 0;
+      double ceiling = 0, ceiling_2p = 0;
       for (size_t k = 0; k < configs.size(); ++k) {
         Cell cell = configs[k].run();
         if (configs[k].path == "raw zmq") {
           ceiling = std::max(ceiling, cell.gbps());
         }
+        if (configs[k].path == "raw zmq 2p") {
+          ceiling_2p = std::max(ceiling_2p, cell.gbps());
+        }
         size_rows[k].rounds.push_back(std::move(cell));
       }
       for (size_t k = 0; k < configs.size(); ++k) {
-        if (ceiling > 0) {
-          size_rows[k].ratios.push_back(size_rows[k].rounds.back().gbps() /
-                                        ceiling);
+        const double c = is_2p(configs[k].path) ? ceiling_2p : ceiling;
+        if (c > 0) {
+          size_rows[k].ratios.push_back(size_rows[k].rounds.back().gbps() / c);
         }
       }
     }
-    const size_t num_raw = absl::GetFlag(FLAGS_raw) ? 2 : 0;
-    if (num_raw == 2) {
-      // The raw row shows the ceiling: the better queue of each round.
+    // Each raw row shows its ceiling: the better queue of each round.
+    size_t first = 0;
+    for (const char* raw : {"raw zmq", "raw zmq 2p"}) {
+      if (first + 1 >= configs.size() || configs[first].path != raw) continue;
       Row ceiling_row;
-      ceiling_row.path = "raw zmq";
+      ceiling_row.path = raw;
       ceiling_row.topology = "1x1";
       ceiling_row.size = size;
       for (int r = 0; r < rounds; ++r) {
-        const Cell& a = size_rows[0].rounds[r];
-        const Cell& b = size_rows[1].rounds[r];
+        const Cell& a = size_rows[first].rounds[r];
+        const Cell& b = size_rows[first + 1].rounds[r];
         ceiling_row.rounds.push_back(a.gbps() >= b.gbps() ? a : b);
         ceiling_row.ratios.push_back(1.0);
       }
       rows.push_back(std::move(ceiling_row));
+      first += 2;
     }
-    for (size_t k = num_raw; k < configs.size(); ++k) {
+    for (size_t k = first; k < configs.size(); ++k) {
       size_rows[k].path = configs[k].path;
       size_rows[k].topology = absl::StrCat(
           configs[k].shards, "x",
@@ -669,6 +849,27 @@ int Run() {
     }
     return found;
   };
+  // Between two processes, against the two-process ceiling (issue #15's
+  // goals): each depth on its own.
+  if (two_process) {
+    std::printf(
+        "\ngoals (1 tessera-ps process x 1 client process, of the "
+        "two-process raw ZeroMQ ceiling):\n");
+    for (const char* path : {"push 2p", "pull 2p"}) {
+      for (int64_t size : {kMiB, 16 * kMiB}) {
+        for (auto [d, goal] : {std::pair<int, double>{1, 0.7}, {4, 0.8}}) {
+          for (const Row& row : rows) {
+            if (row.path != path || row.size != size || row.depth != d) {
+              continue;
+            }
+            std::printf("  %s %s depth %d: %.0f%% of raw (goal %.0f%%) %s\n",
+                        path, SizeName(size).c_str(), d, 100 * row.ratio(),
+                        100 * goal, row.ratio() >= goal ? "met" : "NOT MET");
+          }
+        }
+      }
+    }
+  }
   std::printf("\ngoals (1 shard x 1 client, the better depth):\n");
   for (const char* path : {"push", "pull"}) {
     for (auto [size, goal] :
@@ -696,6 +897,7 @@ int Run() {
     }
   }
   std::fflush(stdout);
+  process.clients.clear();
   two.clients.clear();
   one.clients.clear();
   return 0;
@@ -712,5 +914,8 @@ int main(int argc, char** argv) {
   FLAGS_logtostderr = true;
   FLAGS_minloglevel = 1;  // Warnings and up.
   google::InitGoogleLogging(argv[0]);
+  if (!absl::GetFlag(FLAGS_raw_peer).empty()) {
+    return tessera::RawPeer(absl::GetFlag(FLAGS_raw_peer));
+  }
   return tessera::Run();
 }
