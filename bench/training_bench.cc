@@ -11,10 +11,16 @@
 //   (b) 1 tessera-ps shard + 1 tessera-worker, real binaries as children;
 //   (c) 2 shards + 2 workers (async);
 //
+// and, beside them, (b) again with the same network as a user's TorchScript
+// file (//examples/fashion_mnist_mlp:mlp_pt, layers fc1..fc3 as the built-in
+// mlp's) in a `model { name: "torchscript" }` job, to price the TorchScript
+// path against the built-in network (goal: >= 0.9x its samples/s);
+//
 // and prints training samples/s of each, the ratios (b)/(a) and (c)/(a), and
 // the test accuracy of each model after the same epochs (for (b) and (c) the
 // model pulled from the shards), against the goals (b) >= 80% of (a) and
-// distributed accuracy within 0.5 points of (a).
+// distributed accuracy within 0.5 points of (a), and the TorchScript MLP's
+// samples/s at least 0.9x the built-in mlp's, both on 1 shard + 1 worker.
 //
 //   bazel run -c opt //bench:training_bench                 # ~1-2 minutes
 //   bazel run -c opt //bench:training_bench -- --epochs=10  # the demo's job
@@ -81,6 +87,10 @@ ABSL_FLAG(int, rounds, 1,
           "one's fastest round: load from elsewhere on the machine then "
           "disturbs all of them alike.");
 ABSL_FLAG(double, timeout_s, 900, "Give up on a distributed run after this.");
+ABSL_FLAG(std::string, torchscript_mlp, "examples/fashion_mnist_mlp/mlp.pt",
+          "The built-in mlp as a TorchScript file (784-256-128-10), trained "
+          "on 1 shard + 1 worker beside the built-in one; empty: skip it. "
+          "Relative paths are from the runfiles tree.");
 
 namespace tessera {
 namespace {
@@ -206,28 +216,38 @@ absl::StatusOr<Result> RunSingleProcess(const worker::DenseDataset& train,
   return result;
 }
 
-std::string JobConfig() {
-  return absl::StrCat(
-      "name: \"training-bench\"\n", "model { name: \"mlp\" seed: ", kSeed,
-      " hidden: [", absl::StrJoin(HiddenSizes(), ", "), "] }\n",
-      "dataset { format: FASHION_MNIST path: \"",
-      absl::GetFlag(FLAGS_dataset_dir),
-      "\" limit: ", absl::GetFlag(FLAGS_limit), " }\n",
-      "batch_size: ", absl::GetFlag(FLAGS_batch_size), "\n",
-      "epochs: ", absl::GetFlag(FLAGS_epochs), "\n",
-      "partitions_per_epoch: ", absl::GetFlag(FLAGS_partitions), "\n",
-      "consistency { mode: ASYNC }\n", "optimizer { kind: ADAM learning_rate: ",
-      absl::GetFlag(FLAGS_learning_rate),
-      " weight_decay: ", absl::GetFlag(FLAGS_weight_decay), " }\n",
-      "flush_interval_s: 5\n", "lease_timeout_s: 30\n");
+// The job; with `torchscript` (an absolute path) the network is that file's
+// instead of the built-in mlp.
+std::string JobConfig(const std::string& torchscript) {
+  const std::string model =
+      torchscript.empty()
+          ? absl::StrCat("model { name: \"mlp\" seed: ", kSeed, " hidden: [",
+                         absl::StrJoin(HiddenSizes(), ", "), "] }\n")
+          : absl::StrCat("model { name: \"torchscript\" torchscript: \"",
+                         torchscript, "\" loss: CROSS_ENTROPY seed: ", kSeed,
+                         " }\n");
+  return absl::StrCat("name: \"training-bench\"\n", model,
+                      "dataset { format: FASHION_MNIST path: \"",
+                      absl::GetFlag(FLAGS_dataset_dir),
+                      "\" limit: ", absl::GetFlag(FLAGS_limit), " }\n",
+                      "batch_size: ", absl::GetFlag(FLAGS_batch_size), "\n",
+                      "epochs: ", absl::GetFlag(FLAGS_epochs), "\n",
+                      "partitions_per_epoch: ", absl::GetFlag(FLAGS_partitions),
+                      "\n", "consistency { mode: ASYNC }\n",
+                      "optimizer { kind: ADAM learning_rate: ",
+                      absl::GetFlag(FLAGS_learning_rate),
+                      " weight_decay: ", absl::GetFlag(FLAGS_weight_decay),
+                      " }\n", "flush_interval_s: 5\n", "lease_timeout_s: 30\n");
 }
 
-// (b), (c): the real binaries on loopback.
+// (b), (c): the real binaries on loopback; with `torchscript`, the job
+// trains that file's network (JobConfig).
 absl::StatusOr<Result> RunDistributed(int num_shards, int num_workers,
-                                      const worker::DenseDataset& test) {
+                                      const worker::DenseDataset& test,
+                                      const std::string& torchscript = "") {
   testing::LocalClusterOptions options;
   options.num_shards = num_shards;
-  options.job_config = JobConfig();
+  options.job_config = JobConfig(torchscript);
   options.shard_flags = {"--flush_interval_s=5"};
   options.worker_flags = {
       absl::StrCat("--threads=", absl::GetFlag(FLAGS_threads))};
@@ -250,6 +270,9 @@ absl::StatusOr<Result> RunDistributed(int num_shards, int num_workers,
       absl::StrCat("(", num_shards == 1 ? "b" : "c", ") ", num_shards, " shard",
                    num_shards > 1 ? "s" : "", " + ", num_workers, " worker",
                    num_workers > 1 ? "s" : "");
+  if (!torchscript.empty()) {
+    result.setup = "(b) TorchScript mlp";
+  }
   for (const auto& e : status->epoch_stats()) {
     result.samples += e.samples();
     result.train_seconds +=
@@ -263,6 +286,7 @@ absl::StatusOr<Result> RunDistributed(int num_shards, int num_workers,
 
   auto tensors = PullModel((*cluster)->shard_addresses(), absl::Seconds(60));
   if (!tensors.ok()) return tensors.status();
+  // The TorchScript file's tensors have the built-in mlp's names and shapes.
   auto model = NewModel();
   if (!model.ok()) return model.status();
   for (const PulledTensor& t : *tensors) {
@@ -318,12 +342,33 @@ int Run(const char* argv0) {
       absl::GetFlag(FLAGS_threads), sysconf(_SC_NPROCESSORS_ONLN));
   std::fflush(stdout);
 
-  std::vector<Result> results(3);
+  // The TorchScript file holds the default network only.
+  std::string torchscript = absl::GetFlag(FLAGS_torchscript_mlp);
+  if (!torchscript.empty() && HiddenSizes() != std::vector<int64_t>{256, 128}) {
+    std::printf(
+        "(TorchScript mlp skipped: the file is 784-256-128-10, "
+        "--hidden is %s)\n",
+        absl::StrJoin(HiddenSizes(), ",").c_str());
+    torchscript.clear();
+  }
+  if (!torchscript.empty()) {
+    std::error_code ec;
+    torchscript = std::filesystem::absolute(torchscript, ec).string();
+    if (!std::filesystem::exists(torchscript, ec)) {
+      std::fprintf(stderr, "training_bench: no TorchScript file %s\n",
+                   torchscript.c_str());
+      return 1;
+    }
+  }
+  const int num_setups = torchscript.empty() ? 3 : 4;
+
+  std::vector<Result> results(num_setups);
   for (int round = 1; round <= std::max(1, absl::GetFlag(FLAGS_rounds));
        ++round) {
-    for (int setup = 0; setup < 3; ++setup) {
-      auto r = setup == 0 ? RunSingleProcess(**train, **test)
-                          : RunDistributed(setup, setup, **test);
+    for (int setup = 0; setup < num_setups; ++setup) {
+      auto r = setup == 0   ? RunSingleProcess(**train, **test)
+               : setup == 3 ? RunDistributed(1, 1, **test, torchscript)
+                            : RunDistributed(setup, setup, **test);
       if (!r.ok()) {
         std::fprintf(stderr, "setup %d: %s\n", setup,
                      r.status().ToString().c_str());
@@ -362,6 +407,15 @@ int Run(const char* argv0) {
       verdict(std::fabs(results[1].test_accuracy - a.test_accuracy) <= 0.5),
       std::fabs(results[2].test_accuracy - a.test_accuracy),
       verdict(std::fabs(results[2].test_accuracy - a.test_accuracy) <= 0.5));
+  if (num_setups > 3) {
+    const double ratio_ts =
+        results[3].samples_per_second() / results[1].samples_per_second();
+    std::printf(
+        "goal: TorchScript MLP >= 0.9x the built-in mlp's samples/s (both on "
+        "1 shard + 1 worker): %.0f / %.0f = %.2fx: %s\n",
+        results[3].samples_per_second(), results[1].samples_per_second(),
+        ratio_ts, verdict(ratio_ts >= 0.9));
+  }
   return 0;
 }
 
