@@ -19,10 +19,10 @@
 #include "ps/common/job_config.h"
 #include "ps/common/status_macros.h"
 #include "tessera/v1/coordinator.pb.h"
-#include "worker/data/dataset.h"
-#include "worker/evaluation.h"
 #include "worker/data/batch_stream.h"
+#include "worker/data/dataset.h"
 #include "worker/data/task_metrics.h"
+#include "worker/evaluation.h"
 #include "worker/job_datasets.h"
 #include "worker/job_model.h"
 #include "worker/model_specs.h"
@@ -201,13 +201,13 @@ class Trainer::Impl {
                                                    joined.model_file_crc32(),
                                                    options_.connect_timeout));
     }
-    TESSERA_ASSIGN_OR_RETURN(model_,
-                             CreateJobModel(job_, model_file, options_.threads));
+    TESSERA_ASSIGN_OR_RETURN(
+        model_, CreateJobModel(job_, model_file, options_.threads));
     rows_per_field_.clear();
     for (const TensorInfo& t : model_->Parameters()) {
       if (t.kind == TensorKind::kEmbedding && t.field >= 0) {
-        rows_per_field_.resize(std::max<size_t>(rows_per_field_.size(),
-                                                t.field + 1));
+        rows_per_field_.resize(
+            std::max<size_t>(rows_per_field_.size(), t.field + 1));
         rows_per_field_[t.field] = t.shape[0];
       }
     }
@@ -503,9 +503,12 @@ class Trainer::Impl {
                       : absl::StrCat("accuracy ",
                                      absl::SixDigits(100.0 * correct / samples),
                                      "%, "))
-              << "loss " << loss_sum / samples << auc_text
-              << " on " << samples << " examples (" << absl::Now() - start
-              << ")";
+              << (model_->task_kind() == TaskKind::kBinary ? "log loss "
+                  : model_->task_kind() == TaskKind::kRegression
+                      ? "mean squared error "
+                      : "loss ")
+              << loss_sum / samples << auc_text << " on " << samples
+              << " examples (" << absl::Now() - start << ")";
     return coordinator_->ReportEvaluation(report, absl::Minutes(1)).status();
   }
 
