@@ -98,6 +98,10 @@ ABSL_FLAG(bool, two_process, true,
           "Also measure across two processes: raw ZeroMQ to a receiver "
           "child (this binary with --raw_peer), and Tessera against a real "
           "tessera-ps child; the goals are taken against that ceiling.");
+ABSL_FLAG(int64_t, push_piece_kib,
+          tessera::PsClientOptions().max_push_piece_bytes >> 10,
+          "PsClientOptions::max_push_piece_bytes, in KiB (0: a push goes to "
+          "its shard as one request).");
 ABSL_FLAG(std::string, raw_peer, "",
           "Internal: run as the receiving side of the two-process raw "
           "ceiling, writing the bound port to this file.");
@@ -243,6 +247,7 @@ Cluster StartCluster(int num_shards, int num_clients,
     options.shard_addresses.push_back(cluster.shards.back()->address());
   }
   options.default_deadline = absl::Seconds(60);
+  options.max_push_piece_bytes = absl::GetFlag(FLAGS_push_piece_kib) << 10;
   std::vector<v1::TensorSpec> specs;
   for (int64_t size : sizes) specs.push_back(Spec(size));
   for (int c = 0; c < num_clients; ++c) {
@@ -272,6 +277,7 @@ Cluster StartProcessCluster(const std::vector<int64_t>& sizes) {
   PsClientOptions options;
   options.shard_addresses = {cluster.process->ports().grpc_address()};
   options.default_deadline = absl::Seconds(60);
+  options.max_push_piece_bytes = absl::GetFlag(FLAGS_push_piece_kib) << 10;
   std::vector<v1::TensorSpec> specs;
   for (int64_t size : sizes) specs.push_back(Spec(size));
   auto client = PsClient::Connect(options);

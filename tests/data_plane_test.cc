@@ -192,8 +192,11 @@ class DataPlaneTest : public ::testing::Test {
     shards_[i] = *std::move(shard);
   }
 
-  void ConnectClient(absl::Duration deadline = absl::Seconds(10)) {
+  void ConnectClient(
+      absl::Duration deadline = absl::Seconds(10),
+      int64_t max_push_piece_bytes = PsClientOptions().max_push_piece_bytes) {
     PsClientOptions options;
+    options.max_push_piece_bytes = max_push_piece_bytes;
     for (auto& shard : shards_) {
       options.shard_addresses.push_back(shard->ports().grpc_address());
     }
@@ -203,6 +206,10 @@ class DataPlaneTest : public ::testing::Test {
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = *std::move(client);
   }
+
+  // Pushes and pulls over the shards, several in flight at once, against a
+  // local SGD reference; returns the shards' count of push requests.
+  double RunReferenceWorkload();
 
   std::vector<float> PullDense(const std::string& name, size_t floats) {
     std::vector<float> out(floats);
@@ -220,90 +227,119 @@ class DataPlaneTest : public ::testing::Test {
 TEST_F(DataPlaneTest, PushesAndPullsOverThreeShardsMatchALocalSgdReference) {
   StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600"});
   ConnectClient();
-  ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
-  // The big tensor is split over every shard; the small ones live whole.
-  EXPECT_EQ(PlaceDense(Specs()[0], client_->placement()).size(), 3u);
-  EXPECT_EQ(PlaceDense(Specs()[1], client_->placement()).size(), 1u);
+  RunReferenceWorkload();
+}
 
-  Reference ref;
-  ref.dense["big"] = PullDense("big", kBigRows * kBigCols);
-  ref.dense["small"] = PullDense("small", 32);
-  ref.dense["bias"] = PullDense("bias", 10);
-  std::vector<uint64_t> all_ids;
-  for (uint64_t id = 0; id < 40; ++id) all_ids.push_back(id * 7919 + 5);
-  std::vector<float> initial_rows(all_ids.size() * kDim);
-  ASSERT_THAT(
-      client_->PullRows("emb", all_ids, absl::MakeSpan(initial_rows)).get(),
-      IsOk());
-  for (size_t i = 0; i < all_ids.size(); ++i) {
-    ref.rows[all_ids[i]].assign(initial_rows.begin() + i * kDim,
-                                initial_rows.begin() + (i + 1) * kDim);
-  }
+// The same with every dense push cut into pieces of 7 rows
+// (PsClientOptions::max_push_piece_bytes): each piece is applied once and in
+// order, so the values equal the reference exactly, and the shards count
+// more push requests for the same calls.
+TEST_F(DataPlaneTest, PushesCutIntoPiecesMatchTheSameReference) {
+  StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600"});
+  ConnectClient(absl::Seconds(10), 7 * kBigCols * sizeof(float));
+  const double cut = RunReferenceWorkload();
+  shards_.clear();
+  std::filesystem::remove_all(base_dir_);
+  StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600"});
+  ConnectClient(absl::Seconds(10), 0);
+  const double whole = RunReferenceWorkload();
+  EXPECT_GT(cut, whole + 20 * 10) << "pushes were not cut";
+}
 
-  for (int step = 0; step < 20; ++step) {
-    std::vector<std::future<absl::Status>> pushed;
-    // Several calls in flight at once, two of them to the same parts: the
-    // shards apply one client's pushes to a part in order.
-    auto whole = std::make_shared<const std::vector<float>>(
-        Gradient(kBigRows * kBigCols, step, 0));
-    pushed.push_back(client_->PushDense("big", 0, whole));
-    ref.PushDense("big", 0, kBigCols, *whole);
-    const std::vector<float> range = Gradient(40 * kBigCols, step, 1);
-    pushed.push_back(client_->PushDense("big", 20, absl::MakeConstSpan(range)));
-    ref.PushDense("big", 20, kBigCols, range);
-    const std::vector<float> small = Gradient(32, step, 2);
-    pushed.push_back(
-        client_->PushDense("small", 0, absl::MakeConstSpan(small)));
-    ref.PushDense("small", 0, 8, small);
-    const std::vector<float> bias = Gradient(4, step, 3);
-    pushed.push_back(client_->PushDense("bias", 6, absl::MakeConstSpan(bias)));
-    ref.PushDense("bias", 6, 1, bias);
-    // Rows with repeats, in no particular order.
-    std::vector<uint64_t> ids;
-    for (int k = 0; k < 12; ++k)
-      ids.push_back(all_ids[(step * 5 + k * 3) % 40]);
-    ids.push_back(ids[0]);
-    ids.push_back(ids[3]);
-    const std::vector<float> rows = Gradient(ids.size() * kDim, step, 4);
-    pushed.push_back(client_->PushRows("emb", ids, rows));
-    ref.PushRows(ids, rows);
-    for (auto& f : pushed) ASSERT_THAT(f.get(), IsOk());
-  }
+double DataPlaneTest::RunReferenceWorkload() {
+  double applied = 0;
+  [&] {
+    ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
+    // The big tensor is split over every shard; the small ones live whole.
+    EXPECT_EQ(PlaceDense(Specs()[0], client_->placement()).size(), 3u);
+    EXPECT_EQ(PlaceDense(Specs()[1], client_->placement()).size(), 1u);
 
-  for (const char* name : {"big", "small", "bias"}) {
-    const std::vector<float> got = PullDense(name, ref.dense[name].size());
-    ASSERT_EQ(got.size(), ref.dense[name].size());
-    for (size_t i = 0; i < got.size(); ++i) {
-      ASSERT_FLOAT_EQ(got[i], ref.dense[name][i]) << name << "[" << i << "]";
+    Reference ref;
+    ref.dense["big"] = PullDense("big", kBigRows * kBigCols);
+    ref.dense["small"] = PullDense("small", 32);
+    ref.dense["bias"] = PullDense("bias", 10);
+    std::vector<uint64_t> all_ids;
+    for (uint64_t id = 0; id < 40; ++id) all_ids.push_back(id * 7919 + 5);
+    std::vector<float> initial_rows(all_ids.size() * kDim);
+    ASSERT_THAT(
+        client_->PullRows("emb", all_ids, absl::MakeSpan(initial_rows)).get(),
+        IsOk());
+    for (size_t i = 0; i < all_ids.size(); ++i) {
+      ref.rows[all_ids[i]].assign(initial_rows.begin() + i * kDim,
+                                  initial_rows.begin() + (i + 1) * kDim);
     }
-  }
-  // A row range across shard boundaries comes back in place.
-  std::vector<float> middle(50 * kBigCols);
-  ASSERT_THAT(client_->PullDense("big", 23, absl::MakeSpan(middle)).get(),
-              IsOk());
-  for (size_t i = 0; i < middle.size(); ++i) {
-    ASSERT_FLOAT_EQ(middle[i], ref.dense["big"][23 * kBigCols + i]);
-  }
-  // Rows come back in the caller's order, repeats included.
-  std::vector<uint64_t> ids = {all_ids[9], all_ids[2], all_ids[9], all_ids[31]};
-  std::vector<float> got(ids.size() * kDim);
-  ASSERT_THAT(client_->PullRows("emb", ids, absl::MakeSpan(got)).get(), IsOk());
-  for (size_t i = 0; i < ids.size(); ++i) {
-    for (int j = 0; j < kDim; ++j) {
-      ASSERT_FLOAT_EQ(got[i * kDim + j], ref.rows[ids[i]][j]) << "row " << i;
-    }
-  }
 
-  // Each shard counted its data-plane requests.
-  for (auto& shard : shards_) {
-    auto pushes =
-        shard->Metric("tessera_ps_requests_total", "code=\"OK\",rpc=\"push\"");
-    ASSERT_TRUE(pushes.ok());
-    EXPECT_GT(*pushes, 0);
-  }
-  EXPECT_THAT(Text(registry_),
-              HasSubstr("tessera_client_request_latency_seconds_count{op="
-                        "\"push\"}"));
+    for (int step = 0; step < 20; ++step) {
+      std::vector<std::future<absl::Status>> pushed;
+      // Several calls in flight at once, two of them to the same parts: the
+      // shards apply one client's pushes to a part in order.
+      auto whole = std::make_shared<const std::vector<float>>(
+          Gradient(kBigRows * kBigCols, step, 0));
+      pushed.push_back(client_->PushDense("big", 0, whole));
+      ref.PushDense("big", 0, kBigCols, *whole);
+      const std::vector<float> range = Gradient(40 * kBigCols, step, 1);
+      pushed.push_back(
+          client_->PushDense("big", 20, absl::MakeConstSpan(range)));
+      ref.PushDense("big", 20, kBigCols, range);
+      const std::vector<float> small = Gradient(32, step, 2);
+      pushed.push_back(
+          client_->PushDense("small", 0, absl::MakeConstSpan(small)));
+      ref.PushDense("small", 0, 8, small);
+      const std::vector<float> bias = Gradient(4, step, 3);
+      pushed.push_back(
+          client_->PushDense("bias", 6, absl::MakeConstSpan(bias)));
+      ref.PushDense("bias", 6, 1, bias);
+      // Rows with repeats, in no particular order.
+      std::vector<uint64_t> ids;
+      for (int k = 0; k < 12; ++k)
+        ids.push_back(all_ids[(step * 5 + k * 3) % 40]);
+      ids.push_back(ids[0]);
+      ids.push_back(ids[3]);
+      const std::vector<float> rows = Gradient(ids.size() * kDim, step, 4);
+      pushed.push_back(client_->PushRows("emb", ids, rows));
+      ref.PushRows(ids, rows);
+      for (auto& f : pushed) ASSERT_THAT(f.get(), IsOk());
+    }
+
+    for (const char* name : {"big", "small", "bias"}) {
+      const std::vector<float> got = PullDense(name, ref.dense[name].size());
+      ASSERT_EQ(got.size(), ref.dense[name].size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_FLOAT_EQ(got[i], ref.dense[name][i]) << name << "[" << i << "]";
+      }
+    }
+    // A row range across shard boundaries comes back in place.
+    std::vector<float> middle(50 * kBigCols);
+    ASSERT_THAT(client_->PullDense("big", 23, absl::MakeSpan(middle)).get(),
+                IsOk());
+    for (size_t i = 0; i < middle.size(); ++i) {
+      ASSERT_FLOAT_EQ(middle[i], ref.dense["big"][23 * kBigCols + i]);
+    }
+    // Rows come back in the caller's order, repeats included.
+    std::vector<uint64_t> ids = {all_ids[9], all_ids[2], all_ids[9],
+                                 all_ids[31]};
+    std::vector<float> got(ids.size() * kDim);
+    ASSERT_THAT(client_->PullRows("emb", ids, absl::MakeSpan(got)).get(),
+                IsOk());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      for (int j = 0; j < kDim; ++j) {
+        ASSERT_FLOAT_EQ(got[i * kDim + j], ref.rows[ids[i]][j]) << "row " << i;
+      }
+    }
+
+    // Each shard counted its data-plane requests.
+    for (auto& shard : shards_) {
+      auto pushes = shard->Metric("tessera_ps_requests_total",
+                                  "code=\"OK\",rpc=\"push\"");
+      ASSERT_TRUE(pushes.ok());
+      EXPECT_GT(*pushes, 0);
+      applied += *pushes;
+    }
+    EXPECT_THAT(Text(registry_),
+                HasSubstr("tessera_client_request_latency_seconds_count{op="
+                          "\"push\"}"));
+  }();
+  return applied;
 }
 
 TEST_F(DataPlaneTest, BadCallsFailBeforeAnythingIsSent) {
@@ -424,8 +460,7 @@ TEST_F(DataPlaneTest, InitializeDenseOverTheShardsLimitFailsBeforeSending) {
       StatusIs(absl::StatusCode::kResourceExhausted,
                HasSubstr("--max_message_bytes=65536")));
   std::vector<float> row(32);  // a whole pull would be over the limit too
-  ASSERT_THAT(client_->PullDense("wide", 0, absl::MakeSpan(row)).get(),
-              IsOk());
+  ASSERT_THAT(client_->PullDense("wide", 0, absl::MakeSpan(row)).get(), IsOk());
   EXPECT_NE(row[0], 0.5f);
 }
 

@@ -89,6 +89,12 @@ struct PsClientOptions {
   metrics::Registry* registry = nullptr;
   // ZeroMQ I/O threads.
   int io_threads = 1;
+  // A dense push larger than this goes to its shard as several requests of
+  // whole rows, at most this many bytes each (but at least one row), sent
+  // together: the shard applies each as it arrives, while the next ones are
+  // still on the wire. They are applied in order (see Order above); another
+  // client may see some of them applied and not yet the rest. 0 = never cut.
+  int64_t max_push_piece_bytes = 2 << 20;
 };
 
 struct CallOptions {

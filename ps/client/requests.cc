@@ -29,23 +29,28 @@ v1::DataHeader RequestHeader(v1::DataHeader::Op op, const std::string& tensor,
 // [row_begin, row_begin + rows) of a dense tensor touch, its header set
 // (rows clipped to the part); payload and destination are the caller's to
 // fill.
+// The pieces of a dense request: one per shard part it covers, each cut
+// further into runs of at most `max_piece_rows` rows (0: not cut).
 std::vector<Piece> DensePieces(v1::DataHeader::Op op, const std::string& tensor,
                                const std::vector<PartPlacement>& parts,
                                int64_t row_size, int64_t row_begin,
-                               int64_t rows, const CallOptions& options) {
+                               int64_t rows, const CallOptions& options,
+                               int64_t max_piece_rows = 0) {
   std::vector<Piece> pieces;
   const int64_t row_end = row_begin + rows;  // Checked by CheckDenseRange.
   for (const PartPlacement& part : parts) {
     const int64_t lo = std::max(row_begin, part.row_begin);
     const int64_t hi = std::min(row_end, part.row_end);
-    if (lo >= hi) continue;
-    Piece piece;
-    piece.shard = part.shard;
-    piece.header = RequestHeader(op, tensor, options);
-    piece.header.set_row_begin(lo);
-    piece.header.set_row_count(hi - lo);
-    piece.header.set_row_size(row_size);
-    pieces.push_back(std::move(piece));
+    const int64_t step = max_piece_rows > 0 ? max_piece_rows : hi - lo;
+    for (int64_t begin = lo; begin < hi; begin += std::min(step, hi - begin)) {
+      Piece piece;
+      piece.shard = part.shard;
+      piece.header = RequestHeader(op, tensor, options);
+      piece.header.set_row_begin(begin);
+      piece.header.set_row_count(std::min(step, hi - begin));
+      piece.header.set_row_size(row_size);
+      pieces.push_back(std::move(piece));
+    }
   }
   return pieces;
 }
@@ -185,9 +190,15 @@ void PsClient::PushDenseAsync(const std::string& tensor, int64_t row_begin,
   if (!range.ok()) return done(range);
   auto call =
       NewCall(v1::DataHeader::PUSH_DENSE, tensor, std::move(done), options);
-  call->pieces =
-      DensePieces(v1::DataHeader::PUSH_DENSE, tensor, t.parts, t.row_size,
-                  row_begin, grad->size() / t.row_size, options);
+  const int64_t row_bytes = t.row_size * static_cast<int64_t>(sizeof(float));
+  const int64_t max_piece_rows =
+      options_.max_push_piece_bytes > 0
+          ? std::max<int64_t>(1, options_.max_push_piece_bytes /
+                                     std::max<int64_t>(1, row_bytes))
+          : 0;
+  call->pieces = DensePieces(v1::DataHeader::PUSH_DENSE, tensor, t.parts,
+                             t.row_size, row_begin, grad->size() / t.row_size,
+                             options, max_piece_rows);
   for (Piece& piece : call->pieces) {
     const int64_t offset = piece.header.row_begin() - row_begin;
     piece.values_owner = grad;
