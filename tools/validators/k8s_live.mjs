@@ -81,8 +81,9 @@ const CRITEO_TEST_LINES = 500;
 
 // The job config for a local run: the dataset read from DATASET, limited to
 // DATASET_LIMIT examples, EPOCHS epochs; everything else as deployed.
-// A CRITEO job keeps its data: every absolute path in it that lies under a
-// mount of the pod becomes the local directory of that mount (mapPath).
+// A CRITEO job keeps its data (the small volume the check fills): every
+// absolute path in it that lies under a mount of the pod becomes the local
+// directory of that mount (mapPath).
 function localJob(text, where, mapPath) {
   const m = /dataset\s*\{([^}]*)\}/.exec(text);
   if (!m) throw new Error(`${where}: no dataset { ... } block`);
@@ -92,8 +93,10 @@ function localJob(text, where, mapPath) {
     body = body.replace(/\bpath:\s*"[^"]*"/, "").replace(/\blimit:\s*\d+/, "").trim();
     job = text.replace(m[0], `dataset { ${body} path: "${DATASET}" limit: ${DATASET_LIMIT} }`);
   } else if (/format:\s*CRITEO\b/.test(body)) {
+    // The filled volume holds CRITEO_TRAIN_LINES lines: no limit (which a
+    // stream of files does not take) is needed.
     body = body.replace(/\blimit:\s*\d+/, "").trim();
-    job = text.replace(m[0], `dataset { ${body} limit: ${CRITEO_TRAIN_LINES} }`);
+    job = text.replace(m[0], `dataset { ${body} }`);
     job = job.replace(/"(\/[^"]*)"/g, (all, p) => `"${mapPath(p)}"`);
   } else {
     throw new Error(`${where}: the dataset is neither FASHION_MNIST nor CRITEO, the ones this check has`);
