@@ -618,8 +618,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(
   }
   return GuardTorch(
       "creating a model", [&]() -> absl::StatusOr<std::unique_ptr<Model>> {
-        if (options.num_threads > 0)
-          torch::set_num_threads(options.num_threads);
+        if (options.num_threads > 0) SetIntraOpThreads(options.num_threads);
         TESSERA_ASSIGN_OR_RETURN(std::shared_ptr<Network> network,
                                  NewNetwork(options));
         return std::unique_ptr<Model>(
@@ -639,9 +638,8 @@ absl::Status Model::WrongInput(InputKind kind) const {
     }
     return "unknown";
   };
-  return absl::InvalidArgumentError(absl::StrCat("the model reads ",
-                                                 name(input_kind()),
-                                                 " batches, not ", name(kind)));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the model reads ", name(input_kind()), " batches, not ", name(kind)));
 }
 
 absl::StatusOr<StepResult> Model::TrainStep(const DenseBatch&) {

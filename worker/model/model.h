@@ -133,8 +133,9 @@ struct ModelOptions {
 
   // Seeds the initializer specs and the model's own initial values.
   uint64_t seed = 0;
-  // If > 0, torch::set_num_threads(num_threads) at creation. Caveat: this is
-  // process-wide, so the last model created wins.
+  // If > 0, libtorch's intra-op threads and OpenBLAS's pool are set to
+  // num_threads at creation. Caveat: this is process-wide, so the last model
+  // created wins.
   int num_threads = 0;
 };
 

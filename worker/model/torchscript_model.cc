@@ -72,7 +72,7 @@ class TorchScriptModel final : public Model {
       return absl::InvalidArgumentError(
           "embedding tables need tabular data (categorical fields)");
     }
-    if (options.num_threads > 0) at::set_num_threads(options.num_threads);
+    if (options.num_threads > 0) SetIntraOpThreads(options.num_threads);
     std::unique_ptr<TorchScriptModel> model(new TorchScriptModel(options));
     absl::Status s = GuardTorch("loading " + options.file_name,
                                 [&]() { return model->Init(); });

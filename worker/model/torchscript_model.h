@@ -59,7 +59,7 @@ struct TorchScriptOptions {
   // kTabular: the table serving each categorical field, in field order.
   std::vector<TorchScriptTable> tables;
   uint64_t seed = 0;
-  int num_threads = 0;  // > 0: torch::set_num_threads (process-wide).
+  int num_threads = 0;  // > 0: libtorch and OpenBLAS threads (process-wide).
 };
 
 // Loads the module and maps its tensors. InvalidArgument if the file does
