@@ -10,8 +10,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <iostream>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -454,9 +454,9 @@ TEST(TrainingTest, SyntheticCtrTestAucApproachesTheTrueModels) {
   ASSERT_THAT(batch, IsOk());
   std::vector<float> truth(batch->batch_size);
   for (int i = 0; i < batch->batch_size; ++i) {
-    truth[i] = (*data)->TrueProbability(absl::MakeConstSpan(
-        batch->feature_ids.data() + batch->row_offsets[i],
-        batch->row_offsets[i + 1] - batch->row_offsets[i]));
+    truth[i] = (*data)->TrueProbability(
+        absl::MakeConstSpan(batch->feature_ids.data() + batch->row_offsets[i],
+                            batch->row_offsets[i + 1] - batch->row_offsets[i]));
   }
   auto best = worker::RocAuc(truth, batch->labels);
   ASSERT_THAT(best, IsOk());

@@ -24,9 +24,7 @@ class TabularStream : public BatchStream<TabularBatch> {
     return reader_->Next(out);
   }
   int64_t bad_lines() const override { return reader_->stats().count; }
-  std::string first_bad_line() const override {
-    return reader_->stats().first;
-  }
+  std::string first_bad_line() const override { return reader_->stats().first; }
 
  private:
   std::unique_ptr<TabularReader> reader_;
@@ -45,8 +43,9 @@ absl::StatusOr<BatchSource<TabularBatch>> TabularSourceOf(
   source.open_train = [train, d](int64_t partition, int64_t num_partitions,
                                  const BatchOptions& options)
       -> absl::StatusOr<std::unique_ptr<Stream>> {
-    TESSERA_ASSIGN_OR_RETURN(TabularSource::ReadOptions read,
-                             TabularReadOptionsFromConfig(d, options.batch_size));
+    TESSERA_ASSIGN_OR_RETURN(
+        TabularSource::ReadOptions read,
+        TabularReadOptionsFromConfig(d, options.batch_size));
     // The epoch's order: the trainer's seed (mixed with the epoch) and the
     // dataset's.
     read.seed = options.shuffle_seed ^ (d.seed() * 0x9e3779b97f4a7c15ull);

@@ -85,8 +85,8 @@ BatchSource<BatchT> IndexedSource(std::shared_ptr<const Dataset<BatchT>> train,
                               const BatchOptions& options)
       -> absl::StatusOr<std::unique_ptr<Stream>> {
     absl::StatusOr<PartitionReader<BatchT>> reader =
-        PartitionReader<BatchT>::Create(train.get(), partition,
-                                        num_partitions, options);
+        PartitionReader<BatchT>::Create(train.get(), partition, num_partitions,
+                                        options);
     if (!reader.ok()) return reader.status();
     return std::unique_ptr<Stream>(
         std::make_unique<PartitionStream<BatchT>>(*std::move(reader)));

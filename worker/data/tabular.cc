@@ -720,7 +720,6 @@ float CriteoDenseValue(int64_t x) {
   return x > 0 ? static_cast<float>(std::log1p(static_cast<double>(x))) : 0.0f;
 }
 
-
 absl::StatusOr<TabularOptions> TabularOptionsFromConfig(
     const v1::DatasetConfig& config, DatasetSplit split) {
   TabularOptions options;

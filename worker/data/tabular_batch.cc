@@ -81,10 +81,9 @@ absl::Status ValidateTabularBatch(const TabularBatch& batch) {
 absl::Status AssignTableRows(absl::Span<const int64_t> rows_per_field,
                              TabularBatch* batch) {
   if (rows_per_field.size() != batch->fields.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the model has ", rows_per_field.size(),
-                     " embedding tables, the data ", batch->fields.size(),
-                     " categorical fields"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the model has ", rows_per_field.size(), " embedding tables, the data ",
+        batch->fields.size(), " categorical fields"));
   }
   for (size_t k = 0; k < batch->fields.size(); ++k) {
     TabularBatch::Field& f = batch->fields[k];
@@ -103,10 +102,9 @@ absl::Status AssignTableRows(absl::Span<const int64_t> rows_per_field,
                         f.unique_rows.end());
     f.unique_index.resize(f.ids.size());
     for (size_t j = 0; j < f.ids.size(); ++j) {
-      f.unique_index[j] =
-          std::lower_bound(f.unique_rows.begin(), f.unique_rows.end(),
-                           row_of[j]) -
-          f.unique_rows.begin();
+      f.unique_index[j] = std::lower_bound(f.unique_rows.begin(),
+                                           f.unique_rows.end(), row_of[j]) -
+                          f.unique_rows.begin();
     }
   }
   return absl::OkStatus();
