@@ -287,6 +287,23 @@ Cluster StartProcessCluster(const std::vector<int64_t>& sizes) {
   return cluster;
 }
 
+// Sends `buffer` zero-copy on `push` for `duration` (a multiple of 16
+// messages), then the 1-byte end marker the receivers stop at.
+void SendForThenEnd(void* push, const std::vector<char>& buffer,
+                    absl::Duration duration) {
+  auto noop = [](void*, void*) {};
+  const absl::Time end = absl::Now() + duration;
+  int64_t sent = 0;
+  while (sent % 16 != 0 || absl::Now() < end) {
+    zmq_msg_t msg;
+    zmq_msg_init_data(&msg, const_cast<char*>(buffer.data()), buffer.size(),
+                      noop, nullptr);
+    CHECK_GE(zmq_msg_send(&msg, push, 0), 0);
+    ++sent;
+  }
+  CHECK_GE(zmq_send(push, "e", 1, 0), 0);
+}
+
 // Raw ZeroMQ PUSH -> PULL, zero-copy sends of one buffer, separate contexts.
 Cell RawZeroMq(int64_t size, int hwm, absl::Duration duration) {
   ZmqContext receive_context(1), send_context(1);
@@ -322,17 +339,8 @@ Cell RawZeroMq(int64_t size, int hwm, absl::Duration duration) {
       ++received;
     }
   });
-  auto noop = [](void*, void*) {};
   const double cpu_start = ProcessCpuSeconds();
-  const absl::Time end = absl::Now() + duration;
-  int64_t sent = 0;
-  while (sent % 16 != 0 || absl::Now() < end) {
-    zmq_msg_t msg;
-    zmq_msg_init_data(&msg, buffer.data(), size, noop, nullptr);
-    CHECK_GE(zmq_msg_send(&msg, push->get(), 0), 0);
-    ++sent;
-  }
-  CHECK_GE(zmq_send(push->get(), "e", 1, 0), 0);
+  SendForThenEnd(push->get(), buffer, duration);
   receiver.join();
   cell.cpu_seconds = ProcessCpuSeconds() - cpu_start;
   // The first message starts the clock; it is not counted.
@@ -416,16 +424,7 @@ Cell RawZeroMqTwoProcesses(int64_t size, int hwm, absl::Duration duration) {
       absl::StrCat("tcp://127.0.0.1:",
                    std::string(absl::StripAsciiWhitespace(*port_text)))));
   std::vector<char> buffer(size, 1);
-  auto noop = [](void*, void*) {};
-  const absl::Time end = absl::Now() + duration;
-  int64_t sent = 0;
-  while (sent % 16 != 0 || absl::Now() < end) {
-    zmq_msg_t msg;
-    zmq_msg_init_data(&msg, buffer.data(), size, noop, nullptr);
-    CHECK_GE(zmq_msg_send(&msg, push->get(), 0), 0);
-    ++sent;
-  }
-  CHECK_GE(zmq_send(push->get(), "e", 1, 0), 0);
+  SendForThenEnd(push->get(), buffer, duration);
   auto code = (*child)->Wait(absl::Seconds(60));
   BENCH_CHECK_OK(code.status());
   CHECK_EQ(*code, 0) << (*child)->Log();

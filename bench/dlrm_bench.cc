@@ -8,12 +8,11 @@
 //   (a) one libtorch process, no parameter server: the same TorchScript
 //       model (worker/job_model.h, from the same job), the same data read by
 //       TabularSource in the coordinator's partition order with the worker's
-//       shuffle seeds, and the shards' own optimizers applied in-process
-//       after every step: Adam on the dense tensors (starting from the
-//       file's values, as the shards do), Adagrad on each table's rows, kept
-//       in a hash map of row -> values and slots, created on first update
-//       from the tables' initializer (ps/spec/initializer.h) with a step
-//       count of their own, as the shards' embedding parts;
+//       shuffle seeds, and every tensor in a shard's own TensorStore in
+//       this process (ps/store/tensor_store.h: the shards' optimizers, Adam
+//       on the dense tensors from the file's values and Adagrad on the
+//       tables' rows, created on first update from their initializer), each
+//       step's gradients pushed to it and its values pulled back;
 //   (b) 1 tessera-ps shard + 1 tessera-worker, real binaries as children;
 //   (c) 2 shards + 2 workers;
 //
@@ -38,6 +37,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -46,7 +46,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -57,8 +56,6 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/text_format.h"
-#include "ps/optim/optimizer.h"
-#include "ps/spec/initializer.h"
 #include "ps/store/tensor_store.h"
 #include "tessera/v1/job.pb.h"
 #include "tests/cluster.h"
@@ -116,111 +113,32 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return bytes.str();
 }
 
-// The rows of one embedding table, as a shard's embedding part holds them:
-// created on first update from the table's initializer, each with its
-// optimizer slots and its own step count. Single-threaded.
-class LocalTable {
- public:
-  LocalTable(const v1::TensorSpec& spec,
-             std::unique_ptr<optim::Optimizer> optimizer)
-      : spec_(spec),
-        dim_(spec.shape(1)),
-        optimizer_(std::move(optimizer)),
-        slots_(optimizer_->num_slots()) {}
-
-  // Copies the rows of `ids` into `out` (ids.size() x dim); a row never
-  // updated is its initial value and is not created.
-  void Read(absl::Span<const uint64_t> ids, std::vector<float>* out) const {
-    out->resize(ids.size() * dim_);
-    for (size_t i = 0; i < ids.size(); ++i) {
-      float* dst = out->data() + i * dim_;
-      auto it = index_.find(ids[i]);
-      if (it != index_.end()) {
-        std::copy_n(values_.data() + it->second * dim_, dim_, dst);
-      } else {
-        InitializeRows(spec_, ids[i], absl::MakeSpan(dst, dim_));
-      }
-    }
-  }
-
-  // One optimizer step on each row of `ids` (distinct), with its gradient
-  // row of `grad`.
-  void Apply(absl::Span<const uint64_t> ids, absl::Span<const float> grad) {
-    std::vector<float*> slot_ptrs(slots_.size());
-    for (size_t i = 0; i < ids.size(); ++i) {
-      const size_t r = Row(ids[i]);
-      for (size_t s = 0; s < slots_.size(); ++s) {
-        slot_ptrs[s] = slots_[s].data() + r * dim_;
-      }
-      optimizer_->Apply(absl::MakeSpan(values_.data() + r * dim_, dim_),
-                        grad.subspan(i * dim_, dim_), slot_ptrs, ++steps_[r]);
-    }
-  }
-
-  size_t num_rows() const { return steps_.size(); }
-
- private:
-  size_t Row(uint64_t id) {
-    auto [it, inserted] = index_.try_emplace(id, steps_.size());
-    if (!inserted) return it->second;
-    const size_t r = it->second;
-    values_.resize((r + 1) * dim_);
-    InitializeRows(spec_, id, absl::MakeSpan(values_.data() + r * dim_, dim_));
-    std::vector<float*> slot_ptrs;
-    for (auto& s : slots_) {
-      s.resize((r + 1) * dim_);
-      slot_ptrs.push_back(s.data() + r * dim_);
-    }
-    optimizer_->InitSlots(absl::MakeSpan(slot_ptrs), dim_);
-    steps_.push_back(0);
-    return r;
-  }
-
-  const v1::TensorSpec spec_;
-  const int64_t dim_;
-  const std::unique_ptr<optim::Optimizer> optimizer_;
-  absl::flat_hash_map<uint64_t, size_t> index_;  // Row id -> row.
-  std::vector<float> values_;                    // dim_ per row.
-  std::vector<std::vector<float>> slots_;        // Each dim_ per row.
-  std::vector<int64_t> steps_;                   // Per row.
-};
-
-// Every tensor of the model with its optimizer, applied in this process.
+// Every tensor of the model in a shard's own TensorStore, in this process
+// (one shard's placement: it holds them all): the shards' optimizers, row
+// creation and initializers, without the network. Dense tensors start from
+// the file's values, as the shards take them from the first worker.
 class LocalParameters {
  public:
-  static absl::StatusOr<LocalParameters> Create(worker::Model& model,
-                                                const v1::JobConfig& job) {
-    LocalParameters p;
+  static absl::StatusOr<std::unique_ptr<LocalParameters>> Create(
+      worker::Model& model, const v1::JobConfig& job) {
+    StoreOptions options;
+    options.placement.set_num_shards(1);
+    options.placement.set_split_threshold_bytes(
+        std::numeric_limits<int64_t>::max());
+    std::unique_ptr<LocalParameters> p(new LocalParameters(options));
+    p->infos_ = model.Parameters();
     const std::vector<v1::TensorSpec> specs = worker::ModelSpecs(model, job);
-    const std::vector<worker::TensorInfo>& infos = model.Parameters();
-    for (size_t i = 0; i < infos.size(); ++i) {
-      const worker::TensorInfo& t = infos[i];
-      auto optimizer =
-          optim::NewOptimizer(ToOptimizerConfig(specs[i].optimizer()));
-      if (!optimizer.ok()) return optimizer.status();
+    auto created = p->store_.CreateTensors(specs);
+    if (!created.ok()) return created.status();
+    for (const worker::TensorInfo& t : p->infos_) {
       if (t.kind == worker::TensorKind::kEmbedding) {
-        p.rows_per_field_.resize(
-            std::max<size_t>(p.rows_per_field_.size(), t.field + 1));
-        p.rows_per_field_[t.field] = t.shape[0];
-        p.tables_.push_back(
-            {i, t.name, t.field,
-             std::make_unique<LocalTable>(specs[i], *std::move(optimizer))});
-        continue;
+        p->rows_per_field_.resize(
+            std::max<size_t>(p->rows_per_field_.size(), t.field + 1));
+        p->rows_per_field_[t.field] = t.shape[0];
+      } else if (!t.initial_values.empty()) {
+        auto set = p->store_.InitializeDense(t.name, 0, t.initial_values);
+        if (!set.ok()) return set.status();
       }
-      if (t.frozen) continue;  // Never pushed.
-      Dense d;
-      d.index = i;
-      d.name = t.name;
-      // The file's values, which the shards take from the first worker.
-      auto values = model.DenseValues(t.name);
-      if (!values.ok()) return values.status();
-      d.values = *std::move(values);
-      d.optimizer = *std::move(optimizer);
-      d.slots.assign(d.optimizer->num_slots(),
-                     std::vector<float>(d.values.size()));
-      for (auto& s : d.slots) d.slot_ptrs.push_back(s.data());
-      d.optimizer->InitSlots(d.slot_ptrs, d.values.size());
-      p.dense_.push_back(std::move(d));
     }
     return p;
   }
@@ -230,58 +148,59 @@ class LocalParameters {
   // Loads the rows `batch` (with AssignTableRows done) uses into `model`.
   absl::Status LoadRows(const worker::TabularBatch& batch,
                         worker::Model& model) {
-    for (const Table& t : tables_) {
+    for (const worker::TensorInfo& t : infos_) {
+      if (t.kind != worker::TensorKind::kEmbedding) continue;
       const std::vector<uint64_t>& ids = batch.fields[t.field].unique_rows;
-      t.rows->Read(ids, &scratch_);
+      scratch_.resize(ids.size() * t.shape[1]);
+      auto pulled = store_.PullRows(t.name, ids, absl::MakeSpan(scratch_));
+      if (!pulled.ok()) return pulled.status();
       absl::Status loaded = model.LoadEmbeddingRows(t.name, ids, scratch_);
       if (!loaded.ok()) return loaded;
     }
     return absl::OkStatus();
   }
 
-  // Applies `step`'s gradients and loads the new dense values into `model`.
+  // Applies `step`'s gradients (frozen tensors are never pushed, as the
+  // worker does) and loads the new dense values into `model`.
   absl::Status Apply(const worker::StepResult& step,
                      const worker::TabularBatch& batch, worker::Model& model) {
-    ++steps_;
-    for (Dense& d : dense_) {
-      d.optimizer->Apply(absl::MakeSpan(d.values),
-                         step.gradients[d.index].values, d.slot_ptrs, steps_);
-      absl::Status loaded = model.LoadDense(d.name, d.values);
+    for (size_t i = 0; i < infos_.size(); ++i) {
+      const worker::TensorInfo& t = infos_[i];
+      if (t.frozen) continue;
+      const std::vector<float>& grad = step.gradients[i].values;
+      if (t.kind == worker::TensorKind::kEmbedding) {
+        auto pushed =
+            store_.PushRows(t.name, batch.fields[t.field].unique_rows, grad);
+        if (!pushed.ok()) return pushed.status();
+        continue;
+      }
+      auto pushed = store_.PushDense(t.name, 0, grad);
+      if (!pushed.ok()) return pushed.status();
+      scratch_.resize(grad.size());
+      auto pulled = store_.PullDense(t.name, 0, absl::MakeSpan(scratch_));
+      if (!pulled.ok()) return pulled.status();
+      absl::Status loaded = model.LoadDense(t.name, scratch_);
       if (!loaded.ok()) return loaded;
-    }
-    for (Table& t : tables_) {
-      t.rows->Apply(batch.fields[t.field].unique_rows,
-                    step.gradients[t.index].values);
     }
     return absl::OkStatus();
   }
 
   size_t table_rows() const {
     size_t n = 0;
-    for (const Table& t : tables_) n += t.rows->num_rows();
+    for (const worker::TensorInfo& t : infos_) {
+      if (t.kind != worker::TensorKind::kEmbedding) continue;
+      auto ids = store_.RowIds(t.name);
+      if (ids.ok()) n += ids->size();
+    }
     return n;
   }
 
  private:
-  struct Dense {
-    size_t index = 0;  // In Parameters() and StepResult::gradients.
-    std::string name;
-    std::vector<float> values;
-    std::unique_ptr<optim::Optimizer> optimizer;
-    std::vector<std::vector<float>> slots;
-    std::vector<float*> slot_ptrs;
-  };
-  struct Table {
-    size_t index = 0;
-    std::string name;
-    int field = 0;
-    std::unique_ptr<LocalTable> rows;
-  };
+  explicit LocalParameters(const StoreOptions& options) : store_(options) {}
 
-  std::vector<Dense> dense_;
-  std::vector<Table> tables_;
+  TensorStore store_;
+  std::vector<worker::TensorInfo> infos_;
   std::vector<int64_t> rows_per_field_;
-  int64_t steps_ = 0;  // Dense tensors: every step updates them all.
   std::vector<float> scratch_;
 };
 
@@ -317,8 +236,9 @@ absl::StatusOr<Result> RunSingleProcess(const v1::JobConfig& job,
   auto model =
       worker::CreateJobModel(job, model_file, absl::GetFlag(FLAGS_threads));
   if (!model.ok()) return model.status();
-  auto params = LocalParameters::Create(**model, job);
-  if (!params.ok()) return params.status();
+  auto created = LocalParameters::Create(**model, job);
+  if (!created.ok()) return created.status();
+  std::unique_ptr<LocalParameters> params = *std::move(created);
   const v1::DatasetConfig& d = job.dataset();
   auto train = worker::OpenTabularSource(d, worker::DatasetSplit::kTrain);
   if (!train.ok()) return train.status();

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "worker/data/tabular.h"
 #include "worker/model/torchscript_model.h"
 
 namespace tessera {
@@ -21,8 +22,8 @@ absl::StatusOr<DatasetShape> ShapeOf(const v1::DatasetConfig& dataset) {
       return shape;
     case v1::DatasetConfig::CRITEO:
       shape.kind = InputKind::kTabular;
-      shape.input_dim = 13;
-      shape.num_fields = 26;
+      shape.input_dim = kCriteoNumDense;
+      shape.num_fields = kCriteoNumCategorical;
       return shape;
     case v1::DatasetConfig::CSV:
       shape.kind = InputKind::kTabular;

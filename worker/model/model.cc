@@ -373,15 +373,15 @@ class BuiltinModel final : public Model {
     return Run(batch, /*backward=*/true, nullptr);
   }
   absl::StatusOr<EvalResult> Evaluate(const DenseBatch& batch) override {
-    EvalResult eval;
-    TESSERA_ASSIGN_OR_RETURN(StepResult step,
-                             Run(batch, /*backward=*/false, &eval));
-    eval.loss = step.loss;
-    eval.num_correct = step.num_correct;
-    eval.num_examples = step.num_examples;
-    return eval;
+    return EvaluateBatch(batch);
   }
   absl::StatusOr<EvalResult> Evaluate(const SparseBatch& batch) override {
+    return EvaluateBatch(batch);
+  }
+
+  // Forward only; Run fills the scores of a binary task.
+  template <typename BatchT>
+  absl::StatusOr<EvalResult> EvaluateBatch(const BatchT& batch) {
     EvalResult eval;
     TESSERA_ASSIGN_OR_RETURN(StepResult step,
                              Run(batch, /*backward=*/false, &eval));

@@ -172,8 +172,10 @@ class TorchScriptModel final : public Model {
     std::istringstream in(options_.file);
     module_ = torch::jit::load(in);
     TESSERA_RETURN_IF_ERROR(CheckForward());
-    // Tables first: their weights are not dense tensors.
+    // Tables first: their weights are not dense tensors. Their infos go
+    // after the dense ones.
     absl::flat_hash_set<std::string> table_weights;
+    std::vector<TensorInfo> table_infos;
     for (size_t k = 0; k < options_.tables.size(); ++k) {
       const TorchScriptTable& spec = options_.tables[k];
       TESSERA_ASSIGN_OR_RETURN(torch::jit::Module sub,
@@ -214,7 +216,7 @@ class TorchScriptModel final : public Model {
       info.initializer = spec.initializer;
       info.initializer.set_seed(TensorSeed(options_.seed, info.name));
       info.field = static_cast<int>(k);
-      table_infos_.push_back(std::move(info));
+      table_infos.push_back(std::move(info));
       tables_.push_back(std::move(table));
     }
     for (const auto& p : module_.named_parameters(/*recurse=*/true)) {
@@ -230,11 +232,10 @@ class TorchScriptModel final : public Model {
       }
       AddDense(b.name, b.value, /*buffer=*/true);
     }
-    for (TensorInfo& info : table_infos_) {
+    for (TensorInfo& info : table_infos) {
       index_[info.name] = infos_.size();
       infos_.push_back(std::move(info));
     }
-    table_infos_.clear();
     return absl::OkStatus();
   }
 
@@ -484,8 +485,7 @@ class TorchScriptModel final : public Model {
 
   const TorchScriptOptions options_;
   torch::jit::Module module_;
-  std::vector<TensorInfo> infos_;        // Dense (parameters, buffers), tables.
-  std::vector<TensorInfo> table_infos_;  // During Init only.
+  std::vector<TensorInfo> infos_;  // Dense (parameters, buffers), tables.
   std::map<std::string, size_t, std::less<>> index_;  // Name -> infos_ slot.
   std::vector<torch::Tensor> dense_;  // Aliases of the module's tensors.
   std::vector<Table> tables_;         // Slot - dense_.size().
