@@ -20,6 +20,7 @@ void ParameterExchange::PushRows(
                  << debug_steps_;
   }
   std::vector<std::future<absl::Status>> pushes;
+  std::vector<TableRowsPush> tables;
   for (size_t i = 0; i < step.gradients.size(); ++i) {
     TensorGradient& g = step.gradients[i];
     if (options_.model->Parameters()[i].frozen) continue;
@@ -29,8 +30,16 @@ void ParameterExchange::PushRows(
       pushes.push_back(
           options_.client->PushDense(g.name, 0, std::move(values)));
     } else {
-      pushes.push_back(options_.client->PushRows(g.name, *rows[i], g.values));
+      tables.push_back({g.name, *rows[i], g.values});
     }
+  }
+  // Every table's rows in one request per shard (the ids and gradients are
+  // copied before this returns).
+  if (tables.size() == 1) {
+    pushes.push_back(options_.client->PushRows(tables[0].tensor, tables[0].ids,
+                                               tables[0].grad));
+  } else if (!tables.empty()) {
+    pushes.push_back(options_.client->PushTables(tables));
   }
   pending_.push_back(std::move(pushes));
   while (static_cast<int>(pending_.size()) > options_.max_pushes_in_flight) {

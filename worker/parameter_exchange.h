@@ -125,6 +125,7 @@ void ParameterExchange::IssuePull(const BatchT& batch, Pulled* p) {
   const auto& params = options_.model->Parameters();
   p->values.resize(params.size());
   p->done.clear();
+  std::vector<TableRowsPull> tables;
   for (size_t i = 0; i < params.size(); ++i) {
     const TensorInfo& t = params[i];
     if (t.frozen) continue;  // The model holds its (never changing) values.
@@ -135,9 +136,15 @@ void ParameterExchange::IssuePull(const BatchT& batch, Pulled* p) {
     } else {
       const std::vector<uint64_t>& ids = TableRows(batch, t);
       p->values[i].resize(ids.size() * t.shape[1]);
-      p->done.push_back(
-          options_.client->PullRows(t.name, ids, absl::MakeSpan(p->values[i])));
+      tables.push_back({t.name, ids, absl::MakeSpan(p->values[i])});
     }
+  }
+  // Every table's rows in one request per shard.
+  if (tables.size() == 1) {
+    p->done.push_back(options_.client->PullRows(tables[0].tensor, tables[0].ids,
+                                                tables[0].out));
+  } else if (!tables.empty()) {
+    p->done.push_back(options_.client->PullTables(tables));
   }
 }
 

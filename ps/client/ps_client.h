@@ -104,6 +104,18 @@ struct CallOptions {
   int64_t clock = 0;
 };
 
+// One table's rows in PsClient::PullTables / PushTables.
+struct TableRowsPull {
+  std::string tensor;
+  absl::Span<const uint64_t> ids;
+  absl::Span<float> out;  // ids.size() rows
+};
+struct TableRowsPush {
+  std::string tensor;
+  absl::Span<const uint64_t> ids;
+  absl::Span<const float> grad;  // ids.size() rows
+};
+
 // Called once with the call's result.
 using DoneCallback = std::function<void(const absl::Status&)>;
 
@@ -212,6 +224,25 @@ class PsClient {
                      absl::Span<const float> grad, DoneCallback done,
                      const CallOptions& options = {});
 
+  // Several embedding tables in one call, e.g. a model's table per
+  // categorical feature: one request per shard carrying every table's rows
+  // there (PUSH_TABLES / PULL_TABLES), where a PullRows / PushRows per table
+  // would send one per table and shard. Each entry behaves as its table's
+  // PullRows / PushRows (repeated ids sent once; a push sums them). A shard
+  // applies its request to every table or, on error, to none; another shard
+  // may have applied its own. Entries with no ids are skipped; a table named
+  // twice is InvalidArgument. Ordered with the row calls to the same tables
+  // (see Order above). The same lifetimes as PullRows / PushRows: `out` valid
+  // until the call completes; `ids` and `grad` copied before these return.
+  std::future<absl::Status> PullTables(absl::Span<const TableRowsPull> tables,
+                                       const CallOptions& options = {});
+  void PullTablesAsync(absl::Span<const TableRowsPull> tables,
+                       DoneCallback done, const CallOptions& options = {});
+  std::future<absl::Status> PushTables(absl::Span<const TableRowsPush> tables,
+                                       const CallOptions& options = {});
+  void PushTablesAsync(absl::Span<const TableRowsPush> tables,
+                       DoneCallback done, const CallOptions& options = {});
+
   // A data-plane round trip to one shard: OK once it serves.
   absl::Status Ping(int shard, const CallOptions& options = {});
 
@@ -243,6 +274,11 @@ class PsClient {
   std::unique_ptr<Call> NewCall(int op, const std::string& tensor,
                                 DoneCallback done, const CallOptions& options);
   void Submit(std::unique_ptr<Call> call);
+  // Row calls: PULL_ROWS / PUSH_ROWS (one table) or PULL_TABLES / PUSH_TABLES,
+  // over `pulls` or `pushes` (the other one empty).
+  void SubmitRows(int op, absl::Span<const TableRowsPull> pulls,
+                  absl::Span<const TableRowsPush> pushes, DoneCallback done,
+                  const CallOptions& options);
   absl::Duration DeadlineOf(const CallOptions& options) const;
 
   const PsClientOptions options_;

@@ -6,6 +6,7 @@
 #include "ps/client/ps_client.h"
 
 #include <cstring>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "ps/common/metrics/metrics.h"
 #include "ps/common/status_matchers.h"
+#include "ps/spec/placement.h"
 #include "ps/wire/data_wire.h"
 #include "ps/wire/zmq_frames.h"
 #include "tessera/v1/data.pb.h"
@@ -335,6 +337,112 @@ TEST_F(PsClientTest, RowsAreDeduplicatedAndScatteredBackInOrder) {
   EXPECT_EQ(request->payload[1], Floats({4, 4, 7, 7, 4, 4}));  // 7, 3, 9
   shard.Reply(*request, absl::OkStatus());
   EXPECT_THAT(pushed.get(), IsOk());
+}
+
+std::vector<uint64_t> Ids(const std::string& frame) {
+  std::vector<uint64_t> ids(frame.size() / 8);
+  std::memcpy(ids.data(), frame.data(), frame.size());
+  return ids;
+}
+
+v1::TensorSpec TableSpec(const std::string& name, int64_t dim) {
+  v1::TensorSpec table;
+  table.set_name(name);
+  table.set_kind(v1::TensorSpec::EMBEDDING);
+  table.add_shape(0);
+  table.add_shape(dim);
+  return table;
+}
+
+TEST_F(PsClientTest, TablesGoToEachShardInOneRequest) {
+  FakeShard zero(0, 2), one(1, 2);
+  Connect({&zero, &one});
+  ASSERT_THAT(client_->RegisterSpecs({TableSpec("a", 1), TableSpec("b", 2)}),
+              IsOk());
+  // Ids of a and b on each shard: 2 ids of each on both.
+  std::vector<uint64_t> on[2];
+  for (uint64_t id = 0; on[0].size() < 2 || on[1].size() < 2; ++id) {
+    auto& list = on[ShardOfRow(id, 2)];
+    if (list.size() < 2) list.push_back(id);
+  }
+  const std::vector<uint64_t> a_ids = {on[0][0], on[1][0], on[0][0]};
+  const std::vector<uint64_t> b_ids = {on[1][1], on[0][1]};
+  std::vector<float> a_out(3), b_out(4);
+  // Every entry is checked before anything is sent, even one with no ids.
+  EXPECT_THAT(client_
+                  ->PullTables({{"a", a_ids, absl::MakeSpan(a_out)},
+                                {"unknown", {}, {}}})
+                  .get(),
+              StatusIs(absl::StatusCode::kNotFound));
+  auto pulled = client_->PullTables({{"a", a_ids, absl::MakeSpan(a_out)},
+                                     {"b", b_ids, absl::MakeSpan(b_out)}});
+  for (FakeShard* shard : {&zero, &one}) {
+    auto request = shard->Receive();
+    ASSERT_THAT(request, IsOk());
+    const int s = shard == &zero ? 0 : 1;
+    EXPECT_EQ(request->header.op(), v1::DataHeader::PULL_TABLES);
+    ASSERT_EQ(request->header.tables_size(), 2);
+    EXPECT_EQ(request->header.tables(0).tensor_name(), "a");
+    EXPECT_EQ(request->header.tables(0).row_count(), 1);  // Sent once.
+    EXPECT_EQ(request->header.tables(0).row_size(), 1);
+    EXPECT_EQ(request->header.tables(1).tensor_name(), "b");
+    EXPECT_EQ(request->header.tables(1).row_size(), 2);
+    ASSERT_EQ(request->payload.size(), 1u);
+    EXPECT_EQ(Ids(request->payload[0]),
+              std::vector<uint64_t>({on[s][0], on[s][1]}));
+    // a's row, then b's: 10 * shard + 1, then (10 * shard + 2, + 3).
+    const float base = 10 * s;
+    shard->Reply(*request, absl::OkStatus(),
+                 {Floats({base + 1, base + 2, base + 3})});
+  }
+  ASSERT_THAT(pulled.get(), IsOk());
+  EXPECT_EQ(a_out, std::vector<float>({1, 11, 1}));
+  EXPECT_EQ(b_out, std::vector<float>({12, 13, 2, 3}));
+
+  // A push sums repeated ids per table; each shard gets its runs.
+  const std::vector<float> a_grad = {1, 2, 4}, b_grad = {5, 6, 7, 8};
+  auto pushed =
+      client_->PushTables({{"a", a_ids, a_grad}, {"b", b_ids, b_grad}});
+  for (FakeShard* shard : {&zero, &one}) {
+    auto request = shard->Receive();
+    ASSERT_THAT(request, IsOk());
+    EXPECT_EQ(request->header.op(), v1::DataHeader::PUSH_TABLES);
+    ASSERT_EQ(request->payload.size(), 2u);
+    EXPECT_EQ(request->payload[1],
+              shard == &zero ? Floats({1 + 4, 7, 8}) : Floats({2, 5, 6}));
+    shard->Reply(*request, absl::OkStatus());
+  }
+  EXPECT_THAT(pushed.get(), IsOk());
+}
+
+TEST_F(PsClientTest, BadTablesCallsFailBeforeAnythingIsSent) {
+  FakeShard shard(0, 1);
+  Connect({&shard});
+  ASSERT_THAT(client_->RegisterSpecs({TableSpec("a", 2)}), IsOk());
+  const std::vector<uint64_t> ids = {1};
+  std::vector<float> out(2), short_out(1);
+  EXPECT_THAT(client_
+                  ->PullTables({{"a", ids, absl::MakeSpan(out)},
+                                {"a", ids, absl::MakeSpan(out)}})
+                  .get(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
+  EXPECT_THAT(
+      client_->PullTables({{"a", ids, absl::MakeSpan(short_out)}}).get(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("needs 2")));
+  EXPECT_THAT(
+      client_->PullTables({{"w", ids, absl::MakeSpan(out)}}).get(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dense tensor")));
+  // Nothing with no ids: done at once, nothing sent.
+  EXPECT_THAT(client_->PushTables({{"a", {}, {}}}).get(), IsOk());
+  EXPECT_THAT(client_->PullTables({}).get(), IsOk());
+  // The next request the shard sees is the ping.
+  auto pinged =
+      std::async(std::launch::async, [&] { return client_->Ping(0); });
+  auto request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  EXPECT_EQ(request->header.op(), v1::DataHeader::PING);
+  shard.Reply(*request, absl::OkStatus());
+  EXPECT_THAT(pinged.get(), IsOk());
 }
 
 TEST_F(PsClientTest, ShardsThatDisagreeOnThePlacementAreRefused) {

@@ -6,6 +6,8 @@
 #include <memory>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "ps/client/ps_client.h"
 #include "ps/client/transport.h"
@@ -228,58 +230,151 @@ std::future<absl::Status> PsClient::PushDense(const std::string& tensor,
       options);
 }
 
+void PsClient::SubmitRows(int op_number, absl::Span<const TableRowsPull> pulls,
+                          absl::Span<const TableRowsPush> pushes,
+                          DoneCallback done, const CallOptions& options) {
+  const auto op = static_cast<v1::DataHeader::Op>(op_number);
+  const bool push =
+      op == v1::DataHeader::PUSH_ROWS || op == v1::DataHeader::PUSH_TABLES;
+  const bool tables_op =
+      op == v1::DataHeader::PUSH_TABLES || op == v1::DataHeader::PULL_TABLES;
+  const size_t count = push ? pushes.size() : pulls.size();
+  auto tensor_of = [&](size_t t) -> const std::string& {
+    return push ? pushes[t].tensor : pulls[t].tensor;
+  };
+  auto ids_of = [&](size_t t) { return push ? pushes[t].ids : pulls[t].ids; };
+
+  // Check every table before anything is sent.
+  std::vector<int64_t> dims(count);
+  absl::flat_hash_set<absl::string_view> names;
+  for (size_t t = 0; t < count; ++t) {
+    const std::string& tensor = tensor_of(t);
+    auto info = Find(tensor);
+    if (!info.ok()) return done(info.status());
+    if (!(*info)->embedding) {
+      return done(absl::InvalidArgumentError(absl::StrCat(
+          tensor, " is a dense tensor: ",
+          push ? "push to it with PushDense" : "pull it with PullDense")));
+    }
+    const int64_t dim = (*info)->row_size;
+    const size_t ids = ids_of(t).size();
+    const size_t floats = push ? pushes[t].grad.size() : pulls[t].out.size();
+    if (floats != ids * dim) {
+      return done(absl::InvalidArgumentError(
+          push ? absl::StrCat("gradient for ", tensor, " has ", floats,
+                              " floats; ", ids, " rows of dim ", dim, " need ",
+                              ids * dim)
+               : absl::StrCat("pull of ", ids, " rows of ", tensor, " needs ",
+                              ids * dim, " floats, got ", floats)));
+    }
+    if (!names.insert(tensor).second) {
+      return done(absl::InvalidArgumentError(
+          absl::StrCat("the call names ", tensor, " twice")));
+    }
+    dims[t] = dim;
+  }
+
+  // What each shard gets: every table's rows it holds, each id once.
+  struct ShardRows {
+    std::vector<uint64_t> ids;
+    std::vector<float> values;  // pushes: summed gradients
+    std::vector<v1::DataHeader::TableRows> runs;
+    std::vector<float*> out_rows;  // pulls
+    std::vector<std::pair<size_t, int64_t>> out_runs;
+  };
+  const int n = num_shards();
+  std::vector<ShardRows> shards(n);
+  std::vector<size_t> run_begin(n);
+  auto call =
+      NewCall(op, count == 1 ? tensor_of(0) : absl::StrCat(count, " tables"),
+              std::move(done), options);
+  absl::flat_hash_map<uint64_t, size_t> first;  // id -> position
+  for (size_t t = 0; t < count; ++t) {
+    const absl::Span<const uint64_t> ids = ids_of(t);
+    if (ids.empty()) continue;
+    const int64_t dim = dims[t];
+    for (int s = 0; s < n; ++s) run_begin[s] = shards[s].ids.size();
+    first.clear();
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto [it, inserted] = first.try_emplace(ids[i], i);
+      const int shard = ShardOfRow(ids[i], n);
+      ShardRows& to = shards[shard];
+      if (push) {
+        const float* g = pushes[t].grad.data() + i * dim;
+        if (inserted) {
+          it->second = to.ids.size();
+          to.ids.push_back(ids[i]);
+          to.values.insert(to.values.end(), g, g + dim);
+        } else {
+          // Summed in arrival order, as the shard sums repeated ids.
+          float* sum = to.values.data() + it->second * dim;
+          for (int64_t j = 0; j < dim; ++j) sum[j] += g[j];
+        }
+      } else {
+        float* out = pulls[t].out.data();
+        if (inserted) {
+          to.ids.push_back(ids[i]);
+          to.out_rows.push_back(out + i * dim);
+        } else {
+          call->duplicates.push_back(
+              {out + it->second * dim, out + i * dim, dim});
+        }
+      }
+    }
+    for (int s = 0; s < n; ++s) {
+      const size_t rows = shards[s].ids.size() - run_begin[s];
+      if (rows == 0) continue;
+      v1::DataHeader::TableRows run;
+      run.set_tensor_name(tensor_of(t));
+      run.set_row_count(rows);
+      run.set_row_size(dim);
+      shards[s].runs.push_back(std::move(run));
+      shards[s].out_runs.emplace_back(rows, dim);
+    }
+  }
+
+  for (int s = 0; s < n; ++s) {
+    ShardRows& rows = shards[s];
+    if (rows.ids.empty()) continue;
+    Piece piece;
+    piece.shard = s;
+    piece.header = RequestHeader(op, tables_op ? "" : tensor_of(0), options);
+    if (tables_op) {
+      *piece.header.mutable_tables() = {rows.runs.begin(), rows.runs.end()};
+    } else {
+      piece.header.set_row_count(rows.ids.size());
+      piece.header.set_row_size(rows.runs[0].row_size());
+    }
+    auto owned_ids =
+        std::make_shared<const std::vector<uint64_t>>(std::move(rows.ids));
+    piece.ids = owned_ids->data();
+    piece.ids_bytes = owned_ids->size() * sizeof(uint64_t);
+    piece.ids_owner = std::move(owned_ids);
+    if (push) {
+      auto owned_values =
+          std::make_shared<const std::vector<float>>(std::move(rows.values));
+      piece.values = owned_values->data();
+      piece.values_bytes = owned_values->size() * sizeof(float);
+      piece.values_owner = std::move(owned_values);
+    } else {
+      for (const auto& [count, floats] : rows.out_runs) {
+        piece.expected_bytes += count * floats * sizeof(float);
+      }
+      piece.out_rows = std::move(rows.out_rows);
+      piece.out_runs = std::move(rows.out_runs);
+    }
+    call->pieces.push_back(std::move(piece));
+  }
+  Submit(std::move(call));
+}
+
 void PsClient::PullRowsAsync(const std::string& tensor,
                              absl::Span<const uint64_t> ids,
                              absl::Span<float> out, DoneCallback done,
                              const CallOptions& options) {
-  auto info = Find(tensor);
-  if (!info.ok()) return done(info.status());
-  const TensorInfo& t = **info;
-  if (!t.embedding) {
-    return done(absl::InvalidArgumentError(
-        absl::StrCat(tensor, " is a dense tensor: pull it with PullDense")));
-  }
-  const int64_t dim = t.row_size;
-  if (out.size() != ids.size() * dim) {
-    return done(absl::InvalidArgumentError(
-        absl::StrCat("pull of ", ids.size(), " rows of ", tensor, " needs ",
-                     ids.size() * dim, " floats, got ", out.size())));
-  }
-  const int n = num_shards();
-  std::vector<std::vector<uint64_t>> shard_ids(n);
-  std::vector<std::vector<int64_t>> shard_rows(n);
-  absl::flat_hash_map<uint64_t, int64_t> first;
-  auto call =
-      NewCall(v1::DataHeader::PULL_ROWS, tensor, std::move(done), options);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    auto [it, inserted] = first.try_emplace(ids[i], i);
-    if (!inserted) {
-      call->duplicates.emplace_back(it->second, i);
-      continue;
-    }
-    const int shard = ShardOfRow(ids[i], n);
-    shard_ids[shard].push_back(ids[i]);
-    shard_rows[shard].push_back(i);
-  }
-  call->out = out.data();
-  call->row_size = dim;
-  for (int s = 0; s < n; ++s) {
-    if (shard_ids[s].empty()) continue;
-    auto owned =
-        std::make_shared<const std::vector<uint64_t>>(std::move(shard_ids[s]));
-    Piece piece;
-    piece.shard = s;
-    piece.header = RequestHeader(v1::DataHeader::PULL_ROWS, tensor, options);
-    piece.header.set_row_count(owned->size());
-    piece.header.set_row_size(dim);
-    piece.ids = owned->data();
-    piece.ids_bytes = owned->size() * sizeof(uint64_t);
-    piece.ids_owner = std::move(owned);
-    piece.out_rows = std::move(shard_rows[s]);
-    piece.expected_bytes = piece.out_rows.size() * dim * sizeof(float);
-    call->pieces.push_back(std::move(piece));
-  }
-  Submit(std::move(call));
+  const TableRowsPull pull{tensor, ids, out};
+  SubmitRows(v1::DataHeader::PULL_ROWS, absl::MakeConstSpan(&pull, 1), {},
+             std::move(done), options);
 }
 
 std::future<absl::Status> PsClient::PullRows(const std::string& tensor,
@@ -295,61 +390,9 @@ void PsClient::PushRowsAsync(const std::string& tensor,
                              absl::Span<const uint64_t> ids,
                              absl::Span<const float> grad, DoneCallback done,
                              const CallOptions& options) {
-  auto info = Find(tensor);
-  if (!info.ok()) return done(info.status());
-  const TensorInfo& t = **info;
-  if (!t.embedding) {
-    return done(absl::InvalidArgumentError(
-        absl::StrCat(tensor, " is a dense tensor: push to it with PushDense")));
-  }
-  const int64_t dim = t.row_size;
-  if (grad.size() != ids.size() * dim) {
-    return done(absl::InvalidArgumentError(absl::StrCat(
-        "gradient for ", tensor, " has ", grad.size(), " floats; ", ids.size(),
-        " rows of dim ", dim, " need ", ids.size() * dim)));
-  }
-  const int n = num_shards();
-  std::vector<std::vector<uint64_t>> shard_ids(n);
-  std::vector<std::vector<float>> shard_values(n);
-  // id -> (shard, row within the shard's piece)
-  absl::flat_hash_map<uint64_t, std::pair<int, size_t>> where;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const float* g = grad.data() + i * dim;
-    auto it = where.find(ids[i]);
-    if (it != where.end()) {
-      // Summed in arrival order, as the shard sums repeated ids.
-      float* sum =
-          shard_values[it->second.first].data() + it->second.second * dim;
-      for (int64_t j = 0; j < dim; ++j) sum[j] += g[j];
-      continue;
-    }
-    const int shard = ShardOfRow(ids[i], n);
-    where.emplace(ids[i], std::make_pair(shard, shard_ids[shard].size()));
-    shard_ids[shard].push_back(ids[i]);
-    shard_values[shard].insert(shard_values[shard].end(), g, g + dim);
-  }
-  auto call =
-      NewCall(v1::DataHeader::PUSH_ROWS, tensor, std::move(done), options);
-  for (int s = 0; s < n; ++s) {
-    if (shard_ids[s].empty()) continue;
-    auto owned_ids =
-        std::make_shared<const std::vector<uint64_t>>(std::move(shard_ids[s]));
-    auto owned_values =
-        std::make_shared<const std::vector<float>>(std::move(shard_values[s]));
-    Piece piece;
-    piece.shard = s;
-    piece.header = RequestHeader(v1::DataHeader::PUSH_ROWS, tensor, options);
-    piece.header.set_row_count(owned_ids->size());
-    piece.header.set_row_size(dim);
-    piece.ids = owned_ids->data();
-    piece.ids_bytes = owned_ids->size() * sizeof(uint64_t);
-    piece.ids_owner = std::move(owned_ids);
-    piece.values = owned_values->data();
-    piece.values_bytes = owned_values->size() * sizeof(float);
-    piece.values_owner = std::move(owned_values);
-    call->pieces.push_back(std::move(piece));
-  }
-  Submit(std::move(call));
+  const TableRowsPush push{tensor, ids, grad};
+  SubmitRows(v1::DataHeader::PUSH_ROWS, {}, absl::MakeConstSpan(&push, 1),
+             std::move(done), options);
 }
 
 std::future<absl::Status> PsClient::PushRows(const std::string& tensor,
@@ -358,6 +401,30 @@ std::future<absl::Status> PsClient::PushRows(const std::string& tensor,
                                              const CallOptions& options) {
   return AsFuture([&](DoneCallback done) {
     PushRowsAsync(tensor, ids, grad, std::move(done), options);
+  });
+}
+
+void PsClient::PullTablesAsync(absl::Span<const TableRowsPull> tables,
+                               DoneCallback done, const CallOptions& options) {
+  SubmitRows(v1::DataHeader::PULL_TABLES, tables, {}, std::move(done), options);
+}
+
+std::future<absl::Status> PsClient::PullTables(
+    absl::Span<const TableRowsPull> tables, const CallOptions& options) {
+  return AsFuture([&](DoneCallback done) {
+    PullTablesAsync(tables, std::move(done), options);
+  });
+}
+
+void PsClient::PushTablesAsync(absl::Span<const TableRowsPush> tables,
+                               DoneCallback done, const CallOptions& options) {
+  SubmitRows(v1::DataHeader::PUSH_TABLES, {}, tables, std::move(done), options);
+}
+
+std::future<absl::Status> PsClient::PushTables(
+    absl::Span<const TableRowsPush> tables, const CallOptions& options) {
+  return AsFuture([&](DoneCallback done) {
+    PushTablesAsync(tables, std::move(done), options);
   });
 }
 

@@ -358,12 +358,15 @@ void PsClient::Transport::HandleReply(Link* link,
   if (status.ok()) {
     if (call->op == v1::DataHeader::PULL_DENSE) {
       std::memcpy(piece.out, (*frames)[1].data(), piece.expected_bytes);
-    } else if (call->op == v1::DataHeader::PULL_ROWS) {
-      const size_t row_bytes = call->row_size * sizeof(float);
+    } else if (IsPull(call->op)) {  // PULL_ROWS, PULL_TABLES
+      // The reply's size was checked against out_runs (expected_bytes).
       const char* src = (*frames)[1].data();
-      for (size_t j = 0; j < piece.out_rows.size(); ++j) {
-        std::memcpy(call->out + piece.out_rows[j] * call->row_size,
-                    src + j * row_bytes, row_bytes);
+      size_t row = 0;
+      for (const auto& [rows, floats] : piece.out_runs) {
+        const size_t row_bytes = floats * sizeof(float);
+        for (size_t j = 0; j < rows; ++j, ++row, src += row_bytes) {
+          std::memcpy(piece.out_rows[row], src, row_bytes);
+        }
       }
     }
     piece.state = Piece::State::kDone;
@@ -494,11 +497,9 @@ void PsClient::Transport::Finish(Call* call, absl::Status status) {
   }
   deadlines_.erase({call->deadline, call->id});
   // Stale retry and backlog entries are skipped when they come up.
-  if (status.ok() && call->op == v1::DataHeader::PULL_ROWS) {
-    const size_t row_bytes = call->row_size * sizeof(float);
-    for (const auto& [from, to] : call->duplicates) {
-      std::memcpy(call->out + to * call->row_size,
-                  call->out + from * call->row_size, row_bytes);
+  if (status.ok()) {
+    for (const RowCopy& copy : call->duplicates) {
+      std::memcpy(copy.to, copy.from, copy.floats * sizeof(float));
     }
   }
   latency_->Add({{"op", DataOpName(call->op)}}, metrics::LatencyBuckets())

@@ -69,14 +69,24 @@ struct Piece {
   const void* values = nullptr;
   size_t values_bytes = 0;
   // Pulls: where the reply's values go.
-  float* out = nullptr;           // PULL_DENSE: contiguous
-  std::vector<int64_t> out_rows;  // PULL_ROWS: the destination row of each id
+  float* out = nullptr;  // PULL_DENSE: contiguous
+  // PULL_ROWS / PULL_TABLES: the destination of each row of the reply, in
+  // reply order, in runs of (rows, floats per row): one run per table.
+  std::vector<float*> out_rows;
+  std::vector<std::pair<size_t, int64_t>> out_runs;
   size_t expected_bytes = 0;
 
   State state = State::kNew;
   uint64_t request_id = 0;
   int sends = 0;
   absl::Status last_error;  // the last UNAVAILABLE answer
+};
+
+// A row copied within a caller's buffer (a repeated id of a row pull).
+struct RowCopy {
+  const float* from;
+  float* to;
+  int64_t floats;
 };
 
 struct PsClient::Call {
@@ -89,11 +99,9 @@ struct PsClient::Call {
   DoneCallback done;
   std::vector<Piece> pieces;
   int pending = 0;
-  // PULL_ROWS: the caller's buffer, and (from, to) row copies for repeated
-  // ids, made once every piece has arrived.
-  float* out = nullptr;
-  int64_t row_size = 0;
-  std::vector<std::pair<int64_t, int64_t>> duplicates;
+  // PULL_ROWS / PULL_TABLES: row copies for repeated ids, made once every
+  // piece has arrived.
+  std::vector<RowCopy> duplicates;
 };
 
 // The I/O thread: owns the DEALER sockets, sends pieces, matches replies,

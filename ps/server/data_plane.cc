@@ -59,6 +59,14 @@ int64_t PayloadBytes(const v1::DataHeader& h, int64_t bytes_in) {
       }
       return bytes;
     }
+    case v1::DataHeader::PULL_TABLES: {
+      auto totals = CheckTables(h);  // Checked already: cannot fail here.
+      int64_t bytes = 0;
+      if (!totals.ok() || !CheckedMul(totals->floats, sizeof(float), &bytes)) {
+        return std::numeric_limits<int64_t>::max();
+      }
+      return bytes;
+    }
     default:
       return bytes_in;
   }
@@ -204,43 +212,109 @@ class DataPlane::Handler {
     return status;
   }
 
-  // The floats per row of `tensor`, checked against what the client assumed.
-  // Specs never change once created, so a hit in the cache stays right.
-  absl::StatusOr<int64_t> RowSizeOf(const v1::DataHeader& h) {
+  // The floats per row of `tensor`, checked against what the client assumed
+  // (`assumed` > 0). Specs never change once created, so a hit in the cache
+  // stays right.
+  absl::StatusOr<int64_t> RowSizeOf(const std::string& tensor,
+                                    int64_t assumed) {
     int64_t row_size = 0;
-    auto it = row_sizes_.find(h.tensor_name());
+    auto it = row_sizes_.find(tensor);
     if (it != row_sizes_.end()) {
       row_size = it->second;
     } else {
-      auto info = shard_->store()->Describe(h.tensor_name());
+      auto info = shard_->store()->Describe(tensor);
       if (!info.ok()) return Own(info.status());
       row_size = RowSize(info->spec());
-      row_sizes_.emplace(h.tensor_name(), row_size);
+      row_sizes_.emplace(tensor, row_size);
     }
-    if (h.row_size() > 0 && h.row_size() != row_size) {
-      return Own(
-          Rejected(absl::StatusCode::kInvalidArgument, kReasonWrongShape,
-                   absl::StrCat("the client assumes rows of ", h.row_size(),
-                                " floats for ", h.tensor_name(),
-                                "; its rows have ", row_size)));
+    if (assumed > 0 && assumed != row_size) {
+      return Own(Rejected(
+          absl::StatusCode::kInvalidArgument, kReasonWrongShape,
+          absl::StrCat("the client assumes rows of ", assumed, " floats for ",
+                       tensor, "; its rows have ", row_size)));
     }
     return row_size;
   }
+  absl::StatusOr<int64_t> RowSizeOf(const v1::DataHeader& h) {
+    return RowSizeOf(h.tensor_name(), h.row_size());
+  }
 
   // A buffer for a pull's reply of `rows` rows of `row_size` floats, or
-  // ResourceExhausted if the reply would exceed the message limit.
-  absl::StatusOr<float*> ReplyBuffer(const v1::DataHeader& h, int64_t rows,
-                                     int64_t row_size) {
+  // ResourceExhausted if the reply would exceed the message limit. `what`
+  // names the rows in the error.
+  absl::StatusOr<float*> ReplyBuffer(int64_t rows, int64_t row_size,
+                                     absl::string_view what) {
     int64_t floats = 0, bytes = 0;
     if (row_size <= 0 || !CheckedMul(rows, row_size, &floats) ||
         !CheckedMul(floats, sizeof(float), &bytes) ||
         bytes > max_message_bytes_) {
       return Own(Rejected(
           absl::StatusCode::kResourceExhausted, kReasonOversize,
-          absl::StrCat("pull of ", rows, " rows of ", h.tensor_name(),
+          absl::StrCat("pull of ", rows, " rows of ", what,
                        " exceeds --max_message_bytes=", max_message_bytes_)));
     }
     return pool_->Take(floats);
+  }
+
+  // Hands a pull's filled buffer of `floats` to the reply.
+  void SetReplyValues(Work* w, float* buffer, int64_t floats) {
+    w->reply_values = pool_->Frame(buffer, floats);
+    w->has_values = true;
+    w->bytes_out = floats * sizeof(float);
+  }
+
+  // PUSH_TABLES / PULL_TABLES. The layout check (CheckTables) made the runs
+  // fill the frames exactly, so the offsets below stay inside them.
+  absl::Status RunTables(Work* w) {
+    const v1::DataHeader& h = w->request;
+    const bool push = h.op() == v1::DataHeader::PUSH_TABLES;
+    absl::Span<const uint64_t> ids = AlignedSpan(w->frames[1], &ids_);
+    absl::Span<const float> grad;
+    if (push) grad = AlignedSpan(w->frames[2], &floats_);
+    int64_t floats = 0;
+    for (const v1::DataHeader::TableRows& t : h.tables()) {
+      auto row_size = RowSizeOf(t.tensor_name(), t.row_size());
+      if (!row_size.ok()) return row_size.status();
+      floats += t.row_count() * t.row_size();
+    }
+    float* buffer = nullptr;
+    if (!push) {
+      auto taken = ReplyBuffer(
+          floats, 1, absl::StrCat(h.tables_size(), " tables' floats"));
+      if (!taken.ok()) return taken.status();
+      buffer = *taken;
+    }
+    updates_.clear();
+    reads_.clear();
+    size_t id_at = 0, float_at = 0;
+    for (const v1::DataHeader::TableRows& t : h.tables()) {
+      const size_t n = t.row_count(), f = n * t.row_size();
+      if (push) {
+        updates_.push_back({t.tensor_name(), ids.subspan(id_at, n),
+                            grad.subspan(float_at, f)});
+      } else {
+        reads_.push_back({t.tensor_name(), ids.subspan(id_at, n),
+                          absl::MakeSpan(buffer + float_at, f)});
+      }
+      id_at += n;
+      float_at += f;
+    }
+    if (push) {
+      auto result = shard_->PushTables(updates_);
+      if (!result.ok()) return result.status();
+      *w->reply.mutable_versions() = {result->versions.begin(),
+                                      result->versions.end()};
+      w->reply.set_skipped(result->skipped);
+      return absl::OkStatus();
+    }
+    auto versions = shard_->PullTables(reads_);
+    if (!versions.ok()) {
+      pool_->Give(buffer);
+      return versions.status();
+    }
+    *w->reply.mutable_versions() = {versions->begin(), versions->end()};
+    SetReplyValues(w, buffer, floats);
+    return absl::OkStatus();
   }
 
   absl::Status RunOp(Work* w) {
@@ -248,6 +322,9 @@ class DataPlane::Handler {
     switch (h.op()) {
       case v1::DataHeader::PING:
         return shard_->CheckServing(false);
+      case v1::DataHeader::PUSH_TABLES:
+      case v1::DataHeader::PULL_TABLES:
+        return RunTables(w);
       case v1::DataHeader::PUSH_DENSE: {
         // The values must be exactly the header's rows of the tensor's row
         // size: a push that says 2 rows and carries 1 is refused, not
@@ -288,7 +365,7 @@ class DataPlane::Handler {
       case v1::DataHeader::PULL_DENSE: {
         auto row_size = RowSizeOf(h);
         if (!row_size.ok()) return row_size.status();
-        auto buffer = ReplyBuffer(h, h.row_count(), *row_size);
+        auto buffer = ReplyBuffer(h.row_count(), *row_size, h.tensor_name());
         if (!buffer.ok()) return buffer.status();
         const int64_t floats = h.row_count() * *row_size;
         auto version = shard_->PullDense(h.tensor_name(), h.row_begin(),
@@ -298,16 +375,14 @@ class DataPlane::Handler {
           return version.status();
         }
         w->reply.set_version(*version);
-        w->reply_values = pool_->Frame(*buffer, floats);
-        w->has_values = true;
-        w->bytes_out = floats * sizeof(float);
+        SetReplyValues(w, *buffer, floats);
         return absl::OkStatus();
       }
       case v1::DataHeader::PULL_ROWS: {
         auto row_size = RowSizeOf(h);
         if (!row_size.ok()) return row_size.status();
         auto ids = AlignedSpan(w->frames[1], &ids_);
-        auto buffer = ReplyBuffer(h, ids.size(), *row_size);
+        auto buffer = ReplyBuffer(ids.size(), *row_size, h.tensor_name());
         if (!buffer.ok()) return buffer.status();
         const int64_t floats = ids.size() * *row_size;
         auto version = shard_->PullRows(h.tensor_name(), ids,
@@ -317,9 +392,7 @@ class DataPlane::Handler {
           return version.status();
         }
         w->reply.set_version(*version);
-        w->reply_values = pool_->Frame(*buffer, floats);
-        w->has_values = true;
-        w->bytes_out = floats * sizeof(float);
+        SetReplyValues(w, *buffer, floats);
         return absl::OkStatus();
       }
       default:  // CheckRequestLayout let no other op through.
@@ -333,6 +406,8 @@ class DataPlane::Handler {
   ReplyPool* const pool_;  // Not owned.
   const int64_t max_message_bytes_;
   absl::flat_hash_map<std::string, int64_t> row_sizes_;
+  std::vector<TableRowsUpdate> updates_;  // Scratch for tables requests.
+  std::vector<TableRowsRead> reads_;
   std::vector<float> floats_;  // Scratch for misaligned frames.
   std::vector<uint64_t> ids_;  // Scratch for misaligned frames.
 };
@@ -495,10 +570,16 @@ void DataPlane::SocketLoop(void* replies, std::vector<ZmqSocket>* workers) {
       }
       int worker = -1;
       if (n > 0) {
-        const uint64_t key =
-            Mix64(StableHash(std::string_view(work->identity.data(),
-                                              work->identity.size())) ^
-                  Mix64(StableHash(work->request.tensor_name())));
+        // Row and tables requests: by client alone, so that one client's
+        // requests to a table stay in order whichever op names it.
+        const v1::DataHeader::Op op = work->request.op();
+        const bool by_client = op == v1::DataHeader::PUSH_ROWS ||
+                               op == v1::DataHeader::PULL_ROWS ||
+                               op == v1::DataHeader::PUSH_TABLES ||
+                               op == v1::DataHeader::PULL_TABLES;
+        uint64_t key = Mix64(StableHash(
+            std::string_view(work->identity.data(), work->identity.size())));
+        if (!by_client) key ^= Mix64(StableHash(work->request.tensor_name()));
         worker = static_cast<int>(key % n);
       }
       // Without workers, or for a small request whose worker is idle, run it

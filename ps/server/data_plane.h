@@ -2,7 +2,8 @@
 #define TESSERA_PS_SERVER_DATA_PLANE_H_
 
 // The shard's ZeroMQ data plane: a ROUTER socket on the data port that serves
-// workers' PUSH_DENSE / PULL_DENSE / PUSH_ROWS / PULL_ROWS / PING requests
+// workers' PUSH_DENSE / PULL_DENSE / PUSH_ROWS / PULL_ROWS / PUSH_TABLES /
+// PULL_TABLES / PING requests
 // (proto/tessera/v1/data.proto) over a Shard.
 //
 // Threads. One socket thread owns the ROUTER: it reads each request, checks
@@ -14,12 +15,14 @@
 // worker is idle run on the socket thread itself
 // (DataPlaneOptions::inline_max_bytes).
 //
-// Order. A request goes to worker hash(client identity, tensor name) %
-// threads, and each worker runs its requests first come, first served, so the
-// requests of one client to one tensor part are applied, and answered, in the
-// order the client sent them (a request runs on the socket thread only when
-// its worker has nothing queued). Requests to different tensors, or from
-// different clients, may overtake each other.
+// Order. A dense request goes to worker hash(client identity, tensor name) %
+// threads; a row or tables request (PUSH_ROWS, PULL_ROWS, PUSH_TABLES,
+// PULL_TABLES) to worker hash(client identity) % threads, since a tables
+// request names many tables. Each worker runs its requests first come, first
+// served, so the requests of one client to one tensor part are applied, and
+// answered, in the order the client sent them (a request runs on the socket
+// thread only when its worker has nothing queued). Requests to different
+// dense tensors, or from different clients, may overtake each other.
 //
 // Payloads are never copied through protobuf: a push applies the optimizer
 // straight from the received frame when its data is 4-byte aligned (copied

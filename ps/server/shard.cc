@@ -380,6 +380,35 @@ absl::StatusOr<PushResult> Shard::PushRows(const std::string& tensor,
   return result;
 }
 
+absl::StatusOr<TablesPushResult> Shard::PushTables(
+    absl::Span<const TableRowsUpdate> tables) {
+  size_t ids = 0;
+  for (const TableRowsUpdate& t : tables) ids += t.ids.size();
+  absl::Status ids_ok = CheckIdCount(ids);
+  if (!ids_ok.ok()) return Count(ids_ok);
+  InFlight inflight(this);
+  absl::Status serving = inflight.Begin();
+  if (!serving.ok()) return Count(serving);
+  auto result = inflight.Apply([&] { return store_->PushTables(tables); });
+  if (!result.ok()) return Count(result.status());
+  (result->skipped ? updates_skipped_ : updates_applied_)
+      ->Increment(static_cast<double>(tables.size()));
+  return result;
+}
+
+absl::StatusOr<std::vector<int64_t>> Shard::PullTables(
+    absl::Span<const TableRowsRead> tables) {
+  absl::Status serving = CheckServing(false);
+  if (!serving.ok()) return Count(serving);
+  size_t ids = 0;
+  for (const TableRowsRead& t : tables) ids += t.ids.size();
+  absl::Status ids_ok = CheckIdCount(ids);
+  if (!ids_ok.ok()) return Count(ids_ok);
+  auto versions = store_->PullTables(tables);
+  if (!versions.ok()) return Count(versions.status());
+  return versions;
+}
+
 absl::StatusOr<int64_t> Shard::PullDense(const std::string& tensor,
                                          int64_t row_begin,
                                          absl::Span<float> out) {

@@ -94,6 +94,13 @@ class Shard {
   absl::StatusOr<int64_t> PullRows(const std::string& tensor,
                                    absl::Span<const uint64_t> ids,
                                    absl::Span<float> out);
+  // TensorStore::PushTables / PullTables: all tables or none. The ids over
+  // all tables count against max_ids_per_request; a push counts one update
+  // per table.
+  absl::StatusOr<TablesPushResult> PushTables(
+      absl::Span<const TableRowsUpdate> tables);
+  absl::StatusOr<std::vector<int64_t>> PullTables(
+      absl::Span<const TableRowsRead> tables);
 
   // Reads that are allowed in every state but kLoading.
   TensorStore* store() { return store_.get(); }

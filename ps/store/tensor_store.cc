@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "ps/common/checked_math.h"
@@ -627,7 +628,7 @@ absl::StatusOr<v1::TensorPartInfo> TensorStore::Describe(
 }
 
 absl::StatusOr<TensorStore::Part*> TensorStore::FindPart(
-    const std::string& tensor) const {
+    absl::string_view tensor) const {
   absl::ReaderMutexLock lock(&mu_);
   auto it = parts_.find(tensor);
   if (it == parts_.end()) {
@@ -643,7 +644,7 @@ absl::StatusOr<TensorStore::Part*> TensorStore::FindPart(
 }
 
 absl::StatusOr<TensorStore::DensePart*> TensorStore::FindDense(
-    const std::string& tensor) const {
+    absl::string_view tensor) const {
   auto part = FindPart(tensor);
   if (!part.ok()) return part.status();
   auto* dense = dynamic_cast<DensePart*>(*part);
@@ -656,7 +657,7 @@ absl::StatusOr<TensorStore::DensePart*> TensorStore::FindDense(
 }
 
 absl::StatusOr<TensorStore::EmbeddingPart*> TensorStore::FindEmbedding(
-    const std::string& tensor) const {
+    absl::string_view tensor) const {
   auto part = FindPart(tensor);
   if (!part.ok()) return part.status();
   auto* table = dynamic_cast<EmbeddingPart*>(*part);
@@ -744,67 +745,122 @@ absl::StatusOr<InitializeResult> TensorStore::InitializeDense(
   return part->Initialize(values);
 }
 
-absl::StatusOr<PushResult> TensorStore::PushRows(const std::string& tensor,
-                                                 absl::Span<const uint64_t> ids,
-                                                 absl::Span<const float> grad) {
+absl::StatusOr<TensorStore::EmbeddingPart*> TensorStore::CheckTableRows(
+    absl::string_view tensor, absl::Span<const uint64_t> ids, size_t have,
+    const char* what) const {
   auto table = FindEmbedding(tensor);
   if (!table.ok()) return table.status();
   EmbeddingPart* t = *table;
   // Sizes of buffers in memory fit in int64; their products may not.
-  const int64_t num_ids = static_cast<int64_t>(ids.size());
   int64_t floats = 0;
-  if (!CheckedMul(num_ids, t->dim(), &floats) ||
-      floats != static_cast<int64_t>(grad.size())) {
+  if (!CheckedMul(static_cast<int64_t>(ids.size()), t->dim(), &floats) ||
+      floats != static_cast<int64_t>(have)) {
     return Rejected(
         absl::StatusCode::kInvalidArgument, kReasonWrongShape,
-        absl::StrCat("gradient for ", tensor, " has ", grad.size(), " floats; ",
+        absl::StrCat(what, " for ", tensor, " has ", have, " floats; ",
                      ids.size(), " rows of dim ", t->dim(), " need ",
                      ids.size(), " x ", t->dim()));
   }
   absl::Status ids_ok = t->CheckIds(ids);
   if (!ids_ok.ok()) return ids_ok;
-  // grad.size() floats are in memory already, so these products fit.
-  absl::Status fits =
-      CheckMemory(floats * kFloat * (1 + t->num_slots()),
-                  absl::StrCat("up to ", ids.size(), " new rows of ", tensor));
-  if (!fits.ok()) return fits;
-  if (!optim::AllFinite(grad)) {
-    if (options_.non_finite == NonFinitePolicy::kReject) {
-      return NonFiniteError(tensor);
-    }
-    PushResult skipped;
-    skipped.skipped = true;
-    v1::TensorPartInfo info;
-    t->Describe(&info);
-    skipped.version = info.version();
-    return skipped;
-  }
+  return t;
+}
+
+absl::StatusOr<PushResult> TensorStore::PushRows(const std::string& tensor,
+                                                 absl::Span<const uint64_t> ids,
+                                                 absl::Span<const float> grad) {
+  TableRowsUpdate update{tensor, ids, grad};
+  auto pushed = PushTables(absl::MakeConstSpan(&update, 1));
+  if (!pushed.ok()) return pushed.status();
   PushResult result;
-  const int64_t created = t->Apply(ids, grad, &result);
-  parameter_bytes_ += created * t->dim() * kFloat;
-  slot_bytes_ += created * t->dim() * kFloat * t->num_slots();
+  result.version = pushed->versions[0];
+  result.skipped = pushed->skipped;
+  return result;
+}
+
+absl::StatusOr<TablesPushResult> TensorStore::PushTables(
+    absl::Span<const TableRowsUpdate> tables) {
+  std::vector<EmbeddingPart*> parts;
+  parts.reserve(tables.size());
+  absl::flat_hash_set<const EmbeddingPart*> named;
+  int64_t new_bytes = 0;  // at most: every id a new row
+  int64_t ids = 0;
+  bool finite = true;
+  for (const TableRowsUpdate& u : tables) {
+    auto t = CheckTableRows(u.tensor, u.ids, u.grad.size(), "gradient");
+    if (!t.ok()) return t.status();
+    if (tables.size() > 1 && !named.insert(*t).second) {
+      return Rejected(absl::StatusCode::kInvalidArgument, kReasonMalformed,
+                      absl::StrCat("push names ", u.tensor, " twice"));
+    }
+    parts.push_back(*t);
+    // The gradients are in memory already, so these products fit.
+    new_bytes +=
+        static_cast<int64_t>(u.grad.size()) * kFloat * (1 + (*t)->num_slots());
+    ids += static_cast<int64_t>(u.ids.size());
+    finite = finite && optim::AllFinite(u.grad);
+  }
+  absl::Status fits = CheckMemory(
+      new_bytes,
+      tables.size() == 1
+          ? absl::StrCat("up to ", ids, " new rows of ", tables[0].tensor)
+          : absl::StrCat("up to ", ids, " new rows of ", tables.size(),
+                         " tables"));
+  if (!fits.ok()) return fits;
+  TablesPushResult result;
+  result.versions.reserve(tables.size());
+  if (!finite) {
+    if (options_.non_finite == NonFinitePolicy::kReject) {
+      for (const TableRowsUpdate& u : tables) {
+        if (!optim::AllFinite(u.grad)) {
+          return NonFiniteError(std::string(u.tensor));
+        }
+      }
+    }
+    result.skipped = true;
+    for (EmbeddingPart* t : parts) {
+      v1::TensorPartInfo info;
+      t->Describe(&info);
+      result.versions.push_back(info.version());
+    }
+    return result;
+  }
+  for (size_t i = 0; i < tables.size(); ++i) {
+    EmbeddingPart* t = parts[i];
+    PushResult pushed;
+    const int64_t created = t->Apply(tables[i].ids, tables[i].grad, &pushed);
+    parameter_bytes_ += created * t->dim() * kFloat;
+    slot_bytes_ += created * t->dim() * kFloat * t->num_slots();
+    result.versions.push_back(pushed.version);
+  }
   return result;
 }
 
 absl::StatusOr<int64_t> TensorStore::PullRows(const std::string& tensor,
                                               absl::Span<const uint64_t> ids,
                                               absl::Span<float> out) const {
-  auto table = FindEmbedding(tensor);
-  if (!table.ok()) return table.status();
-  const EmbeddingPart* t = *table;
-  int64_t floats = 0;
-  if (!CheckedMul(static_cast<int64_t>(ids.size()), t->dim(), &floats) ||
-      floats != static_cast<int64_t>(out.size())) {
-    return Rejected(
-        absl::StatusCode::kInvalidArgument, kReasonWrongShape,
-        absl::StrCat("pull of ", ids.size(), " rows of ", tensor, " of dim ",
-                     t->dim(), " does not fit a buffer of ", out.size(),
-                     " floats"));
+  TableRowsRead read{tensor, ids, out};
+  auto versions = PullTables(absl::MakeConstSpan(&read, 1));
+  if (!versions.ok()) return versions.status();
+  return (*versions)[0];
+}
+
+absl::StatusOr<std::vector<int64_t>> TensorStore::PullTables(
+    absl::Span<const TableRowsRead> tables) const {
+  std::vector<const EmbeddingPart*> parts;
+  parts.reserve(tables.size());
+  for (const TableRowsRead& r : tables) {
+    auto t = CheckTableRows(r.tensor, r.ids, r.out.size(), "pull buffer");
+    if (!t.ok()) return t.status();
+    parts.push_back(*t);
   }
-  absl::Status ids_ok = t->CheckIds(ids);
-  if (!ids_ok.ok()) return ids_ok;
   // Rows never pushed are computed, not created: no memory to check.
-  return t->Read(ids, out);
+  std::vector<int64_t> versions;
+  versions.reserve(tables.size());
+  for (size_t i = 0; i < tables.size(); ++i) {
+    versions.push_back(parts[i]->Read(tables[i].ids, tables[i].out));
+  }
+  return versions;
 }
 
 absl::StatusOr<std::vector<uint64_t>> TensorStore::RowIds(

@@ -23,6 +23,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "ps/optim/optimizer.h"
@@ -56,6 +57,25 @@ struct CreateResult {
 struct PushResult {
   int64_t version = 0;   // the part's version after the push
   bool skipped = false;  // dropped for non-finite values (kSkip)
+};
+
+// One table's rows in TensorStore::PushTables / PullTables.
+struct TableRowsUpdate {
+  absl::string_view tensor;
+  absl::Span<const uint64_t> ids;
+  absl::Span<const float> grad;  // ids.size() rows
+};
+struct TableRowsRead {
+  absl::string_view tensor;
+  absl::Span<const uint64_t> ids;
+  absl::Span<float> out;  // ids.size() rows
+};
+
+// What PushTables did: each table's version after it (in request order), and
+// whether the whole push was dropped for non-finite values (kSkip).
+struct TablesPushResult {
+  std::vector<int64_t> versions;
+  bool skipped = false;
 };
 
 struct InitializeResult {
@@ -191,6 +211,19 @@ class TensorStore {
   absl::StatusOr<int64_t> PullRows(const std::string& tensor,
                                    absl::Span<const uint64_t> ids,
                                    absl::Span<float> out) const;
+  // PushRows / PullRows over several tables at once, all or nothing: every
+  // table, size and id is checked (and, for a push, the memory its new rows
+  // need and every gradient's finiteness) before any table changes, so a
+  // failing call changes nothing. Tables are then applied (read) one after
+  // another, each under its own lock: another request may see some of a
+  // push's tables updated and not yet the rest. A table named twice is
+  // InvalidArgument. With kSkip, one non-finite value drops the whole push.
+  absl::StatusOr<TablesPushResult> PushTables(
+      absl::Span<const TableRowsUpdate> tables);
+  // Returns each table's version at the time of its copy.
+  absl::StatusOr<std::vector<int64_t>> PullTables(
+      absl::Span<const TableRowsRead> tables) const;
+
   // The ids of every row pushed so far (or restored from disk), sorted.
   absl::StatusOr<std::vector<uint64_t>> RowIds(const std::string& tensor) const;
 
@@ -225,10 +258,16 @@ class TensorStore {
   class DensePart;
   class EmbeddingPart;
 
-  absl::StatusOr<Part*> FindPart(const std::string& tensor) const
+  absl::StatusOr<Part*> FindPart(absl::string_view tensor) const
       ABSL_LOCKS_EXCLUDED(mu_);
-  absl::StatusOr<DensePart*> FindDense(const std::string& tensor) const;
-  absl::StatusOr<EmbeddingPart*> FindEmbedding(const std::string& tensor) const;
+  absl::StatusOr<DensePart*> FindDense(absl::string_view tensor) const;
+  absl::StatusOr<EmbeddingPart*> FindEmbedding(absl::string_view tensor) const;
+  // The table `tensor` with `ids` checked, and `floats` (ids x dim) checked
+  // against `have`; `what` names the buffer in the error.
+  absl::StatusOr<EmbeddingPart*> CheckTableRows(absl::string_view tensor,
+                                                absl::Span<const uint64_t> ids,
+                                                size_t have,
+                                                const char* what) const;
   // ResourceExhausted if `more` bytes would exceed max_memory_bytes.
   absl::Status CheckMemory(int64_t more, const std::string& what) const;
 

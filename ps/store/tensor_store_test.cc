@@ -152,6 +152,94 @@ TEST(TensorStoreTest, RowsOfAnotherShardOrOutOfRangeAreRejected) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("out of range")));
 }
 
+TEST(TensorStoreTest, TablesPushAndPullMoveEveryTableInOneCall) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Table("a", 0, 2), Table("b", 10, 1)}),
+              IsOk());
+  std::vector<uint64_t> a_ids = {7, 7}, b_ids = {3};
+  std::vector<float> a_grad = {1, 1, 3, 3}, b_grad = {2};
+  std::vector<TableRowsUpdate> push = {{"a", a_ids, a_grad},
+                                       {"b", b_ids, b_grad}};
+  auto pushed = store.PushTables(push);
+  ASSERT_THAT(pushed, IsOk());
+  EXPECT_FALSE(pushed->skipped);
+  EXPECT_THAT(pushed->versions, ElementsAre(1, 1));
+  std::vector<uint64_t> a_pull = {7, 8};
+  std::vector<float> a_out(4), b_out(1);
+  std::vector<TableRowsRead> pull = {{"b", b_ids, absl::MakeSpan(b_out)},
+                                     {"a", a_pull, absl::MakeSpan(a_out)}};
+  EXPECT_THAT(store.PullTables(pull), IsOkAndHolds(ElementsAre(1, 1)));
+  // Row 7: 1 - 0.5 * (1 + 3); row 8 was never pushed: its initial 1.
+  EXPECT_THAT(a_out, ElementsAre(-1, -1, 1, 1));
+  EXPECT_THAT(b_out, ElementsAre(0));
+}
+
+TEST(TensorStoreTest, ATablesPushWithOneBadTableChangesNoTable) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors(
+                  {Table("a", 0, 2), Table("b", 10, 1), Dense("w", {2})}),
+              IsOk());
+  std::vector<uint64_t> a_ids = {7}, b_ids = {3}, far = {10};
+  std::vector<float> a_grad = {1, 1}, b_grad = {2}, nan = {NAN};
+  auto refused = [&](std::vector<TableRowsUpdate> push,
+                     const std::string& why) {
+    EXPECT_THAT(store.PushTables(push),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(why)))
+        << why;
+  };
+  refused({{"a", a_ids, a_grad}, {"b", far, b_grad}}, "out of range");
+  refused({{"a", a_ids, a_grad}, {"b", b_ids, a_grad}}, "need 1 x 1");
+  refused({{"a", a_ids, a_grad}, {"w", b_ids, b_grad}}, "dense tensor");
+  refused({{"a", a_ids, a_grad}, {"b", b_ids, nan}}, "NaN");
+  refused({{"a", a_ids, a_grad}, {"a", a_ids, a_grad}}, "twice");
+  EXPECT_THAT(store.PushTables({{{"a", a_ids, a_grad}, {"x", b_ids, b_grad}}}),
+              StatusIs(absl::StatusCode::kNotFound));
+  // Nothing was applied: no rows, versions 0.
+  EXPECT_THAT(store.RowIds("a"), IsOkAndHolds(ElementsAre()));
+  EXPECT_THAT(store.RowIds("b"), IsOkAndHolds(ElementsAre()));
+  std::vector<float> out(2);
+  EXPECT_THAT(store.PullRows("a", a_ids, absl::MakeSpan(out)), IsOkAndHolds(0));
+  // A pull with one bad table fills nothing.
+  std::vector<float> a_out = {5, 5}, b_out = {5};
+  std::vector<TableRowsRead> pull = {{"a", a_ids, absl::MakeSpan(a_out)},
+                                     {"b", far, absl::MakeSpan(b_out)}};
+  EXPECT_THAT(store.PullTables(pull),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(a_out, ElementsAre(5, 5));
+}
+
+TEST(TensorStoreTest, ANonFiniteTablesPushIsSkippedWhole) {
+  StoreOptions options = Options();
+  options.non_finite = NonFinitePolicy::kSkip;
+  TensorStore store(options);
+  ASSERT_THAT(store.CreateTensors({Table("a", 0, 1), Table("b", 0, 1)}),
+              IsOk());
+  std::vector<uint64_t> ids = {1};
+  std::vector<float> one = {1}, nan = {NAN};
+  auto pushed = store.PushTables({{{"a", ids, one}, {"b", ids, nan}}});
+  ASSERT_THAT(pushed, IsOk());
+  EXPECT_TRUE(pushed->skipped);
+  EXPECT_THAT(pushed->versions, ElementsAre(0, 0));
+  EXPECT_THAT(store.RowIds("a"), IsOkAndHolds(ElementsAre()));
+}
+
+TEST(TensorStoreTest, ATablesPushBeyondTheBudgetCreatesNoRow) {
+  StoreOptions options = Options();
+  // Room for 4 rows of dim 1 with SGD (no slots): 16 bytes.
+  options.max_memory_bytes = 16;
+  TensorStore store(options);
+  ASSERT_THAT(store.CreateTensors({Table("a", 0, 1), Table("b", 0, 1)}),
+              IsOk());
+  std::vector<uint64_t> three = {1, 2, 3}, two = {1, 2};
+  std::vector<float> g3 = {1, 1, 1}, g2 = {1, 1};
+  EXPECT_THAT(store.PushTables({{{"a", three, g3}, {"b", two, g2}}}),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("5 new rows of 2 tables")));
+  EXPECT_EQ(store.parameter_bytes(), 0);
+  EXPECT_THAT(store.PushTables({{{"a", two, g2}, {"b", two, g2}}}), IsOk());
+  EXPECT_EQ(store.parameter_bytes(), 16);
+}
+
 TEST(TensorStoreTest, SplitTensorHoldsOnlyThisShardsRows) {
   TensorStore store(Options(1, 2, 0));
   auto created = store.CreateTensors({Dense("w", {10, 2})});

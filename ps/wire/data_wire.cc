@@ -1,6 +1,8 @@
 #include "ps/wire/data_wire.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "ps/common/checked_math.h"
 #include "ps/common/reject_reason.h"
 
 namespace tessera {
@@ -17,8 +19,10 @@ size_t RequestFrames(v1::DataHeader::Op op) {
     case v1::DataHeader::PUSH_DENSE:
       return 1;  // values
     case v1::DataHeader::PUSH_ROWS:
+    case v1::DataHeader::PUSH_TABLES:
       return 2;  // ids, values
     case v1::DataHeader::PULL_ROWS:
+    case v1::DataHeader::PULL_TABLES:
       return 1;  // ids
     default:
       return 0;
@@ -48,12 +52,29 @@ absl::Status CheckValues(const v1::DataHeader& h, size_t bytes, int64_t rows) {
   return absl::OkStatus();
 }
 
-absl::Status CheckIds(const v1::DataHeader& h, size_t bytes) {
+absl::Status CheckIds(size_t bytes, int64_t count) {
   if (bytes % sizeof(uint64_t) != 0 ||
-      bytes / sizeof(uint64_t) != static_cast<uint64_t>(h.row_count())) {
-    return Malformed(absl::StrCat("ids frame of ", bytes,
-                                  " bytes does not hold ", h.row_count(),
-                                  " uint64 ids"));
+      bytes / sizeof(uint64_t) != static_cast<uint64_t>(count)) {
+    return Malformed(absl::StrCat(
+        "ids frame of ", bytes, " bytes does not hold ", count, " uint64 ids"));
+  }
+  return absl::OkStatus();
+}
+
+// A tables request: the ids frame holds every table's ids, the values frame
+// (pushes) every table's rows.
+absl::Status CheckTablesLayout(const v1::DataHeader& h,
+                               absl::Span<const size_t> payload) {
+  auto totals = CheckTables(h);
+  if (!totals.ok()) return totals.status();
+  absl::Status ids = CheckIds(payload[0], totals->ids);
+  if (!ids.ok() || payload.size() < 2) return ids;
+  int64_t bytes = 0;
+  if (!CheckedMul(totals->floats, sizeof(float), &bytes) ||
+      payload[1] != static_cast<uint64_t>(bytes)) {
+    return Malformed(absl::StrCat("values frame of ", payload[1],
+                                  " bytes does not hold the tables' ",
+                                  totals->floats, " floats"));
   }
   return absl::OkStatus();
 }
@@ -70,6 +91,10 @@ const char* DataOpName(v1::DataHeader::Op op) {
       return "push_rows";
     case v1::DataHeader::PULL_ROWS:
       return "pull_rows";
+    case v1::DataHeader::PUSH_TABLES:
+      return "push_tables";
+    case v1::DataHeader::PULL_TABLES:
+      return "pull_tables";
     case v1::DataHeader::PING:
       return "ping";
     default:
@@ -106,6 +131,14 @@ absl::Status CheckRequestLayout(const v1::DataHeader& h,
                                   want));
   }
   if (op == v1::DataHeader::PING) return absl::OkStatus();
+  if (op == v1::DataHeader::PUSH_TABLES || op == v1::DataHeader::PULL_TABLES) {
+    return CheckTablesLayout(h, payload);
+  }
+  if (h.tables_size() > 0) {
+    return Malformed(absl::StrCat(DataOpName(op),
+                                  " request lists tables; only "
+                                  "push_tables and pull_tables do"));
+  }
   if (h.tensor_name().empty()) {
     return Malformed(absl::StrCat(DataOpName(op), " request names no tensor"));
   }
@@ -123,24 +156,60 @@ absl::Status CheckRequestLayout(const v1::DataHeader& h,
     case v1::DataHeader::PUSH_DENSE:
       return CheckValues(h, payload[0], h.row_count());
     case v1::DataHeader::PUSH_ROWS: {
-      absl::Status ids = CheckIds(h, payload[0]);
+      absl::Status ids = CheckIds(payload[0], h.row_count());
       if (!ids.ok()) return ids;
       return CheckValues(h, payload[1], h.row_count());
     }
     case v1::DataHeader::PULL_ROWS:
-      return CheckIds(h, payload[0]);
+      return CheckIds(payload[0], h.row_count());
     default:  // PULL_DENSE
       return absl::OkStatus();
   }
+}
+
+absl::StatusOr<TablesTotals> CheckTables(const v1::DataHeader& h) {
+  const char* op = DataOpName(h.op());
+  if (h.tables_size() == 0 || h.tables_size() > kMaxTablesPerRequest) {
+    return Malformed(absl::StrCat(op, " request lists ", h.tables_size(),
+                                  " tables; it must list 1 to ",
+                                  kMaxTablesPerRequest));
+  }
+  TablesTotals totals;
+  absl::flat_hash_set<absl::string_view> names;
+  for (const v1::DataHeader::TableRows& t : h.tables()) {
+    if (t.tensor_name().empty()) {
+      return Malformed(absl::StrCat(op, " request lists a table with no name"));
+    }
+    if (!names.insert(t.tensor_name()).second) {
+      return Malformed(
+          absl::StrCat(op, " request lists ", t.tensor_name(), " twice"));
+    }
+    int64_t floats = 0;
+    if (t.row_count() <= 0 || t.row_size() <= 0) {
+      return Malformed(absl::StrCat(op, " request for ", t.tensor_name(),
+                                    " has row_count ", t.row_count(),
+                                    " and row_size ", t.row_size(),
+                                    "; both must be positive"));
+    }
+    if (!CheckedMul(t.row_count(), t.row_size(), &floats) ||
+        !CheckedAdd(totals.floats, floats, &totals.floats) ||
+        !CheckedAdd(totals.ids, t.row_count(), &totals.ids)) {
+      return Malformed(absl::StrCat(op, " request's row counts overflow"));
+    }
+  }
+  return totals;
+}
+
+bool IsPull(v1::DataHeader::Op op) {
+  return op == v1::DataHeader::PULL_DENSE || op == v1::DataHeader::PULL_ROWS ||
+         op == v1::DataHeader::PULL_TABLES;
 }
 
 absl::Status CheckReplyLayout(v1::DataHeader::Op op,
                               const v1::DataHeader& reply,
                               absl::Span<const size_t> payload,
                               size_t expected_value_bytes) {
-  const bool is_pull =
-      op == v1::DataHeader::PULL_DENSE || op == v1::DataHeader::PULL_ROWS;
-  const size_t want = is_pull && reply.status_code() == 0 ? 1 : 0;
+  const size_t want = IsPull(op) && reply.status_code() == 0 ? 1 : 0;
   if (payload.size() != want) {
     return absl::InternalError(
         absl::StrCat(DataOpName(op), " reply has ", payload.size(),

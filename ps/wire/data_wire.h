@@ -28,8 +28,11 @@ inline constexpr size_t kMaxPayloadFrames = 2;
 // Largest header frame accepted: a header is tens of bytes plus the name.
 inline constexpr size_t kMaxHeaderBytes = 64 << 10;
 
+// Tables one PUSH_TABLES / PULL_TABLES request may name.
+inline constexpr int kMaxTablesPerRequest = 4096;
+
 // The metric label of an op: "push", "pull", "push_rows", "pull_rows",
-// "ping", or "invalid" for anything else.
+// "push_tables", "pull_tables", "ping", or "invalid" for anything else.
 const char* DataOpName(v1::DataHeader::Op op);
 
 // Parses a header frame. Malformed (truncated, garbage, oversize) -> error.
@@ -41,6 +44,19 @@ absl::StatusOr<v1::DataHeader> ParseDataHeader(absl::string_view frame);
 // row_size when set), a tensor name, non-negative rows.
 absl::Status CheckRequestLayout(const v1::DataHeader& header,
                                 absl::Span<const size_t> payload_bytes);
+
+// The totals of a PUSH_TABLES / PULL_TABLES header: ids over its tables, and
+// floats (row_count x row_size summed). InvalidArgument ("malformed") for no
+// tables, too many, an empty or repeated name, a non-positive row_count or
+// row_size, or totals that overflow int64.
+struct TablesTotals {
+  int64_t ids = 0;
+  int64_t floats = 0;
+};
+absl::StatusOr<TablesTotals> CheckTables(const v1::DataHeader& header);
+
+// Whether `op` is answered with a values frame (a pull).
+bool IsPull(v1::DataHeader::Op op);
 
 // Checks a reply to a request of `op`: OK pulls carry exactly one values
 // frame of `expected_value_bytes`; everything else carries none.

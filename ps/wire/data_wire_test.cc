@@ -1,8 +1,10 @@
 #include "ps/wire/data_wire.h"
 
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ps/common/reject_reason.h"
@@ -136,6 +138,87 @@ TEST(DataWireTest, HugeRowCountsDoNotOverflowTheSizeChecks) {
   EXPECT_THAT(Layout(h, {8}), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// A tables request over (name, row_count, row_size) runs.
+v1::DataHeader Tables(
+    v1::DataHeader::Op op,
+    std::vector<std::tuple<std::string, int64_t, int64_t>> t) {
+  v1::DataHeader h;
+  h.set_op(op);
+  for (const auto& [name, rows, row_size] : t) {
+    v1::DataHeader::TableRows* run = h.add_tables();
+    run->set_tensor_name(name);
+    run->set_row_count(rows);
+    run->set_row_size(row_size);
+  }
+  return h;
+}
+
+TEST(DataWireTest, TablesRequestsHoldEveryRunInTheirFrames) {
+  const auto push =
+      Tables(v1::DataHeader::PUSH_TABLES, {{"emb.0", 3, 4}, {"emb.1", 2, 8}});
+  // 5 ids; 3 x 4 + 2 x 8 = 28 floats.
+  EXPECT_THAT(Layout(push, {40, 112}), IsOk());
+  EXPECT_THAT(Layout(push, {40, 108}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("does not hold the tables' 28 floats")));
+  EXPECT_THAT(Layout(push, {32, 112}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Layout(push, {40}), StatusIs(absl::StatusCode::kInvalidArgument));
+  const auto pull =
+      Tables(v1::DataHeader::PULL_TABLES, {{"emb.0", 3, 4}, {"emb.1", 2, 8}});
+  EXPECT_THAT(Layout(pull, {40}), IsOk());
+  EXPECT_THAT(Layout(pull, {40, 112}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  auto totals = CheckTables(pull);
+  ASSERT_THAT(totals, IsOk());
+  EXPECT_EQ(totals->ids, 5);
+  EXPECT_EQ(totals->floats, 28);
+}
+
+TEST(DataWireTest, TablesRequestsWithBadRunsAreRefused) {
+  using Op = v1::DataHeader;
+  EXPECT_THAT(Layout(Tables(Op::PULL_TABLES, {}), {0}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("lists 0 tables")));
+  EXPECT_THAT(
+      Layout(Tables(Op::PULL_TABLES, {{"", 1, 4}}), {8}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no name")));
+  EXPECT_THAT(
+      Layout(Tables(Op::PULL_TABLES, {{"a", 1, 4}, {"a", 1, 4}}), {16}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a twice")));
+  EXPECT_THAT(Layout(Tables(Op::PULL_TABLES, {{"a", 0, 4}}), {0}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("must be positive")));
+  EXPECT_THAT(Layout(Tables(Op::PULL_TABLES, {{"a", 1, 0}}), {8}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Layout(Tables(Op::PULL_TABLES, {{"a", 1, -4}}), {8}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // Sums and products that wrap int64 are refused, not wrapped.
+  const int64_t big = int64_t{1} << 62;
+  EXPECT_THAT(
+      Layout(Tables(Op::PULL_TABLES, {{"a", big, 1}, {"b", big, 1}}), {0}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("overflow")));
+  EXPECT_THAT(
+      Layout(Tables(Op::PUSH_TABLES, {{"a", 2, big}}), {16, 8}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("overflow")));
+  // 2^61 floats: their bytes wrap to 0.
+  EXPECT_THAT(
+      Layout(Tables(Op::PUSH_TABLES, {{"a", 1, int64_t{1} << 61}}), {8, 0}),
+      StatusIs(absl::StatusCode::kInvalidArgument));
+  std::vector<std::tuple<std::string, int64_t, int64_t>> many;
+  for (int i = 0; i <= kMaxTablesPerRequest; ++i) {
+    many.emplace_back(absl::StrCat("t", i), 1, 1);
+  }
+  EXPECT_THAT(Layout(Tables(Op::PULL_TABLES, many), {8 * many.size()}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("it must list 1 to")));
+  // Other ops never list tables.
+  v1::DataHeader rows = Header(Op::PULL_ROWS, 1, 4);
+  rows.add_tables()->set_tensor_name("a");
+  EXPECT_THAT(Layout(rows, {8}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          HasSubstr("lists tables")));
+}
+
 TEST(DataWireTest, RepliesMustCarryExactlyTheValuesAPullAskedFor) {
   v1::DataHeader ok;
   EXPECT_THAT(CheckReplyLayout(v1::DataHeader::PULL_DENSE, ok, {64}, 64),
@@ -143,6 +226,11 @@ TEST(DataWireTest, RepliesMustCarryExactlyTheValuesAPullAskedFor) {
   EXPECT_THAT(CheckReplyLayout(v1::DataHeader::PULL_DENSE, ok, {60}, 64),
               StatusIs(absl::StatusCode::kInternal));
   EXPECT_THAT(CheckReplyLayout(v1::DataHeader::PUSH_DENSE, ok, {}, 0), IsOk());
+  EXPECT_THAT(CheckReplyLayout(v1::DataHeader::PULL_TABLES, ok, {64}, 64),
+              IsOk());
+  EXPECT_THAT(CheckReplyLayout(v1::DataHeader::PULL_TABLES, ok, {}, 64),
+              StatusIs(absl::StatusCode::kInternal));
+  EXPECT_THAT(CheckReplyLayout(v1::DataHeader::PUSH_TABLES, ok, {}, 0), IsOk());
   v1::DataHeader error;
   SetHeaderStatus(absl::NotFoundError("gone"), &error);
   EXPECT_THAT(CheckReplyLayout(v1::DataHeader::PULL_DENSE, error, {}, 64),
@@ -165,6 +253,8 @@ TEST(DataWireTest, OpsHaveLowCardinalityMetricNames) {
   EXPECT_STREQ(DataOpName(v1::DataHeader::PULL_DENSE), "pull");
   EXPECT_STREQ(DataOpName(v1::DataHeader::PUSH_ROWS), "push_rows");
   EXPECT_STREQ(DataOpName(v1::DataHeader::PULL_ROWS), "pull_rows");
+  EXPECT_STREQ(DataOpName(v1::DataHeader::PUSH_TABLES), "push_tables");
+  EXPECT_STREQ(DataOpName(v1::DataHeader::PULL_TABLES), "pull_tables");
   EXPECT_STREQ(DataOpName(v1::DataHeader::PING), "ping");
   EXPECT_STREQ(DataOpName(static_cast<v1::DataHeader::Op>(99)), "invalid");
 }

@@ -25,8 +25,9 @@ UINT64_MAX = M64
 # Op (shard_state_fuzzer.cc).
 (DP_PUSH_DENSE, DP_PULL_DENSE, DP_PUSH_ROWS, DP_PULL_ROWS, DP_PING, DP_RAW,
  GRPC_PUSH_DENSE, GRPC_PUSH_ROWS, GRPC_PULL_TENSOR, GRPC_PULL_MODEL,
- GRPC_CREATE, GRPC_LIST) = range(12)
-NUM_OPS = 12
+ GRPC_CREATE, GRPC_LIST, GRPC_INITIALIZE, DP_PUSH_TABLES,
+ DP_PULL_TABLES) = range(15)
+NUM_OPS = 15
 
 # kNames: picked by index; 9 means a name in the input.
 NAMES = ["big", "w", "b", "other", "table", "emb", "new0", "new1", "dense"]
@@ -287,6 +288,22 @@ class Input:
             (values or (lambda: self.values_smooth()))()
         self.layout(layout)
 
+    def dp_tables(self, push, tables, rid=10, layout=0):
+        """tables: (tensor, ids, own) runs, each with its own row count and
+        row size, and for a push exactly its floats (smooth values)."""
+        self.op(DP_PUSH_TABLES if push else DP_PULL_TABLES)
+        self.rid(rid)
+        self.u8(len(tables), 0, 4)
+        for tensor, ids, own in tables:
+            self.tensor(tensor)
+            self.ids(ids, own)
+            self.row_count_of_ids()
+            self.row_size(1)
+            if push:
+                self.count(0)
+                self.values_smooth()
+        self.layout(layout)
+
     def dp_ping(self, rid=9, layout=0, extra=b""):
         self.op(DP_PING)
         self.rid(rid)
@@ -458,6 +475,19 @@ def main():
         i.dp_rows(False, "emb", owned(4, 1 << 40))
         i.dp_rows(False, "table", [owned(1, 990)[0], 999])
     write("seq_rows_data_plane", one(rows_dp))
+
+    def tables_dp(i):
+        i.dp_tables(True, [("table", owned(4), False),
+                           ("emb", owned(3, 1 << 40), False)])
+        i.dp_tables(False, [("emb", owned(3, 1 << 40) + owned(2), False),
+                            ("table", owned(6), False)])
+        # One bad run (a foreign id) refuses the whole request.
+        i.dp_tables(True, [("table", owned(2), False),
+                           ("emb", foreign(1), False)])
+        # A dense tensor among the tables, and a table named twice.
+        i.dp_tables(False, [("table", owned(1), False), ("w", owned(1), False)])
+        i.dp_tables(True, [("emb", owned(1), False), ("emb", owned(1), False)])
+    write("seq_tables_data_plane", one(tables_dp))
 
     def grpc(i):
         i.grpc_push_dense("w", 0, 8)

@@ -3,8 +3,8 @@
 // promises about its state, not only that nothing crashed:
 //
 //   - the ZeroMQ data plane's requests (PUSH_DENSE, PULL_DENSE, PUSH_ROWS,
-//     PULL_ROWS, PING and garbage frame lists), run exactly as the data
-//     plane's threads run them (DataPlane::RunOne);
+//     PULL_ROWS, PUSH_TABLES, PULL_TABLES, PING and garbage frame lists),
+//     run exactly as the data plane's threads run them (DataPlane::RunOne);
 //   - the gRPC service (PushGradient, PullTensor, PullModel, CreateTensors,
 //     ListTensors) over a real gRPC server on 127.0.0.1, so that the
 //     streaming pulls are covered too.
@@ -45,7 +45,7 @@
 // make_state_seeds.py writes inputs in this format. In order:
 //
 //   repeat until the input is used up, at most kMaxOps times:
-//     op        u8 in [0, 12] (enum Op), then the op's fields:
+//     op        u8 in [0, 14] (enum Op), then the op's fields:
 //   DP_PUSH_DENSE    tensor rid row_begin=X row_count=X row_size count values
 //                    layout
 //   DP_PULL_DENSE    tensor rid row_begin=X row_count=X row_size layout
@@ -63,6 +63,10 @@
 //   GRPC_CREATE      n u8[0,4], n x spec
 //   GRPC_LIST        (nothing)
 //   GRPC_INITIALIZE  tensor row_begin=X count values trim
+//   DP_PUSH_TABLES   rid n u8[0,4], n x (tensor ids row_count row_size count
+//                    values), layout
+//   DP_PULL_TABLES   rid n u8[0,4], n x (tensor ids row_count row_size),
+//                    layout
 //
 //   tensor    u8[0,9]: kNames[i], or 9: len u8[0,64], that many bytes
 //   rid       u8: the request id
@@ -191,6 +195,8 @@ enum Op : uint8_t {
   kGrpcCreate,
   kGrpcList,
   kGrpcInitialize,
+  kDpPushTables,
+  kDpPullTables,
   kNumOps,
 };
 
@@ -420,16 +426,21 @@ bool SamePart(const PartState& a, const PartState& b) {
 // Every part of `before` other than `except` is in `after`, identical, and
 // `after` has no other parts but `except`.
 void CheckOthersUnchanged(const State& before, const State& after,
-                          const std::string& except) {
+                          const std::set<std::string>& except) {
   for (const auto& [name, part] : before) {
-    if (name == except) continue;
+    if (except.count(name)) continue;
     auto it = after.find(name);
     FUZZ_CHECK(it != after.end());
     FUZZ_CHECK(SamePart(part, it->second));
   }
   for (const auto& [name, part] : after) {
-    FUZZ_CHECK(name == except || before.count(name) == 1);
+    FUZZ_CHECK(except.count(name) || before.count(name) == 1);
   }
+}
+
+void CheckOthersUnchanged(const State& before, const State& after,
+                          const std::string& except) {
+  CheckOthersUnchanged(before, after, std::set<std::string>{except});
 }
 
 void CheckUnchanged(const State& before, const State& after) {
@@ -544,8 +555,9 @@ struct Pushed {
   bool skipped = false;
 };
 
-void CheckPush(const State& before, const State& after, const Pushed& push) {
-  CheckOthersUnchanged(before, after, push.name);
+// What `push` did to its own part; the caller checks the other parts.
+void CheckPushedPart(const State& before, const State& after,
+                     const Pushed& push) {
   const PartState* b = Find(before, push.name);
   const PartState* a = Find(after, push.name);
   FUZZ_CHECK(b != nullptr && a != nullptr);
@@ -595,6 +607,11 @@ void CheckPush(const State& before, const State& after, const Pushed& push) {
         absl::MakeConstSpan(a->values).subspan(j * row_size, row_size),
         absl::MakeConstSpan(b->values).subspan(i * row_size, row_size)));
   }
+}
+
+void CheckPush(const State& before, const State& after, const Pushed& push) {
+  CheckOthersUnchanged(before, after, push.name);
+  CheckPushedPart(before, after, push);
 }
 
 // ---------------------------------------------------------------------------
@@ -912,6 +929,55 @@ void CheckDataReply(tessera::TensorStore* store, const State& before,
       CheckPush(before, after, push);
       return;
     }
+    case DataHeader::PUSH_TABLES:
+    case DataHeader::PULL_TABLES: {
+      // Every table, in order: its run of the frames, its version.
+      const bool push = h.op() == DataHeader::PUSH_TABLES;
+      FUZZ_CHECK(frames.size() == (push ? 3u : 2u));
+      FUZZ_CHECK(reply.header.versions_size() == h.tables_size());
+      FUZZ_CHECK(push == reply.values.empty());
+      const std::vector<uint64_t> all_ids = IdsOf(frames[1]);
+      size_t id_at = 0, float_at = 0;
+      std::set<std::string> named;
+      for (int i = 0; i < h.tables_size(); ++i) {
+        const DataHeader::TableRows& run = h.tables(i);
+        const PartState* p = Find(before, run.tensor_name());
+        FUZZ_CHECK(p != nullptr && p->embedding());
+        FUZZ_CHECK(run.row_size() == p->row_size());
+        FUZZ_CHECK(named.insert(run.tensor_name()).second);
+        FUZZ_CHECK(run.row_count() > 0 &&
+                   id_at + run.row_count() <= all_ids.size());
+        const std::vector<uint64_t> ids(
+            all_ids.begin() + id_at, all_ids.begin() + id_at + run.row_count());
+        id_at += ids.size();
+        const size_t floats = ids.size() * p->row_size();
+        if (push) {
+          Pushed pushed;
+          pushed.name = run.tensor_name();
+          pushed.rows = true;
+          pushed.ids = ids;
+          pushed.version = reply.header.versions(i);
+          pushed.skipped = reply.header.skipped();
+          CheckPushedPart(before, after, pushed);
+        } else {
+          FUZZ_CHECK(float_at + floats <= reply.values.size());
+          CheckRowsRead(
+              store, *p, ids,
+              absl::MakeConstSpan(reply.values).subspan(float_at, floats),
+              reply.header.versions(i));
+        }
+        float_at += floats;
+      }
+      FUZZ_CHECK(id_at == all_ids.size());
+      if (push) {
+        FUZZ_CHECK(frames[2].size() == float_at * 4);
+        CheckOthersUnchanged(before, after, named);
+      } else {
+        FUZZ_CHECK(float_at == reply.values.size());
+        CheckUnchanged(before, after);
+      }
+      return;
+    }
     default:
       FUZZ_CHECK(false && "an unknown op succeeded");
   }
@@ -956,6 +1022,34 @@ std::vector<std::string> DataRequest(FuzzedDataProvider& fdp, uint8_t op,
     }
     CurrentOp() = absl::StrCat("data plane raw request of ", frames.size(),
                                " frames, header ", h.ShortDebugString());
+    return frames;
+  }
+  if (op == kDpPushTables || op == kDpPullTables) {
+    const bool push = op == kDpPushTables;
+    h.set_request_id(fdp.ConsumeIntegral<uint8_t>());
+    h.set_op(push ? DataHeader::PUSH_TABLES : DataHeader::PULL_TABLES);
+    const uint8_t n = fdp.ConsumeIntegralInRange<uint8_t>(0, 4);
+    std::string ids_frame, values_frame;
+    for (int i = 0; i < n; ++i) {
+      const Target t = PickTensor(fdp, before, false);
+      const std::vector<uint64_t> ids = Ids(fdp, t);
+      DataHeader::TableRows* run = h.add_tables();
+      run->set_tensor_name(t.name);
+      run->set_row_count(RowCountOfIds(fdp, t, ids.size()));
+      run->set_row_size(RowSizeField(fdp, t));
+      ids_frame += Bytes(ids);
+      if (push) {
+        const int64_t exact = ExactFloats(ids.size(), t.row_size);
+        values_frame += Bytes(Values(fdp, Count(fdp, exact, t.row_size)));
+      }
+    }
+    frames.push_back(Serialize(h));
+    frames.push_back(ids_frame);
+    if (push) frames.push_back(values_frame);
+    Layout(fdp, &frames);
+    CurrentOp() = absl::StrCat("data plane ", h.ShortDebugString(), ", ",
+                               frames.size(), " frames, ", ids_frame.size() / 8,
+                               " ids, ", values_frame.size() / 4, " floats");
     return frames;
   }
   const Target t = PickTensor(fdp, before, false);
@@ -1460,7 +1554,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case kDpPushRows:
       case kDpPullRows:
       case kDpPing:
-      case kDpRaw: {
+      case kDpRaw:
+      case kDpPushTables:
+      case kDpPullTables: {
         const std::vector<std::string> frames = DataRequest(fdp, op, before);
         const tessera::DataReply reply =
             tessera::DataPlane::RunOne(f.shard(), frames, kMaxMessageBytes);
