@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -55,10 +56,44 @@ void CheckMalformed(const absl::Status& s) {
   FUZZ_CHECK(!s.message().empty());
 }
 
+// A tables request's layout: distinct named tables with positive counts and
+// row sizes whose sums (computed here in 128 bits) fill the frames exactly.
+void CheckAcceptedTables(const DataHeader& h,
+                         const std::vector<size_t>& sizes) {
+  const bool push = h.op() == DataHeader::PUSH_TABLES;
+  FUZZ_CHECK(sizes.size() == (push ? 2u : 1u));
+  FUZZ_CHECK(h.tables_size() >= 1 &&
+             h.tables_size() <= tessera::kMaxTablesPerRequest);
+  std::set<std::string> names;
+  unsigned __int128 ids = 0, floats = 0;
+  for (const DataHeader::TableRows& t : h.tables()) {
+    FUZZ_CHECK(!t.tensor_name().empty());
+    FUZZ_CHECK(names.insert(t.tensor_name()).second);
+    FUZZ_CHECK(t.row_count() > 0 && t.row_size() > 0);
+    ids += static_cast<unsigned __int128>(t.row_count());
+    floats += static_cast<unsigned __int128>(t.row_count()) *
+              static_cast<unsigned __int128>(t.row_size());
+  }
+  FUZZ_CHECK(ids * sizeof(uint64_t) == sizes[0]);
+  if (push) FUZZ_CHECK(floats * sizeof(float) == sizes[1]);
+  auto totals = tessera::CheckTables(h);
+  FUZZ_CHECK(totals.ok());
+  FUZZ_CHECK(static_cast<unsigned __int128>(totals->ids) == ids);
+  FUZZ_CHECK(static_cast<unsigned __int128>(totals->floats) == floats);
+}
+
 // The request layout of each op (proto/tessera/v1/data.proto).
 void CheckAcceptedLayout(const DataHeader& h,
                          const std::vector<size_t>& sizes) {
+  if (h.op() != DataHeader::PUSH_TABLES &&
+      h.op() != DataHeader::PULL_TABLES) {
+    FUZZ_CHECK(h.tables_size() == 0);
+  }
   switch (h.op()) {
+    case DataHeader::PUSH_TABLES:
+    case DataHeader::PULL_TABLES:
+      CheckAcceptedTables(h, sizes);
+      return;
     case DataHeader::PING:
       FUZZ_CHECK(sizes.empty());
       return;
@@ -174,8 +209,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     absl::Status reply =
         tessera::CheckReplyLayout(header->op(), *header, sizes, expected_reply);
     if (reply.ok() && header->status_code() == 0 &&
-        (header->op() == DataHeader::PULL_DENSE ||
-         header->op() == DataHeader::PULL_ROWS)) {
+        tessera::IsPull(header->op())) {
       FUZZ_CHECK(sizes.size() == 1 && sizes[0] == expected_reply);
     }
     (void)tessera::DataOpName(header->op());

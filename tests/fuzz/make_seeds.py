@@ -48,6 +48,7 @@ def u64s(values):
 
 # tessera.v1.DataHeader
 PUSH_DENSE, PULL_DENSE, PUSH_ROWS, PULL_ROWS, PING = 1, 2, 3, 4, 5
+PUSH_TABLES, PULL_TABLES = 6, 7
 
 
 def header(op, tensor="", row_begin=0, row_count=0, row_size=0,
@@ -65,6 +66,16 @@ def header(op, tensor="", row_begin=0, row_count=0, row_size=0,
         h += field_bytes(9, status_message)
     if row_size:
         h += field_varint(12, row_size)
+    return h
+
+
+def tables_header(op, tables, request_id=7):
+    """A PUSH_TABLES / PULL_TABLES header over (name, row_count, row_size)."""
+    h = field_varint(1, request_id) + field_varint(2, op)
+    for name, rows, row_size in tables:
+        run = (field_bytes(1, name) + field_varint(2, rows)
+               + field_varint(3, row_size))
+        h += field_bytes(13, run)
     return h
 
 
@@ -92,6 +103,12 @@ def data_wire():
         [24, 48], 0, header(PUSH_ROWS, "emb", 0, 3, 4)))
     write(t, "pull_rows", data_wire_input(
         [24], 48, header(PULL_ROWS, "emb", 0, 3, 4)))
+    write(t, "push_tables", data_wire_input(
+        [40, 112], 0,
+        tables_header(PUSH_TABLES, [("emb.0", 3, 4), ("emb.1", 2, 8)])))
+    write(t, "pull_tables", data_wire_input(
+        [40], 112,
+        tables_header(PULL_TABLES, [("emb.0", 3, 4), ("emb.1", 2, 8)])))
     write(t, "ping", data_wire_input([], 0, header(PING)))
     write(t, "pull_reply", data_wire_input(
         [32], 32, header(PULL_DENSE, "fc1.weight", 0, 2, 4)))
