@@ -1,8 +1,8 @@
 // embedding_bench: how close one shard's embedding rows, over the data plane,
 // come to the same gather/scatter done in-process.
 //
-//   bazel run -c opt //bench:embedding_bench            # ~1.5 minutes
-//   bazel run -c opt //bench:embedding_bench -- --quick # ~15 s
+//   bazel run -c opt //bench:embedding_bench            # ~1 minute
+//   bazel run -c opt //bench:embedding_bench -- --quick # ~10 s
 //
 // For dim 16 and 64, ids drawn Zipf(1.1) and uniformly over a key space of
 // --rows ranks (each rank mapped to a hashed-looking 64-bit id), 4096 ids per
@@ -89,7 +89,7 @@
 ABSL_FLAG(bool, quick, false,
           "A smoke run: 1 round of 0.15 s per configuration.");
 ABSL_FLAG(double, seconds, 0.4, "Measuring time per configuration and round.");
-ABSL_FLAG(int, rounds, 3,
+ABSL_FLAG(int, rounds, 5,
           "Rounds: every configuration is measured once per round, "
           "round-robin; the table shows medians.");
 ABSL_FLAG(int64_t, rows, 1000000,
