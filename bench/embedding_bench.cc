@@ -29,11 +29,13 @@
 // the client sends a repeated id once and a push sums its gradients before
 // the shard applies one step, while the in-process scatter applies one step
 // per occurrence (no de-duplication): the same work per distinct row, more
-// steps for a Zipf request. It also prints the CPU seconds per million rows of
-// this process (client, or the in-process loop) and of the shard child (from
-// /proc/<pid>/stat), and the bytes each table costs per row: the shard's
-// tessera_ps_parameter_bytes + tessera_ps_optimizer_slot_bytes, the shard's
-// and this process's resident-memory growth over the prefill, and the ideal
+// steps for a Zipf request; and the shard works on another core while the
+// limit is one thread. A ratio above 1 is possible for those reasons. It also
+// prints the CPU seconds per million rows of this process (client, or the
+// in-process loop) and of the shard child (from /proc/<pid>/stat), and the
+// bytes each table costs per row: the shard's tessera_ps_parameter_bytes +
+// tessera_ps_optimizer_slot_bytes, the shard's resident-memory growth over
+// the prefill, what the in-process map's index and array hold, and the ideal
 // 4 x dim x 2 + 8 (values, one Adagrad slot, the id).
 //
 // The goals (the issue "embedding tables larger than the shards' memory"):
