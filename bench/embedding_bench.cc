@@ -25,12 +25,10 @@
 // Every configuration of every cell is measured once per round, round-robin
 // over --rounds rounds, so that load from elsewhere on the machine disturbs
 // the shard and its limit alike; the table shows medians. rows/s counts the
-// ids requested (4096 per request, repeats included) on both sides. Caveat:
-// the client sends a repeated id once and a push sums its gradients before
-// the shard applies one step, while the in-process scatter applies one step
-// per occurrence (no de-duplication): the same work per distinct row, more
-// steps for a Zipf request; and the shard works on another core while the
-// limit is one thread. A ratio above 1 is possible for those reasons. It also
+// ids requested (4096 per request, repeats included) on both sides. The
+// scatter does the shard's work: it sums a request's repeated ids, then
+// applies one step per distinct row. Caveat: the shard works on another core
+// than its client, while the limit is one thread. It also
 // prints the CPU seconds per million rows of this process (client, or the
 // in-process loop) and of the shard child (from /proc/<pid>/stat), and the
 // bytes each table costs per row: the shard's tessera_ps_parameter_bytes +
@@ -217,16 +215,32 @@ class InProcessTable {
         rows_.capacity() * sizeof(float));
   }
 
-  // Finds or inserts each id's row and applies one Adagrad step with its
-  // gradient (grad holds ids.size() x dim).
+  // As the shard does: sums the gradients of repeated ids, then finds or
+  // inserts each distinct id's row and applies one Adagrad step to it (grad
+  // holds ids.size() x dim).
   void Scatter(absl::Span<const uint64_t> ids, absl::Span<const float> grad) {
+    first_.clear();
+    distinct_.clear();
+    summed_.clear();
     for (size_t i = 0; i < ids.size(); ++i) {
-      auto [it, inserted] =
-          index_.try_emplace(ids[i], static_cast<uint32_t>(index_.size()));
+      auto [at, inserted] = first_.try_emplace(ids[i], distinct_.size());
+      const float* g = grad.data() + i * dim_;
+      if (inserted) {
+        distinct_.push_back(ids[i]);
+        summed_.insert(summed_.end(), g, g + dim_);
+      } else {
+        float* sum = summed_.data() + at->second * dim_;
+        for (int j = 0; j < dim_; ++j) sum[j] += g[j];
+      }
+    }
+    for (size_t k = 0; k < distinct_.size(); ++k) {
+      auto [it, inserted] = index_.try_emplace(
+          distinct_[k], static_cast<uint32_t>(index_.size()));
       if (inserted) rows_.resize(rows_.size() + 2 * dim_, 0.0f);
       float* row = rows_.data() + size_t{it->second} * 2 * dim_;
       float* const slots[] = {row + dim_};
-      optimizer_->Apply(absl::MakeSpan(row, dim_), grad.subspan(i * dim_, dim_),
+      optimizer_->Apply(absl::MakeSpan(row, dim_),
+                        absl::MakeConstSpan(summed_).subspan(k * dim_, dim_),
                         absl::MakeSpan(slots),
                         /*step=*/1);
     }
@@ -237,6 +251,10 @@ class InProcessTable {
   const optim::Optimizer* const optimizer_;  // Not owned; outlives this.
   absl::flat_hash_map<uint64_t, uint32_t> index_;
   std::vector<float> rows_;
+  // Scatter's scratch: each distinct id's position, the ids, their sums.
+  absl::flat_hash_map<uint64_t, size_t> first_;
+  std::vector<uint64_t> distinct_;
+  std::vector<float> summed_;
 };
 
 double ProcessCpuSeconds() {
