@@ -18,11 +18,12 @@
 // malloc's in-use delta (mallinfo2), and, for chunks, the store's own
 // accounting (memory_bytes(), with the index's share). Then the growth:
 // peak/final = the highest RSS during growth over the final RSS (deltas from
-// the start), and "worst moment" = the largest, over the pushes made while
-// at least 32 MiB was held, of the RSS high-water mark during the push over
-// the RSS before it: what growing needs for a moment, relative to what the
-// table held. The high-water mark is reset before each push (clear_refs 5),
-// so a vector's copy, freed inside the push, is seen.
+// the start), and "worst moment" = the largest, over the pushes ending with
+// at least 32 MiB held, of the RSS high-water mark during the push over the
+// RSS after it: what growing needs for a moment beyond what the table then
+// holds (2 for a vector's doubling: old and new copy at once). The
+// high-water mark is reset before each push (clear_refs 5), so a vector's
+// copy, freed inside the push, is seen.
 //
 //   bazel run -c opt //bench:row_memory_bench       # ~20 s on 2 cores
 //   bazel run -c opt //bench:row_memory_bench -- --rows=500000 --dims=16
@@ -121,14 +122,15 @@ Figures Measure(int64_t rows, int64_t batch, Grow grow) {
   Figures f;
   const absl::Time t0 = absl::Now();
   for (int64_t begin = 0; begin < rows; begin += batch) {
-    const int64_t before = ReadRss().rss - start.rss;
     ResetHighWaterMark();
     grow(begin, std::min(rows, begin + batch));
-    const int64_t peak = ReadRss().hwm - start.rss;
+    const Rss now = ReadRss();
+    const int64_t peak = now.hwm - start.rss;
+    const int64_t held = now.rss - start.rss;
     f.peak_bytes = std::max(f.peak_bytes, peak);
-    if (before >= kMinHeld) {
+    if (held >= kMinHeld) {
       f.worst_moment =
-          std::max(f.worst_moment, static_cast<double>(peak) / before);
+          std::max(f.worst_moment, static_cast<double>(peak) / held);
     }
   }
   f.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
