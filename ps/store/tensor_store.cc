@@ -317,7 +317,10 @@ struct TensorStore::RowGrowth {
 // 64 maps it copies 1/64 of the index: the index's own growth spike is 1/64
 // of its size, and a push holding the lock through a rehash waits 1/64 as
 // long. No reserve: a spec says how many ids a table may have, not how many
-// will be pushed.
+// will be pushed. The index is the largest overhead at small dims (31% of a
+// dim 16 SGD table, 4% of a dim 64 Adam one: bench/row_memory_bench); a set
+// of 8-byte handles hashed by the id in the row would save about 17 bytes a
+// row, but each lookup would then wait for the row before the next step.
 class TensorStore::EmbeddingPart : public TensorStore::Part {
  public:
   using Growth = RowGrowth;
