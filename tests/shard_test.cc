@@ -302,7 +302,7 @@ TEST_F(ShardTest, ExposesPromisedMetrics) {
         "tessera_ps_request_latency_seconds_bucket",
         "tessera_ps_received_bytes_total", "tessera_ps_updates_applied_total",
         "tessera_ps_parameter_bytes", "tessera_ps_optimizer_slot_bytes",
-        "tessera_ps_flush_duration_seconds",
+        "tessera_ps_table_overhead_bytes", "tessera_ps_flush_duration_seconds",
         "tessera_ps_last_flush_age_seconds", "tessera_ps_load_duration_seconds",
         "tessera_ps_serving 1", "process_resident_memory_bytes",
         "tessera_build_info"}) {

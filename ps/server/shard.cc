@@ -149,6 +149,14 @@ void Shard::RegisterMetrics() {
                          .Help("Bytes of optimizer state held in memory.")
                          .Register(*registry_)
                          .Add({});
+  auto& table_overhead_bytes =
+      BuildGauge()
+          .Name("tessera_ps_table_overhead_bytes")
+          .Help(
+              "Bytes embedding tables hold beyond parameters and optimizer "
+              "state: row ids and steps, the id index, unused chunk rows.")
+          .Register(*registry_)
+          .Add({});
   auto& tensors = BuildGauge()
                       .Name("tessera_ps_tensors")
                       .Help("Tensors with a part on this shard.")
@@ -159,10 +167,11 @@ void Shard::RegisterMetrics() {
                         .Help("Seconds since memory and disk last agreed.")
                         .Register(*registry_)
                         .Add({});
-  registry_->AddCollectHook([this, &parameter_bytes, &slot_bytes, &tensors,
-                             &flush_age] {
+  registry_->AddCollectHook([this, &parameter_bytes, &slot_bytes,
+                             &table_overhead_bytes, &tensors, &flush_age] {
     parameter_bytes.Set(store_->parameter_bytes());
     slot_bytes.Set(store_->slot_bytes());
+    table_overhead_bytes.Set(store_->table_overhead_bytes());
     tensors.Set(store_->num_tensors());
     if (state_.load() != State::kLoading && flusher_ != nullptr) {
       flush_age.Set(

@@ -44,8 +44,33 @@ struct StoreOptions {
   int64_t block_floats = 1 << 16;
   NonFinitePolicy non_finite = NonFinitePolicy::kReject;
   // Parameters plus optimizer slots this shard may hold; creating a tensor or
-  // embedding rows beyond it is ResourceExhausted. 0 = no limit.
+  // embedding rows beyond it is ResourceExhausted. 0 = no limit. Counts
+  // memory_bytes(): the tables' row overhead too.
   int64_t max_memory_bytes = 0;
+  // Embedding rows live in chunks of at most this many bytes (whole rows, at
+  // least one row), allocated as a table grows and never moved. A table's
+  // first chunks are smaller, doubling from 1/16 of it, so a small table
+  // stays small. Tests lower it to cross chunk boundaries with a few rows.
+  int64_t row_chunk_bytes = int64_t{64} << 10;
+  // Rows one embedding table's part may hold on this shard: a push or a
+  // restore that would create more is ResourceExhausted (out_of_memory) and
+  // changes nothing. 0 = no limit but memory and the 2^32 chunks a part can
+  // address (2^32 rows at the very least, one per chunk for a huge dim).
+  int64_t max_table_rows = 0;
+};
+
+// Where an embedding table's part on this shard keeps its rows, in bytes
+// allocated (for tests, benchmarks and capacity planning).
+struct TableFootprint {
+  int64_t rows = 0;       // rows held (pushed or restored)
+  int64_t row_bytes = 0;  // one row in a chunk: id, step, values, slots, pad
+  int64_t chunks = 0;
+  // The chunks' allocations: their rows, the unused rows of the newest chunk,
+  // and one dirty bit per row.
+  int64_t chunk_bytes = 0;
+  // The arrays of the id -> row index (absl::flat_hash_map slots of 16 bytes
+  // and a control byte each, at a load factor between 7/16 and 7/8).
+  int64_t index_bytes = 0;
 };
 
 struct CreateResult {
@@ -248,15 +273,35 @@ class TensorStore {
   absl::Status RestoreVersion(const std::string& tensor, int64_t version,
                               int64_t step, bool initialized = false);
 
-  // Sizes, for metrics. Cheap (atomics).
+  // Sizes, for metrics. Cheap (atomics). parameter_bytes() and slot_bytes()
+  // count 4 bytes per float held; table_overhead_bytes() is what the
+  // embedding tables allocate beyond them (each row's id and step, the unused
+  // rows of each table's newest chunk, dirty bits, the id index: see
+  // TableFootprint). memory_bytes() is their sum, what max_memory_bytes
+  // limits.
   int64_t parameter_bytes() const { return parameter_bytes_.load(); }
   int64_t slot_bytes() const { return slot_bytes_.load(); }
+  int64_t table_overhead_bytes() const { return table_overhead_bytes_.load(); }
   int64_t num_tensors() const ABSL_LOCKS_EXCLUDED(mu_);
-  int64_t memory_bytes() const { return parameter_bytes() + slot_bytes(); }
+  int64_t memory_bytes() const {
+    return parameter_bytes() + slot_bytes() + table_overhead_bytes();
+  }
+
+  // The memory of embedding table `tensor`'s part. NotFound if none;
+  // InvalidArgument (wrong_kind) for a dense tensor.
+  absl::StatusOr<TableFootprint> Footprint(const std::string& tensor) const;
+
+  // For tests: where row `id` of table `tensor` keeps its values, nullptr if
+  // the row is not held (or no such table). Rows never move, so the address
+  // stays the same for the life of the store. Caveat: only compare it;
+  // reading through it races with pushes.
+  const void* RowAddressForTesting(const std::string& tensor,
+                                   uint64_t id) const;
 
  private:
   class DensePart;
   class EmbeddingPart;
+  struct RowGrowth;
 
   absl::StatusOr<Part*> FindPart(absl::string_view tensor) const
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -268,12 +313,15 @@ class TensorStore {
                                                 absl::Span<const uint64_t> ids,
                                                 size_t have,
                                                 const char* what) const;
+  // Adds what a table's push or restore allocated to the sizes.
+  void CountGrowth(const RowGrowth& growth);
   // ResourceExhausted if `more` bytes would exceed max_memory_bytes.
   absl::Status CheckMemory(int64_t more, const std::string& what) const;
 
   const StoreOptions options_;
   std::atomic<int64_t> parameter_bytes_{0};
   std::atomic<int64_t> slot_bytes_{0};
+  std::atomic<int64_t> table_overhead_bytes_{0};
 
   mutable absl::Mutex mu_;
   // Parts are created, never removed: a pointer found under mu_ stays valid.

@@ -1,13 +1,17 @@
 #include "ps/store/tensor_store.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ps/common/reject_reason.h"
 #include "ps/common/status_matchers.h"
+#include "ps/optim/optimizer.h"
+#include "ps/spec/initializer.h"
 
 namespace tessera {
 namespace {
@@ -224,20 +228,40 @@ TEST(TensorStoreTest, ANonFiniteTablesPushIsSkippedWhole) {
 }
 
 TEST(TensorStoreTest, ATablesPushBeyondTheBudgetCreatesNoRow) {
+  const std::vector<uint64_t> two = {1, 2};
+  const std::vector<float> g2 = {1, 1};
+  const std::vector<TableRowsUpdate> push = {{"a", two, g2}, {"b", two, g2}};
+  // What the push allocates, measured on a store without a budget.
+  int64_t before = 0, need = 0;
+  {
+    TensorStore store(Options());
+    ASSERT_THAT(store.CreateTensors({Table("a", 0, 1), Table("b", 0, 1)}),
+                IsOk());
+    before = store.memory_bytes();
+    ASSERT_THAT(store.PushTables(push), IsOk());
+    need = store.memory_bytes() - before;
+  }
+  ASSERT_GT(need, 0);
   StoreOptions options = Options();
-  // Room for 4 rows of dim 1 with SGD (no slots): 16 bytes.
-  options.max_memory_bytes = 16;
+  options.max_memory_bytes = before + need - 1;
   TensorStore store(options);
   ASSERT_THAT(store.CreateTensors({Table("a", 0, 1), Table("b", 0, 1)}),
               IsOk());
-  std::vector<uint64_t> three = {1, 2, 3}, two = {1, 2};
-  std::vector<float> g3 = {1, 1, 1}, g2 = {1, 1};
-  EXPECT_THAT(store.PushTables({{{"a", three, g3}, {"b", two, g2}}}),
+  EXPECT_THAT(store.PushTables(push),
               StatusIs(absl::StatusCode::kResourceExhausted,
-                       HasSubstr("5 new rows of 2 tables")));
-  EXPECT_EQ(store.parameter_bytes(), 0);
-  EXPECT_THAT(store.PushTables({{{"a", two, g2}, {"b", two, g2}}}), IsOk());
-  EXPECT_EQ(store.parameter_bytes(), 16);
+                       HasSubstr("4 new rows of 2 tables")));
+  EXPECT_EQ(store.memory_bytes(), before);
+  EXPECT_THAT(store.RowIds("a"), IsOkAndHolds(ElementsAre()));
+  // Table a's rows alone fit: the refusal was the whole push's.
+  EXPECT_THAT(store.PushTables({{push[0]}}), IsOk());
+  EXPECT_THAT(store.RowIds("b"), IsOkAndHolds(ElementsAre()));
+
+  options.max_memory_bytes = before + need;
+  TensorStore exact(options);
+  ASSERT_THAT(exact.CreateTensors({Table("a", 0, 1), Table("b", 0, 1)}),
+              IsOk());
+  EXPECT_THAT(exact.PushTables(push), IsOk());
+  EXPECT_EQ(exact.memory_bytes(), before + need);
 }
 
 TEST(TensorStoreTest, SplitTensorHoldsOnlyThisShardsRows) {
@@ -523,6 +547,394 @@ TEST(TensorStoreTest, InitializeRacingPushesLosesNoPush) {
     const float base = init->applied ? 1000.0f : 1.0f;
     EXPECT_EQ(out[0], base - kPushes);
     EXPECT_EQ(out[63], base - kPushes);
+  }
+}
+
+// --- Embedding rows in chunks ----------------------------------------------
+
+// A table whose rows differ (seeded normal initial values) under `kind`.
+v1::TensorSpec ChunkedTable(const std::string& name, int64_t dim,
+                            v1::OptimizerConfig::Kind kind) {
+  v1::TensorSpec spec = Table(name, 0, dim);
+  spec.mutable_initializer()->set_kind(v1::Initializer::NORMAL);
+  spec.mutable_initializer()->set_stddev(0.1f);
+  spec.mutable_initializer()->set_seed(7);
+  spec.mutable_optimizer()->set_kind(kind);
+  spec.mutable_optimizer()->set_learning_rate(0.1f);
+  if (kind == v1::OptimizerConfig::ADAGRAD) {
+    spec.mutable_optimizer()->set_initial_accumulator(0.25f);
+  }
+  return spec;
+}
+
+// Chunks of 256 bytes: a few rows each, so a few hundred rows cross dozens of
+// chunk boundaries.
+StoreOptions SmallChunks() {
+  StoreOptions options = Options();
+  options.row_chunk_bytes = 256;
+  return options;
+}
+
+std::vector<uint64_t> Iota(uint64_t begin, uint64_t end, uint64_t stride = 1) {
+  std::vector<uint64_t> ids;
+  for (uint64_t id = begin; id < end; id += stride) ids.push_back(id);
+  return ids;
+}
+
+// A gradient that differs per id and round.
+std::vector<float> GradFor(absl::Span<const uint64_t> ids, int64_t dim,
+                           int round) {
+  std::vector<float> grad;
+  for (uint64_t id : ids) {
+    for (int64_t j = 0; j < dim; ++j) {
+      grad.push_back(0.01f * ((id * 31 + j * 7 + round * 13) % 17) - 0.08f);
+    }
+  }
+  return grad;
+}
+
+// The same pushes applied to plain vectors, one row at a time: the values,
+// slots and step each row must hold.
+class ReferenceTable {
+ public:
+  explicit ReferenceTable(const v1::TensorSpec& spec)
+      : spec_(spec),
+        dim_(spec.shape(1)),
+        optimizer_(*optim::NewOptimizer(ToOptimizerConfig(spec.optimizer()))) {}
+
+  void Push(absl::Span<const uint64_t> ids, absl::Span<const float> grad) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      Row& row = rows_[ids[i]];
+      const bool created = row.values.empty();
+      if (created) row.values.resize(dim_ * (1 + optimizer_->num_slots()));
+      const std::vector<float*> slots = SlotsOf(row);
+      if (created) {
+        InitializeRows(spec_, ids[i], absl::MakeSpan(row.values.data(), dim_));
+        optimizer_->InitSlots(slots, dim_);
+      }
+      optimizer_->Apply(absl::MakeSpan(row.values.data(), dim_),
+                        grad.subspan(i * dim_, dim_), slots, ++row.step);
+    }
+  }
+
+  // dim values, then dim floats per slot, as DirtySnapshot::Row::values.
+  const std::vector<float>& Values(uint64_t id) { return rows_[id].values; }
+  int64_t Step(uint64_t id) { return rows_[id].step; }
+
+ private:
+  struct Row {
+    std::vector<float> values;
+    int64_t step = 0;
+  };
+  std::vector<float*> SlotsOf(Row& row) {
+    std::vector<float*> slots;
+    for (int s = 0; s < optimizer_->num_slots(); ++s) {
+      slots.push_back(row.values.data() + (s + 1) * dim_);
+    }
+    return slots;
+  }
+
+  const v1::TensorSpec spec_;
+  const int64_t dim_;
+  const std::unique_ptr<optim::Optimizer> optimizer_;
+  std::map<uint64_t, Row> rows_;
+};
+
+class ChunkedTableTest
+    : public ::testing::TestWithParam<v1::OptimizerConfig::Kind> {};
+
+TEST_P(ChunkedTableTest, ValuesSlotsAndStepsSurviveGrowthOverManyChunks) {
+  constexpr int64_t kDim = 5;  // odd: rows carry a pad float
+  const v1::TensorSpec spec = ChunkedTable("e", kDim, GetParam());
+  TensorStore store(SmallChunks());
+  ASSERT_THAT(store.CreateTensors({spec}), IsOk());
+  ReferenceTable reference(spec);
+  // Rounds that each touch old rows and create new ones, the new ones
+  // crossing chunk boundaries, with a repeated id in each push.
+  for (int round = 0; round < 6; ++round) {
+    std::vector<uint64_t> ids = Iota(round * 60, round * 60 + 120, 3);
+    ids.push_back(ids.front());
+    const std::vector<float> grad = GradFor(ids, kDim, round);
+    ASSERT_THAT(store.PushRows("e", ids, grad), IsOk());
+    // The store sums a repeated id's gradients first.
+    std::vector<float> summed(grad.begin(), grad.end() - kDim);
+    for (int64_t j = 0; j < kDim; ++j)
+      summed[j] += grad[grad.size() - kDim + j];
+    ids.pop_back();
+    reference.Push(ids, summed);
+  }
+  auto footprint = store.Footprint("e");
+  ASSERT_THAT(footprint, IsOk());
+  EXPECT_GT(footprint->chunks, 10);
+  const std::vector<uint64_t> held = Iota(0, 420, 3);
+  EXPECT_THAT(store.RowIds("e"), IsOkAndHolds(held));
+  EXPECT_EQ(footprint->rows, held.size());
+
+  std::vector<float> out(held.size() * kDim);
+  ASSERT_THAT(store.PullRows("e", held, absl::MakeSpan(out)), IsOkAndHolds(6));
+  DirtySnapshot snapshot;
+  store.TakeDirty(&snapshot);
+  ASSERT_EQ(snapshot.rows.size(), held.size());
+  for (size_t i = 0; i < held.size(); ++i) {
+    const std::vector<float>& want = reference.Values(held[i]);
+    EXPECT_EQ(std::vector<float>(out.begin() + i * kDim,
+                                 out.begin() + (i + 1) * kDim),
+              std::vector<float>(want.begin(), want.begin() + kDim))
+        << "row " << held[i];
+  }
+  for (const DirtySnapshot::Row& row : snapshot.rows) {
+    EXPECT_EQ(row.values, reference.Values(row.id)) << "row " << row.id;
+    EXPECT_EQ(row.step, reference.Step(row.id)) << "row " << row.id;
+  }
+}
+
+TEST_P(ChunkedTableTest, RestoredRowsAcrossChunksReadAsTheyWereWritten) {
+  constexpr int64_t kDim = 4;
+  const v1::TensorSpec spec = ChunkedTable("e", kDim, GetParam());
+  TensorStore source(SmallChunks());
+  ASSERT_THAT(source.CreateTensors({spec}), IsOk());
+  const std::vector<uint64_t> ids = Iota(0, 300);
+  for (int round = 0; round < 3; ++round) {
+    const std::vector<uint64_t> some = Iota(round, 300, round + 1);
+    ASSERT_THAT(source.PushRows("e", some, GradFor(some, kDim, round)), IsOk());
+  }
+  DirtySnapshot written;
+  source.TakeDirty(&written);
+  ASSERT_EQ(written.rows.size(), ids.size());
+
+  TensorStore restored(SmallChunks());
+  ASSERT_THAT(restored.CreateTensors({spec}), IsOk());
+  for (const DirtySnapshot::Row& row : written.rows) {
+    ASSERT_THAT(restored.RestoreRow("e", row.id, row.step, row.values), IsOk());
+  }
+  ASSERT_THAT(restored.RestoreVersion("e", 3, 0), IsOk());
+  std::vector<float> want(ids.size() * kDim), got(ids.size() * kDim);
+  ASSERT_THAT(source.PullRows("e", ids, absl::MakeSpan(want)), IsOk());
+  ASSERT_THAT(restored.PullRows("e", ids, absl::MakeSpan(got)),
+              IsOkAndHolds(3));
+  EXPECT_EQ(got, want);
+  EXPECT_THAT(restored.RowIds("e"), IsOkAndHolds(ids));
+  EXPECT_EQ(restored.memory_bytes(), source.memory_bytes());
+  auto footprint = restored.Footprint("e");
+  ASSERT_THAT(footprint, IsOk());
+  EXPECT_GT(footprint->chunks, 20);
+
+  // Restored rows are clean; marked dirty, they come out as written (steps
+  // and slots too), in the order they were restored.
+  DirtySnapshot clean;
+  restored.TakeDirty(&clean);
+  EXPECT_TRUE(clean.empty());
+  restored.MarkDirty(written);
+  DirtySnapshot again;
+  restored.TakeDirty(&again);
+  ASSERT_EQ(again.rows.size(), written.rows.size());
+  for (size_t i = 0; i < again.rows.size(); ++i) {
+    EXPECT_EQ(again.rows[i].id, written.rows[i].id);
+    EXPECT_EQ(again.rows[i].step, written.rows[i].step);
+    EXPECT_EQ(again.rows[i].values, written.rows[i].values);
+  }
+  EXPECT_EQ(again.bytes, written.bytes);
+
+  // Restoring over an existing row replaces it and creates nothing.
+  const int64_t bytes = restored.memory_bytes();
+  std::vector<float> other(written.rows[0].values.size(), 0.5f);
+  ASSERT_THAT(restored.RestoreRow("e", written.rows[0].id, 9, other), IsOk());
+  EXPECT_EQ(restored.memory_bytes(), bytes);
+  const uint64_t first[] = {written.rows[0].id};
+  std::vector<float> row(kDim);
+  ASSERT_THAT(restored.PullRows("e", first, absl::MakeSpan(row)), IsOk());
+  EXPECT_THAT(row, ::testing::Each(0.5f));
+}
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, ChunkedTableTest,
+                         ::testing::Values(v1::OptimizerConfig::SGD,
+                                           v1::OptimizerConfig::ADAGRAD,
+                                           v1::OptimizerConfig::ADAM),
+                         [](const auto& info) {
+                           return v1::OptimizerConfig::Kind_Name(info.param);
+                         });
+
+TEST(TensorStoreTest, RowsKeepTheirAddressWhileTheTableGrows) {
+  TensorStore store(SmallChunks());
+  ASSERT_THAT(
+      store.CreateTensors({ChunkedTable("e", 8, v1::OptimizerConfig::ADAM)}),
+      IsOk());
+  const std::vector<uint64_t> first = Iota(0, 20);
+  ASSERT_THAT(store.PushRows("e", first, GradFor(first, 8, 0)), IsOk());
+  std::vector<const void*> addresses;
+  for (uint64_t id : first) {
+    addresses.push_back(store.RowAddressForTesting("e", id));
+    ASSERT_NE(addresses.back(), nullptr);
+  }
+  EXPECT_EQ(store.RowAddressForTesting("e", 20), nullptr);
+  std::vector<float> before(first.size() * 8);
+  ASSERT_THAT(store.PullRows("e", first, absl::MakeSpan(before)), IsOk());
+  // 500 times as many rows, in pushes of 1000: thousands of chunks, and every
+  // index map rehashed several times.
+  for (uint64_t begin = 20; begin < 10020; begin += 1000) {
+    const std::vector<uint64_t> ids = Iota(begin, begin + 1000);
+    ASSERT_THAT(store.PushRows("e", ids, GradFor(ids, 8, 1)), IsOk());
+  }
+  auto footprint = store.Footprint("e");
+  ASSERT_THAT(footprint, IsOk());
+  EXPECT_EQ(footprint->rows, 10020);
+  EXPECT_GT(footprint->chunks, 1000);
+  for (size_t i = 0; i < first.size(); ++i) {
+    EXPECT_EQ(store.RowAddressForTesting("e", first[i]), addresses[i]);
+  }
+  std::vector<float> after(first.size() * 8);
+  ASSERT_THAT(store.PullRows("e", first, absl::MakeSpan(after)), IsOk());
+  EXPECT_EQ(after, before);
+}
+
+TEST(TensorStoreTest, DirtyRowsAreTrackedAcrossChunks) {
+  TensorStore store(SmallChunks());
+  ASSERT_THAT(
+      store.CreateTensors({ChunkedTable("e", 3, v1::OptimizerConfig::ADAGRAD)}),
+      IsOk());
+  const std::vector<uint64_t> all = Iota(0, 400);
+  ASSERT_THAT(store.PushRows("e", all, GradFor(all, 3, 0)), IsOk());
+  DirtySnapshot created;
+  store.TakeDirty(&created);
+  EXPECT_EQ(created.rows.size(), all.size());
+  // Every 7th row, in reverse, then a few of them again: each comes out once,
+  // with its newest values.
+  std::vector<uint64_t> some = Iota(0, 400, 7);
+  std::reverse(some.begin(), some.end());
+  ASSERT_THAT(store.PushRows("e", some, GradFor(some, 3, 1)), IsOk());
+  const std::vector<uint64_t> again = {7, 392, 203};
+  ASSERT_THAT(store.PushRows("e", again, GradFor(again, 3, 2)), IsOk());
+  DirtySnapshot touched;
+  store.TakeDirty(&touched);
+  std::vector<uint64_t> ids;
+  for (const auto& row : touched.rows) {
+    ids.push_back(row.id);
+    const uint64_t one[] = {row.id};
+    std::vector<float> now(3);
+    ASSERT_THAT(store.PullRows("e", one, absl::MakeSpan(now)), IsOk());
+    EXPECT_EQ(std::vector<float>(row.values.begin(), row.values.begin() + 3),
+              now);
+    EXPECT_EQ(row.step, row.id == 7 || row.id == 392 || row.id == 203 ? 3 : 2);
+  }
+  EXPECT_THAT(ids, ::testing::UnorderedElementsAreArray(some));
+  ASSERT_EQ(touched.versions.size(), 1u);
+  EXPECT_EQ(touched.versions[0].version, 3);
+  DirtySnapshot nothing;
+  store.TakeDirty(&nothing);
+  EXPECT_TRUE(nothing.empty());
+  // A failed write puts the marks back: the same rows again, no others.
+  store.MarkDirty(touched);
+  DirtySnapshot retried;
+  store.TakeDirty(&retried);
+  ASSERT_EQ(retried.rows.size(), touched.rows.size());
+  ids.clear();
+  for (const auto& row : retried.rows) ids.push_back(row.id);
+  EXPECT_THAT(ids, ::testing::UnorderedElementsAreArray(some));
+}
+
+TEST(TensorStoreTest, RowsBeyondATablesLimitAreRefusedAndChangeNothing) {
+  StoreOptions options = SmallChunks();
+  options.max_table_rows = 10;
+  TensorStore store(options);
+  ASSERT_THAT(store.CreateTensors({Table("e", 0, 2), Table("f", 0, 2)}),
+              IsOk());
+  const std::vector<uint64_t> eight = Iota(0, 8);
+  ASSERT_THAT(store.PushRows("e", eight, std::vector<float>(16, 1.0f)), IsOk());
+  const int64_t bytes = store.memory_bytes();
+  // Three new rows and an old one: 11 rows, over the limit.
+  const std::vector<uint64_t> over = {8, 9, 10, 0};
+  auto refused = store.PushRows("e", over, std::vector<float>(8, 1.0f));
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted,
+                                HasSubstr("3 new rows of e would exceed its "
+                                          "10 rows on shard 0 (holds 8")));
+  EXPECT_EQ(RejectReasonOf(refused.status()), kReasonOutOfMemory);
+  EXPECT_THAT(store.RowIds("e"), IsOkAndHolds(eight));
+  EXPECT_EQ(store.memory_bytes(), bytes);
+  std::vector<float> row(2);
+  const uint64_t zero[] = {0};
+  EXPECT_THAT(store.PullRows("e", zero, absl::MakeSpan(row)), IsOkAndHolds(1));
+  EXPECT_THAT(row, ElementsAre(0.5f, 0.5f));
+  // Up to the limit, and old rows after it, are fine; the limit is per table.
+  const std::vector<uint64_t> two = {8, 9};
+  EXPECT_THAT(store.PushRows("e", two, std::vector<float>(4, 1.0f)), IsOk());
+  EXPECT_THAT(store.PushRows("e", eight, std::vector<float>(16, 1.0f)), IsOk());
+  EXPECT_THAT(store.PushRows("f", eight, std::vector<float>(16, 1.0f)), IsOk());
+  // So is a restore of one row more, with nothing restored.
+  EXPECT_THAT(store.RestoreRow("e", 10, 1, {1.0f, 2.0f}),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(store.RestoreRow("e", 9, 1, {1.0f, 2.0f}), IsOk());
+  auto footprint = store.Footprint("e");
+  ASSERT_THAT(footprint, IsOk());
+  EXPECT_EQ(footprint->rows, 10);
+}
+
+TEST(TensorStoreTest, MemoryCountsWhatTheChunksAndTheIndexAllocate) {
+  TensorStore store(Options());  // 64 KiB chunks
+  ASSERT_THAT(
+      store.CreateTensors({ChunkedTable("e", 16, v1::OptimizerConfig::ADAM),
+                           Dense("w", {3, 4})}),
+      IsOk());
+  EXPECT_EQ(store.memory_bytes(), 3 * 4 * 4);  // the dense part, no slots
+  const std::vector<uint64_t> ids = Iota(0, 3000);
+  ASSERT_THAT(store.PushRows("e", ids, GradFor(ids, 16, 0)), IsOk());
+  auto f = store.Footprint("e");
+  ASSERT_THAT(f, IsOk());
+  // A row: id and step, 16 values, 2 x 16 slot floats.
+  EXPECT_EQ(f->row_bytes, 8 + 8 + 16 * 4 * 3);
+  EXPECT_EQ(f->rows, 3000);
+  // Chunks of 4, 8, 16 and 32 KiB (19 + 39 + 78 + 157 rows of 208 bytes),
+  // then of 64 KiB (315 rows): 9 more for the other 2707 rows.
+  EXPECT_EQ(f->chunks, 4 + 9);
+  EXPECT_GE(f->chunk_bytes, 3000 * f->row_bytes);
+  EXPECT_LT(f->chunk_bytes, 3000 * f->row_bytes + (64 << 10));
+  // 64 maps of 47 rows on average: capacity 63 or 127 each, 17 bytes a slot.
+  EXPECT_GE(f->index_bytes, 3000 * 17);
+  EXPECT_LE(f->index_bytes, 64 * (127 * 17 + 24));
+  EXPECT_EQ(store.parameter_bytes(), 3 * 4 * 4 + 3000 * 16 * 4);
+  EXPECT_EQ(store.slot_bytes(), 3000 * 16 * 4 * 2);
+  EXPECT_EQ(store.memory_bytes(), 3 * 4 * 4 + f->chunk_bytes + f->index_bytes);
+  EXPECT_EQ(store.table_overhead_bytes(),
+            f->chunk_bytes + f->index_bytes - 3000 * 16 * 4 * 3);
+  auto dense = store.Footprint("w");
+  EXPECT_THAT(dense, StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(TensorStoreTest, BudgetAdmitsExactlyWhatNewRowsAllocate) {
+  // The same two pushes, measured without a budget, then under a budget of
+  // exactly what they take and of one byte less.
+  const v1::TensorSpec spec =
+      ChunkedTable("e", 8, v1::OptimizerConfig::ADAGRAD);
+  const std::vector<uint64_t> first = Iota(0, 700, 3);
+  const std::vector<uint64_t> second = Iota(300, 2300, 2);  // old and new
+  int64_t after_first = 0, after_second = 0;
+  {
+    TensorStore store(Options());
+    ASSERT_THAT(store.CreateTensors({spec}), IsOk());
+    ASSERT_THAT(store.PushRows("e", first, GradFor(first, 8, 0)), IsOk());
+    after_first = store.memory_bytes();
+    ASSERT_THAT(store.PushRows("e", second, GradFor(second, 8, 1)), IsOk());
+    after_second = store.memory_bytes();
+  }
+  for (int64_t budget : {after_second, after_second - 1}) {
+    StoreOptions options = Options();
+    options.max_memory_bytes = budget;
+    TensorStore store(options);
+    ASSERT_THAT(store.CreateTensors({spec}), IsOk());
+    ASSERT_THAT(store.PushRows("e", first, GradFor(first, 8, 0)), IsOk());
+    ASSERT_EQ(store.memory_bytes(), after_first);
+    auto pushed = store.PushRows("e", second, GradFor(second, 8, 1));
+    if (budget == after_second) {
+      EXPECT_THAT(pushed, IsOk());
+      EXPECT_EQ(store.memory_bytes(), after_second);
+      continue;
+    }
+    EXPECT_THAT(pushed, StatusIs(absl::StatusCode::kResourceExhausted,
+                                 HasSubstr("new rows of e needs")));
+    EXPECT_EQ(RejectReasonOf(pushed.status()), kReasonOutOfMemory);
+    EXPECT_EQ(store.memory_bytes(), after_first);
+    // A push that creates no row is never refused.
+    EXPECT_THAT(store.PushRows("e", first, GradFor(first, 8, 2)),
+                IsOkAndHolds(::testing::Field(&PushResult::version, 2)));
   }
 }
 
