@@ -37,6 +37,52 @@ uint64_t StableHash(std::string_view s) {
   return Mix64(h);
 }
 
+absl::Status ValidateMemoryPolicy(const v1::TensorSpec& spec) {
+  const v1::MemoryPolicy& p = spec.memory_policy();
+  const std::string what =
+      absl::StrCat("tensor ", spec.name(), ": memory policy ");
+  if (spec.kind() != v1::TensorSpec::EMBEDDING) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, "applies to embedding tables only"));
+  }
+  if (!v1::MemoryPolicy::Eviction_IsValid(p.eviction())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, "has an unknown eviction ", p.eviction()));
+  }
+  if (p.eviction() == v1::MemoryPolicy::EVICTION_DISK) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what,
+        "eviction EVICTION_DISK is not yet supported (there is no disk "
+        "tier); use EVICTION_DELETE"));
+  }
+  const std::pair<const char*, int64_t> fields[] = {
+      {"admit_after_pushes", p.admit_after_pushes()},
+      {"sketch_width", p.sketch_width()},
+      {"sketch_depth", p.sketch_depth()},
+      {"expire_after_steps", p.expire_after_steps()},
+      {"expire_after_seconds", p.expire_after_seconds()},
+      {"max_rows", p.max_rows()}};
+  for (const auto& [field, value] : fields) {
+    if (value < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, field, " = ", value, " is negative"));
+    }
+  }
+  if (p.sketch_width() > kMaxSketchWidth ||
+      p.sketch_depth() > kMaxSketchDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, "sketch ", p.sketch_width(), " x ", p.sketch_depth(),
+                     " exceeds ", kMaxSketchWidth, " x ", kMaxSketchDepth));
+  }
+  // Seconds are kept in milliseconds.
+  if (p.expire_after_seconds() > (int64_t{1} << 40)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, "expire_after_seconds = ", p.expire_after_seconds(),
+                     " is too large"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateTensorSpec(const v1::TensorSpec& spec) {
   if (spec.name().empty()) {
     return absl::InvalidArgumentError("tensor spec has an empty name");
@@ -132,6 +178,10 @@ absl::Status ValidateTensorSpec(const v1::TensorSpec& spec) {
     return absl::InvalidArgumentError(absl::StrCat("tensor ", spec.name(),
                                                    ": unknown optimizer kind ",
                                                    spec.optimizer().kind()));
+  }
+  if (spec.has_memory_policy()) {
+    absl::Status policy = ValidateMemoryPolicy(spec);
+    if (!policy.ok()) return policy;
   }
   return absl::OkStatus();
 }

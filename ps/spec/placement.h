@@ -40,6 +40,9 @@ inline constexpr int64_t kMaxEmbeddingDim = int64_t{1} << 22;
 // Largest initializer parameter (value, low, high, mean, stddev, gain) in
 // size: the initial values it yields stay finite float32s.
 inline constexpr float kMaxInitializerParameter = 1e30f;
+// A memory policy's count-min sketch: counters per hash, and hashes.
+inline constexpr int64_t kMaxSketchWidth = int64_t{1} << 24;
+inline constexpr int64_t kMaxSketchDepth = 16;
 
 // 64-bit FNV-1a of `s`, finalized with splitmix64. Stable forever.
 uint64_t StableHash(std::string_view s);
@@ -51,9 +54,14 @@ uint64_t Mix64(uint64_t x);
 // within kMaxTensorElements (and kMaxEmbeddingDim), an embedding of rank 2
 // with dim > 0, a known initializer whose parameters are finite (at most
 // kMaxInitializerParameter in size; uniform low <= high, stddev >= 0), a
-// known optimizer kind.
+// known optimizer kind, and a valid memory policy if it has one.
 // InvalidArgument naming the tensor and the field otherwise.
 absl::Status ValidateTensorSpec(const v1::TensorSpec& spec);
+
+// Checks `spec`'s memory policy: an embedding table's only, no negative
+// field, a sketch within kMaxSketchWidth x kMaxSketchDepth, and eviction by
+// deletion (EVICTION_DISK is not yet supported).
+absl::Status ValidateMemoryPolicy(const v1::TensorSpec& spec);
 
 // Checks num_shards >= 1 and split_threshold_bytes >= 0.
 absl::Status ValidatePlacementConfig(const v1::PlacementConfig& config);

@@ -136,6 +136,36 @@ TEST(ValidateTensorSpecTest, RejectsBadSpecsNamingTheProblem) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("num_shards")));
 }
 
+TEST(ValidateTensorSpecTest, MemoryPolicyIsCheckedAndDiskEvictionRefused) {
+  v1::TensorSpec emb = Dense("emb", {0, 8});
+  emb.set_kind(v1::TensorSpec::EMBEDDING);
+  v1::MemoryPolicy* policy = emb.mutable_memory_policy();
+  policy->set_admit_after_pushes(3);
+  policy->set_expire_after_steps(100);
+  policy->set_expire_after_seconds(60);
+  policy->set_max_rows(1000);
+  EXPECT_THAT(ValidateTensorSpec(emb), IsOk());
+  policy->set_eviction(v1::MemoryPolicy::EVICTION_DISK);
+  EXPECT_THAT(ValidateTensorSpec(emb),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not yet supported")));
+  policy->set_eviction(v1::MemoryPolicy::EVICTION_DELETE);
+  policy->set_max_rows(-1);
+  EXPECT_THAT(ValidateTensorSpec(emb),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("max_rows = -1 is negative")));
+  policy->set_max_rows(0);
+  policy->set_sketch_width(1 << 30);
+  EXPECT_THAT(
+      ValidateTensorSpec(emb),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sketch")));
+  v1::TensorSpec dense = Dense("w", {4});
+  dense.mutable_memory_policy()->set_max_rows(1);
+  EXPECT_THAT(ValidateTensorSpec(dense),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("embedding tables only")));
+}
+
 }  // namespace
 }  // namespace tessera
 
