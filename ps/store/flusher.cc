@@ -42,6 +42,8 @@ void Flusher::Loop() {
 absl::Status Flusher::FlushNow() {
   absl::MutexLock flush_lock(&flush_mu_);
   const absl::Time start = absl::Now();
+  // Expired rows first, so that this flush deletes them on disk too.
+  store_->ExpireRows();
   DirtySnapshot snapshot;
   store_->TakeDirty(&snapshot);
   absl::Status status;

@@ -2,7 +2,9 @@
 #define TESSERA_PS_STORE_FLUSHER_H_
 
 // Writes what changed in a TensorStore to its ShardStorage every interval, as
-// one atomic batch per flush. A failed write (disk full, read-only) keeps the
+// one atomic batch per flush. Each flush first runs the store's expiry sweep
+// (TensorStore::ExpireRows), so rows it deletes are deleted on disk by the
+// same batch. A failed write (disk full, read-only) keeps the
 // changes marked dirty, is reported in stats() and the log, and is retried at
 // the next interval: the shard keeps serving from memory meanwhile. A
 // successful write tells the store (TensorStore::MarkPersisted), so a caller

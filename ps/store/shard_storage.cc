@@ -348,6 +348,11 @@ absl::Status ShardStorage::Write(const DirtySnapshot& snapshot) {
       batch.Put(handles_[kSlots], slot_key, FloatSlice(block.slots[s]));
     }
   }
+  // Deletions before rows: a row deleted and created again since the last
+  // flush is in both, and must stay.
+  for (const auto& row : snapshot.deleted_rows) {
+    batch.Delete(handles_[kRows], BlockKey(row.tensor, row.id));
+  }
   for (const auto& row : snapshot.rows) {
     std::string value(8 + row.values.size() * sizeof(float), '\0');
     std::memcpy(value.data(), &row.step, 8);

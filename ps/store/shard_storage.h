@@ -74,7 +74,9 @@ class ShardStorage {
   // Stores specs (synchronously: a created tensor survives a crash).
   absl::Status SaveSpecs(absl::Span<const v1::TensorSpec> specs);
 
-  // Writes a snapshot as one atomic, synced batch.
+  // Writes a snapshot as one atomic, synced batch; its deleted rows are
+  // deleted (before its rows are written), so a later LoadInto never
+  // restores them.
   absl::Status Write(const DirtySnapshot& snapshot);
 
   // Small records of other components (the coordinator's state), in a column

@@ -14,6 +14,7 @@
 #include "ps/common/checked_math.h"
 #include "ps/common/reject_reason.h"
 #include "ps/spec/initializer.h"
+#include "ps/spec/placement.h"
 
 namespace tessera {
 namespace {
@@ -333,14 +334,29 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
         max_rows_(spec_.shape(0)),
         shard_(shard),
         num_shards_(num_shards),
+        policy_(spec_.memory_policy()),
+        admit_after_(policy_.admit_after_pushes()),
+        sketch_width_(policy_.sketch_width() > 0 ? policy_.sketch_width()
+                                                 : kDefaultSketchWidth),
+        sketch_depth_(policy_.sketch_depth() > 0 ? policy_.sketch_depth()
+                                                 : kDefaultSketchDepth),
+        expires_(policy_.expire_after_steps() > 0 ||
+                 policy_.expire_after_seconds() > 0),
+        tracked_(expires_ || policy_.max_rows() > 0),
+        header_bytes_(tracked_ ? kTrackedHeaderBytes : kHeaderBytes),
         row_floats_(dim_ * (1 + optimizer_->num_slots())),
-        row_bytes_(kHeaderBytes + (row_floats_ * kFloat + 7) / 8 * 8),
+        row_bytes_(header_bytes_ + (row_floats_ * kFloat + 7) / 8 * 8),
         max_chunk_bytes_(std::max<int64_t>(row_chunk_bytes, 1)),
         max_table_rows_(max_table_rows > 0
                             ? max_table_rows
-                            : std::numeric_limits<int64_t>::max()) {}
+                            : std::numeric_limits<int64_t>::max()) {
+    if (admit_after_ > 1) {
+      sketch_.assign(static_cast<size_t>(sketch_width_) * sketch_depth_, 0);
+    }
+  }
 
   int64_t dim() const { return dim_; }
+  bool expires() const { return expires_; }
 
   absl::Status CheckIds(absl::Span<const uint64_t> ids) const {
     for (uint64_t id : ids) {
@@ -380,14 +396,18 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       }
       rows[i] = FindLocked(ids[i]);
     }
+    int64_t hits = 0;
     for (size_t i = 0; i < ids.size(); ++i) {
       float* dst = out.data() + i * dim_;
       if (rows[i] != kNoRow) {
         std::copy_n(ValuesLocked(rows[i]), dim_, dst);
+        ++hits;
       } else {
         InitializeRows(spec_, ids[i], absl::MakeSpan(dst, dim_));
       }
     }
+    stats_.pull_hits += hits;
+    stats_.pull_misses += static_cast<int64_t>(ids.size()) - hits;
     return version_;
   }
 
@@ -400,6 +420,10 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     std::vector<float> summed;
     int64_t num_new = 0;
     int64_t new_bytes = 0;
+    // Ids of new rows not admitted yet (memory policy): their gradients are
+    // dropped and the sketch counts the push.
+    std::vector<uint64_t> dropped;
+    int64_t evict = 0;  // rows to evict first (memory policy's max_rows)
   };
 
   // The table's lock, for TensorStore::PushTables to hold several tables'.
@@ -407,8 +431,10 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
 
   // Sums the gradients of repeated ids (in the order of first appearance),
   // looks each distinct id up, and works out what its new rows will
-  // allocate. Changes nothing; ResourceExhausted if the new rows would
-  // exceed the table's row limit.
+  // allocate: new ids the memory policy does not admit yet are dropped, and
+  // rows over its max_rows are to be evicted. Changes nothing;
+  // ResourceExhausted if the new rows would exceed the table's row limit, or
+  // the policy's max_rows with every other row evicted.
   absl::Status PlanLocked(absl::Span<const uint64_t> ids,
                           absl::Span<const float> grad, PushPlan* plan) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -424,21 +450,41 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       auto [it, inserted] = first.try_emplace(ids[i], plan->rows.size());
       const float* g = grad.data() + i * dim_;
       if (inserted) {
+        const uint64_t row = FindLocked(ids[i]);
+        if (row == kNoRow && !AdmitsLocked(ids[i])) {
+          it->second = kDropped;
+          plan->dropped.push_back(ids[i]);
+          continue;
+        }
         plan->distinct.push_back(ids[i]);
-        plan->rows.push_back(FindLocked(ids[i]));
-        if (plan->rows.back() == kNoRow) {
+        plan->rows.push_back(row);
+        if (row == kNoRow) {
           ++plan->num_new;
           ++new_per_map[MapOf(ids[i])];
         }
         plan->summed.insert(plan->summed.end(), g, g + dim_);
-      } else {
+      } else if (it->second != kDropped) {
         float* s = plan->summed.data() + it->second * dim_;
         for (int64_t j = 0; j < dim_; ++j) s[j] += g[j];
       }
     }
+    const int64_t max_rows = policy_.max_rows();
+    if (max_rows > 0 && num_rows_ + plan->num_new > max_rows) {
+      // Rows this push updates are never evicted by it.
+      const int64_t others =
+          num_rows_ - (static_cast<int64_t>(plan->rows.size()) - plan->num_new);
+      plan->evict = num_rows_ + plan->num_new - max_rows;
+      if (plan->evict > others) {
+        return Rejected(
+            absl::StatusCode::kResourceExhausted, kReasonOutOfMemory,
+            absl::StrCat("push of ", plan->distinct.size(), " rows of ", name(),
+                         " exceeds its memory policy's max_rows ", max_rows,
+                         " on shard ", shard_));
+      }
+    }
     if (plan->num_new > 0) {
       absl::StatusOr<int64_t> bytes =
-          GrowthBytesLocked(plan->num_new, new_per_map);
+          GrowthBytesLocked(plan->num_new, new_per_map, plan->evict);
       if (!bytes.ok()) return bytes.status();
       plan->new_bytes = *bytes;
     }
@@ -447,13 +493,26 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
 
   // Creates the plan's new rows and applies its gradients, row by row; the
   // lock must have been held since PlanLocked made it.
-  void ApplyLocked(PushPlan& plan, PushResult* result, Growth* growth)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // `now_ms`: the wall time of the push (Unix milliseconds), for expiry.
+  void ApplyLocked(PushPlan& plan, int64_t now_ms, PushResult* result,
+                   Growth* growth) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const int64_t allocated = AllocatedBytesLocked();
+    const int64_t rows_before = num_rows_;
+    for (uint64_t id : plan.dropped) SketchAddLocked(id);
+    stats_.admission_drops += plan.dropped.size();
+    if (plan.evict > 0) EvictLocked(plan.evict, plan.rows);
+    const int64_t version = version_ + 1;
     std::vector<float*> slot_ptrs(num_slots());
     for (size_t k = 0; k < plan.rows.size(); ++k) {
-      if (plan.rows[k] == kNoRow) plan.rows[k] = AddRowLocked(plan.distinct[k]);
+      if (plan.rows[k] == kNoRow) {
+        plan.rows[k] = AddRowLocked(plan.distinct[k]);
+        ++stats_.admissions;
+      }
       unsigned char* record = RecordLocked(plan.rows[k]);
+      if (tracked_) {
+        *LastVersionOf(record) = version;
+        *LastMillisOf(record) = now_ms;
+      }
       float* values = FloatsOf(record);
       for (size_t s = 0; s < slot_ptrs.size(); ++s) {
         slot_ptrs[s] = values + (s + 1) * dim_;
@@ -466,8 +525,65 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       MarkRowDirtyLocked(plan.rows[k]);
     }
     version_dirty_ = true;
-    result->version = ++version_;
-    *growth = GrowthLocked(plan.num_new, allocated);
+    version_ = version;
+    result->version = version_;
+    *growth = GrowthLocked(num_rows_ - rows_before, allocated);
+  }
+
+  // Deletes up to `max_slots` slots' worth of expired rows, resuming where
+  // the last sweep stopped (one lock hold: callers bound `max_slots`).
+  // Returns the slots scanned; `growth` gets what the deletions freed. A row
+  // restored from disk gets its lease at its first sweep.
+  int64_t SweepLocked(int64_t now_ms, int64_t max_slots, Growth* growth)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const int64_t allocated = AllocatedBytesLocked();
+    const int64_t rows_before = num_rows_;
+    const int64_t steps = policy_.expire_after_steps();
+    const int64_t ms = policy_.expire_after_seconds() * 1000;
+    const int64_t scan = std::min(max_slots, SlotsLocked());
+    for (int64_t i = 0; i < scan; ++i) {
+      const uint64_t row = NextSlotLocked(&sweep_hand_);
+      unsigned char* record = RecordLocked(row);
+      if (*StepOf(record) < 0) continue;  // free
+      if (*LastVersionOf(record) < 0) {
+        *LastVersionOf(record) = version_;
+        *LastMillisOf(record) = now_ms;
+        continue;
+      }
+      if ((steps > 0 && version_ - *LastVersionOf(record) >= steps) ||
+          (ms > 0 && now_ms - *LastMillisOf(record) >= ms)) {
+        DeleteRowLocked(row);
+        ++stats_.expiries;
+      }
+    }
+    *growth = GrowthLocked(num_rows_ - rows_before, allocated);
+    return scan;
+  }
+
+  // One expiry sweep over at most `max_slots` slots, in slices that each
+  // hold the lock briefly.
+  void Sweep(int64_t now_ms, int64_t max_slots, Growth* total) {
+    if (!expires_) return;
+    for (int64_t done = 0; done < max_slots;) {
+      absl::MutexLock lock(&mu_);
+      Growth g;
+      const int64_t scanned =
+          SweepLocked(now_ms, std::min(kSweepSlice, max_slots - done), &g);
+      total->rows += g.rows;
+      total->parameter_bytes += g.parameter_bytes;
+      total->slot_bytes += g.slot_bytes;
+      total->overhead_bytes += g.overhead_bytes;
+      done += scanned;
+      if (scanned == 0 || done >= SlotsLocked()) break;
+    }
+  }
+
+  TablePolicyStats PolicyStats() const {
+    absl::MutexLock lock(&mu_);
+    TablePolicyStats s = stats_;
+    s.tensor = name();
+    s.rows = num_rows_;
+    return s;
   }
 
   std::vector<uint64_t> Ids() const {
@@ -476,7 +592,8 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     ids.reserve(num_rows_);
     for (size_t c = 0; c < chunks_.size(); ++c) {
       for (int64_t r = 0; r < chunks_[c].used; ++r) {
-        ids.push_back(*IdOf(RecordLocked(RowOf(c, r))));
+        const unsigned char* record = RecordLocked(RowOf(c, r));
+        if (*StepOf(record) >= 0) ids.push_back(*IdOf(record));
       }
     }
     std::sort(ids.begin(), ids.end());
@@ -498,6 +615,12 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     absl::MutexLock lock(&mu_);
     if (!version_dirty_) return;
     std::sort(dirty_chunks_.begin(), dirty_chunks_.end());
+    // A chunk whose dirty rows were all deleted and then marked again is
+    // listed twice.
+    dirty_chunks_.erase(std::unique(dirty_chunks_.begin(), dirty_chunks_.end()),
+                        dirty_chunks_.end());
+    for (uint64_t id : deleted_ids_) out->deleted_rows.push_back({name(), id});
+    deleted_ids_.clear();
     for (uint32_t c : dirty_chunks_) {
       Chunk& chunk = chunks_[c];
       uint64_t* bits = DirtyBitsOf(chunk);
@@ -529,6 +652,14 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     version_dirty_ = true;
   }
 
+  // A deletion whose write failed: written again by the next flush (before
+  // the rows, so a row created again since wins).
+  void MarkDeleted(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    deleted_ids_.push_back(id);
+    version_dirty_ = true;
+  }
+
   absl::Status Restore(uint64_t id, int64_t step,
                        absl::Span<const float> values, Growth* growth) {
     absl::MutexLock lock(&mu_);
@@ -542,7 +673,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     if (row == kNoRow) {
       std::array<int64_t, kIndexMaps> new_per_map{};
       new_per_map[MapOf(id)] = 1;
-      absl::StatusOr<int64_t> bytes = GrowthBytesLocked(1, new_per_map);
+      absl::StatusOr<int64_t> bytes = GrowthBytesLocked(1, new_per_map, 0);
       if (!bytes.ok()) return bytes.status();
       // A restored row is clean: AddRowLocked() does not mark it dirty.
       row = AddRowLocked(id);
@@ -550,7 +681,9 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     }
     unsigned char* record = RecordLocked(row);
     std::copy_n(values.data(), row_floats_, FloatsOf(record));
-    *StepOf(record) = step;
+    // A negative step on disk would read as a free slot.
+    *StepOf(record) = std::max<int64_t>(step, 0);
+    if (tracked_) *LastVersionOf(record) = -1;  // leased at the first sweep
     return absl::OkStatus();
   }
 
@@ -592,6 +725,18 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   static constexpr int64_t kMaxChunkRows = int64_t{1} << 31;
   static constexpr int64_t kMaxChunks = (int64_t{1} << 32) - 1;
   static constexpr int64_t kHeaderBytes = 2 * sizeof(uint64_t);  // id, step
+  // A table with expiry or max_rows: also the table's version and the wall
+  // time (Unix ms) of the row's last update.
+  static constexpr int64_t kTrackedHeaderBytes = 4 * sizeof(uint64_t);
+  // A free slot's step.
+  static constexpr int64_t kFreeStep = -1;
+  static constexpr size_t kDropped = ~size_t{0};
+  static constexpr int kDefaultSketchWidth = 4096;
+  static constexpr int kDefaultSketchDepth = 4;
+  // An eviction takes the least recently updated of this many live rows.
+  static constexpr int kEvictSample = 8;
+  // Slots an expiry sweep scans per lock hold.
+  static constexpr int64_t kSweepSlice = 4096;
   static constexpr int kIndexMapBits = 6;
   // Lookups of a batch prefetch the index's entries this many ids ahead.
   static constexpr size_t kPrefetchAhead = 8;
@@ -623,11 +768,17 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   static const int64_t* StepOf(const unsigned char* record) {
     return reinterpret_cast<const int64_t*>(record + sizeof(uint64_t));
   }
-  static float* FloatsOf(unsigned char* record) {
-    return reinterpret_cast<float*>(record + kHeaderBytes);
+  static int64_t* LastVersionOf(unsigned char* record) {
+    return reinterpret_cast<int64_t*>(record + 2 * sizeof(uint64_t));
   }
-  static const float* FloatsOf(const unsigned char* record) {
-    return reinterpret_cast<const float*>(record + kHeaderBytes);
+  static int64_t* LastMillisOf(unsigned char* record) {
+    return reinterpret_cast<int64_t*>(record + 3 * sizeof(uint64_t));
+  }
+  float* FloatsOf(unsigned char* record) const {
+    return reinterpret_cast<float*>(record + header_bytes_);
+  }
+  const float* FloatsOf(const unsigned char* record) const {
+    return reinterpret_cast<const float*>(record + header_bytes_);
   }
 
   // What absl::flat_hash_map (Abseil 20220623, 16-wide groups) allocates for
@@ -640,9 +791,15 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   }
   // The capacity a map of `capacity` grows to for `size` entries, as absl
   // grows it with no erase: 0 -> 1, then c -> 2c + 1 whenever `size` exceeds
-  // c - c/8 (its 7/8 load factor).
-  static size_t GrownCapacity(size_t capacity, size_t size) {
-    while (size > capacity - capacity / 8) capacity = capacity * 2 + 1;
+  // c - c/8 (its 7/8 load factor). After erases (`erased`) its tombstones
+  // may make it grow sooner: absl then grows a map of at most 16 slots, or
+  // one more than 25/32 full, so this assumes it does (an upper bound).
+  static size_t GrownCapacity(size_t capacity, size_t size, bool erased) {
+    if (erased && capacity > 0 && capacity <= 16) capacity = capacity * 2 + 1;
+    while (size > capacity - capacity / 8 ||
+           (erased && capacity > 16 && size * 32 > capacity * 25)) {
+      capacity = capacity * 2 + 1;
+    }
     return capacity;
   }
 
@@ -688,8 +845,125 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     if (chunk.num_dirty++ == 0) dirty_chunks_.push_back(row >> 32);
   }
 
+  // Counts the free list too (8 bytes a free slot, as allocated); not the
+  // deleted ids awaiting a flush, which TakeDirty empties every interval.
   int64_t AllocatedBytesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return chunk_bytes_ + index_bytes_;
+    return chunk_bytes_ + index_bytes_ +
+           static_cast<int64_t>(free_rows_.capacity() * sizeof(uint64_t));
+  }
+
+  // Slots ever used: live rows and free ones.
+  int64_t SlotsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    int64_t slots = 0;
+    if (!chunks_.empty()) {
+      slots = chunks_.back().used;
+      for (size_t c = 0; c + 1 < chunks_.size(); ++c) slots += chunks_[c].used;
+    }
+    return slots;
+  }
+
+  // The slot at `*hand` (a slot number), then advances it, wrapping.
+  uint64_t NextSlotLocked(int64_t* hand) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // Chunk c starts at slot sum of earlier capacities; all but the newest
+    // are full.
+    int64_t slot = *hand;
+    size_t c = 0;
+    while (c < chunks_.size() && slot >= chunks_[c].used) {
+      slot -= chunks_[c].used;
+      ++c;
+    }
+    if (c == chunks_.size()) {  // past the end: wrap
+      c = 0;
+      slot = 0;
+      *hand = 0;
+    }
+    ++*hand;
+    return RowOf(c, slot);
+  }
+
+  // Index into sketch_ of the admission sketch's counter `d` of `id`.
+  size_t CounterOf(uint64_t id, int d) const {
+    const uint64_t h = Mix64(id ^ (0x9E3779B97F4A7C15ULL * (d + 1)));
+    return static_cast<size_t>(d) * sketch_width_ + h % sketch_width_;
+  }
+  uint32_t EstimateLocked(uint64_t id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    uint32_t estimate = std::numeric_limits<uint32_t>::max();
+    for (int d = 0; d < sketch_depth_; ++d) {
+      estimate = std::min(estimate, sketch_[CounterOf(id, d)]);
+    }
+    return estimate;
+  }
+  bool AdmitsLocked(uint64_t id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // This push would be the id's (estimate + 1)-th.
+    return admit_after_ <= 1 ||
+           static_cast<int64_t>(EstimateLocked(id)) + 1 >= admit_after_;
+  }
+  // Counts a dropped push of `id`: conservative update (only the counters at
+  // the minimum grow), which keeps count-min's overestimate small.
+  void SketchAddLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const uint32_t estimate = EstimateLocked(id);
+    if (estimate == std::numeric_limits<uint32_t>::max()) return;
+    for (int d = 0; d < sketch_depth_; ++d) {
+      uint32_t& c = sketch_[CounterOf(id, d)];
+      if (c == estimate) ++c;
+    }
+  }
+
+  // Deletes row `row`: its slot goes on the free list (reused by the next
+  // new row), its id off the index and onto the deletions of the next flush.
+  void DeleteRowLocked(uint64_t row) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    unsigned char* record = RecordLocked(row);
+    const uint64_t id = *IdOf(record);
+    index_[MapOf(id)].erase(id);
+    erased_ = true;
+    Chunk& chunk = chunks_[row >> 32];
+    const uint64_t offset = row & 0xffffffffu;
+    uint64_t& word = DirtyBitsOf(chunk)[offset / 64];
+    const uint64_t bit = uint64_t{1} << (offset % 64);
+    if (word & bit) {
+      word &= ~bit;
+      --chunk.num_dirty;
+    }
+    *StepOf(record) = kFreeStep;
+    free_rows_.push_back(row);
+    deleted_ids_.push_back(id);
+    --num_rows_;
+    version_dirty_ = true;
+  }
+
+  // Evicts `n` rows not in `keep` (handles; kNoRow ignored), approximately
+  // the least recently updated: a hand walks the slots (CLOCK-like) and each
+  // eviction deletes the oldest (by the table version of its last update) of
+  // the next kEvictSample live rows. The caller checked that `n` such rows
+  // exist.
+  void EvictLocked(int64_t n, const std::vector<uint64_t>& keep)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::flat_hash_set<uint64_t> kept;
+    for (uint64_t row : keep) {
+      if (row != kNoRow) kept.insert(row);
+    }
+    const int64_t slots = SlotsLocked();
+    for (int64_t e = 0; e < n; ++e) {
+      uint64_t best = kNoRow;
+      int64_t best_version = std::numeric_limits<int64_t>::max();
+      int seen = 0;
+      for (int64_t scanned = 0; seen < kEvictSample && scanned < slots;
+           ++scanned) {
+        const uint64_t row = NextSlotLocked(&evict_hand_);
+        unsigned char* record = RecordLocked(row);
+        if (*StepOf(record) < 0 || kept.contains(row)) continue;
+        ++seen;
+        if (*LastVersionOf(record) < best_version) {
+          best = row;
+          best_version = *LastVersionOf(record);
+        }
+      }
+      if (best == kNoRow) break;  // PlanLocked checked; never
+      DeleteRowLocked(best);
+      ++stats_.evictions;
+    }
   }
 
   Growth GrowthLocked(int64_t rows, int64_t allocated_before) const
@@ -707,10 +981,11 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   // index map m: the chunks they need, and the index maps' growth (what stays
   // allocated; a map's old array also lives during its rehash, 1/64 of the
   // index at most). ResourceExhausted over the row limit.
+  // `evicted` rows are deleted first, their slots reused.
   absl::StatusOr<int64_t> GrowthBytesLocked(
-      int64_t num_new, const std::array<int64_t, kIndexMaps>& new_per_map) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (num_new > max_table_rows_ - num_rows_) {
+      int64_t num_new, const std::array<int64_t, kIndexMaps>& new_per_map,
+      int64_t evicted) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (num_new - evicted > max_table_rows_ - num_rows_) {
       return Rejected(
           absl::StatusCode::kResourceExhausted, kReasonOutOfMemory,
           absl::StrCat(num_new, " new rows of ", name(), " would exceed its ",
@@ -718,7 +993,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
                        num_rows_, "; max_table_rows)"));
     }
     int64_t bytes = 0;
-    int64_t left = num_new;
+    int64_t left = num_new - evicted - static_cast<int64_t>(free_rows_.size());
     if (!chunks_.empty()) left -= chunks_.back().capacity - chunks_.back().used;
     for (int64_t c = chunks_.size(); left > 0; ++c) {
       if (c >= kMaxChunks) {
@@ -735,8 +1010,8 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     for (int m = 0; m < kIndexMaps; ++m) {
       if (new_per_map[m] == 0) continue;
       const size_t capacity = index_[m].bucket_count();
-      bytes += IndexBytes(
-                   GrownCapacity(capacity, index_[m].size() + new_per_map[m])) -
+      bytes += IndexBytes(GrownCapacity(
+                   capacity, index_[m].size() + new_per_map[m], erased_)) -
                IndexBytes(capacity);
     }
     return bytes;
@@ -746,18 +1021,13 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   // limits. A new row is not dirty: its values are a pure function of the
   // spec until updated.
   uint64_t AddRowLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (chunks_.empty() || chunks_.back().used == chunks_.back().capacity) {
-      Chunk chunk;
-      chunk.capacity = ChunkRows(chunks_.size());
-      const int64_t bytes = ChunkBytes(chunk.capacity);
-      // Not value-initialized: a row's pages are touched when it is created.
-      chunk.memory.reset(new unsigned char[bytes]);
-      std::memset(chunk.memory.get(), 0, DirtyBytes(chunk.capacity));
-      chunk_bytes_ += bytes;
-      chunks_.push_back(std::move(chunk));
+    uint64_t row;
+    if (!free_rows_.empty()) {
+      row = free_rows_.back();
+      free_rows_.pop_back();
+    } else {
+      row = NewSlotLocked();
     }
-    Chunk& chunk = chunks_.back();
-    const uint64_t row = RowOf(chunks_.size() - 1, chunk.used++);
     unsigned char* record = RecordLocked(row);
     *IdOf(record) = id;
     *StepOf(record) = 0;
@@ -778,10 +1048,33 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     return row;
   }
 
+  // A slot never used, from the newest chunk or a new one.
+  uint64_t NewSlotLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (chunks_.empty() || chunks_.back().used == chunks_.back().capacity) {
+      Chunk chunk;
+      chunk.capacity = ChunkRows(chunks_.size());
+      const int64_t bytes = ChunkBytes(chunk.capacity);
+      // Not value-initialized: a row's pages are touched when it is created.
+      chunk.memory.reset(new unsigned char[bytes]);
+      std::memset(chunk.memory.get(), 0, DirtyBytes(chunk.capacity));
+      chunk_bytes_ += bytes;
+      chunks_.push_back(std::move(chunk));
+    }
+    Chunk& chunk = chunks_.back();
+    return RowOf(chunks_.size() - 1, chunk.used++);
+  }
+
   const int64_t dim_;
   const int64_t max_rows_;  // 0 = unbounded
   const int shard_;
   const int num_shards_;
+  const v1::MemoryPolicy policy_;
+  const int64_t admit_after_;  // > 1: the sketch admits new rows
+  const int sketch_width_;
+  const int sketch_depth_;
+  const bool expires_;  // by steps or seconds
+  const bool tracked_;  // rows carry their last update (expiry, LRU)
+  const int64_t header_bytes_;
   const int64_t row_floats_;  // values, then each slot
   const int64_t row_bytes_;   // a record: header, floats, pad
   const int64_t max_chunk_bytes_;
@@ -797,6 +1090,17 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   int64_t index_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool version_dirty_ ABSL_GUARDED_BY(mu_) = false;
   int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  // Deleted rows' slots, reused before new ones; live rows never move.
+  std::vector<uint64_t> free_rows_ ABSL_GUARDED_BY(mu_);
+  // Ids deleted since the last TakeDirty, for the flush to delete.
+  std::vector<uint64_t> deleted_ids_ ABSL_GUARDED_BY(mu_);
+  bool erased_ ABSL_GUARDED_BY(mu_) = false;  // the index has had erases
+  // Admission counters (count-min): sketch_depth_ rows of sketch_width_.
+  std::vector<uint32_t> sketch_ ABSL_GUARDED_BY(mu_);
+  int64_t sweep_hand_ ABSL_GUARDED_BY(mu_) = 0;  // slot numbers
+  int64_t evict_hand_ ABSL_GUARDED_BY(mu_) = 0;
+  // Pull counts change under a reader's call: mutable.
+  mutable TablePolicyStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
 // ---------------------------------------------------------------------------
@@ -1158,9 +1462,10 @@ absl::StatusOr<TablesPushResult> TensorStore::PushTables(
     if (!fits.ok()) return fits;
   }
   std::vector<RowGrowth> growth(n);
+  const int64_t now_ms = absl::ToUnixMillis(Now());
   for (size_t i = 0; i < n; ++i) {
     PushResult pushed;
-    parts[i]->ApplyLocked(plans[i], &pushed, &growth[i]);
+    parts[i]->ApplyLocked(plans[i], now_ms, &pushed, &growth[i]);
     result.versions.push_back(pushed.version);
   }
   for (const RowGrowth& g : growth) CountGrowth(g);
@@ -1195,11 +1500,62 @@ absl::StatusOr<std::vector<int64_t>> TensorStore::PullTables(
 }
 
 void TensorStore::CountGrowth(const RowGrowth& growth) {
-  // Parameters and slots first: a concurrent budget check may see a little
-  // too much memory, never too little.
-  parameter_bytes_ += growth.parameter_bytes;
-  slot_bytes_ += growth.slot_bytes;
-  table_overhead_bytes_ += growth.overhead_bytes;
+  // What grew first, what shrank last (a deletion turns parameter bytes into
+  // overhead): a concurrent budget check may see a little too much memory,
+  // never too little.
+  std::atomic<int64_t>* sizes[] = {&parameter_bytes_, &slot_bytes_,
+                                   &table_overhead_bytes_};
+  const int64_t deltas[] = {growth.parameter_bytes, growth.slot_bytes,
+                            growth.overhead_bytes};
+  for (int i = 0; i < 3; ++i) {
+    if (deltas[i] > 0) *sizes[i] += deltas[i];
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (deltas[i] < 0) *sizes[i] += deltas[i];
+  }
+}
+
+absl::Time TensorStore::Now() const {
+  return options_.clock ? options_.clock() : absl::Now();
+}
+
+int64_t TensorStore::ExpireRows(int64_t max_slots_per_table) {
+  std::vector<EmbeddingPart*> tables;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [name, part] : parts_) {
+      auto* table = dynamic_cast<EmbeddingPart*>(part.get());
+      if (table != nullptr && table->expires()) tables.push_back(table);
+    }
+  }
+  const int64_t now_ms = absl::ToUnixMillis(Now());
+  int64_t deleted = 0;
+  for (EmbeddingPart* table : tables) {
+    RowGrowth growth;
+    table->Sweep(now_ms, max_slots_per_table, &growth);
+    CountGrowth(growth);
+    deleted -= growth.rows;
+  }
+  return deleted;
+}
+
+std::vector<TablePolicyStats> TensorStore::PolicyStats() const {
+  std::vector<const EmbeddingPart*> tables;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [name, part] : parts_) {
+      auto* table = dynamic_cast<const EmbeddingPart*>(part.get());
+      if (table != nullptr) tables.push_back(table);
+    }
+  }
+  std::vector<TablePolicyStats> out;
+  out.reserve(tables.size());
+  for (const EmbeddingPart* table : tables) out.push_back(table->PolicyStats());
+  std::sort(out.begin(), out.end(),
+            [](const TablePolicyStats& a, const TablePolicyStats& b) {
+              return a.tensor < b.tensor;
+            });
+  return out;
 }
 
 absl::StatusOr<TableFootprint> TensorStore::Footprint(
@@ -1239,6 +1595,10 @@ void TensorStore::MarkDirty(const DirtySnapshot& snapshot) {
   for (const auto& row : snapshot.rows) {
     auto table = FindEmbedding(row.tensor);
     if (table.ok()) (*table)->MarkDirty(row.id);
+  }
+  for (const auto& row : snapshot.deleted_rows) {
+    auto table = FindEmbedding(row.tensor);
+    if (table.ok()) (*table)->MarkDeleted(row.id);
   }
   for (const auto& v : snapshot.versions) {
     auto part = FindDense(v.tensor);

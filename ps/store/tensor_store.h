@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "ps/optim/optimizer.h"
 #include "ps/spec/placement.h"
@@ -57,6 +59,23 @@ struct StoreOptions {
   // changes nothing. 0 = no limit but memory and the 2^32 chunks a part can
   // address (2^32 rows at the very least, one per chunk for a huge dim).
   int64_t max_table_rows = 0;
+  // The wall clock of memory policies' expiry by seconds; empty = absl::Now.
+  // Tests inject a fake one.
+  std::function<absl::Time()> clock;
+};
+
+// An embedding table's memory policy at work on this shard (v1::MemoryPolicy),
+// counted since the store was created (not persisted). Every table has them;
+// a table without a policy only ever admits and hits.
+struct TablePolicyStats {
+  std::string tensor;
+  int64_t rows = 0;             // rows in memory
+  int64_t admissions = 0;       // rows created by pushes
+  int64_t admission_drops = 0;  // ids' pushes dropped before admission
+  int64_t evictions = 0;        // rows deleted over max_rows
+  int64_t expiries = 0;         // rows deleted by expiry sweeps
+  int64_t pull_hits = 0;        // pulled rows held in memory
+  int64_t pull_misses = 0;      // pulled rows read as initial values
 };
 
 // Where an embedding table's part on this shard keeps its rows, in bytes
@@ -135,6 +154,13 @@ struct DirtySnapshot {
   };
   std::vector<Block> blocks;
   std::vector<Row> rows;
+  // Rows deleted (expired, evicted): to delete on disk before `rows` are
+  // written (a row created again since is in `rows`, and wins).
+  struct DeletedRow {
+    std::string tensor;
+    uint64_t id = 0;
+  };
+  std::vector<DeletedRow> deleted_rows;
   std::vector<Version> versions;
   int64_t bytes = 0;  // parameter and slot bytes copied
 
@@ -230,6 +256,14 @@ class TensorStore {
   // initial values, a pure function of spec and id, so reading costs no
   // memory. Repeated ids in a push have their gradients summed, as a dense
   // gradient of the table would.
+  //
+  // A table's memory policy (v1::MemoryPolicy) changes that: a new id's
+  // pushes are dropped (and counted) until its admit_after_pushes-th, which
+  // creates the row; a push that would hold more than max_rows rows first
+  // evicts (deletes) the least recently updated other rows, approximately;
+  // ExpireRows deletes rows not updated for expire_after_steps pushes to the
+  // table or expire_after_seconds. A deleted row reads as its initial values
+  // again, and its slot is reused by a later row.
   absl::StatusOr<PushResult> PushRows(const std::string& tensor,
                                       absl::Span<const uint64_t> ids,
                                       absl::Span<const float> grad);
@@ -249,7 +283,18 @@ class TensorStore {
   absl::StatusOr<std::vector<int64_t>> PullTables(
       absl::Span<const TableRowsRead> tables) const;
 
-  // The ids of every row pushed so far (or restored from disk), sorted.
+  // Deletes expired rows of the tables whose memory policy expires them,
+  // scanning at most `max_slots_per_table` row slots of each (resuming where
+  // the last call stopped), each table's lock held for a few thousand slots
+  // at a time. Returns the rows deleted. The flusher calls it every cycle.
+  int64_t ExpireRows(int64_t max_slots_per_table = int64_t{1} << 20)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Every embedding table's policy counters, sorted by tensor name.
+  std::vector<TablePolicyStats> PolicyStats() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The ids of every row held (pushed or restored from disk, not deleted),
+  // sorted.
   absl::StatusOr<std::vector<uint64_t>> RowIds(const std::string& tensor) const;
 
   // Persistence. TakeDirty() copies what changed since the last call and
@@ -315,6 +360,7 @@ class TensorStore {
                                                 const char* what) const;
   // Adds what a table's push or restore allocated to the sizes.
   void CountGrowth(const RowGrowth& growth);
+  absl::Time Now() const;
   // ResourceExhausted if `more` bytes would exceed max_memory_bytes.
   absl::Status CheckMemory(int64_t more, const std::string& what) const;
 
