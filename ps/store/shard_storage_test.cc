@@ -98,6 +98,49 @@ TEST_F(ShardStorageTest, ReopenRestoresLastFlushBitForBit) {
   EXPECT_EQ(store.Describe("e")->version(), 5);
 }
 
+TEST_F(ShardStorageTest, ExpiredAndEvictedRowsStayGoneAfterReopen) {
+  v1::TensorSpec spec = AdamTensor("p", {0, 2}, true);
+  spec.mutable_memory_policy()->set_expire_after_steps(2);
+  spec.mutable_memory_policy()->set_max_rows(3);
+  const std::vector<v1::TensorSpec> specs = {spec};
+  const std::vector<float> grad = {0.5f, -0.5f};
+  std::vector<float> kept(2);
+  {
+    auto storage = ShardStorage::Open(dir_, 0, options_.placement);
+    ASSERT_THAT(storage, IsOk());
+    TensorStore store(options_);
+    ASSERT_THAT(store.CreateTensors(specs), IsOk());
+    ASSERT_THAT((*storage)->SaveSpecs(specs), IsOk());
+    Flusher flusher(&store, storage->get(), absl::ZeroDuration());
+    for (uint64_t id : {1, 2, 3}) {
+      ASSERT_THAT(store.PushRows("p", {id}, grad), IsOk());
+    }
+    ASSERT_THAT(flusher.FlushNow(), IsOk());  // rows 1 (expired), 2, 3 on disk
+    EXPECT_THAT(store.RowIds("p"), IsOkAndHolds(::testing::ElementsAre(2, 3)));
+    ASSERT_THAT(store.PushRows("p", {2}, grad), IsOk());  // version 4
+    ASSERT_THAT(store.PushRows("p", {4, 5}, {1, 1, 1, 1}), IsOk());  // evicts 3
+    ASSERT_THAT(store.PushRows("p", {3}, grad), IsOk());  // 3 again, evicts 2
+    ASSERT_THAT(flusher.FlushNow(), IsOk());
+    EXPECT_THAT(store.RowIds("p"),
+                IsOkAndHolds(::testing::ElementsAre(3, 4, 5)));
+    ASSERT_THAT(store.PullRows("p", {3}, absl::MakeSpan(kept)), IsOk());
+  }
+  auto storage = ShardStorage::Open(dir_, 0, options_.placement);
+  ASSERT_THAT(storage, IsOk());
+  TensorStore store(options_);
+  auto loaded = (*storage)->LoadInto(&store);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->rows, 3);
+  EXPECT_THAT(store.RowIds("p"), IsOkAndHolds(::testing::ElementsAre(3, 4, 5)));
+  std::vector<float> restored(2);
+  ASSERT_THAT(store.PullRows("p", {3}, absl::MakeSpan(restored)), IsOk());
+  EXPECT_EQ(restored, kept);  // the row created again, not the evicted one
+  // Restored rows get a fresh lease: the first sweep after the restart does
+  // not expire them, however old they were.
+  EXPECT_EQ(store.ExpireRows(), 0);
+  EXPECT_THAT(store.RowIds("p"), IsOkAndHolds(::testing::ElementsAre(3, 4, 5)));
+}
+
 TEST_F(ShardStorageTest, TrainingContinuesExactlyAsIfNeverStopped) {
   // Optimizer slots and steps are persisted: 5 + 5 steps with a restart in
   // between equal 10 steps in one go.

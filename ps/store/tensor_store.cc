@@ -357,6 +357,10 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
 
   int64_t dim() const { return dim_; }
   bool expires() const { return expires_; }
+  // The admission sketch's allocation, made with the part.
+  int64_t sketch_bytes() const {
+    return admit_after_ > 1 ? int64_t{sketch_width_} * sketch_depth_ * 4 : 0;
+  }
 
   absl::Status CheckIds(absl::Span<const uint64_t> ids) const {
     for (uint64_t id : ids) {
@@ -700,6 +704,9 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     f.chunks = chunks_.size();
     f.chunk_bytes = chunk_bytes_;
     f.index_bytes = index_bytes_;
+    f.free_slots = free_rows_.size();
+    f.free_list_bytes = free_rows_.capacity() * sizeof(uint64_t);
+    f.sketch_bytes = sketch_bytes();
     return f;
   }
 
@@ -1205,10 +1212,14 @@ CreateResult TensorStore::Publish(Pending pending) {
   for (auto& part : pending.parts_) {
     auto* dense = dynamic_cast<DensePart*>(part.get());
     std::string name = part->name();
+    const std::string name_copy = name;
     if (!parts_.try_emplace(std::move(name), std::move(part)).second) continue;
     if (dense != nullptr) {
       parameter_bytes_ += dense->size() * kFloat;
       slot_bytes_ += dense->size() * kFloat * dense->num_slots();
+    } else {
+      table_overhead_bytes_ +=
+          static_cast<EmbeddingPart*>(parts_[name_copy].get())->sketch_bytes();
     }
   }
   for (auto& spec : pending.remote_) {

@@ -81,7 +81,7 @@ struct TablePolicyStats {
 // Where an embedding table's part on this shard keeps its rows, in bytes
 // allocated (for tests, benchmarks and capacity planning).
 struct TableFootprint {
-  int64_t rows = 0;       // rows held (pushed or restored)
+  int64_t rows = 0;       // rows held (pushed or restored, not deleted)
   int64_t row_bytes = 0;  // one row in a chunk: id, step, values, slots, pad
   int64_t chunks = 0;
   // The chunks' allocations: their rows, the unused rows of the newest chunk,
@@ -90,6 +90,11 @@ struct TableFootprint {
   // The arrays of the id -> row index (absl::flat_hash_map slots of 16 bytes
   // and a control byte each, at a load factor between 7/16 and 7/8).
   int64_t index_bytes = 0;
+  // Memory policies: slots of deleted rows (within chunk_bytes), reused by
+  // new rows first; the list of them; the admission sketch.
+  int64_t free_slots = 0;
+  int64_t free_list_bytes = 0;
+  int64_t sketch_bytes = 0;
 };
 
 struct CreateResult {

@@ -938,5 +938,233 @@ TEST(TensorStoreTest, BudgetAdmitsExactlyWhatNewRowsAllocate) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Memory policies.
+
+// Rows of dim 2 starting at 1.0, SGD with learning rate 0.5.
+v1::TensorSpec PolicyTable(const std::string& name, v1::MemoryPolicy policy) {
+  v1::TensorSpec spec = Table(name, 0, 2);
+  *spec.mutable_memory_policy() = policy;
+  return spec;
+}
+
+std::vector<float> Pull(const TensorStore& store, const std::string& tensor,
+                        std::vector<uint64_t> ids) {
+  std::vector<float> out(ids.size() * 2);
+  EXPECT_THAT(store.PullRows(tensor, ids, absl::MakeSpan(out)), IsOk());
+  return out;
+}
+
+const TablePolicyStats& StatsOf(const std::vector<TablePolicyStats>& all,
+                                const std::string& tensor) {
+  for (const auto& s : all) {
+    if (s.tensor == tensor) return s;
+  }
+  ADD_FAILURE() << "no stats for " << tensor;
+  return all.front();
+}
+
+TEST(MemoryPolicyTest, ARowIsCreatedByItsKthPushOnly) {
+  v1::MemoryPolicy policy;
+  policy.set_admit_after_pushes(3);
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({PolicyTable("e", policy)}), IsOk());
+  // Two pushes (one naming id 5 twice: counted once) create nothing.
+  ASSERT_THAT(store.PushRows("e", {5, 5}, {1, 1, 1, 1}), IsOk());
+  ASSERT_THAT(store.PushRows("e", {5}, {1, 1}), IsOk());
+  EXPECT_THAT(store.RowIds("e"), IsOkAndHolds(ElementsAre()));
+  EXPECT_THAT(Pull(store, "e", {5}), ElementsAre(1, 1));
+  EXPECT_EQ(store.parameter_bytes(), 0);
+  // The third creates the row and applies its own gradient only.
+  auto third = store.PushRows("e", {5, 6}, {2, 4, 1, 1});
+  ASSERT_THAT(third, IsOk());
+  EXPECT_EQ(third->version, 3);
+  EXPECT_THAT(store.RowIds("e"), IsOkAndHolds(ElementsAre(5)));
+  EXPECT_THAT(Pull(store, "e", {5, 6}), ElementsAre(0, -1, 1, 1));
+  const TablePolicyStats stats = StatsOf(store.PolicyStats(), "e");
+  EXPECT_EQ(stats.rows, 1);
+  EXPECT_EQ(stats.admissions, 1);
+  EXPECT_EQ(stats.admission_drops, 3);  // id 5 twice, id 6 once
+  EXPECT_EQ(stats.pull_hits, 1);
+  EXPECT_EQ(stats.pull_misses, 2);
+  // The sketch is counted: 4096 x 4 counters of 4 bytes.
+  auto f = store.Footprint("e");
+  ASSERT_THAT(f, IsOk());
+  EXPECT_EQ(f->sketch_bytes, 4096 * 4 * 4);
+  EXPECT_EQ(store.memory_bytes(),
+            f->chunk_bytes + f->index_bytes + f->sketch_bytes);
+}
+
+TEST(MemoryPolicyTest, RowsNotUpdatedForSomeStepsExpire) {
+  v1::MemoryPolicy policy;
+  policy.set_expire_after_steps(3);
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({PolicyTable("e", policy)}), IsOk());
+  ASSERT_THAT(store.PushRows("e", {1}, {1, 1}), IsOk());  // version 1
+  ASSERT_THAT(store.PushRows("e", {2}, {1, 1}), IsOk());  // 2
+  ASSERT_THAT(store.PushRows("e", {2}, {1, 1}), IsOk());  // 3
+  EXPECT_EQ(store.ExpireRows(), 0);                       // row 1: 2 steps old
+  ASSERT_THAT(store.PushRows("e", {2}, {1, 1}), IsOk());  // 4
+  EXPECT_EQ(store.ExpireRows(), 1);                       // row 1: 3
+  EXPECT_THAT(store.RowIds("e"), IsOkAndHolds(ElementsAre(2)));
+  EXPECT_THAT(Pull(store, "e", {1}), ElementsAre(1, 1));  // initial again
+  EXPECT_EQ(StatsOf(store.PolicyStats(), "e").expiries, 1);
+  EXPECT_EQ(store.parameter_bytes(), 1 * 2 * 4);
+  // The deletion reaches the flush; the deleted row is not among the rows.
+  DirtySnapshot dirty;
+  store.TakeDirty(&dirty);
+  ASSERT_EQ(dirty.deleted_rows.size(), 1u);
+  EXPECT_EQ(dirty.deleted_rows[0].tensor, "e");
+  EXPECT_EQ(dirty.deleted_rows[0].id, 1u);
+  ASSERT_EQ(dirty.rows.size(), 1u);
+  EXPECT_EQ(dirty.rows[0].id, 2u);
+  // A failed write puts the deletion back.
+  store.MarkDirty(dirty);
+  DirtySnapshot again;
+  store.TakeDirty(&again);
+  EXPECT_EQ(again.deleted_rows.size(), 1u);
+}
+
+TEST(MemoryPolicyTest, RowsNotUpdatedForSomeSecondsExpire) {
+  v1::MemoryPolicy policy;
+  policy.set_expire_after_seconds(10);
+  absl::Time now = absl::FromUnixSeconds(1000000);
+  StoreOptions options = Options();
+  options.clock = [&now] { return now; };
+  TensorStore store(options);
+  ASSERT_THAT(store.CreateTensors({PolicyTable("e", policy)}), IsOk());
+  ASSERT_THAT(store.PushRows("e", {1, 2}, {1, 1, 1, 1}), IsOk());
+  now += absl::Seconds(5);
+  ASSERT_THAT(store.PushRows("e", {2}, {1, 1}), IsOk());
+  now += absl::Seconds(4);
+  EXPECT_EQ(store.ExpireRows(), 0);
+  now += absl::Seconds(1);
+  EXPECT_EQ(store.ExpireRows(), 1);
+  EXPECT_THAT(store.RowIds("e"), IsOkAndHolds(ElementsAre(2)));
+  now += absl::Seconds(5);
+  EXPECT_EQ(store.ExpireRows(), 1);
+  EXPECT_THAT(store.RowIds("e"), IsOkAndHolds(ElementsAre()));
+  EXPECT_EQ(store.parameter_bytes(), 0);
+  EXPECT_EQ(StatsOf(store.PolicyStats(), "e").expiries, 2);
+}
+
+TEST(MemoryPolicyTest, ARowLimitEvictsTheLeastRecentlyUpdatedIntoItsSlot) {
+  v1::MemoryPolicy policy;
+  policy.set_max_rows(4);
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({PolicyTable("e", policy)}), IsOk());
+  for (uint64_t id = 0; id < 4; ++id) {
+    ASSERT_THAT(store.PushRows("e", {id}, {1, 1}), IsOk());
+  }
+  ASSERT_THAT(store.PushRows("e", {0}, {1, 1}), IsOk());  // 1 is the oldest
+  const void* slot_of_1 = store.RowAddressForTesting("e", 1);
+  ASSERT_NE(slot_of_1, nullptr);
+  const void* slot_of_2 = store.RowAddressForTesting("e", 2);
+  const int64_t memory = store.memory_bytes();
+  ASSERT_THAT(store.PushRows("e", {10}, {2, 2}), IsOk());
+  EXPECT_THAT(store.RowIds("e"), IsOkAndHolds(ElementsAre(0, 2, 3, 10)));
+  // The new row took the evicted row's slot; live rows did not move.
+  EXPECT_EQ(store.RowAddressForTesting("e", 10), slot_of_1);
+  EXPECT_EQ(store.RowAddressForTesting("e", 2), slot_of_2);
+  EXPECT_THAT(Pull(store, "e", {10, 1}), ElementsAre(0, 0, 1, 1));
+  EXPECT_EQ(StatsOf(store.PolicyStats(), "e").evictions, 1);
+  EXPECT_EQ(store.parameter_bytes(), 4 * 2 * 4);
+  auto f = store.Footprint("e");
+  ASSERT_THAT(f, IsOk());
+  EXPECT_EQ(f->free_slots, 0);
+  // No chunk grew: only the index (id 10's map) and the free list.
+  EXPECT_EQ(f->chunks, 1);
+  EXPECT_GE(store.memory_bytes(), memory + f->free_list_bytes);
+  EXPECT_EQ(store.memory_bytes(),
+            f->chunk_bytes + f->index_bytes + f->free_list_bytes);
+  // Rows a push updates are never evicted by it: 5 distinct rows cannot fit.
+  auto five = store.PushRows("e", {0, 2, 3, 10, 11}, std::vector<float>(10, 1));
+  EXPECT_THAT(five, StatusIs(absl::StatusCode::kResourceExhausted,
+                             HasSubstr("max_rows 4")));
+  EXPECT_THAT(store.RowIds("e"), IsOkAndHolds(ElementsAre(0, 2, 3, 10)));
+  EXPECT_THAT(Pull(store, "e", {10}), ElementsAre(0, 0));
+}
+
+TEST(MemoryPolicyTest, DeletedSlotsAreReusedAndMemoryStaysExact) {
+  v1::MemoryPolicy policy;
+  policy.set_expire_after_steps(1);
+  TensorStore store(SmallChunks());
+  v1::TensorSpec spec = ChunkedTable("e", 4, v1::OptimizerConfig::ADAM);
+  *spec.mutable_memory_policy() = policy;
+  ASSERT_THAT(store.CreateTensors({spec}), IsOk());
+  const std::vector<uint64_t> ids = Iota(0, 100);
+  ASSERT_THAT(store.PushRows("e", ids, GradFor(ids, 4, 0)), IsOk());
+  ASSERT_THAT(store.PushRows("e", {1000}, GradFor({1000}, 4, 0)), IsOk());
+  auto before = store.Footprint("e");
+  ASSERT_THAT(before, IsOk());
+  EXPECT_EQ(store.ExpireRows(), 100);  // all but row 1000
+  auto after = store.Footprint("e");
+  ASSERT_THAT(after, IsOk());
+  EXPECT_EQ(after->rows, 1);
+  EXPECT_EQ(after->free_slots, 100);
+  EXPECT_EQ(after->chunk_bytes, before->chunk_bytes);  // nothing freed
+  EXPECT_EQ(store.parameter_bytes(), 1 * 4 * 4);
+  EXPECT_EQ(store.slot_bytes(), 1 * 4 * 4 * 2);
+  EXPECT_EQ(store.memory_bytes(),
+            after->chunk_bytes + after->index_bytes + after->free_list_bytes);
+  // New rows fill the free slots: no new chunk.
+  const std::vector<uint64_t> fresh = Iota(2000, 2100);
+  ASSERT_THAT(store.PushRows("e", fresh, GradFor(fresh, 4, 1)), IsOk());
+  auto refilled = store.Footprint("e");
+  ASSERT_THAT(refilled, IsOk());
+  EXPECT_EQ(refilled->rows, 101);
+  EXPECT_EQ(refilled->free_slots, 0);
+  EXPECT_EQ(refilled->chunks, before->chunks);
+  EXPECT_EQ(refilled->chunk_bytes, before->chunk_bytes);
+  EXPECT_EQ(store.parameter_bytes(), 101 * 4 * 4);
+  EXPECT_EQ(store.memory_bytes(), refilled->chunk_bytes +
+                                      refilled->index_bytes +
+                                      refilled->free_list_bytes);
+  // Values of the new rows are their own: initial values, one Adam step.
+  TensorStore reference(SmallChunks());
+  ASSERT_THAT(reference.CreateTensors({spec}), IsOk());
+  ASSERT_THAT(reference.PushRows("e", fresh, GradFor(fresh, 4, 1)), IsOk());
+  std::vector<float> got(fresh.size() * 4), want(fresh.size() * 4);
+  ASSERT_THAT(store.PullRows("e", fresh, absl::MakeSpan(got)), IsOk());
+  ASSERT_THAT(reference.PullRows("e", fresh, absl::MakeSpan(want)), IsOk());
+  EXPECT_EQ(got, want);
+}
+
+TEST(MemoryPolicyTest, ATablesPushRefusedByAPolicyChangesNoTable) {
+  v1::MemoryPolicy limited;
+  limited.set_max_rows(2);
+  v1::MemoryPolicy admitting;
+  admitting.set_admit_after_pushes(2);
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({PolicyTable("a", limited), Table("b", 0, 2),
+                                   PolicyTable("c", admitting)}),
+              IsOk());
+  ASSERT_THAT(store.PushRows("a", {1, 2}, {1, 1, 1, 1}), IsOk());
+  const int64_t memory = store.memory_bytes();
+  std::vector<float> three(6, 1.0f), one(2, 1.0f), bad(3, 1.0f);
+  const std::vector<uint64_t> a_ids = {1, 2, 3}, b_ids = {7}, c_ids = {9};
+  // "a" cannot hold 3 rows the push updates: "b" and "c" unchanged.
+  std::vector<TableRowsUpdate> push = {
+      {"b", b_ids, one}, {"c", c_ids, one}, {"a", a_ids, three}};
+  EXPECT_THAT(store.PushTables(push),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  // A bad table after "c": "c"'s sketch does not count the push.
+  std::vector<TableRowsUpdate> bad_push = {{"c", c_ids, one},
+                                           {"b", b_ids, bad}};
+  EXPECT_THAT(store.PushTables(bad_push),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store.RowIds("a"), IsOkAndHolds(ElementsAre(1, 2)));
+  EXPECT_THAT(store.RowIds("b"), IsOkAndHolds(ElementsAre()));
+  EXPECT_EQ(store.memory_bytes(), memory);
+  EXPECT_EQ(store.Describe("b")->version(), 0);
+  EXPECT_EQ(store.Describe("c")->version(), 0);
+  EXPECT_EQ(StatsOf(store.PolicyStats(), "c").admission_drops, 0);
+  // So id 9's first real push is dropped, its second creates it.
+  ASSERT_THAT(store.PushRows("c", c_ids, one), IsOk());
+  EXPECT_THAT(store.RowIds("c"), IsOkAndHolds(ElementsAre()));
+  ASSERT_THAT(store.PushRows("c", c_ids, one), IsOk());
+  EXPECT_THAT(store.RowIds("c"), IsOkAndHolds(ElementsAre(9)));
+}
+
 }  // namespace
 }  // namespace tessera
