@@ -181,6 +181,59 @@ void Shard::RegisterMetrics() {
   for (const char* reason : kRejectReasons) {
     rejected_->Add({{"reason", reason}});
   }
+  RegisterTableMetrics();
+}
+
+void Shard::RegisterTableMetrics() {
+  using metrics::BuildCounter;
+  using metrics::BuildGauge;
+  auto& rows = BuildGauge()
+                   .Name("tessera_ps_table_rows")
+                   .Help("Rows an embedding table holds in memory, by tensor.")
+                   .Register(*registry_);
+  auto counter = [this](const char* name, const char* help) {
+    return &BuildCounter().Name(name).Help(help).Register(*registry_);
+  };
+  // The store's counters, by field, as exported counters.
+  struct Field {
+    metrics::Family<metrics::Counter>* family;
+    int64_t TablePolicyStats::*value;
+  };
+  const std::vector<Field> fields = {
+      {counter("tessera_ps_table_admissions_total",
+               "Embedding rows created by pushes, by tensor."),
+       &TablePolicyStats::admissions},
+      {counter("tessera_ps_table_admission_drops_total",
+               "Pushes of an id dropped because its memory policy had not "
+               "admitted it yet, by tensor."),
+       &TablePolicyStats::admission_drops},
+      {counter("tessera_ps_table_evictions_total",
+               "Rows deleted over a memory policy's max_rows, by tensor."),
+       &TablePolicyStats::evictions},
+      {counter("tessera_ps_table_expiries_total",
+               "Rows deleted by a memory policy's expiry, by tensor."),
+       &TablePolicyStats::expiries},
+      {counter("tessera_ps_table_pull_hits_total",
+               "Pulled rows held in memory, by tensor."),
+       &TablePolicyStats::pull_hits},
+      {counter("tessera_ps_table_pull_misses_total",
+               "Pulled rows not held, read as their initial values, by "
+               "tensor."),
+       &TablePolicyStats::pull_misses},
+  };
+  registry_->AddCollectHook([this, &rows, fields] {
+    absl::MutexLock lock(&table_stats_mu_);
+    for (const TablePolicyStats& now : store_->PolicyStats()) {
+      TablePolicyStats& seen = table_stats_seen_[now.tensor];
+      const metrics::Labels labels = {{"tensor", now.tensor}};
+      rows.Add(labels).Set(now.rows);
+      for (const Field& f : fields) {
+        // The store's counters only grow: the difference is what is new.
+        f.family->Add(labels).Increment(now.*f.value - seen.*f.value);
+      }
+      seen = now;
+    }
+  });
 }
 
 absl::Status Shard::Load() {

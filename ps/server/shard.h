@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -122,6 +123,9 @@ class Shard {
  private:
   class InFlight;
   void RegisterMetrics();
+  // Per embedding table (label tensor): rows, admissions, drops, evictions,
+  // expiries, pull hits and misses, from TensorStore::PolicyStats at scrape.
+  void RegisterTableMetrics();
   absl::Status Count(absl::Status status);
   // InvalidArgument (oversize) above max_ids_per_request.
   absl::Status CheckIdCount(size_t ids) const;
@@ -157,6 +161,10 @@ class Shard {
   metrics::Counter* flush_failures_ = nullptr;
   metrics::Gauge* load_duration_ = nullptr;
   metrics::Gauge* serving_ = nullptr;
+  // The table counters exported so far, by tensor (scrapes add what is new).
+  absl::Mutex table_stats_mu_;
+  absl::flat_hash_map<std::string, TablePolicyStats> table_stats_seen_
+      ABSL_GUARDED_BY(table_stats_mu_);
 };
 
 }  // namespace tessera

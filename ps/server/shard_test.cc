@@ -175,6 +175,42 @@ TEST_F(ShardTest, RequestsNamingTooManyIdsAreRefused) {
   EXPECT_THAT(shard.PullRows("e", ids, absl::MakeSpan(values)), IsOk());
 }
 
+// Per-table metrics of memory policies, and a disk eviction refused at
+// creation.
+TEST_F(ShardTest, TableMetricsCountAdmissionsAndPullHits) {
+  metrics::Registry registry;
+  Shard shard(Options(), &registry);
+  ASSERT_THAT(shard.Load(), IsOk());
+  v1::TensorSpec disk = Table("d", 2);
+  disk.mutable_memory_policy()->set_eviction(v1::MemoryPolicy::EVICTION_DISK);
+  EXPECT_THAT(shard.CreateTensors({disk}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not yet supported")));
+  v1::TensorSpec spec = Table("e", 2);
+  spec.mutable_memory_policy()->set_admit_after_pushes(2);
+  ASSERT_THAT(shard.CreateTensors({spec}), IsOk());
+  const std::vector<uint64_t> ids = {1, 2};
+  std::vector<float> values(4, 1.0f);
+  ASSERT_THAT(shard.PushRows("e", ids, values), IsOk());
+  ASSERT_THAT(shard.PushRows("e", {1}, {1.0f, 1.0f}), IsOk());  // admits 1
+  ASSERT_THAT(shard.PullRows("e", ids, absl::MakeSpan(values)), IsOk());
+  const std::string text = registry.Serialize();
+  for (const char* line :
+       {"tessera_ps_table_rows{tensor=\"e\"} 1\n",
+        "tessera_ps_table_admissions_total{tensor=\"e\"} 1\n",
+        "tessera_ps_table_admission_drops_total{tensor=\"e\"} 2\n",
+        "tessera_ps_table_evictions_total{tensor=\"e\"} 0\n",
+        "tessera_ps_table_expiries_total{tensor=\"e\"} 0\n",
+        "tessera_ps_table_pull_hits_total{tensor=\"e\"} 1\n",
+        "tessera_ps_table_pull_misses_total{tensor=\"e\"} 1\n"}) {
+    EXPECT_THAT(text, HasSubstr(line));
+  }
+  // A second scrape adds only what is new.
+  ASSERT_THAT(shard.PullRows("e", ids, absl::MakeSpan(values)), IsOk());
+  EXPECT_THAT(registry.Serialize(),
+              HasSubstr("tessera_ps_table_pull_hits_total{tensor=\"e\"} 2\n"));
+}
+
 // No Drain and no periodic flush: what survives the Shard going away is only
 // what reached disk before a reply, as after a SIGKILL.
 TEST_F(ShardTest, InitializationIsOnDiskWhenItReturns) {
