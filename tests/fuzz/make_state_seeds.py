@@ -489,6 +489,22 @@ def main():
         i.dp_tables(True, [("emb", owned(1), False), ("emb", owned(1), False)])
     write("seq_tables_data_plane", one(tables_dp))
 
+    # "pol", the table with a memory policy (admitted by the second push, at
+    # most 6 rows): pushes before admission, admission, eviction, pulls.
+    def policy_dp(i):
+        i.dp_rows(True, "pol", owned(4))
+        i.dp_rows(False, "pol", owned(4))
+        i.dp_rows(True, "pol", owned(4))
+        i.dp_rows(True, "pol", owned(4, 1000))
+        i.dp_rows(True, "pol", owned(4, 1000))
+        i.dp_tables(True, [("pol", owned(7, 2000), False),
+                           ("emb", owned(2), False)])
+        i.grpc_push_rows("pol", owned(2, 3000))
+        i.grpc_push_rows("pol", owned(2, 3000))
+        i.grpc_pull_tensor("pol", chunk=(2,))
+        i.dp_rows(False, "pol", owned(6) + owned(3, 1000))
+    write("seq_policy_table", one(policy_dp))
+
     def grpc(i):
         i.grpc_push_dense("w", 0, 8)
         i.grpc_pull_tensor("w", chunk=(5,))

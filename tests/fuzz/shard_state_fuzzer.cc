@@ -12,7 +12,8 @@
 // The shard is shard 0 of 2 with split_threshold_bytes = 1024, holding:
 // "big" {64, 16} dense, split (this shard holds rows [0, 32)); "w" {8, 4} and
 // "b" {5} dense, whole here; "other" {6, 3} dense, whole on shard 1;
-// "table" {1000, 4} and "emb" {0, 4} embedding tables. Each has its own
+// "table" {1000, 4} and "emb" {0, 4} embedding tables, and "pol" {0, 4}, a
+// table with a memory policy (see PolicySpec). Each has its own
 // optimizer and a UNIFORM initializer with its own seed. Making a shard costs
 // about 0.1 s (RocksDB), so one serves kInputsPerShard inputs (fewer if its
 // state grows large) before it is made anew. A failing input usually fails
@@ -226,6 +227,17 @@ TensorSpec Spec(const std::string& name, std::vector<int64_t> shape,
   return spec;
 }
 
+// "pol" {0, 4}, a table with a memory policy: a row is admitted by its
+// second push and the shard keeps at most 6 rows (evicting by deletion).
+// Named only by the tensor field's free form (9, 3, "pol"), so that inputs
+// naming the other tensors mean what they meant before it was added.
+TensorSpec PolicySpec() {
+  TensorSpec spec = Spec("pol", {0, 4}, v1::OptimizerConfig::SGD, 107, true);
+  spec.mutable_memory_policy()->set_admit_after_pushes(2);
+  spec.mutable_memory_policy()->set_max_rows(6);
+  return spec;
+}
+
 const std::vector<TensorSpec>& Seeded() {
   static const auto* specs = new std::vector<TensorSpec>{
       Spec("big", {64, 16}, v1::OptimizerConfig::ADAM, 101),
@@ -234,6 +246,7 @@ const std::vector<TensorSpec>& Seeded() {
       Spec("other", {6, 3}, v1::OptimizerConfig::ADAGRAD, 104),
       Spec("table", {1000, 4}, v1::OptimizerConfig::ADAGRAD, 105, true),
       Spec("emb", {0, 4}, v1::OptimizerConfig::ADAM, 106, true),
+      PolicySpec(),
   };
   return *specs;
 }
@@ -555,6 +568,37 @@ struct Pushed {
   bool skipped = false;
 };
 
+// A push to a table with a memory policy: a new id may not be admitted yet
+// and rows it does not name may be evicted, so it is checked with weaker
+// invariants: only pushed ids appear, a pushed row that existed still does
+// (a push never evicts the rows it updates), the table stays within
+// max_rows, and rows not pushed that remain kept their values.
+void CheckPolicyPushedPart(const PartState& b, const PartState& a,
+                           const std::set<uint64_t>& pushed) {
+  const v1::MemoryPolicy& policy = b.info.spec().memory_policy();
+  const std::set<uint64_t> before(b.ids.begin(), b.ids.end());
+  const std::set<uint64_t> after(a.ids.begin(), a.ids.end());
+  for (uint64_t id : pushed) {
+    CheckOwnedId(b, id);
+    if (before.count(id)) FUZZ_CHECK(after.count(id));
+    if (policy.admit_after_pushes() <= 1) FUZZ_CHECK(after.count(id));
+  }
+  for (uint64_t id : after) FUZZ_CHECK(before.count(id) || pushed.count(id));
+  if (policy.max_rows() > 0) {
+    FUZZ_CHECK(static_cast<int64_t>(a.ids.size()) <= policy.max_rows());
+  }
+  FUZZ_CHECK(a.info.num_rows() == static_cast<int64_t>(a.ids.size()));
+  const int64_t row_size = b.row_size();
+  for (size_t i = 0; i < b.ids.size(); ++i) {
+    if (pushed.count(b.ids[i])) continue;
+    const int64_t j = RowIndex(a, b.ids[i]);
+    if (j < 0) continue;  // evicted
+    FUZZ_CHECK(SameBits(
+        absl::MakeConstSpan(a.values).subspan(j * row_size, row_size),
+        absl::MakeConstSpan(b.values).subspan(i * row_size, row_size)));
+  }
+}
+
 // What `push` did to its own part; the caller checks the other parts.
 void CheckPushedPart(const State& before, const State& after,
                      const Pushed& push) {
@@ -591,6 +635,10 @@ void CheckPushedPart(const State& before, const State& after,
   // pushed kept their values.
   std::set<uint64_t> pushed(push.ids.begin(), push.ids.end());
   FUZZ_CHECK(!pushed.empty());
+  if (b->info.spec().has_memory_policy()) {
+    CheckPolicyPushedPart(*b, *a, pushed);
+    return;
+  }
   std::set<uint64_t> expected_ids(b->ids.begin(), b->ids.end());
   for (uint64_t id : pushed) {
     CheckOwnedId(*b, id);
