@@ -31,6 +31,20 @@ std::string SpecText(const v1::TensorSpec& spec) {
   return spec.ShortDebugString();
 }
 
+constexpr int kDefaultSketchWidth = 4096;
+constexpr int kDefaultSketchDepth = 4;
+
+int SketchWidth(const v1::MemoryPolicy& p) {
+  return p.sketch_width() > 0 ? p.sketch_width() : kDefaultSketchWidth;
+}
+int SketchDepth(const v1::MemoryPolicy& p) {
+  return p.sketch_depth() > 0 ? p.sketch_depth() : kDefaultSketchDepth;
+}
+// Bytes of a policy's admission sketch: 32-bit counters.
+int64_t SketchBytes(const v1::MemoryPolicy& p) {
+  return int64_t{SketchWidth(p)} * SketchDepth(p) * 4;
+}
+
 }  // namespace
 
 optim::OptimizerConfig ToOptimizerConfig(const v1::OptimizerConfig& c) {
@@ -336,10 +350,8 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
         num_shards_(num_shards),
         policy_(spec_.memory_policy()),
         admit_after_(policy_.admit_after_pushes()),
-        sketch_width_(policy_.sketch_width() > 0 ? policy_.sketch_width()
-                                                 : kDefaultSketchWidth),
-        sketch_depth_(policy_.sketch_depth() > 0 ? policy_.sketch_depth()
-                                                 : kDefaultSketchDepth),
+        sketch_width_(SketchWidth(policy_)),
+        sketch_depth_(SketchDepth(policy_)),
         expires_(policy_.expire_after_steps() > 0 ||
                  policy_.expire_after_seconds() > 0),
         tracked_(expires_ || policy_.max_rows() > 0),
@@ -359,7 +371,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   bool expires() const { return expires_; }
   // The admission sketch's allocation, made with the part.
   int64_t sketch_bytes() const {
-    return admit_after_ > 1 ? int64_t{sketch_width_} * sketch_depth_ * 4 : 0;
+    return admit_after_ > 1 ? SketchBytes(policy_) : 0;
   }
 
   absl::Status CheckIds(absl::Span<const uint64_t> ids) const {
@@ -738,8 +750,6 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   // A free slot's step.
   static constexpr int64_t kFreeStep = -1;
   static constexpr size_t kDropped = ~size_t{0};
-  static constexpr int kDefaultSketchWidth = 4096;
-  static constexpr int kDefaultSketchDepth = 4;
   // An eviction takes the least recently updated of this many live rows.
   static constexpr int kEvictSample = 8;
   // Slots an expiry sweep scans per lock hold.
@@ -861,32 +871,24 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
 
   // Slots ever used: live rows and free ones.
   int64_t SlotsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    int64_t slots = 0;
-    if (!chunks_.empty()) {
-      slots = chunks_.back().used;
-      for (size_t c = 0; c + 1 < chunks_.size(); ++c) slots += chunks_[c].used;
-    }
-    return slots;
+    return slots_;
   }
 
-  // The slot at `*hand` (a slot number), then advances it, wrapping.
-  uint64_t NextSlotLocked(int64_t* hand) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    // Chunk c starts at slot sum of earlier capacities; all but the newest
-    // are full.
-    int64_t slot = *hand;
-    size_t c = 0;
-    while (c < chunks_.size() && slot >= chunks_[c].used) {
-      slot -= chunks_[c].used;
-      ++c;
+  // A position among the slots: a chunk and a row in it.
+  struct Hand {
+    size_t chunk = 0;
+    int64_t offset = 0;
+  };
+  // The slot at `*hand` (wrapped to the first slot past the last one), then
+  // advances it. There is a slot: the caller saw SlotsLocked() > 0.
+  uint64_t NextSlotLocked(Hand* hand) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (hand->chunk < chunks_.size() &&
+        hand->offset >= chunks_[hand->chunk].used) {
+      ++hand->chunk;
+      hand->offset = 0;
     }
-    if (c == chunks_.size()) {  // past the end: wrap
-      c = 0;
-      slot = 0;
-      *hand = 0;
-    }
-    ++*hand;
-    return RowOf(c, slot);
+    if (hand->chunk >= chunks_.size()) *hand = Hand();
+    return RowOf(hand->chunk, hand->offset++);
   }
 
   // Index into sketch_ of the admission sketch's counter `d` of `id`.
@@ -1068,6 +1070,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       chunks_.push_back(std::move(chunk));
     }
     Chunk& chunk = chunks_.back();
+    ++slots_;
     return RowOf(chunks_.size() - 1, chunk.used++);
   }
 
@@ -1093,6 +1096,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   std::vector<Chunk> chunks_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> dirty_chunks_ ABSL_GUARDED_BY(mu_);  // num_dirty > 0
   int64_t num_rows_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t slots_ ABSL_GUARDED_BY(mu_) = 0;  // sum of the chunks' `used`
   int64_t chunk_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t index_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool version_dirty_ ABSL_GUARDED_BY(mu_) = false;
@@ -1104,8 +1108,8 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   bool erased_ ABSL_GUARDED_BY(mu_) = false;  // the index has had erases
   // Admission counters (count-min): sketch_depth_ rows of sketch_width_.
   std::vector<uint32_t> sketch_ ABSL_GUARDED_BY(mu_);
-  int64_t sweep_hand_ ABSL_GUARDED_BY(mu_) = 0;  // slot numbers
-  int64_t evict_hand_ ABSL_GUARDED_BY(mu_) = 0;
+  Hand sweep_hand_ ABSL_GUARDED_BY(mu_);
+  Hand evict_hand_ ABSL_GUARDED_BY(mu_);
   // Pull counts change under a reader's call: mutable.
   mutable TablePolicyStats stats_ ABSL_GUARDED_BY(mu_);
 };
@@ -1180,6 +1184,15 @@ absl::StatusOr<TensorStore::Pending> TensorStore::PrepareTensors(
     }
     pending.new_specs_.push_back(spec);
     if (spec.kind() == v1::TensorSpec::EMBEDDING) {
+      // The admission sketch is allocated with the part.
+      const v1::MemoryPolicy& policy = spec.memory_policy();
+      if (policy.admit_after_pushes() > 1) {
+        pending_bytes += SketchBytes(policy);
+        absl::Status fits = CheckMemory(
+            pending_bytes,
+            absl::StrCat("table ", spec.name(), "'s admission sketch"));
+        if (!fits.ok()) return fits;
+      }
       fresh.push_back(std::make_unique<EmbeddingPart>(
           spec, *std::move(optimizer), options_.shard_index,
           options_.placement.num_shards(), options_.row_chunk_bytes,

@@ -326,9 +326,10 @@ class TensorStore {
   // Sizes, for metrics. Cheap (atomics). parameter_bytes() and slot_bytes()
   // count 4 bytes per float held; table_overhead_bytes() is what the
   // embedding tables allocate beyond them (each row's id and step, the unused
-  // rows of each table's newest chunk, dirty bits, the id index: see
-  // TableFootprint). memory_bytes() is their sum, what max_memory_bytes
-  // limits.
+  // rows of each table's newest chunk, dirty bits, the id index, and for
+  // memory policies deleted rows' slots, the free list and the admission
+  // sketch: see TableFootprint). memory_bytes() is their sum, what
+  // max_memory_bytes limits.
   int64_t parameter_bytes() const { return parameter_bytes_.load(); }
   int64_t slot_bytes() const { return slot_bytes_.load(); }
   int64_t table_overhead_bytes() const { return table_overhead_bytes_.load(); }

@@ -1166,5 +1166,46 @@ TEST(MemoryPolicyTest, ATablesPushRefusedByAPolicyChangesNoTable) {
   EXPECT_THAT(store.RowIds("c"), IsOkAndHolds(ElementsAre(9)));
 }
 
+TEST(MemoryPolicyTest, BoundedSweepsResumeAcrossChunksAndWrap) {
+  v1::MemoryPolicy policy;
+  policy.set_expire_after_steps(1);
+  TensorStore store(SmallChunks());  // a few rows a chunk
+  v1::TensorSpec spec = ChunkedTable("e", 4, v1::OptimizerConfig::SGD);
+  *spec.mutable_memory_policy() = policy;
+  ASSERT_THAT(store.CreateTensors({spec}), IsOk());
+  for (int round = 0; round < 2; ++round) {
+    const std::vector<uint64_t> ids = Iota(round * 1000, round * 1000 + 300);
+    ASSERT_THAT(store.PushRows("e", ids, GradFor(ids, 4, round)), IsOk());
+    ASSERT_THAT(store.PushRows("e", {5000}, GradFor({5000}, 4, round)), IsOk());
+    ASSERT_GT(store.Footprint("e")->chunks, 10);
+    // 301 slots (round 1: reused ones), 50 a sweep: 7 sweeps see them all.
+    int64_t expired = 0;
+    for (int sweep = 0; sweep < 7; ++sweep) {
+      const int64_t n = store.ExpireRows(50);
+      EXPECT_LE(n, 50);
+      expired += n;
+    }
+    EXPECT_EQ(expired, 300);
+    EXPECT_THAT(store.RowIds("e"), IsOkAndHolds(ElementsAre(5000)));
+  }
+}
+
+TEST(MemoryPolicyTest, TheAdmissionSketchCountsAgainstTheBudget) {
+  v1::MemoryPolicy policy;
+  policy.set_admit_after_pushes(2);
+  policy.set_sketch_width(1024);
+  policy.set_sketch_depth(2);  // 8 KiB
+  StoreOptions options = Options();
+  options.max_memory_bytes = 8 * 1024 - 1;
+  TensorStore store(options);
+  EXPECT_THAT(store.CreateTensors({PolicyTable("e", policy)}),
+              StatusIs(absl::StatusCode::kResourceExhausted,
+                       HasSubstr("admission sketch")));
+  options.max_memory_bytes = 8 * 1024;
+  TensorStore fits(options);
+  ASSERT_THAT(fits.CreateTensors({PolicyTable("e", policy)}), IsOk());
+  EXPECT_EQ(fits.memory_bytes(), 8 * 1024);
+}
+
 }  // namespace
 }  // namespace tessera
