@@ -39,6 +39,12 @@ std::vector<v1::TensorSpec> ModelSpecs(const Model& model,
   std::vector<v1::TensorSpec> specs;
   for (const TensorInfo& t : model.Parameters()) {
     specs.push_back(ToTensorSpec(t, OptimizerOf(t, job)));
+    if (t.kind == TensorKind::kEmbedding && t.field >= 0 &&
+        t.field < job.model().embedding_tables_size() &&
+        job.model().embedding_tables(t.field).has_memory_policy()) {
+      *specs.back().mutable_memory_policy() =
+          job.model().embedding_tables(t.field).memory_policy();
+    }
   }
   return specs;
 }

@@ -24,7 +24,8 @@ v1::TensorSpec ToTensorSpec(const TensorInfo& info,
 // (ps/common/job_config.h, OptimizerFor).
 v1::OptimizerConfig OptimizerOf(const TensorInfo& t, const v1::JobConfig& job);
 
-// Every tensor of `model`, in the model's order, each with OptimizerOf.
+// Every tensor of `model`, in the model's order, each with OptimizerOf, and
+// a table with its EmbeddingTableConfig.memory_policy if it has one.
 std::vector<v1::TensorSpec> ModelSpecs(const Model& model,
                                        const v1::JobConfig& job);
 

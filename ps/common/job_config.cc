@@ -103,6 +103,22 @@ absl::Status ValidateJobConfig(const v1::JobConfig& job) {
       if (!v1::Initializer::Kind_IsValid(t.initializer().kind())) {
         return Invalid(where + ".initializer.kind", "is unknown");
       }
+      // The shards check the whole policy again (ValidateTensorSpec); these
+      // are the mistakes worth failing the job file for before it starts.
+      const v1::MemoryPolicy& policy = t.memory_policy();
+      if (policy.eviction() == v1::MemoryPolicy::EVICTION_DISK) {
+        return Invalid(where + ".memory_policy.eviction",
+                       "EVICTION_DISK is not yet supported (there is no disk "
+                       "tier); use EVICTION_DELETE");
+      }
+      if (!v1::MemoryPolicy::Eviction_IsValid(policy.eviction())) {
+        return Invalid(where + ".memory_policy.eviction", "is unknown");
+      }
+      if (policy.admit_after_pushes() < 0 || policy.sketch_width() < 0 ||
+          policy.sketch_depth() < 0 || policy.expire_after_steps() < 0 ||
+          policy.expire_after_seconds() < 0 || policy.max_rows() < 0) {
+        return Invalid(where + ".memory_policy", "has a negative field");
+      }
     }
   }
   for (int h : job.model().hidden()) {

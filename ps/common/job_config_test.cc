@@ -141,6 +141,15 @@ TEST(JobConfigTest, TorchScriptJobsAreValidated) {
   EXPECT_THAT(
       with("max_bad_lines: 10", "limit: 100"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dataset.limit")));
+  EXPECT_THAT(with("rows: 1000", "rows: 1000 memory_policy { max_rows: 10 }"),
+              IsOk());
+  EXPECT_THAT(with("rows: 1000",
+                   "rows: 1000 memory_policy { eviction: EVICTION_DISK }"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not yet supported")));
+  EXPECT_THAT(with("rows: 1000", "rows: 1000 memory_policy { max_rows: -1 }"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("embedding_tables[0].memory_policy")));
   EXPECT_THAT(with("rows: 1000", "rows: 1000 optimizer { kind: ADAGRAD }"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("embedding_tables[0].optimizer")));
