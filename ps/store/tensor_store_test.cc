@@ -1,6 +1,7 @@
 #include "ps/store/tensor_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -1205,6 +1206,35 @@ TEST(MemoryPolicyTest, TheAdmissionSketchCountsAgainstTheBudget) {
   TensorStore fits(options);
   ASSERT_THAT(fits.CreateTensors({PolicyTable("e", policy)}), IsOk());
   EXPECT_EQ(fits.memory_bytes(), 8 * 1024);
+}
+
+TEST(MemoryPolicyTest, SweepsRacingPushesKeepMemoryExact) {
+  v1::MemoryPolicy policy;
+  policy.set_expire_after_steps(3);
+  policy.set_max_rows(200);
+  TensorStore store(SmallChunks());
+  v1::TensorSpec spec = ChunkedTable("e", 4, v1::OptimizerConfig::ADAGRAD);
+  *spec.mutable_memory_policy() = policy;
+  ASSERT_THAT(store.CreateTensors({spec}), IsOk());
+  std::atomic<bool> done{false};
+  std::thread sweeper([&] {
+    while (!done.load()) store.ExpireRows(64);
+  });
+  for (int round = 0; round < 300; ++round) {
+    const std::vector<uint64_t> ids = Iota(round * 7, round * 7 + 40);
+    ASSERT_THAT(store.PushRows("e", ids, GradFor(ids, 4, round)), IsOk());
+  }
+  done = true;
+  sweeper.join();
+  auto f = store.Footprint("e");
+  ASSERT_THAT(f, IsOk());
+  EXPECT_LE(f->rows, 200);
+  EXPECT_EQ(store.parameter_bytes(), f->rows * 4 * 4);
+  EXPECT_EQ(store.slot_bytes(), f->rows * 4 * 4);
+  EXPECT_EQ(store.memory_bytes(),
+            f->chunk_bytes + f->index_bytes + f->free_list_bytes);
+  const TablePolicyStats stats = StatsOf(store.PolicyStats(), "e");
+  EXPECT_EQ(stats.admissions - stats.evictions - stats.expiries, f->rows);
 }
 
 }  // namespace
