@@ -84,6 +84,15 @@ struct PushResult {
   bool skipped = false;  // dropped for non-finite values (kSkip)
 };
 
+// A dense pull without a copy (TensorStore::PullDenseView): `values` point
+// into memory that `owner` keeps alive and that nothing changes while it is
+// held (the part copies its values before it next changes them).
+struct DenseView {
+  std::shared_ptr<const std::vector<float>> owner;
+  absl::Span<const float> values;
+  int64_t version = 0;  // the part's version at the time of the view
+};
+
 // One table's rows in TensorStore::PushTables / PullTables.
 struct TableRowsUpdate {
   absl::string_view tensor;
@@ -207,6 +216,13 @@ class TensorStore {
   absl::StatusOr<int64_t> PullDense(const std::string& tensor,
                                     int64_t row_begin,
                                     absl::Span<float> out) const;
+
+  // PullDense without the copy: `floats` values from row `row_begin` (whole
+  // rows within this shard's part), as they are now, shared with the part
+  // copy on write. The same errors as PullDense.
+  absl::StatusOr<DenseView> PullDenseView(const std::string& tensor,
+                                          int64_t row_begin,
+                                          int64_t floats) const;
 
   // Sets a dense part to `values` (a user's own initial values), once: only
   // while the part has never been updated nor initialized (version 0).

@@ -1,6 +1,7 @@
 #include "ps/store/tensor_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -60,6 +61,76 @@ TEST(TensorStoreTest, PushAppliesTheOptimizerAndBumpsTheVersion) {
   std::vector<float> row(3);
   ASSERT_THAT(store.PullDense("w", 1, absl::MakeSpan(row)), IsOk());
   EXPECT_THAT(row, ElementsAre(-1, -1.5f, -2));
+}
+
+TEST(TensorStoreTest, ADenseViewNeverChangesUnderItsReader) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Dense("w", {4, 2})}), IsOk());
+  auto view = store.PullDenseView("w", 1, 4);  // rows 1 and 2
+  ASSERT_THAT(view, IsOk());
+  EXPECT_EQ(view->version, 0);
+  EXPECT_THAT(view->values, ElementsAre(1, 1, 1, 1));
+  const float* shared = view->values.data();
+  // A push while the view is held goes to a copy of the part.
+  ASSERT_THAT(store.PushDense("w", 0, std::vector<float>(8, 2.0f)), IsOk());
+  EXPECT_THAT(view->values, ElementsAre(1, 1, 1, 1));
+  auto after = store.PullDenseView("w", 1, 4);
+  ASSERT_THAT(after, IsOk());
+  EXPECT_EQ(after->version, 1);
+  EXPECT_THAT(after->values, ElementsAre(0, 0, 0, 0));  // 1 - 0.5 * 2
+  EXPECT_NE(after->values.data(), shared);
+  // Without a view held, a push changes the part in place.
+  const float* current = after->values.data();
+  after = DenseView();
+  view = DenseView();
+  ASSERT_THAT(store.PushDense("w", 0, std::vector<float>(8, 2.0f)), IsOk());
+  auto third = store.PullDenseView("w", 0, 8);
+  ASSERT_THAT(third, IsOk());
+  EXPECT_EQ(third->values.data() + 2, current);
+  EXPECT_THAT(third->values, ElementsAre(-1, -1, -1, -1, -1, -1, -1, -1));
+  std::vector<float> copy(8);
+  ASSERT_THAT(store.PullDense("w", 0, absl::MakeSpan(copy)), IsOkAndHolds(2));
+  EXPECT_THAT(copy, ElementsAre(-1, -1, -1, -1, -1, -1, -1, -1));
+  // The same checks as PullDense.
+  EXPECT_THAT(
+      store.PullDenseView("w", 3, 4),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not within")));
+  EXPECT_THAT(store.PullDenseView("w", 0, 3),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not a multiple")));
+  EXPECT_THAT(store.PullDenseView("w", 0, -8),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store.PullDenseView("nope", 0, 2),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(TensorStoreTest, ViewsTakenWhilePushesRunAreEachOneConsistentState) {
+  // Every push adds 1 to every value (SGD, lr 0.5, gradient -2): a view is
+  // consistent when all its values are equal, whatever the pushes do later.
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Dense("w", {64, 16})}), IsOk());
+  std::atomic<bool> stop{false};
+  std::thread pusher([&] {
+    const std::vector<float> grad(64 * 16, -2.0f);
+    for (int i = 0; i < 2000 && !stop; ++i) {
+      ASSERT_THAT(store.PushDense("w", 0, grad), IsOk());
+    }
+  });
+  std::vector<DenseView> held;
+  for (int i = 0; i < 300; ++i) {
+    auto view = store.PullDenseView("w", 0, 64 * 16);
+    ASSERT_THAT(view, IsOk());
+    held.push_back(*std::move(view));
+    if (held.size() > 8) held.erase(held.begin());
+    for (const DenseView& v : held) {
+      // Version v means v pushes applied: every value is 1 + v.
+      for (float x : v.values) {
+        ASSERT_EQ(x, 1.0f + v.version) << "a view changed under its reader";
+      }
+    }
+  }
+  stop = true;
+  pusher.join();
 }
 
 TEST(TensorStoreTest, CreateIsIdempotentAndRejectsADifferentSpec) {
