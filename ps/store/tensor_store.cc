@@ -501,6 +501,39 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     *growth = GrowthLocked(plan.num_new, allocated);
   }
 
+  // Up to `max_rows` held rows from handle position `cursor` on, in storage
+  // order (chunk by chunk, each chunk's rows in creation order). The cursor
+  // is a position, not a pointer into a row: rows never move, so a row held
+  // both before and after this call is at the same position, and a scan in
+  // batches visits it once whatever was created (or freed) in between.
+  void Scan(uint64_t cursor, int64_t max_rows, RowScanBatch* batch) const {
+    absl::MutexLock lock(&mu_);
+    size_t c = cursor >> 32;
+    int64_t r = static_cast<int64_t>(cursor & 0xffffffffu);
+    batch->ids.clear();
+    batch->values.clear();
+    // Past a chunk's last row (or a cursor beyond it): the next chunk.
+    auto skip_exhausted = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      while (c < chunks_.size() && r >= chunks_[c].used) {
+        ++c;
+        r = 0;
+      }
+    };
+    skip_exhausted();
+    while (c < chunks_.size() &&
+           static_cast<int64_t>(batch->ids.size()) < max_rows) {
+      unsigned char* record = RecordLocked(RowOf(c, r));
+      batch->ids.push_back(*IdOf(record));
+      const float* values = FloatsOf(record);
+      batch->values.insert(batch->values.end(), values, values + dim_);
+      ++r;
+      skip_exhausted();
+    }
+    batch->version = version_;
+    batch->next = RowOf(c, r);
+    batch->done = c >= chunks_.size();
+  }
+
   std::vector<uint64_t> Ids() const {
     absl::MutexLock lock(&mu_);
     std::vector<uint64_t> ids;
@@ -1260,6 +1293,16 @@ const void* TensorStore::RowAddressForTesting(const std::string& tensor,
                                               uint64_t id) const {
   auto table = FindEmbedding(tensor);
   return table.ok() ? (*table)->RowAddress(id) : nullptr;
+}
+
+absl::StatusOr<RowScanBatch> TensorStore::ScanRows(const std::string& tensor,
+                                                   uint64_t cursor,
+                                                   int64_t max_rows) const {
+  auto table = FindEmbedding(tensor);
+  if (!table.ok()) return table.status();
+  RowScanBatch batch;
+  (*table)->Scan(cursor, std::max<int64_t>(max_rows, 1), &batch);
+  return batch;
 }
 
 absl::StatusOr<std::vector<uint64_t>> TensorStore::RowIds(

@@ -112,6 +112,15 @@ struct TablesPushResult {
   bool skipped = false;
 };
 
+// One batch of TensorStore::ScanRows: rows of a table in storage order.
+struct RowScanBatch {
+  std::vector<uint64_t> ids;
+  std::vector<float> values;  // ids.size() rows of dim values (no slots)
+  int64_t version = 0;        // the table's version when the batch was read
+  uint64_t next = 0;          // the cursor of the next batch
+  bool done = false;  // no row at or after `next` when this batch was read
+};
+
 struct InitializeResult {
   // true: this call set the values (the version became 1). false: the part
   // had been initialized or updated before, and is unchanged.
@@ -267,6 +276,22 @@ class TensorStore {
 
   // The ids of every row pushed so far (or restored from disk), sorted.
   absl::StatusOr<std::vector<uint64_t>> RowIds(const std::string& tensor) const;
+
+  // Reads up to `max_rows` (at least 1) of the rows held by table `tensor`,
+  // in storage order, from `cursor` on: 0 for the first batch, then the
+  // previous batch's `next`, until `done`. Each batch takes the table's lock
+  // once, so a scan never holds the lock between batches and its memory is
+  // one batch. Consistency of a scan: every row held when it began and still
+  // held at its end is returned exactly once, with its values as of the
+  // batch that returned it (whose `version` says when); a row created during
+  // the scan may or may not be returned. Caveat: an id whose row is freed and
+  // created again during a scan may be returned twice (once per row). A
+  // cursor not from a batch of the same table reads a meaningless (but
+  // safe) selection of its rows. NotFound / InvalidArgument (wrong_kind) as
+  // Footprint.
+  absl::StatusOr<RowScanBatch> ScanRows(const std::string& tensor,
+                                        uint64_t cursor,
+                                        int64_t max_rows) const;
 
   // Persistence. TakeDirty() copies what changed since the last call and
   // clears the marks; if writing it fails, MarkDirty() puts the marks back

@@ -1009,5 +1009,87 @@ TEST(TensorStoreTest, BudgetAdmitsExactlyWhatNewRowsAllocate) {
   }
 }
 
+// Scans `tensor` in batches of `batch` rows; every batch's values are checked
+// against PullRows at once (nothing pushes in between).
+std::vector<uint64_t> ScanAll(const TensorStore& store,
+                              const std::string& tensor, int64_t batch,
+                              int64_t dim, int* batches) {
+  std::vector<uint64_t> ids;
+  uint64_t cursor = 0;
+  *batches = 0;
+  for (;;) {
+    auto got = store.ScanRows(tensor, cursor, batch);
+    EXPECT_THAT(got, IsOk());
+    if (!got.ok()) return ids;
+    ++*batches;
+    EXPECT_LE(static_cast<int64_t>(got->ids.size()), batch);
+    EXPECT_EQ(got->values.size(), got->ids.size() * dim);
+    std::vector<float> want(got->values.size());
+    EXPECT_THAT(store.PullRows(tensor, got->ids, absl::MakeSpan(want)), IsOk());
+    EXPECT_EQ(got->values, want);
+    ids.insert(ids.end(), got->ids.begin(), got->ids.end());
+    if (got->done) return ids;
+    EXPECT_FALSE(got->ids.empty());
+    cursor = got->next;
+  }
+}
+
+TEST(TensorStoreTest, ScanRowsReturnsEveryRowOnceInBoundedBatches) {
+  TensorStore store(SmallChunks());  // 256-byte chunks: a few rows each
+  ASSERT_THAT(store.CreateTensors({Table("e", 0, 3), Dense("d", {2, 2})}),
+              IsOk());
+  int batches = 0;
+  auto empty = store.ScanRows("e", 0, 4);
+  ASSERT_THAT(empty, IsOk());
+  EXPECT_TRUE(empty->done);
+  EXPECT_TRUE(empty->ids.empty());
+  const std::vector<uint64_t> ids = Iota(0, 300, 7);
+  ASSERT_THAT(store.PushRows("e", ids, std::vector<float>(ids.size() * 3, 1)),
+              IsOk());
+  for (int64_t batch : {1, 2, 5, 13, 1000}) {
+    std::vector<uint64_t> got = ScanAll(store, "e", batch, 3, &batches);
+    EXPECT_EQ(got, ids) << batch;  // creation order
+    EXPECT_LE(batches, static_cast<int>(ids.size() / batch) + 2);
+  }
+  auto version = store.ScanRows("e", 0, 1);
+  ASSERT_THAT(version, IsOk());
+  EXPECT_EQ(version->version, 1);
+  EXPECT_THAT(store.ScanRows("d", 0, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store.ScanRows("nope", 0, 1),
+              StatusIs(absl::StatusCode::kNotFound));
+  // A cursor past the end is done, not a crash.
+  auto past = store.ScanRows("e", ~uint64_t{0}, 4);
+  ASSERT_THAT(past, IsOk());
+  EXPECT_TRUE(past->done);
+}
+
+TEST(TensorStoreTest, ScanRowsSeesOldRowsOnceWhilePushesCreateRows) {
+  TensorStore store(SmallChunks());
+  ASSERT_THAT(store.CreateTensors({Table("e", 0, 2)}), IsOk());
+  const std::vector<uint64_t> old = Iota(0, 100);
+  ASSERT_THAT(store.PushRows("e", old, std::vector<float>(200, 1)), IsOk());
+  std::vector<uint64_t> seen;
+  uint64_t cursor = 0;
+  uint64_t next_id = 1000;
+  for (;;) {
+    auto got = store.ScanRows("e", cursor, 3);
+    ASSERT_THAT(got, IsOk());
+    seen.insert(seen.end(), got->ids.begin(), got->ids.end());
+    if (got->done) break;
+    cursor = got->next;
+    // Between batches: old rows updated, new rows created.
+    const std::vector<uint64_t> mixed = {next_id, next_id + 1, 5, 50};
+    next_id += 2;
+    ASSERT_THAT(store.PushRows("e", mixed, std::vector<float>(8, 1)), IsOk());
+  }
+  std::vector<uint64_t> sorted = seen;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_TRUE(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());
+  for (uint64_t id : old) {
+    EXPECT_TRUE(std::binary_search(sorted.begin(), sorted.end(), id)) << id;
+  }
+}
+
 }  // namespace
 }  // namespace tessera
