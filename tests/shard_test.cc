@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -109,9 +110,12 @@ class ShardTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
 
-  // Every value of both tensors, and the dense part's version.
+  // Every value of both tensors, and the dense part's version. A table
+  // streams its rows in storage order, which a restore may change: its rows
+  // are put in id order here.
   std::pair<std::vector<float>, int64_t> PullAll() {
     std::vector<float> values;
+    std::map<uint64_t, std::vector<float>> rows;
     int64_t version = -1;
     for (const char* name : {"fc1.weight", "emb"}) {
       v1::PullTensorRequest request;
@@ -123,14 +127,24 @@ class ShardTest : public ::testing::Test {
       while (reader->Read(&chunk)) {
         if (version < 0) version = chunk.version();
         const size_t n = chunk.values().size() / sizeof(float);
-        const size_t at = values.size();
-        values.resize(at + n);
-        std::memcpy(values.data() + at, chunk.values().data(),
-                    chunk.values().size());
-        for (uint64_t id : chunk.row_ids()) values.push_back(id);
+        std::vector<float> got(n);
+        std::memcpy(got.data(), chunk.values().data(), chunk.values().size());
+        if (chunk.row_ids_size() == 0) {
+          values.insert(values.end(), got.begin(), got.end());
+          continue;
+        }
+        const size_t dim = n / chunk.row_ids_size();
+        for (int i = 0; i < chunk.row_ids_size(); ++i) {
+          rows[chunk.row_ids(i)].assign(got.begin() + i * dim,
+                                        got.begin() + (i + 1) * dim);
+        }
       }
       grpc::Status s = reader->Finish();
       EXPECT_TRUE(s.ok()) << s.error_message();
+    }
+    for (const auto& [id, row] : rows) {
+      values.insert(values.end(), row.begin(), row.end());
+      values.push_back(id);
     }
     return {values, version};
   }

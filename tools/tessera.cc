@@ -26,6 +26,7 @@
 #include "tools/cli_status.h"
 #include "tools/demo.h"
 #include "tools/model_file.h"
+#include "tools/pull_to_file.h"
 #include "worker/data/planted_criteo.h"
 
 ABSL_FLAG(std::string, shards, "",
@@ -108,14 +109,15 @@ int Pull() {
     format = *parsed;
   }
   const absl::Time start = absl::Now();
-  auto tensors =
-      PullModel(shards, absl::Seconds(absl::GetFlag(FLAGS_timeout_s)));
+  PullToFileOptions options;
+  options.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
+  auto tensors = PullModelToFile(shards, out, format, options);
   if (!tensors.ok()) return Fail(tensors.status());
-  absl::Status written = WriteModelFile(out, *tensors, format);
-  if (!written.ok()) return Fail(written);
   int64_t values = 0;
   for (const auto& t : *tensors) {
-    values += t.values.size() + t.int_values.size();
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    values += n;
     std::cout << absl::StrFormat("  %-32s [%s]  version %d\n", t.name,
                                  absl::StrJoin(t.shape, ", "), t.version);
   }

@@ -72,6 +72,11 @@ int64_t PayloadBytes(const v1::DataHeader& h, int64_t bytes_in) {
   }
 }
 
+// ZeroMQ's release of a dense pull's frame: drops the view's reference.
+void ReleaseView(void* /*data*/, void* hint) {
+  delete static_cast<std::shared_ptr<const std::vector<float>>*>(hint);
+}
+
 bool SendPointer(void* socket, void* pointer) {
   while (zmq_send(socket, &pointer, sizeof(pointer), 0) < 0) {
     if (zmq_errno() != EINTR) return false;
@@ -244,6 +249,16 @@ class DataPlane::Handler {
   // names the rows in the error.
   absl::StatusOr<float*> ReplyBuffer(int64_t rows, int64_t row_size,
                                      absl::string_view what) {
+    absl::Status fits = CheckReplySize(rows, row_size, what);
+    if (!fits.ok()) return fits;
+    return pool_->Take(rows * row_size);
+  }
+
+  // ResourceExhausted if a pull's reply of `rows` rows of `row_size` floats
+  // would exceed the message limit; otherwise rows x row_size x 4 fits in
+  // int64.
+  absl::Status CheckReplySize(int64_t rows, int64_t row_size,
+                              absl::string_view what) {
     int64_t floats = 0, bytes = 0;
     if (row_size <= 0 || !CheckedMul(rows, row_size, &floats) ||
         !CheckedMul(floats, sizeof(float), &bytes) ||
@@ -253,7 +268,7 @@ class DataPlane::Handler {
           absl::StrCat("pull of ", rows, " rows of ", what,
                        " exceeds --max_message_bytes=", max_message_bytes_)));
     }
-    return pool_->Take(floats);
+    return absl::OkStatus();
   }
 
   // Hands a pull's filled buffer of `floats` to the reply.
@@ -363,19 +378,26 @@ class DataPlane::Handler {
         return absl::OkStatus();
       }
       case v1::DataHeader::PULL_DENSE: {
+        // Sent straight from the part's memory: the view keeps the values
+        // it saw alive and unchanged (copy on write, TensorStore::DenseView)
+        // until ZeroMQ has sent them and releases the frame.
         auto row_size = RowSizeOf(h);
         if (!row_size.ok()) return row_size.status();
-        auto buffer = ReplyBuffer(h.row_count(), *row_size, h.tensor_name());
-        if (!buffer.ok()) return buffer.status();
+        absl::Status fits =
+            CheckReplySize(h.row_count(), *row_size, h.tensor_name());
+        if (!fits.ok()) return fits;
         const int64_t floats = h.row_count() * *row_size;
-        auto version = shard_->PullDense(h.tensor_name(), h.row_begin(),
-                                         absl::MakeSpan(*buffer, floats));
-        if (!version.ok()) {
-          pool_->Give(*buffer);
-          return version.status();
-        }
-        w->reply.set_version(*version);
-        SetReplyValues(w, *buffer, floats);
+        auto view =
+            shard_->PullDenseView(h.tensor_name(), h.row_begin(), floats);
+        if (!view.ok()) return view.status();
+        w->reply.set_version(view->version);
+        auto* owner = new std::shared_ptr<const std::vector<float>>(
+            std::move(view->owner));
+        w->reply_values =
+            ZmqFrame::WithFree(const_cast<float*>(view->values.data()),
+                               floats * sizeof(float), &ReleaseView, owner);
+        w->has_values = true;
+        w->bytes_out = floats * sizeof(float);
         return absl::OkStatus();
       }
       case v1::DataHeader::PULL_ROWS: {

@@ -26,8 +26,12 @@
 //
 // Payloads are never copied through protobuf: a push applies the optimizer
 // straight from the received frame when its data is 4-byte aligned (copied
-// once otherwise), and a pull copies the rows once, under the part's lock,
-// into a pooled buffer that ZeroMQ sends without copying and then returns.
+// once otherwise). A dense pull is sent straight from the part's memory,
+// without a copy: the reply frame holds a view of the values as they were
+// (TensorStore::DenseView; a push meanwhile gives the part a copy of its own
+// first) until ZeroMQ has sent it. A row pull copies the rows once, under the
+// table's lock, into a pooled buffer that ZeroMQ sends without copying and
+// then returns.
 //
 // Bad input (a truncated or garbage header, an unknown op, the wrong frames
 // or payload sizes, too many frames, an oversize message) is answered with an

@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "ps/common/grpc_status.h"
 #include "ps/common/reject_reason.h"
+#include "ps/common/status_macros.h"
 #include "ps/spec/placement.h"
 
 namespace tessera {
@@ -97,14 +98,6 @@ absl::Status ParameterServerService::StreamTensor(
   };
 
   if (spec.kind() == v1::TensorSpec::EMBEDDING) {
-    std::vector<uint64_t> all;
-    if (ids.empty()) {
-      auto listed = shard_->store()->RowIds(tensor);
-      if (!listed.ok()) return listed.status();
-      all = *std::move(listed);
-    } else {
-      all.assign(ids.begin(), ids.end());
-    }
     const int64_t dim = spec.shape(1);
     // A chunk carries whole rows, at least one even when the client asked
     // for smaller chunks; a row larger than the largest chunk is refused
@@ -118,25 +111,46 @@ absl::Status ParameterServerService::StreamTensor(
                                    kMaxChunkFloats, " floats"));
     }
     const int64_t rows_per_chunk = std::max<int64_t>(1, max_chunk_floats / dim);
+    bool first = true;
+    auto send = [&](absl::Span<const uint64_t> chunk_ids,
+                    absl::Span<const float> values, int64_t version,
+                    bool last) -> absl::Status {
+      v1::TensorChunk chunk;
+      if (first) *chunk.mutable_spec() = spec;
+      first = false;
+      chunk.set_part(info->part());
+      chunk.set_version(version);
+      chunk.mutable_row_ids()->Add(chunk_ids.begin(), chunk_ids.end());
+      SetValues(values, &chunk);
+      chunk.set_last(last);
+      return write(&chunk);
+    };
+    if (ids.empty()) {
+      // Every row held, a batch per chunk in storage order: the shard holds
+      // one chunk's rows at a time, never the list of ids (ScanRows says
+      // which rows a pull racing pushes sees).
+      uint64_t cursor = 0;
+      for (;;) {
+        auto batch = shard_->store()->ScanRows(tensor, cursor, rows_per_chunk);
+        if (!batch.ok()) return batch.status();
+        TESSERA_RETURN_IF_ERROR(
+            send(batch->ids, batch->values, batch->version, batch->done));
+        if (batch->done) return absl::OkStatus();
+        cursor = batch->next;
+      }
+    }
     std::vector<float> values;
-    size_t begin = 0;
+    const int64_t num_ids = ids.size();
+    int64_t begin = 0;
     do {
-      const size_t end = std::min<size_t>(all.size(), begin + rows_per_chunk);
-      auto id_span = absl::MakeConstSpan(all.data() + begin, end - begin);
+      const int64_t end = std::min(num_ids, begin + rows_per_chunk);
+      auto id_span = absl::MakeConstSpan(ids.data() + begin, end - begin);
       values.resize(id_span.size() * dim);
       auto version = shard_->PullRows(tensor, id_span, absl::MakeSpan(values));
       if (!version.ok()) return version.status();
-      v1::TensorChunk chunk;
-      if (begin == 0) *chunk.mutable_spec() = spec;
-      chunk.set_part(info->part());
-      chunk.set_version(*version);
-      chunk.mutable_row_ids()->Add(id_span.begin(), id_span.end());
-      SetValues(values, &chunk);
-      chunk.set_last(end == all.size());
-      absl::Status written = write(&chunk);
-      if (!written.ok()) return written;
+      TESSERA_RETURN_IF_ERROR(send(id_span, values, *version, end == num_ids));
       begin = end;
-    } while (begin < all.size());
+    } while (begin < num_ids);
     return absl::OkStatus();
   }
 

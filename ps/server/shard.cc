@@ -481,6 +481,16 @@ absl::StatusOr<int64_t> Shard::PullDense(const std::string& tensor,
   return version;
 }
 
+absl::StatusOr<DenseView> Shard::PullDenseView(const std::string& tensor,
+                                               int64_t row_begin,
+                                               int64_t floats) {
+  absl::Status serving = CheckServing(false);
+  if (!serving.ok()) return Count(serving);
+  auto view = store_->PullDenseView(tensor, row_begin, floats);
+  if (!view.ok()) return Count(view.status());
+  return view;
+}
+
 absl::StatusOr<int64_t> Shard::PullRows(const std::string& tensor,
                                         absl::Span<const uint64_t> ids,
                                         absl::Span<float> out) {

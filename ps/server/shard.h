@@ -84,6 +84,9 @@ class Shard {
                                       absl::Span<const float> grad);
   absl::StatusOr<int64_t> PullDense(const std::string& tensor,
                                     int64_t row_begin, absl::Span<float> out);
+  // TensorStore::PullDenseView: the same without a copy.
+  absl::StatusOr<DenseView> PullDenseView(const std::string& tensor,
+                                          int64_t row_begin, int64_t floats);
   // TensorStore::InitializeDense, made durable: when it returns OK the
   // part's initial values (this call's or an earlier one's, applied or not)
   // are on disk, written by a synced flush. A failed flush is Unavailable

@@ -108,6 +108,14 @@ class TensorStore::Part {
 };
 
 // A contiguous row range [row_begin, row_end) of a dense tensor.
+// A row range of a dense tensor. Its values are shared, copy on write: a
+// pull without a copy (View) holds a reference to the values as they were,
+// and whatever changes them while such a reference is held (a push, an
+// initialization, a restore) first gives the part a copy of its own
+// (MutableValuesLocked), so a view never changes under its reader. A part
+// costs twice its values' memory while a pulled view is held across a push:
+// at most one extra copy per pull, where a pull copied its values every time
+// before.
 class TensorStore::DensePart : public TensorStore::Part {
  public:
   DensePart(v1::TensorSpec spec, std::unique_ptr<optim::Optimizer> optimizer,
@@ -117,19 +125,20 @@ class TensorStore::DensePart : public TensorStore::Part {
         row_end_(placement.row_end),
         row_size_(RowSize(spec_)),
         block_floats_(block_floats),
-        values_((row_end_ - row_begin_) * row_size_),
+        size_((row_end_ - row_begin_) * row_size_),
+        values_(std::make_shared<std::vector<float>>(size_)),
         slots_(optimizer_->num_slots()),
-        dirty_((values_.size() + block_floats - 1) / block_floats, false) {
-    InitializeRows(spec_, row_begin_, absl::MakeSpan(values_));
+        dirty_((size_ + block_floats - 1) / block_floats, false) {
+    InitializeRows(spec_, row_begin_, absl::MakeSpan(*values_));
     std::vector<float*> slot_ptrs;
     for (auto& s : slots_) {
-      s.resize(values_.size());
+      s.resize(size_);
       slot_ptrs.push_back(s.data());
     }
-    optimizer_->InitSlots(absl::MakeSpan(slot_ptrs), values_.size());
+    optimizer_->InitSlots(absl::MakeSpan(slot_ptrs), size_);
   }
 
-  int64_t size() const { return static_cast<int64_t>(values_.size()); }
+  int64_t size() const { return size_; }
   int64_t row_size() const { return row_size_; }
 
   absl::Status CheckRange(int64_t row_begin, size_t floats,
@@ -160,8 +169,9 @@ class TensorStore::DensePart : public TensorStore::Part {
       slot_ptrs[s] = slots_[s].data() + offset;
     }
     ++step_;
-    optimizer_->Apply(absl::MakeSpan(values_.data() + offset, grad.size()),
-                      grad, absl::MakeSpan(slot_ptrs), step_);
+    optimizer_->Apply(
+        absl::MakeSpan(MutableValuesLocked().data() + offset, grad.size()),
+        grad, absl::MakeSpan(slot_ptrs), step_);
     const int64_t first = offset / block_floats_;
     const int64_t last = (offset + grad.size() - 1) / block_floats_;
     for (int64_t b = first; b <= last; ++b) dirty_[b] = true;
@@ -172,8 +182,19 @@ class TensorStore::DensePart : public TensorStore::Part {
   int64_t Read(int64_t row_begin, absl::Span<float> out) const {
     const int64_t offset = (row_begin - row_begin_) * row_size_;
     absl::MutexLock lock(&mu_);
-    std::copy_n(values_.data() + offset, out.size(), out.data());
+    std::copy_n(values_->data() + offset, out.size(), out.data());
     return version_;
+  }
+
+  // `floats` values from `row_begin` (checked by the caller), shared.
+  DenseView View(int64_t row_begin, size_t floats) const {
+    const int64_t offset = (row_begin - row_begin_) * row_size_;
+    absl::MutexLock lock(&mu_);
+    DenseView view;
+    view.values = absl::MakeConstSpan(values_->data() + offset, floats);
+    view.owner = values_;
+    view.version = version_;
+    return view;
   }
 
   void Describe(v1::TensorPartInfo* info) const override {
@@ -193,11 +214,11 @@ class TensorStore::DensePart : public TensorStore::Part {
       if (!dirty_[b]) continue;
       dirty_[b] = false;
       const size_t begin = b * block_floats_;
-      const size_t end = std::min(values_.size(), begin + block_floats_);
+      const size_t end = std::min<size_t>(size_, begin + block_floats_);
       DirtySnapshot::Block block;
       block.tensor = name();
       block.block = b;
-      block.values.assign(values_.begin() + begin, values_.begin() + end);
+      block.values.assign(values_->begin() + begin, values_->begin() + end);
       for (const auto& s : slots_) {
         block.slots.emplace_back(s.begin() + begin, s.begin() + end);
       }
@@ -223,8 +244,7 @@ class TensorStore::DensePart : public TensorStore::Part {
     const int64_t num_blocks = static_cast<int64_t>(dirty_.size());
     const int64_t begin =
         block >= 0 && block < num_blocks ? block * block_floats_ : 0;
-    const int64_t expected =
-        std::min<int64_t>(values_.size() - begin, block_floats_);
+    const int64_t expected = std::min<int64_t>(size_ - begin, block_floats_);
     if (block < 0 || block >= num_blocks ||
         static_cast<int64_t>(values.size()) != expected ||
         slots.size() != slots_.size()) {
@@ -240,7 +260,8 @@ class TensorStore::DensePart : public TensorStore::Part {
                          name(), " has the wrong size"));
       }
     }
-    std::copy(values.begin(), values.end(), values_.begin() + begin);
+    std::copy(values.begin(), values.end(),
+              MutableValuesLocked().begin() + begin);
     for (size_t s = 0; s < slots.size(); ++s) {
       std::copy(slots[s].begin(), slots[s].end(), slots_[s].begin() + begin);
     }
@@ -261,7 +282,7 @@ class TensorStore::DensePart : public TensorStore::Part {
     absl::MutexLock lock(&mu_);
     InitializeResult result;
     if (version_ == 0 && !initialized_) {
-      std::copy(values.begin(), values.end(), values_.begin());
+      std::copy(values.begin(), values.end(), MutableValuesLocked().begin());
       std::fill(dirty_.begin(), dirty_.end(), true);
       version_dirty_ = true;
       initialized_ = true;
@@ -286,9 +307,19 @@ class TensorStore::DensePart : public TensorStore::Part {
   const int64_t row_end_;
   const int64_t row_size_;
   const int64_t block_floats_;
+  const int64_t size_;  // floats of the part
+
+  // The values, for writing: copied first if a view still shares them (no
+  // view can start meanwhile: views are taken under mu_).
+  std::vector<float>& MutableValuesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (values_.use_count() > 1) {
+      values_ = std::make_shared<std::vector<float>>(*values_);
+    }
+    return *values_;
+  }
 
   mutable absl::Mutex mu_;
-  std::vector<float> values_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<std::vector<float>> values_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<float>> slots_ ABSL_GUARDED_BY(mu_);
   std::vector<bool> dirty_ ABSL_GUARDED_BY(mu_);
   bool version_dirty_ ABSL_GUARDED_BY(mu_) = false;
@@ -600,6 +631,41 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     s.tensor = name();
     s.rows = num_rows_;
     return s;
+  }
+
+  // Up to `max_rows` held rows from handle position `cursor` on, in storage
+  // order (chunk by chunk, each chunk's rows in creation order). The cursor
+  // is a position, not a pointer into a row: rows never move, so a row held
+  // both before and after this call is at the same position, and a scan in
+  // batches visits it once whatever was created (or freed) in between.
+  void Scan(uint64_t cursor, int64_t max_rows, RowScanBatch* batch) const {
+    absl::MutexLock lock(&mu_);
+    size_t c = cursor >> 32;
+    int64_t r = static_cast<int64_t>(cursor & 0xffffffffu);
+    batch->ids.clear();
+    batch->values.clear();
+    // Past a chunk's last row (or a cursor beyond it): the next chunk.
+    auto skip_exhausted = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      while (c < chunks_.size() && r >= chunks_[c].used) {
+        ++c;
+        r = 0;
+      }
+    };
+    skip_exhausted();
+    while (c < chunks_.size() &&
+           static_cast<int64_t>(batch->ids.size()) < max_rows) {
+      unsigned char* record = RecordLocked(RowOf(c, r));
+      if (*StepOf(record) >= 0) {  // not a deleted row's free slot
+        batch->ids.push_back(*IdOf(record));
+        const float* values = FloatsOf(record);
+        batch->values.insert(batch->values.end(), values, values + dim_);
+      }
+      ++r;
+      skip_exhausted();
+    }
+    batch->version = version_;
+    batch->next = RowOf(c, r);
+    batch->done = c >= chunks_.size();
   }
 
   std::vector<uint64_t> Ids() const {
@@ -1353,6 +1419,22 @@ absl::StatusOr<int64_t> TensorStore::PullDense(const std::string& tensor,
   return (*part)->Read(row_begin, out);
 }
 
+absl::StatusOr<DenseView> TensorStore::PullDenseView(const std::string& tensor,
+                                                     int64_t row_begin,
+                                                     int64_t floats) const {
+  auto part = FindDense(tensor);
+  if (!part.ok()) return part.status();
+  // A negative count would become a huge size_t: refuse it first.
+  if (floats <= 0) {
+    return Rejected(absl::StatusCode::kInvalidArgument, kReasonRowsOutOfRange,
+                    absl::StrCat("pull of ", floats, " floats of ", tensor));
+  }
+  absl::Status range =
+      (*part)->CheckRange(row_begin, static_cast<size_t>(floats), "pull");
+  if (!range.ok()) return range;
+  return (*part)->View(row_begin, static_cast<size_t>(floats));
+}
+
 absl::StatusOr<InitializeResult> TensorStore::InitializeDense(
     const std::string& tensor, int64_t row_begin,
     absl::Span<const float> values) {
@@ -1593,6 +1675,16 @@ const void* TensorStore::RowAddressForTesting(const std::string& tensor,
                                               uint64_t id) const {
   auto table = FindEmbedding(tensor);
   return table.ok() ? (*table)->RowAddress(id) : nullptr;
+}
+
+absl::StatusOr<RowScanBatch> TensorStore::ScanRows(const std::string& tensor,
+                                                   uint64_t cursor,
+                                                   int64_t max_rows) const {
+  auto table = FindEmbedding(tensor);
+  if (!table.ok()) return table.status();
+  RowScanBatch batch;
+  (*table)->Scan(cursor, std::max<int64_t>(max_rows, 1), &batch);
+  return batch;
 }
 
 absl::StatusOr<std::vector<uint64_t>> TensorStore::RowIds(

@@ -108,6 +108,15 @@ struct PushResult {
   bool skipped = false;  // dropped for non-finite values (kSkip)
 };
 
+// A dense pull without a copy (TensorStore::PullDenseView): `values` point
+// into memory that `owner` keeps alive and that nothing changes while it is
+// held (the part copies its values before it next changes them).
+struct DenseView {
+  std::shared_ptr<const std::vector<float>> owner;
+  absl::Span<const float> values;
+  int64_t version = 0;  // the part's version at the time of the view
+};
+
 // One table's rows in TensorStore::PushTables / PullTables.
 struct TableRowsUpdate {
   absl::string_view tensor;
@@ -125,6 +134,15 @@ struct TableRowsRead {
 struct TablesPushResult {
   std::vector<int64_t> versions;
   bool skipped = false;
+};
+
+// One batch of TensorStore::ScanRows: rows of a table in storage order.
+struct RowScanBatch {
+  std::vector<uint64_t> ids;
+  std::vector<float> values;  // ids.size() rows of dim values (no slots)
+  int64_t version = 0;        // the table's version when the batch was read
+  uint64_t next = 0;          // the cursor of the next batch
+  bool done = false;  // no row at or after `next` when this batch was read
 };
 
 struct InitializeResult {
@@ -239,6 +257,13 @@ class TensorStore {
                                     int64_t row_begin,
                                     absl::Span<float> out) const;
 
+  // PullDense without the copy: `floats` values from row `row_begin` (whole
+  // rows within this shard's part), as they are now, shared with the part
+  // copy on write. The same errors as PullDense.
+  absl::StatusOr<DenseView> PullDenseView(const std::string& tensor,
+                                          int64_t row_begin,
+                                          int64_t floats) const;
+
   // Sets a dense part to `values` (a user's own initial values), once: only
   // while the part has never been updated nor initialized (version 0).
   // `row_begin` must be the part's first row and `values` the whole part.
@@ -301,6 +326,24 @@ class TensorStore {
   // The ids of every row held (pushed or restored from disk, not deleted),
   // sorted.
   absl::StatusOr<std::vector<uint64_t>> RowIds(const std::string& tensor) const;
+
+  // Reads up to `max_rows` (at least 1) of the rows held by table `tensor`,
+  // in storage order, from `cursor` on: 0 for the first batch, then the
+  // previous batch's `next`, until `done`. Each batch takes the table's lock
+  // once, so a scan never holds the lock between batches and its memory is
+  // one batch. Consistency of a scan: every row held when it began and still
+  // held at its end is returned exactly once, with its values as of the
+  // batch that returned it (whose `version` says when); a row created during
+  // the scan may or may not be returned. Caveat: an id whose row is freed and
+  // created again during a scan may be returned twice (once per row). A
+  // cursor not from a batch of the same table reads a meaningless (but
+  // safe) selection of its rows. Deleted rows' free slots (memory policies)
+  // are skipped, not counted in `max_rows`: a batch of a table with many
+  // free slots holds the lock for them too. NotFound / InvalidArgument
+  // (wrong_kind) as Footprint.
+  absl::StatusOr<RowScanBatch> ScanRows(const std::string& tensor,
+                                        uint64_t cursor,
+                                        int64_t max_rows) const;
 
   // Persistence. TakeDirty() copies what changed since the last call and
   // clears the marks; if writing it fails, MarkDirty() puts the marks back

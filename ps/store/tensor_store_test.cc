@@ -63,6 +63,76 @@ TEST(TensorStoreTest, PushAppliesTheOptimizerAndBumpsTheVersion) {
   EXPECT_THAT(row, ElementsAre(-1, -1.5f, -2));
 }
 
+TEST(TensorStoreTest, ADenseViewNeverChangesUnderItsReader) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Dense("w", {4, 2})}), IsOk());
+  auto view = store.PullDenseView("w", 1, 4);  // rows 1 and 2
+  ASSERT_THAT(view, IsOk());
+  EXPECT_EQ(view->version, 0);
+  EXPECT_THAT(view->values, ElementsAre(1, 1, 1, 1));
+  const float* shared = view->values.data();
+  // A push while the view is held goes to a copy of the part.
+  ASSERT_THAT(store.PushDense("w", 0, std::vector<float>(8, 2.0f)), IsOk());
+  EXPECT_THAT(view->values, ElementsAre(1, 1, 1, 1));
+  auto after = store.PullDenseView("w", 1, 4);
+  ASSERT_THAT(after, IsOk());
+  EXPECT_EQ(after->version, 1);
+  EXPECT_THAT(after->values, ElementsAre(0, 0, 0, 0));  // 1 - 0.5 * 2
+  EXPECT_NE(after->values.data(), shared);
+  // Without a view held, a push changes the part in place.
+  const float* current = after->values.data();
+  after = DenseView();
+  view = DenseView();
+  ASSERT_THAT(store.PushDense("w", 0, std::vector<float>(8, 2.0f)), IsOk());
+  auto third = store.PullDenseView("w", 0, 8);
+  ASSERT_THAT(third, IsOk());
+  EXPECT_EQ(third->values.data() + 2, current);
+  EXPECT_THAT(third->values, ElementsAre(-1, -1, -1, -1, -1, -1, -1, -1));
+  std::vector<float> copy(8);
+  ASSERT_THAT(store.PullDense("w", 0, absl::MakeSpan(copy)), IsOkAndHolds(2));
+  EXPECT_THAT(copy, ElementsAre(-1, -1, -1, -1, -1, -1, -1, -1));
+  // The same checks as PullDense.
+  EXPECT_THAT(
+      store.PullDenseView("w", 3, 4),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not within")));
+  EXPECT_THAT(store.PullDenseView("w", 0, 3),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not a multiple")));
+  EXPECT_THAT(store.PullDenseView("w", 0, -8),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store.PullDenseView("nope", 0, 2),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(TensorStoreTest, ViewsTakenWhilePushesRunAreEachOneConsistentState) {
+  // Every push adds 1 to every value (SGD, lr 0.5, gradient -2): a view is
+  // consistent when all its values are equal, whatever the pushes do later.
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Dense("w", {64, 16})}), IsOk());
+  std::atomic<bool> stop{false};
+  std::thread pusher([&] {
+    const std::vector<float> grad(64 * 16, -2.0f);
+    for (int i = 0; i < 2000 && !stop; ++i) {
+      ASSERT_THAT(store.PushDense("w", 0, grad), IsOk());
+    }
+  });
+  std::vector<DenseView> held;
+  for (int i = 0; i < 300; ++i) {
+    auto view = store.PullDenseView("w", 0, 64 * 16);
+    ASSERT_THAT(view, IsOk());
+    held.push_back(*std::move(view));
+    if (held.size() > 8) held.erase(held.begin());
+    for (const DenseView& v : held) {
+      // Version v means v pushes applied: every value is 1 + v.
+      for (float x : v.values) {
+        ASSERT_EQ(x, 1.0f + v.version) << "a view changed under its reader";
+      }
+    }
+  }
+  stop = true;
+  pusher.join();
+}
+
 TEST(TensorStoreTest, CreateIsIdempotentAndRejectsADifferentSpec) {
   TensorStore store(Options());
   ASSERT_THAT(store.CreateTensors({Dense("w", {4})}), IsOk());
@@ -1235,6 +1305,107 @@ TEST(MemoryPolicyTest, SweepsRacingPushesKeepMemoryExact) {
             f->chunk_bytes + f->index_bytes + f->free_list_bytes);
   const TablePolicyStats stats = StatsOf(store.PolicyStats(), "e");
   EXPECT_EQ(stats.admissions - stats.evictions - stats.expiries, f->rows);
+}
+
+// Scans `tensor` in batches of `batch` rows; every batch's values are checked
+// against PullRows at once (nothing pushes in between).
+std::vector<uint64_t> ScanAll(const TensorStore& store,
+                              const std::string& tensor, int64_t batch,
+                              int64_t dim, int* batches) {
+  std::vector<uint64_t> ids;
+  uint64_t cursor = 0;
+  *batches = 0;
+  for (;;) {
+    auto got = store.ScanRows(tensor, cursor, batch);
+    EXPECT_THAT(got, IsOk());
+    if (!got.ok()) return ids;
+    ++*batches;
+    EXPECT_LE(static_cast<int64_t>(got->ids.size()), batch);
+    EXPECT_EQ(got->values.size(), got->ids.size() * dim);
+    std::vector<float> want(got->values.size());
+    EXPECT_THAT(store.PullRows(tensor, got->ids, absl::MakeSpan(want)), IsOk());
+    EXPECT_EQ(got->values, want);
+    ids.insert(ids.end(), got->ids.begin(), got->ids.end());
+    if (got->done) return ids;
+    EXPECT_FALSE(got->ids.empty());
+    cursor = got->next;
+  }
+}
+
+TEST(TensorStoreTest, ScanRowsReturnsEveryRowOnceInBoundedBatches) {
+  TensorStore store(SmallChunks());  // 256-byte chunks: a few rows each
+  ASSERT_THAT(store.CreateTensors({Table("e", 0, 3), Dense("d", {2, 2})}),
+              IsOk());
+  int batches = 0;
+  auto empty = store.ScanRows("e", 0, 4);
+  ASSERT_THAT(empty, IsOk());
+  EXPECT_TRUE(empty->done);
+  EXPECT_TRUE(empty->ids.empty());
+  const std::vector<uint64_t> ids = Iota(0, 300, 7);
+  ASSERT_THAT(store.PushRows("e", ids, std::vector<float>(ids.size() * 3, 1)),
+              IsOk());
+  for (int64_t batch : {1, 2, 5, 13, 1000}) {
+    std::vector<uint64_t> got = ScanAll(store, "e", batch, 3, &batches);
+    EXPECT_EQ(got, ids) << batch;  // creation order
+    EXPECT_LE(batches, static_cast<int>(ids.size() / batch) + 2);
+  }
+  auto version = store.ScanRows("e", 0, 1);
+  ASSERT_THAT(version, IsOk());
+  EXPECT_EQ(version->version, 1);
+  EXPECT_THAT(store.ScanRows("d", 0, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store.ScanRows("nope", 0, 1),
+              StatusIs(absl::StatusCode::kNotFound));
+  // A cursor past the end is done, not a crash.
+  auto past = store.ScanRows("e", ~uint64_t{0}, 4);
+  ASSERT_THAT(past, IsOk());
+  EXPECT_TRUE(past->done);
+}
+
+TEST(TensorStoreTest, ScanRowsSeesOldRowsOnceWhilePushesCreateRows) {
+  TensorStore store(SmallChunks());
+  ASSERT_THAT(store.CreateTensors({Table("e", 0, 2)}), IsOk());
+  const std::vector<uint64_t> old = Iota(0, 100);
+  ASSERT_THAT(store.PushRows("e", old, std::vector<float>(200, 1)), IsOk());
+  std::vector<uint64_t> seen;
+  uint64_t cursor = 0;
+  uint64_t next_id = 1000;
+  for (;;) {
+    auto got = store.ScanRows("e", cursor, 3);
+    ASSERT_THAT(got, IsOk());
+    seen.insert(seen.end(), got->ids.begin(), got->ids.end());
+    if (got->done) break;
+    cursor = got->next;
+    // Between batches: old rows updated, new rows created.
+    const std::vector<uint64_t> mixed = {next_id, next_id + 1, 5, 50};
+    next_id += 2;
+    ASSERT_THAT(store.PushRows("e", mixed, std::vector<float>(8, 1)), IsOk());
+  }
+  std::vector<uint64_t> sorted = seen;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_TRUE(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());
+  for (uint64_t id : old) {
+    EXPECT_TRUE(std::binary_search(sorted.begin(), sorted.end(), id)) << id;
+  }
+}
+
+TEST(MemoryPolicyTest, ScanRowsSkipsDeletedRows) {
+  v1::MemoryPolicy policy;
+  policy.set_expire_after_steps(1);
+  TensorStore store(SmallChunks());
+  v1::TensorSpec spec = Table("e", 0, 3);
+  *spec.mutable_memory_policy() = policy;
+  ASSERT_THAT(store.CreateTensors({spec}), IsOk());
+  const std::vector<uint64_t> odd = Iota(1, 60, 2), even = Iota(0, 60, 2);
+  ASSERT_THAT(store.PushRows("e", odd, std::vector<float>(odd.size() * 3, 1)),
+              IsOk());
+  ASSERT_THAT(store.PushRows("e", even, std::vector<float>(even.size() * 3, 1)),
+              IsOk());
+  EXPECT_EQ(store.ExpireRows(), static_cast<int64_t>(odd.size()));
+  int batches = 0;
+  std::vector<uint64_t> got = ScanAll(store, "e", 4, 3, &batches);
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, even);
 }
 
 }  // namespace

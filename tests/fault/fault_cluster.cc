@@ -390,14 +390,29 @@ absl::StatusOr<ShardSnapshot> FaultCluster::PullShard(int shard) {
   ShardSnapshot snapshot;
   v1::TensorChunk chunk;
   std::string current;
+  // A table's rows stream in storage order, which a restore may change:
+  // they are kept by id (each row's values, then its id).
+  std::map<std::string, std::map<uint64_t, std::string>> rows;
   while (reader->Read(&chunk)) {
     if (chunk.has_spec()) current = chunk.spec().name();
     std::string& bytes = snapshot.bytes[current];
-    bytes += chunk.values();
-    for (uint64_t id : chunk.row_ids()) {
-      bytes.append(reinterpret_cast<const char*>(&id), sizeof(id));
+    if (chunk.row_ids_size() == 0) {
+      bytes += chunk.values();
+    } else {
+      const size_t row_bytes = chunk.values().size() / chunk.row_ids_size();
+      for (int i = 0; i < chunk.row_ids_size(); ++i) {
+        rows[current][chunk.row_ids(i)] =
+            chunk.values().substr(i * row_bytes, row_bytes);
+      }
     }
     snapshot.versions[current] = chunk.version();
+  }
+  for (const auto& [name, by_id] : rows) {
+    std::string& bytes = snapshot.bytes[name];
+    for (const auto& [id, row] : by_id) {
+      bytes += row;
+      bytes.append(reinterpret_cast<const char*>(&id), sizeof(id));
+    }
   }
   grpc::Status s = reader->Finish();
   if (!s.ok()) {
