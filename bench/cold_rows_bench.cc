@@ -15,7 +15,7 @@
 // The files are in the page cache throughout (just written): these are
 // RocksDB's and the decoding's costs, not a cold disk's.
 //
-//   bazel run -c opt --jobs=2 //bench:cold_rows_bench   # ~40 s on 2 cores
+//   bazel run -c opt --jobs=2 //bench:cold_rows_bench   # ~20 s on 2 idle cores
 //   bazel run -c opt //bench:cold_rows_bench -- --rows=500000 --dim=64
 
 #include <algorithm>
