@@ -31,6 +31,7 @@ bench: setup
 	$(BAZEL) run -c opt $(BAZEL_FLAGS) //bench:dlrm_bench
 	$(BAZEL) run -c opt $(BAZEL_FLAGS) //bench:row_memory_bench
 	$(BAZEL) run -c opt $(BAZEL_FLAGS) //bench:pull_bench
+	$(BAZEL) run -c opt $(BAZEL_FLAGS) //bench:cold_rows_bench
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -13,8 +13,10 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "ps/optim/optimizer.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
+#include "rocksdb/slice.h"
 #include "rocksdb/write_batch.h"
 #include "tessera/v1/storage.pb.h"
 
@@ -87,6 +89,23 @@ absl::StatusOr<std::vector<float>> Floats(const rocksdb::Slice& s,
   std::vector<float> out(s.size() / sizeof(float));
   if (!out.empty()) std::memcpy(out.data(), s.data(), s.size());
   return out;
+}
+
+// A stored row's value: 8 bytes of step (host order, as Write stores it),
+// then `floats` floats. DataLoss naming the row otherwise.
+absl::StatusOr<StoredRow> DecodeRow(const rocksdb::Slice& value, int64_t floats,
+                                    const std::string& tensor, uint64_t id) {
+  const uint64_t want = 8 + static_cast<uint64_t>(floats) * sizeof(float);
+  if (value.size() != want) {
+    return absl::DataLossError(absl::StrCat(
+        "stored row ", id, " of ", tensor, " is corrupt: ", value.size(),
+        " bytes, expected ", want, " (8 of step, ", floats, " floats)"));
+  }
+  StoredRow row;
+  std::memcpy(&row.step, value.data(), 8);
+  row.values.resize(floats);
+  if (floats > 0) std::memcpy(row.values.data(), value.data() + 8, want - 8);
+  return row;
 }
 
 bool DirHasFiles(const std::string& dir) {
@@ -223,7 +242,8 @@ absl::StatusOr<std::unique_ptr<ShardStorage>> ShardStorage::Open(
   return storage;
 }
 
-absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store) {
+absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store,
+                                                 const LoadOptions& options) {
   LoadStats stats;
   rocksdb::ReadOptions read;
   read.verify_checksums = true;
@@ -290,7 +310,13 @@ absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store) {
     }
     if (!it->status().ok()) return FromRocks(it->status(), "reading params");
   }
-  {
+  if (!options.rows) {
+    uint64_t keys = 0;
+    if (db_->GetIntProperty(handles_[kRows], "rocksdb.estimate-num-keys",
+                            &keys)) {
+      stats.rows_skipped_estimate = static_cast<int64_t>(keys);
+    }
+  } else {
     std::unique_ptr<rocksdb::Iterator> it(
         db_->NewIterator(read, handles_[kRows]));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -327,6 +353,132 @@ absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store) {
     if (!it->status().ok()) return FromRocks(it->status(), "reading versions");
   }
   return stats;
+}
+
+absl::StatusOr<int64_t> ShardStorage::StoredRowFloats(
+    const std::string& tensor) {
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), handles_[kSpecs], tensor, &value);
+  if (s.IsNotFound()) {
+    return absl::NotFoundError(
+        absl::StrCat("no spec of tensor ", tensor, " is stored in ", dir_));
+  }
+  if (!s.ok()) return FromRocks(s, "reading the spec of " + tensor);
+  v1::TensorSpec spec;
+  if (!spec.ParseFromString(value)) {
+    return absl::DataLossError(
+        absl::StrCat("stored spec of ", tensor, " is corrupt"));
+  }
+  if (spec.kind() != v1::TensorSpec::EMBEDDING) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", tensor, " is not an embedding table"));
+  }
+  auto optimizer = optim::NewOptimizer(ToOptimizerConfig(spec.optimizer()));
+  // The spec was validated before it was stored: a bad one is corrupt. The
+  // dim bound keeps dim x (1 + slots) x 4 far from overflowing.
+  constexpr int64_t kMaxDim = int64_t{1} << 24;
+  if (!optimizer.ok() || spec.shape_size() != 2 || spec.shape(1) < 1 ||
+      spec.shape(1) > kMaxDim) {
+    return absl::DataLossError(absl::StrCat("stored spec of ", tensor,
+                                            " is corrupt: {",
+                                            spec.ShortDebugString(), "}"));
+  }
+  return spec.shape(1) * (1 + (*optimizer)->num_slots());
+}
+
+absl::StatusOr<std::vector<std::optional<StoredRow>>> ShardStorage::ReadRows(
+    const std::string& tensor, absl::Span<const uint64_t> ids) {
+  if (static_cast<int64_t>(ids.size()) > kMaxRowsPerCall) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reading ", ids.size(), " rows of ", tensor, ": at most ",
+                     kMaxRowsPerCall, " per call"));
+  }
+  auto floats = StoredRowFloats(tensor);
+  if (!floats.ok()) return floats.status();
+  std::vector<std::optional<StoredRow>> out(ids.size());
+  if (ids.empty()) return out;
+
+  std::vector<std::string> keys;
+  keys.reserve(ids.size());
+  for (uint64_t id : ids) keys.push_back(BlockKey(tensor, id));
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<rocksdb::PinnableSlice> values(ids.size());
+  std::vector<rocksdb::Status> statuses(ids.size());
+  rocksdb::ReadOptions read;
+  read.verify_checksums = true;
+  db_->MultiGet(read, handles_[kRows], ids.size(), slices.data(), values.data(),
+                statuses.data(), /*sorted_input=*/false);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    if (!statuses[i].ok()) {
+      return FromRocks(statuses[i],
+                       absl::StrCat("reading row ", ids[i], " of ", tensor));
+    }
+    auto row = DecodeRow(values[i], *floats, tensor, ids[i]);
+    if (!row.ok()) return row.status();
+    out[i] = *std::move(row);
+  }
+  return out;
+}
+
+absl::StatusOr<StoredRowBatch> ShardStorage::ScanStoredRows(
+    const std::string& tensor, std::optional<uint64_t> start_after,
+    int64_t max_rows) {
+  if (max_rows < 1 || max_rows > kMaxRowsPerCall) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("scanning rows of ", tensor, ": max_rows ", max_rows,
+                     " is not in [1, ", kMaxRowsPerCall, "]"));
+  }
+  auto floats = StoredRowFloats(tensor);
+  if (!floats.ok()) return floats.status();
+
+  // The table's keys are `tensor` \0 be64(id): all below `tensor` \1, as
+  // names hold no NUL.
+  std::string prefix = tensor;
+  prefix.push_back('\0');
+  std::string upper = tensor;
+  upper.push_back('\1');
+  const rocksdb::Slice upper_bound(upper);
+  rocksdb::ReadOptions read;
+  read.verify_checksums = true;
+  read.fill_cache = false;  // a walk would evict the rows ReadRows reuses
+  read.iterate_upper_bound = &upper_bound;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(read, handles_[kRows]));
+
+  StoredRowBatch batch;
+  batch.next_start_after = start_after;
+  if (start_after.has_value()) {
+    const std::string from = BlockKey(tensor, *start_after);
+    it->Seek(from);
+    if (it->Valid() && it->key() == rocksdb::Slice(from)) it->Next();
+  } else {
+    it->Seek(prefix);
+  }
+  int64_t bytes = 0;
+  for (; it->Valid(); it->Next()) {
+    if (static_cast<int64_t>(batch.rows.size()) >= max_rows ||
+        bytes >= kMaxScanBytes) {
+      break;
+    }
+    const rocksdb::Slice key = it->key();
+    if (key.size() != prefix.size() + 8 || !key.starts_with(prefix)) {
+      return absl::DataLossError(
+          absl::StrCat("malformed key of a stored row of ", tensor));
+    }
+    const uint64_t id = ReadBigEndian(key.data() + prefix.size());
+    auto row = DecodeRow(it->value(), *floats, tensor, id);
+    if (!row.ok()) return row.status();
+    bytes += it->value().size();
+    batch.rows.emplace_back(id, *std::move(row));
+    batch.next_start_after = id;
+  }
+  if (!it->status().ok()) {
+    return FromRocks(it->status(), "scanning rows of " + tensor);
+  }
+  batch.done = !it->Valid();
+  return batch;
 }
 
 absl::Status ShardStorage::SaveSpecs(absl::Span<const v1::TensorSpec> specs) {

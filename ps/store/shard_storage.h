@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -38,8 +39,42 @@ namespace tessera {
 struct LoadStats {
   int64_t tensors = 0;
   int64_t blocks = 0;
-  int64_t rows = 0;
+  int64_t rows = 0;  // rows restored into the store
   int64_t bytes = 0;
+  // With LoadOptions::rows false: RocksDB's estimate of the rows left on disk
+  // ("rocksdb.estimate-num-keys" of the rows column family; deletions and
+  // overwrites not yet compacted away make it inexact, usually high). Rows
+  // are not counted exactly: walking their keys reads and checks every data
+  // block of the column family (a ScanStoredRows walk takes a third of the
+  // time of restoring the rows, bench/README.md). 0 when rows load.
+  int64_t rows_skipped_estimate = 0;
+};
+
+struct LoadOptions {
+  // Restore the embedding rows into the store. False leaves every row on
+  // disk (for ReadRows and ScanStoredRows); specs, dense blocks, optimizer
+  // slots and versions load as with true.
+  bool rows = true;
+};
+
+// An embedding row as stored by Write: the optimizer steps applied to it,
+// then dim parameters and dim floats per optimizer slot (DirtySnapshot::Row).
+struct StoredRow {
+  int64_t step = 0;
+  std::vector<float> values;
+
+  friend bool operator==(const StoredRow& a, const StoredRow& b) {
+    return a.step == b.step && a.values == b.values;
+  }
+};
+
+// One batch of ScanStoredRows.
+struct StoredRowBatch {
+  std::vector<std::pair<uint64_t, StoredRow>> rows;  // ascending ids
+  // The last id in `rows`, to pass as `start_after` to the next call; the
+  // call's own `start_after` when `rows` is empty.
+  std::optional<uint64_t> next_start_after;
+  bool done = false;  // no stored row of the table after next_start_after
 };
 
 class ShardStorage {
@@ -67,9 +102,45 @@ class ShardStorage {
   using WriteFault = std::function<absl::Status(const std::string& what)>;
   void set_write_fault(WriteFault fault) { write_fault_ = std::move(fault); }
 
-  // Loads everything stored into `store`, which must hold no tensors yet.
-  // DataLoss when stored values disagree with their specs.
-  absl::StatusOr<LoadStats> LoadInto(TensorStore* store);
+  // Most ids one ReadRows call takes, and most rows one ScanStoredRows batch
+  // returns: 16384 rows of dim 64 with Adam are 12 MiB of floats.
+  static constexpr int64_t kMaxRowsPerCall = 16384;
+  // A ScanStoredRows batch also ends once it holds this many bytes of floats
+  // (before max_rows for a large dim).
+  static constexpr int64_t kMaxScanBytes = 64 << 20;
+
+  // Loads everything stored into `store`, which must hold no tensors yet;
+  // with `options.rows` false no embedding row is restored (tables are
+  // created empty, their versions restored). DataLoss when stored values
+  // disagree with their specs.
+  // Caveat: a store loaded without rows pulls initial values for rows that
+  // are on disk; the caller must read them with ReadRows.
+  absl::StatusOr<LoadStats> LoadInto(TensorStore* store,
+                                     const LoadOptions& options = {});
+
+  // Reads the stored rows `ids` of embedding table `tensor` with one batched
+  // RocksDB MultiGet: result[i] is id ids[i]'s row, nullopt if none is stored
+  // (never written, or deleted). Sees the last successful Write. Errors:
+  // - InvalidArgument for more than kMaxRowsPerCall ids;
+  // - NotFound if no spec of `tensor` is stored (SaveSpecs), InvalidArgument
+  //   if it is not an embedding table;
+  // - DataLoss, naming the tensor and the id, for a stored value that is not
+  //   8 bytes of step and dim x (1 + optimizer slots) floats, or a corrupt
+  //   spec; other RocksDB errors as Open's. No partial result on error.
+  absl::StatusOr<std::vector<std::optional<StoredRow>>> ReadRows(
+      const std::string& tensor, absl::Span<const uint64_t> ids);
+
+  // Returns the next stored rows of embedding table `tensor` in ascending id
+  // order: those with ids after `start_after` (all, if nullopt), at most
+  // `max_rows` of them and about kMaxScanBytes of floats. A walk of the whole
+  // table passes each batch's next_start_after to the next call until done;
+  // it holds one batch at a time, and each call's iterator is bounded to the
+  // table's keys. A walk is not a snapshot: rows written between its calls
+  // may or may not be seen. Errors as ReadRows', and InvalidArgument unless
+  // 1 <= max_rows <= kMaxRowsPerCall; a malformed key is DataLoss.
+  absl::StatusOr<StoredRowBatch> ScanStoredRows(
+      const std::string& tensor, std::optional<uint64_t> start_after,
+      int64_t max_rows);
 
   // Stores specs (synchronously: a created tensor survives a crash).
   absl::Status SaveSpecs(absl::Span<const v1::TensorSpec> specs);
@@ -87,6 +158,10 @@ class ShardStorage {
  private:
   ShardStorage(std::string dir, std::unique_ptr<rocksdb::DB> db,
                std::vector<rocksdb::ColumnFamilyHandle*> handles);
+
+  // The size of one stored row of `tensor` (dim x (1 + slots) floats), from
+  // its stored spec; errors as ReadRows'.
+  absl::StatusOr<int64_t> StoredRowFloats(const std::string& tensor);
 
   // Writes `batch` synced, if the directory has room for it.
   absl::Status WriteSynced(rocksdb::WriteBatch* batch, const std::string& what);
