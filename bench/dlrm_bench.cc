@@ -339,18 +339,6 @@ absl::StatusOr<Result> RunDistributed(int num_shards, int num_workers,
   return result;
 }
 
-// `bazel run` starts binaries in their runfiles tree, where LocalCluster
-// finds ps/server/tessera-ps and worker/tessera-worker; started directly from
-// bazel-bin, move there.
-void EnterRunfiles(const char* argv0) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::exists("ps/server/tessera-ps", ec)) return;
-  const fs::path runfiles =
-      fs::path(fs::absolute(argv0, ec).string() + ".runfiles") / "tessera";
-  if (fs::exists(runfiles, ec)) fs::current_path(runfiles, ec);
-}
-
 int Fail(const std::string& what, const absl::Status& status) {
   std::fprintf(stderr, "dlrm_bench: %s: %s\n", what.c_str(),
                status.ToString().c_str());
@@ -359,7 +347,7 @@ int Fail(const std::string& what, const absl::Status& status) {
 
 int Run(const char* argv0) {
   namespace fs = std::filesystem;
-  EnterRunfiles(argv0);
+  testing::EnterRunfiles(argv0);
   std::error_code ec;
   const fs::path model_dir = fs::absolute(absl::GetFlag(FLAGS_model_dir), ec);
   const std::string model_path = (model_dir / "dlrm.pt").string();

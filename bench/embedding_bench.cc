@@ -537,19 +537,8 @@ struct Config {
   }
 };
 
-// `bazel run` starts binaries in their runfiles tree, where ShardProcess
-// finds ps/server/tessera-ps; started directly from bazel-bin, move there.
-void EnterRunfiles(const char* argv0) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::exists("ps/server/tessera-ps", ec)) return;
-  const fs::path runfiles =
-      fs::path(fs::absolute(argv0, ec).string() + ".runfiles") / "tessera";
-  if (fs::exists(runfiles, ec)) fs::current_path(runfiles, ec);
-}
-
 int Run(const char* argv0) {
-  EnterRunfiles(argv0);
+  testing::EnterRunfiles(argv0);
   const bool quick = absl::GetFlag(FLAGS_quick);
   const absl::Duration duration =
       absl::Seconds(quick ? 0.15 : absl::GetFlag(FLAGS_seconds));

@@ -305,20 +305,8 @@ absl::StatusOr<Result> RunDistributed(int num_shards, int num_workers,
   return result;
 }
 
-// `bazel run` starts binaries in their runfiles tree, where LocalCluster
-// finds ps/server/tessera-ps and worker/tessera-worker; started directly from
-// bazel-bin, move there.
-void EnterRunfiles(const char* argv0) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::exists("ps/server/tessera-ps", ec)) return;
-  const fs::path runfiles =
-      fs::path(fs::absolute(argv0, ec).string() + ".runfiles") / "tessera";
-  if (fs::exists(runfiles, ec)) fs::current_path(runfiles, ec);
-}
-
 int Run(const char* argv0) {
-  EnterRunfiles(argv0);
+  testing::EnterRunfiles(argv0);
   const std::string dir = absl::GetFlag(FLAGS_dataset_dir);
   worker::FashionMnistOptions train_options;
   train_options.max_examples = absl::GetFlag(FLAGS_limit);

@@ -303,4 +303,13 @@ const v1::EpochStats* FindEpoch(const v1::JobStatus& status, int epoch) {
   return nullptr;
 }
 
+void EnterRunfiles(const char* argv0) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists("ps/server/tessera-ps", ec)) return;
+  const fs::path runfiles =
+      fs::path(fs::absolute(argv0, ec).string() + ".runfiles") / "tessera";
+  if (fs::exists(runfiles, ec)) fs::current_path(runfiles, ec);
+}
+
 }  // namespace tessera::testing

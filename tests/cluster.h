@@ -172,6 +172,12 @@ class LocalCluster {
   std::vector<std::unique_ptr<WorkerProcess>> workers_;
 };
 
+// `bazel run` starts a binary in its runfiles tree, where ShardProcess and
+// LocalCluster find ps/server/tessera-ps and worker/tessera-worker; a binary
+// started directly from bazel-bin (`argv0`) moves there. Does nothing when
+// the binaries are already in reach or no runfiles tree exists.
+void EnterRunfiles(const char* argv0);
+
 // The entry of worker `id` in `status`, or nullptr if it is not live.
 const v1::WorkerStatus* FindWorker(const v1::JobStatus& status,
                                    const std::string& id);

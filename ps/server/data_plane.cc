@@ -60,9 +60,13 @@ int64_t PayloadBytes(const v1::DataHeader& h, int64_t bytes_in) {
       return bytes;
     }
     case v1::DataHeader::PULL_TABLES: {
-      auto totals = CheckTables(h);  // Checked already: cannot fail here.
-      int64_t bytes = 0;
-      if (!totals.ok() || !CheckedMul(totals->floats, sizeof(float), &bytes)) {
+      // The layout check (CheckTables) passed: each product and the sum of
+      // floats fit in int64; their bytes may not.
+      int64_t floats = 0, bytes = 0;
+      for (const v1::DataHeader::TableRows& t : h.tables()) {
+        floats += t.row_count() * t.row_size();
+      }
+      if (!CheckedMul(floats, sizeof(float), &bytes)) {
         return std::numeric_limits<int64_t>::max();
       }
       return bytes;

@@ -85,8 +85,7 @@ void CheckAcceptedTables(const DataHeader& h,
 // The request layout of each op (proto/tessera/v1/data.proto).
 void CheckAcceptedLayout(const DataHeader& h,
                          const std::vector<size_t>& sizes) {
-  if (h.op() != DataHeader::PUSH_TABLES &&
-      h.op() != DataHeader::PULL_TABLES) {
+  if (h.op() != DataHeader::PUSH_TABLES && h.op() != DataHeader::PULL_TABLES) {
     FUZZ_CHECK(h.tables_size() == 0);
   }
   switch (h.op()) {
