@@ -106,10 +106,18 @@ absl::Status ValidateJobConfig(const v1::JobConfig& job) {
       // The shards check the whole policy again (ValidateTensorSpec); these
       // are the mistakes worth failing the job file for before it starts.
       const v1::MemoryPolicy& policy = t.memory_policy();
-      if (policy.eviction() == v1::MemoryPolicy::EVICTION_DISK) {
+      if (policy.eviction() == v1::MemoryPolicy::EVICTION_DISK &&
+          policy.max_rows() <= 0) {
         return Invalid(where + ".memory_policy.eviction",
-                       "EVICTION_DISK is not yet supported (there is no disk "
-                       "tier); use EVICTION_DELETE");
+                       "EVICTION_DISK needs max_rows > 0 (the rows each shard "
+                       "keeps in memory)");
+      }
+      if (policy.eviction() == v1::MemoryPolicy::EVICTION_DISK &&
+          (policy.expire_after_steps() != 0 ||
+           policy.expire_after_seconds() != 0)) {
+        return Invalid(where + ".memory_policy",
+                       "expiry with EVICTION_DISK is not supported (rows on "
+                       "disk would never expire)");
       }
       if (!v1::MemoryPolicy::Eviction_IsValid(policy.eviction())) {
         return Invalid(where + ".memory_policy.eviction", "is unknown");

@@ -131,7 +131,7 @@ absl::Status ParameterServerService::StreamTensor(
       // which rows a pull racing pushes sees).
       uint64_t cursor = 0;
       for (;;) {
-        auto batch = shard_->store()->ScanRows(tensor, cursor, rows_per_chunk);
+        auto batch = shard_->ScanRows(tensor, cursor, rows_per_chunk);
         if (!batch.ok()) return batch.status();
         TESSERA_RETURN_IF_ERROR(
             send(batch->ids, batch->values, batch->version, batch->done));

@@ -1,5 +1,7 @@
 #include "ps/server/shard.h"
 
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
@@ -65,6 +67,8 @@ Shard::Shard(ShardOptions options, metrics::Registry* registry)
 }
 
 Shard::~Shard() {
+  stop_loading_ = true;
+  if (loader_.joinable()) loader_.join();
   flusher_.reset();  // Stops its thread before storage_ goes.
 }
 
@@ -132,6 +136,13 @@ void Shard::RegisterMetrics() {
                         .Help("Time the last start-up took to load RocksDB.")
                         .Register(*registry_)
                         .Add({});
+  loading_rows_ = &BuildGauge()
+                      .Name("tessera_ps_loading_rows")
+                      .Help(
+                          "1 while embedding rows left on disk at start-up "
+                          "load in the background (misses read the disk).")
+                      .Register(*registry_)
+                      .Add({});
   serving_ = &BuildGauge()
                   .Name("tessera_ps_serving")
                   .Help(
@@ -208,7 +219,8 @@ void Shard::RegisterTableMetrics() {
                "admitted it yet, by tensor."),
        &TablePolicyStats::admission_drops},
       {counter("tessera_ps_table_evictions_total",
-               "Rows deleted over a memory policy's max_rows, by tensor."),
+               "Rows evicted over a memory policy's max_rows (deleted, or to "
+               "disk for EVICTION_DISK), by tensor."),
        &TablePolicyStats::evictions},
       {counter("tessera_ps_table_expiries_total",
                "Rows deleted by a memory policy's expiry, by tensor."),
@@ -217,16 +229,37 @@ void Shard::RegisterTableMetrics() {
                "Pulled rows held in memory, by tensor."),
        &TablePolicyStats::pull_hits},
       {counter("tessera_ps_table_pull_misses_total",
-               "Pulled rows not held, read as their initial values, by "
-               "tensor."),
+               "Pulled rows not held in memory (read from disk, or as their "
+               "initial values), by tensor."),
        &TablePolicyStats::pull_misses},
+      {counter("tessera_ps_table_disk_reads_total",
+               "Rows missing from memory looked up on disk by pulls and "
+               "pushes, by tensor."),
+       &TablePolicyStats::disk_reads},
+      {counter("tessera_ps_table_disk_hits_total",
+               "Rows looked up on disk and found there, by tensor."),
+       &TablePolicyStats::disk_hits},
+      {counter("tessera_ps_table_rows_loaded_total",
+               "Rows loaded from disk by the background load after start-up, "
+               "by tensor."),
+       &TablePolicyStats::rows_loaded},
   };
-  registry_->AddCollectHook([this, &rows, fields] {
+  auto& disk_bytes =
+      BuildGauge()
+          .Name("tessera_ps_table_disk_bytes")
+          .Help(
+              "RocksDB's estimate of the bytes an embedding table's rows take "
+              "on disk (every flushed row), by tensor.")
+          .Register(*registry_);
+  registry_->AddCollectHook([this, &rows, &disk_bytes, fields] {
     absl::MutexLock lock(&table_stats_mu_);
     for (const TablePolicyStats& now : store_->PolicyStats()) {
       TablePolicyStats& seen = table_stats_seen_[now.tensor];
       const metrics::Labels labels = {{"tensor", now.tensor}};
       rows.Add(labels).Set(now.rows);
+      if (state_.load() != State::kLoading && storage_ != nullptr) {
+        disk_bytes.Add(labels).Set(storage_->ApproximateRowBytes(now.tensor));
+      }
       for (const Field& f : fields) {
         // The store's counters only grow: the difference is what is new.
         f.family->Add(labels).Increment(now.*f.value - seen.*f.value);
@@ -247,14 +280,19 @@ absl::Status Shard::Load() {
   if (options_.storage_write_fault) {
     storage_->set_write_fault(options_.storage_write_fault);
   }
-  auto loaded = storage_->LoadInto(store_.get());
+  LoadOptions load_options;
+  load_options.rows = false;  // but those of tables whose policy deletes
+  auto loaded = storage_->LoadInto(store_.get(), load_options);
   if (!loaded.ok()) return loaded.status();
+  store_->AttachDisk(storage_.get(), /*rows_on_disk_only=*/true);
   const absl::Duration took = absl::Now() - start;
   load_duration_->Set(absl::ToDoubleSeconds(took));
   LOG(INFO) << "shard " << options_.shard_index << ": loaded "
             << loaded->tensors << " tensors, " << loaded->blocks << " blocks, "
             << loaded->rows << " embedding rows (" << loaded->bytes
-            << " bytes) in " << took;
+            << " bytes) in " << took << "; about "
+            << loaded->rows_skipped_estimate
+            << " rows stay on disk until read or loaded in the background";
   flusher_ = std::make_unique<Flusher>(store_.get(), storage_.get(),
                                        options_.flush_interval);
   flusher_->set_observer(
@@ -267,9 +305,92 @@ absl::Status Shard::Load() {
         }
       });
   flusher_->Start();
+  std::vector<std::string> loading;
+  for (const std::string& table : store_->LoadingTables()) {
+    // A table with no row on disk (all of a new directory's) has nothing to
+    // load and need not read the disk: one seek tells.
+    auto first = storage_->ScanStoredRows(table, std::nullopt, 1);
+    if (first.ok() && first->rows.empty()) {
+      store_->FinishLoading(table);
+    } else {
+      loading.push_back(table);
+    }
+  }
+  if (loading.empty()) {
+    background_load_done_ = true;
+  } else {
+    loading_rows_->Set(1);
+    loader_ = std::thread(
+        [this, loading]() mutable { LoadRowsInBackground(std::move(loading)); });
+  }
   state_ = State::kServing;
   serving_->Set(1);
   return absl::OkStatus();
+}
+
+void Shard::LoadRowsInBackground(std::vector<std::string> tables) {
+  const absl::Time start = absl::Now();
+  int64_t total = 0;
+  bool complete = true;
+  for (const std::string& table : tables) {
+    LOG(INFO) << "shard " << options_.shard_index << ": loading the rows of "
+              << table << " in the background (misses read the disk "
+              << "until it is done)";
+    std::optional<uint64_t> after;
+    int64_t loaded = 0;
+    absl::Status status;
+    while (!stop_loading_.load()) {
+      auto batch = storage_->ScanStoredRows(table, after, 4096);
+      if (!batch.ok()) {
+        status = batch.status();
+        break;
+      }
+      auto n = store_->LoadRows(table, *batch);
+      if (!n.ok()) {
+        status = n.status();
+        break;
+      }
+      loaded += *n;
+      if (batch->done) break;
+      after = batch->next_start_after;
+    }
+    total += loaded;
+    if (stop_loading_.load()) return;
+    if (!status.ok()) {
+      complete = false;
+      LOG(ERROR) << "shard " << options_.shard_index << ": loading the rows "
+                 << "of " << table << " stopped after " << loaded
+                 << " rows; its misses keep reading the disk: " << status;
+      continue;
+    }
+    store_->FinishLoading(table);
+    LOG(INFO) << "shard " << options_.shard_index << ": " << table << ": "
+              << loaded << " rows loaded; it no longer reads the disk";
+  }
+  LOG(INFO) << "shard " << options_.shard_index << ": background load "
+            << (complete ? "done" : "incomplete") << ", " << total
+            << " rows in " << (absl::Now() - start);
+  loading_rows_->Set(0);
+  background_load_done_ = true;
+}
+
+absl::StatusOr<RowScanBatch> Shard::ScanRows(const std::string& tensor,
+                                             uint64_t cursor,
+                                             int64_t max_rows) {
+  absl::Status serving = CheckServing(false);
+  if (!serving.ok()) return Count(serving);
+  if (cursor == 0 && store_->ReadsDisk(tensor)) {
+    absl::Status flushed = flusher_->FlushNow();
+    if (!flushed.ok()) {
+      return Count(absl::UnavailableError(
+          absl::StrCat("flushing before a scan of ", tensor,
+                       " (its rows are read from disk): ",
+                       flushed.message())));
+    }
+  }
+  auto batch = store_->ScanRows(tensor, cursor, max_rows);
+  if (!batch.ok()) return Count(batch.status());
+  return batch;
 }
 
 absl::Status Shard::Drain(absl::Duration deadline) {

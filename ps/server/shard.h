@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -57,8 +58,13 @@ class Shard {
   Shard(ShardOptions options, metrics::Registry* registry);
   ~Shard();
 
-  // Opens the data directory and loads everything in it, then starts the
-  // flusher and serves. Errors leave the shard in kLoading, refusing requests.
+  // Opens the data directory and loads its specs, dense tensors, versions and
+  // the rows of tables whose memory policy deletes rows, then starts the
+  // flusher and serves: other embedding rows stay on disk, so the time to
+  // serve does not grow with the tables. Tiered tables (EVICTION_DISK) read
+  // the rows they miss from disk always; the other tables' rows load in the
+  // background (a thread; misses read the disk until a table is loaded).
+  // Errors leave the shard in kLoading, refusing requests.
   absl::Status Load();
 
   // Refuses new updates, waits up to `deadline` for in-flight ones, then runs
@@ -105,6 +111,13 @@ class Shard {
       absl::Span<const TableRowsUpdate> tables);
   absl::StatusOr<std::vector<int64_t>> PullTables(
       absl::Span<const TableRowsRead> tables);
+  // TensorStore::ScanRows; the first batch (cursor 0) of a table that reads
+  // the disk flushes first, so the scan sees every row held when it began.
+  absl::StatusOr<RowScanBatch> ScanRows(const std::string& tensor,
+                                        uint64_t cursor, int64_t max_rows);
+  // For tests and operators: true once every table's rows are in memory or
+  // tiered (the background load has finished).
+  bool rows_loaded() const { return background_load_done_.load(); }
 
   // Reads that are allowed in every state but kLoading.
   TensorStore* store() { return store_.get(); }
@@ -130,6 +143,9 @@ class Shard {
   // expiries, pull hits and misses, from TensorStore::PolicyStats at scrape.
   void RegisterTableMetrics();
   absl::Status Count(absl::Status status);
+  // The background load of rows left on disk (Load), table by table; stops
+  // early when the shard stops.
+  void LoadRowsInBackground(std::vector<std::string> tables);
   // InvalidArgument (oversize) above max_ids_per_request.
   absl::Status CheckIdCount(size_t ids) const;
 
@@ -139,6 +155,9 @@ class Shard {
   std::unique_ptr<ShardStorage> storage_;
   std::unique_ptr<Flusher> flusher_;
   std::atomic<State> state_{State::kLoading};
+  std::thread loader_;
+  std::atomic<bool> stop_loading_{false};
+  std::atomic<bool> background_load_done_{false};
 
   // Serializes CreateTensors (prepare, persist, publish).
   absl::Mutex create_mu_;
@@ -164,6 +183,7 @@ class Shard {
   metrics::Counter* flush_failures_ = nullptr;
   metrics::Gauge* load_duration_ = nullptr;
   metrics::Gauge* serving_ = nullptr;
+  metrics::Gauge* loading_rows_ = nullptr;
   // The table counters exported so far, by tensor (scrapes add what is new).
   absl::Mutex table_stats_mu_;
   absl::flat_hash_map<std::string, TablePolicyStats> table_stats_seen_

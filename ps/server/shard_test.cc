@@ -185,7 +185,7 @@ TEST_F(ShardTest, TableMetricsCountAdmissionsAndPullHits) {
   disk.mutable_memory_policy()->set_eviction(v1::MemoryPolicy::EVICTION_DISK);
   EXPECT_THAT(shard.CreateTensors({disk}),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("not yet supported")));
+                       HasSubstr("needs max_rows > 0")));
   v1::TensorSpec spec = Table("e", 2);
   spec.mutable_memory_policy()->set_admit_after_pushes(2);
   ASSERT_THAT(shard.CreateTensors({spec}), IsOk());

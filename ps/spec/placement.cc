@@ -50,10 +50,18 @@ absl::Status ValidateMemoryPolicy(const v1::TensorSpec& spec) {
         absl::StrCat(what, "has an unknown eviction ", p.eviction()));
   }
   if (p.eviction() == v1::MemoryPolicy::EVICTION_DISK) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what,
-        "eviction EVICTION_DISK is not yet supported (there is no disk "
-        "tier); use EVICTION_DELETE"));
+    if (p.max_rows() <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what,
+          "eviction EVICTION_DISK needs max_rows > 0 (the rows each shard "
+          "keeps in memory)"));
+    }
+    if (p.expire_after_steps() != 0 || p.expire_after_seconds() != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what,
+          "expiry with eviction EVICTION_DISK is not supported (rows on disk "
+          "would never expire); use EVICTION_DELETE to expire rows"));
+    }
   }
   const std::pair<const char*, int64_t> fields[] = {
       {"admit_after_pushes", p.admit_after_pushes()},

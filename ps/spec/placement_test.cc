@@ -136,7 +136,7 @@ TEST(ValidateTensorSpecTest, RejectsBadSpecsNamingTheProblem) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("num_shards")));
 }
 
-TEST(ValidateTensorSpecTest, MemoryPolicyIsCheckedAndDiskEvictionRefused) {
+TEST(ValidateTensorSpecTest, MemoryPolicyIsChecked) {
   v1::TensorSpec emb = Dense("emb", {0, 8});
   emb.set_kind(v1::TensorSpec::EMBEDDING);
   v1::MemoryPolicy* policy = emb.mutable_memory_policy();
@@ -148,7 +148,14 @@ TEST(ValidateTensorSpecTest, MemoryPolicyIsCheckedAndDiskEvictionRefused) {
   policy->set_eviction(v1::MemoryPolicy::EVICTION_DISK);
   EXPECT_THAT(ValidateTensorSpec(emb),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("not yet supported")));
+                       HasSubstr("expiry with eviction EVICTION_DISK")));
+  policy->set_expire_after_steps(0);
+  policy->set_expire_after_seconds(0);
+  EXPECT_THAT(ValidateTensorSpec(emb), IsOk());
+  policy->set_max_rows(0);
+  EXPECT_THAT(ValidateTensorSpec(emb),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("needs max_rows > 0")));
   policy->set_eviction(v1::MemoryPolicy::EVICTION_DELETE);
   policy->set_max_rows(-1);
   EXPECT_THAT(ValidateTensorSpec(emb),

@@ -51,6 +51,8 @@ absl::Status Flusher::FlushNow() {
     status = storage_->Write(snapshot);
     if (status.ok()) {
       store_->MarkPersisted(snapshot);
+      // Tiered tables over their max_rows: the rows just written may go.
+      store_->EvictFlushed();
     } else {
       store_->MarkDirty(snapshot);
     }

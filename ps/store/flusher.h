@@ -8,7 +8,8 @@
 // changes marked dirty, is reported in stats() and the log, and is retried at
 // the next interval: the shard keeps serving from memory meanwhile. A
 // successful write tells the store (TensorStore::MarkPersisted), so a caller
-// of FlushNow() knows an initialization it set is on disk.
+// of FlushNow() knows an initialization it set is on disk, and tiered tables
+// over their max_rows evict the rows it wrote (TensorStore::EvictFlushed).
 //
 // Thread-safe.
 

@@ -316,6 +316,28 @@ absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store,
                             &keys)) {
       stats.rows_skipped_estimate = static_cast<int64_t>(keys);
     }
+    // Tables whose memory policy deletes rows load them all the same (a
+    // deletion in memory must not be undone by a later read of the disk).
+    for (const v1::TensorSpec& spec : specs) {
+      if (spec.kind() != v1::TensorSpec::EMBEDDING ||
+          !store->LoadsRowsEagerly(spec.name())) {
+        continue;
+      }
+      std::optional<uint64_t> after;
+      for (;;) {
+        auto batch = ScanStoredRows(spec.name(), after, kMaxRowsPerCall);
+        if (!batch.ok()) return batch.status();
+        for (const auto& [id, row] : batch->rows) {
+          absl::Status restored =
+              store->RestoreRow(spec.name(), id, row.step, row.values);
+          if (!restored.ok()) return restored;
+          ++stats.rows;
+          stats.bytes += 8 + row.values.size() * sizeof(float);
+        }
+        if (batch->done) break;
+        after = batch->next_start_after;
+      }
+    }
   } else {
     std::unique_ptr<rocksdb::Iterator> it(
         db_->NewIterator(read, handles_[kRows]));
@@ -420,6 +442,21 @@ absl::StatusOr<std::vector<std::optional<StoredRow>>> ShardStorage::ReadRows(
     out[i] = *std::move(row);
   }
   return out;
+}
+
+int64_t ShardStorage::ApproximateRowBytes(const std::string& tensor) {
+  std::string begin = tensor;
+  begin.push_back('\0');
+  std::string end = tensor;
+  end.push_back('\1');
+  rocksdb::Range range(begin, end);
+  rocksdb::SizeApproximationOptions options;
+  options.include_memtables = true;
+  options.include_files = true;
+  uint64_t size = 0;
+  rocksdb::Status s =
+      db_->GetApproximateSizes(options, handles_[kRows], &range, 1, &size);
+  return s.ok() ? static_cast<int64_t>(size) : 0;
 }
 
 absl::StatusOr<StoredRowBatch> ShardStorage::ScanStoredRows(

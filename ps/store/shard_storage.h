@@ -57,27 +57,7 @@ struct LoadOptions {
   bool rows = true;
 };
 
-// An embedding row as stored by Write: the optimizer steps applied to it,
-// then dim parameters and dim floats per optimizer slot (DirtySnapshot::Row).
-struct StoredRow {
-  int64_t step = 0;
-  std::vector<float> values;
-
-  friend bool operator==(const StoredRow& a, const StoredRow& b) {
-    return a.step == b.step && a.values == b.values;
-  }
-};
-
-// One batch of ScanStoredRows.
-struct StoredRowBatch {
-  std::vector<std::pair<uint64_t, StoredRow>> rows;  // ascending ids
-  // The last id in `rows`, to pass as `start_after` to the next call; the
-  // call's own `start_after` when `rows` is empty.
-  std::optional<uint64_t> next_start_after;
-  bool done = false;  // no stored row of the table after next_start_after
-};
-
-class ShardStorage {
+class ShardStorage : public RowSource {
  public:
   // Opens `dir` for shard `shard_index` of `placement`, creating it when it
   // does not exist or is empty. Errors, all FailedPrecondition unless said:
@@ -102,9 +82,8 @@ class ShardStorage {
   using WriteFault = std::function<absl::Status(const std::string& what)>;
   void set_write_fault(WriteFault fault) { write_fault_ = std::move(fault); }
 
-  // Most ids one ReadRows call takes, and most rows one ScanStoredRows batch
-  // returns: 16384 rows of dim 64 with Adam are 12 MiB of floats.
-  static constexpr int64_t kMaxRowsPerCall = 16384;
+  // kMaxRowsPerCall (RowSource): 16384 rows of dim 64 with Adam are 12 MiB
+  // of floats.
   // A ScanStoredRows batch also ends once it holds this many bytes of floats
   // (before max_rows for a large dim).
   static constexpr int64_t kMaxScanBytes = 64 << 20;
@@ -128,7 +107,7 @@ class ShardStorage {
   //   8 bytes of step and dim x (1 + optimizer slots) floats, or a corrupt
   //   spec; other RocksDB errors as Open's. No partial result on error.
   absl::StatusOr<std::vector<std::optional<StoredRow>>> ReadRows(
-      const std::string& tensor, absl::Span<const uint64_t> ids);
+      const std::string& tensor, absl::Span<const uint64_t> ids) override;
 
   // Returns the next stored rows of embedding table `tensor` in ascending id
   // order: those with ids after `start_after` (all, if nullopt), at most
@@ -140,7 +119,12 @@ class ShardStorage {
   // 1 <= max_rows <= kMaxRowsPerCall; a malformed key is DataLoss.
   absl::StatusOr<StoredRowBatch> ScanStoredRows(
       const std::string& tensor, std::optional<uint64_t> start_after,
-      int64_t max_rows);
+      int64_t max_rows) override;
+
+  // RocksDB's estimate of the bytes table `tensor`'s stored rows take on
+  // disk (files and memtables; compression and overwrites not yet compacted
+  // make it approximate). 0 on error.
+  int64_t ApproximateRowBytes(const std::string& tensor);
 
   // Stores specs (synchronously: a created tensor survives a crash).
   absl::Status SaveSpecs(absl::Span<const v1::TensorSpec> specs);

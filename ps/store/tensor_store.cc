@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <utility>
 
@@ -13,6 +14,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "ps/common/checked_math.h"
 #include "ps/common/reject_reason.h"
+#include "ps/common/status_macros.h"
 #include "ps/spec/initializer.h"
 #include "ps/spec/placement.h"
 
@@ -386,6 +388,9 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
         expires_(policy_.expire_after_steps() > 0 ||
                  policy_.expire_after_seconds() > 0),
         tracked_(expires_ || policy_.max_rows() > 0),
+        tiered_(policy_.eviction() == v1::MemoryPolicy::EVICTION_DISK &&
+                policy_.max_rows() > 0),
+        bitmaps_(tiered_ ? 2 : 1),
         header_bytes_(tracked_ ? kTrackedHeaderBytes : kHeaderBytes),
         row_floats_(dim_ * (1 + optimizer_->num_slots())),
         row_bytes_(header_bytes_ + (row_floats_ * kFloat + 7) / 8 * 8),
@@ -400,6 +405,66 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
 
   int64_t dim() const { return dim_; }
   bool expires() const { return expires_; }
+  bool tiered() const { return tiered_; }
+  // Deletions in memory (expiry, EVICTION_DELETE) must not be undone by a
+  // read of the disk: such a table loads its rows before serving.
+  bool deletes_rows() const {
+    return expires_ || (policy_.max_rows() > 0 && !tiered_);
+  }
+
+  // Stored rows read from the disk tier, by id.
+  using Fetched = absl::flat_hash_map<uint64_t, StoredRow>;
+  // Whether the store has room for `bytes` more (TensorStore::CheckMemory).
+  using Fits = std::function<bool(int64_t bytes)>;
+
+  // Attaches the disk tier (TensorStore::AttachDisk); `reads`: rows missing
+  // from memory are looked up there (always, for a tiered table).
+  void SetDisk(RowSource* source, bool reads) {
+    absl::MutexLock lock(&mu_);
+    source_ = source;
+    reads_disk_ = source != nullptr && (reads || tiered_);
+  }
+  bool ReadsDisk() const {
+    absl::MutexLock lock(&mu_);
+    return reads_disk_;
+  }
+  bool Loading() const {
+    absl::MutexLock lock(&mu_);
+    return reads_disk_ && !tiered_;
+  }
+  void FinishLoading() {
+    absl::MutexLock lock(&mu_);
+    if (!tiered_) reads_disk_ = false;
+  }
+
+  // For a table reading the disk: reads the stored rows of the distinct
+  // `ids` missing from memory, outside the lock, into `*fetched`, and sets
+  // `*epoch` to the eviction epoch they were read at (-1 when the table
+  // does not read the disk). A row evicted (and so
+  // possibly written anew) after the read may be older on disk than what
+  // was read: RefetchIfEvictedLocked reads again under the lock then.
+  absl::Status FetchMissing(absl::Span<const uint64_t> ids, Fetched* fetched,
+                            int64_t* epoch) ABSL_LOCKS_EXCLUDED(mu_) {
+    *epoch = -1;
+    std::vector<uint64_t> missing;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!reads_disk_) return absl::OkStatus();
+      // Even when nothing is missing now: a row may be evicted before the
+      // caller takes the lock again.
+      *epoch = evict_epoch_;
+      missing = MissingLocked(ids);
+      if (missing.empty()) return absl::OkStatus();
+    }
+    return Fetch(missing, fetched);
+  }
+  absl::Status RefetchIfEvictedLocked(absl::Span<const uint64_t> ids,
+                                      int64_t epoch, Fetched* fetched)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (epoch < 0 || epoch == evict_epoch_) return absl::OkStatus();
+    fetched->clear();
+    return Fetch(MissingLocked(ids), fetched);
+  }
   // The admission sketch's allocation, made with the part.
   int64_t sketch_bytes() const {
     return admit_after_ > 1 ? SketchBytes(policy_) : 0;
@@ -426,9 +491,19 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
 
   // Copies the rows of `ids` into `out` and returns the table's version. A
   // row never pushed is not created: its values are a pure function of the
-  // spec and the id, computed into `out`, so reading costs no memory.
-  int64_t Read(absl::Span<const uint64_t> ids, absl::Span<float> out) const {
+  // spec and the id, computed into `out`, so reading costs no memory. A
+  // table reading the disk reads the rows it misses there first, and keeps
+  // them in memory if `fits` their memory (a tiered table then evicts other
+  // rows over its max_rows); `growth` gets what that allocated.
+  absl::StatusOr<int64_t> Read(absl::Span<const uint64_t> ids,
+                               absl::Span<float> out, const Fits& fits,
+                               int64_t now_ms, Growth* growth)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    Fetched fetched;
+    int64_t epoch;
+    TESSERA_RETURN_IF_ERROR(FetchMissing(ids, &fetched, &epoch));
     absl::MutexLock lock(&mu_);
+    TESSERA_RETURN_IF_ERROR(RefetchIfEvictedLocked(ids, epoch, &fetched));
     // Every row is found first, with the index entries of the ids ahead
     // prefetched, then copied, so that the cache misses of several ids
     // overlap: random pulls of 4096 ids from 2M rows take as long as they did
@@ -444,18 +519,74 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       rows[i] = FindLocked(ids[i]);
     }
     int64_t hits = 0;
+    for (uint64_t row : rows) hits += row != kNoRow;
+    stats_.pull_hits += hits;
+    stats_.pull_misses += static_cast<int64_t>(ids.size()) - hits;
+    if (!fetched.empty()) {
+      InstallLocked(ids, &rows, fetched, fits, now_ms, growth);
+    }
     for (size_t i = 0; i < ids.size(); ++i) {
       float* dst = out.data() + i * dim_;
       if (rows[i] != kNoRow) {
-        std::copy_n(ValuesLocked(rows[i]), dim_, dst);
-        ++hits;
+        unsigned char* record = RecordLocked(rows[i]);
+        std::copy_n(FloatsOf(record), dim_, dst);
+        if (tiered_) *LastVersionOf(record) = version_;  // recently used
+      } else if (auto it = fetched.find(ids[i]); it != fetched.end()) {
+        std::copy_n(it->second.values.data(), dim_, dst);  // no room to keep
       } else {
         InitializeRows(spec_, ids[i], absl::MakeSpan(dst, dim_));
       }
     }
-    stats_.pull_hits += hits;
-    stats_.pull_misses += static_cast<int64_t>(ids.size()) - hits;
+    // Copied: any clean row may go, those just read back too.
+    if (tiered_ && num_rows_ > policy_.max_rows()) {
+      const int64_t allocated = AllocatedBytesLocked();
+      const int64_t rows_before = num_rows_;
+      EvictCleanLocked(num_rows_ - policy_.max_rows(), {});
+      AddGrowth(GrowthLocked(num_rows_ - rows_before, allocated), growth);
+    }
     return version_;
+  }
+
+  // The rows of `ids` held in memory get their memory values in `values`
+  // (ids.size() rows of dim), the others keep theirs; returns the version.
+  int64_t Overlay(absl::Span<const uint64_t> ids, absl::Span<float> values) {
+    absl::MutexLock lock(&mu_);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const uint64_t row = FindLocked(ids[i]);
+      if (row != kNoRow) {
+        std::copy_n(ValuesLocked(row), dim_, values.data() + i * dim_);
+      }
+    }
+    return version_;
+  }
+
+  // Brings the stored rows of `batch` that memory lacks into memory
+  // (TensorStore::LoadRows); all or none of them, as `fits`.
+  absl::StatusOr<int64_t> Load(const StoredRowBatch& batch, const Fits& fits,
+                               Growth* growth) {
+    absl::MutexLock lock(&mu_);
+    Fetched fetched;
+    std::vector<uint64_t> ids;
+    ids.reserve(batch.rows.size());
+    for (const auto& [id, row] : batch.rows) {
+      if (static_cast<int64_t>(row.values.size()) != row_floats_) {
+        return absl::DataLossError(absl::StrCat(
+            "stored row ", id, " of ", name(), " has ", row.values.size(),
+            " floats; the spec expects ", row_floats_));
+      }
+      if (FindLocked(id) != kNoRow) continue;
+      ids.push_back(id);
+      fetched.emplace(id, row);
+    }
+    std::vector<uint64_t> rows(ids.size(), kNoRow);
+    const int64_t before = num_rows_;
+    if (!InstallLocked(ids, &rows, fetched, fits, 0, growth)) {
+      return Rejected(absl::StatusCode::kResourceExhausted, kReasonOutOfMemory,
+                      absl::StrCat("loading ", ids.size(), " rows of ", name(),
+                                   " would exceed the shard's memory budget"));
+    }
+    stats_.rows_loaded += num_rows_ - before;
+    return num_rows_ - before;
   }
 
   // A push looked up under the table's lock: its distinct ids, their rows
@@ -471,6 +602,9 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     // dropped and the sketch counts the push.
     std::vector<uint64_t> dropped;
     int64_t evict = 0;  // rows to evict first (memory policy's max_rows)
+    // Per distinct id: its row as read from the disk tier for a new row
+    // (created with those values, not admitted), else nullptr.
+    std::vector<const StoredRow*> stored;
   };
 
   // The table's lock, for TensorStore::PushTables to hold several tables'.
@@ -482,8 +616,10 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   // rows over its max_rows are to be evicted. Changes nothing;
   // ResourceExhausted if the new rows would exceed the table's row limit, or
   // the policy's max_rows with every other row evicted.
+  // `fetched`: rows read from the disk tier (FetchMissing), or nullptr.
   absl::Status PlanLocked(absl::Span<const uint64_t> ids,
-                          absl::Span<const float> grad, PushPlan* plan) const
+                          absl::Span<const float> grad, const Fetched* fetched,
+                          PushPlan* plan) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     absl::flat_hash_map<uint64_t, size_t> first;
     std::array<int64_t, kIndexMaps> new_per_map{};
@@ -498,13 +634,19 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       const float* g = grad.data() + i * dim_;
       if (inserted) {
         const uint64_t row = FindLocked(ids[i]);
-        if (row == kNoRow && !AdmitsLocked(ids[i])) {
+        const StoredRow* stored = nullptr;
+        if (row == kNoRow && fetched != nullptr) {
+          auto found = fetched->find(ids[i]);
+          if (found != fetched->end()) stored = &found->second;
+        }
+        if (row == kNoRow && stored == nullptr && !AdmitsLocked(ids[i])) {
           it->second = kDropped;
           plan->dropped.push_back(ids[i]);
           continue;
         }
         plan->distinct.push_back(ids[i]);
         plan->rows.push_back(row);
+        plan->stored.push_back(stored);
         if (row == kNoRow) {
           ++plan->num_new;
           ++new_per_map[MapOf(ids[i])];
@@ -516,7 +658,9 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       }
     }
     const int64_t max_rows = policy_.max_rows();
-    if (max_rows > 0 && num_rows_ + plan->num_new > max_rows) {
+    // A tiered table evicts to disk after the push (ApplyLocked), as far as
+    // flushed rows allow.
+    if (!tiered_ && max_rows > 0 && num_rows_ + plan->num_new > max_rows) {
       // Rows this push updates are never evicted by it.
       const int64_t others =
           num_rows_ - (static_cast<int64_t>(plan->rows.size()) - plan->num_new);
@@ -552,8 +696,8 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     std::vector<float*> slot_ptrs(num_slots());
     for (size_t k = 0; k < plan.rows.size(); ++k) {
       if (plan.rows[k] == kNoRow) {
-        plan.rows[k] = AddRowLocked(plan.distinct[k]);
-        ++stats_.admissions;
+        plan.rows[k] = AddRowLocked(plan.distinct[k], plan.stored[k]);
+        if (plan.stored[k] == nullptr) ++stats_.admissions;
       }
       unsigned char* record = RecordLocked(plan.rows[k]);
       if (tracked_) {
@@ -574,7 +718,42 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     version_dirty_ = true;
     version_ = version;
     result->version = version_;
+    if (tiered_ && num_rows_ > policy_.max_rows()) {
+      EvictCleanLocked(num_rows_ - policy_.max_rows(), plan.rows);
+    }
     *growth = GrowthLocked(num_rows_ - rows_before, allocated);
+  }
+
+  // A tiered table over its max_rows evicts rows the last flush wrote, in
+  // slices that each hold the lock briefly. Returns the rows evicted.
+  int64_t EvictFlushed(Growth* total) {
+    int64_t evicted = 0;
+    for (int slice = 0; slice < kMaxEvictSlices; ++slice) {
+      absl::MutexLock lock(&mu_);
+      if (!tiered_ || num_rows_ <= policy_.max_rows()) break;
+      const int64_t allocated = AllocatedBytesLocked();
+      const int64_t rows_before = num_rows_;
+      const int64_t n = EvictCleanLocked(
+          std::min(num_rows_ - policy_.max_rows(), kEvictSlice), {});
+      AddGrowth(GrowthLocked(num_rows_ - rows_before, allocated), total);
+      evicted += n;
+      if (n == 0) break;
+    }
+    return evicted;
+  }
+
+  // After a successful flush wrote rows `ids` (of this tiered table): those
+  // not changed since are clean and may be evicted.
+  void MarkFlushed(absl::Span<const DirtySnapshot::Row* const> rows) {
+    absl::MutexLock lock(&mu_);
+    if (!tiered_) return;
+    for (const DirtySnapshot::Row* r : rows) {
+      const uint64_t row = FindLocked(r->id);
+      if (row == kNoRow) continue;
+      Chunk& chunk = chunks_[row >> 32];
+      const uint64_t offset = row & 0xffffffffu;
+      InflightBitsOf(chunk)[offset / 64] &= ~(uint64_t{1} << (offset % 64));
+    }
   }
 
   // Deletes up to `max_slots` slots' worth of expired rows, resuming where
@@ -630,6 +809,10 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     TablePolicyStats s = stats_;
     s.tensor = name();
     s.rows = num_rows_;
+    s.disk_reads = disk_reads_;
+    s.disk_hits = disk_hits_;
+    s.reads_disk = reads_disk_;
+    s.tiered = tiered_;
     return s;
   }
 
@@ -718,6 +901,9 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
           out->bytes += row_floats_ * kFloat;
           out->rows.push_back(std::move(row));
         }
+        // A tiered table's rows being written are not evicted until the
+        // write succeeded (MarkFlushed).
+        if (tiered_) InflightBitsOf(chunk)[w] |= bits[w];
         bits[w] = 0;
       }
       chunk.num_dirty = 0;
@@ -758,7 +944,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       absl::StatusOr<int64_t> bytes = GrowthBytesLocked(1, new_per_map, 0);
       if (!bytes.ok()) return bytes.status();
       // A restored row is clean: AddRowLocked() does not mark it dirty.
-      row = AddRowLocked(id);
+      row = AddRowLocked(id, nullptr);
       *growth = GrowthLocked(1, allocated);
     }
     unsigned char* record = RecordLocked(row);
@@ -818,6 +1004,11 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   static constexpr size_t kDropped = ~size_t{0};
   // An eviction takes the least recently updated of this many live rows.
   static constexpr int kEvictSample = 8;
+  // A tiered table's eviction scans at most this many slots per row asked.
+  static constexpr int64_t kEvictScanPerRow = 64;
+  // EvictFlushed: rows per lock hold, and lock holds per call.
+  static constexpr int64_t kEvictSlice = 4096;
+  static constexpr int kMaxEvictSlices = 1024;
   // Slots an expiry sweep scans per lock hold.
   static constexpr int64_t kSweepSlice = 4096;
   static constexpr int kIndexMapBits = 6;
@@ -838,6 +1029,19 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   static int64_t DirtyBytes(int64_t rows) { return (rows + 63) / 64 * 8; }
   static uint64_t* DirtyBitsOf(const Chunk& chunk) {
     return reinterpret_cast<uint64_t*>(chunk.memory.get());
+  }
+  // A tiered table's second bitmap: rows a flush is writing.
+  static uint64_t* InflightBitsOf(const Chunk& chunk) {
+    return DirtyBitsOf(chunk) + (chunk.capacity + 63) / 64;
+  }
+  // Whether row `row` may be evicted to disk: its newest values are there.
+  bool CleanLocked(uint64_t row) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const Chunk& chunk = chunks_[row >> 32];
+    const uint64_t offset = row & 0xffffffffu;
+    const uint64_t bit = uint64_t{1} << (offset % 64);
+    return ((DirtyBitsOf(chunk)[offset / 64] |
+             InflightBitsOf(chunk)[offset / 64]) &
+            bit) == 0;
   }
   static uint64_t* IdOf(unsigned char* record) {
     return reinterpret_cast<uint64_t*>(record);
@@ -892,13 +1096,13 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     return std::clamp<int64_t>(bytes / row_bytes_, 1, kMaxChunkRows);
   }
   int64_t ChunkBytes(int64_t rows) const {
-    return DirtyBytes(rows) + rows * row_bytes_;
+    return DirtyBytes(rows) * bitmaps_ + rows * row_bytes_;
   }
 
   unsigned char* RecordLocked(uint64_t row) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const Chunk& chunk = chunks_[row >> 32];
-    return chunk.memory.get() + DirtyBytes(chunk.capacity) +
+    return chunk.memory.get() + DirtyBytes(chunk.capacity) * bitmaps_ +
            (row & 0xffffffffu) * row_bytes_;
   }
   const float* ValuesLocked(uint64_t row) const
@@ -986,9 +1190,9 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     }
   }
 
-  // Deletes row `row`: its slot goes on the free list (reused by the next
-  // new row), its id off the index and onto the deletions of the next flush.
-  void DeleteRowLocked(uint64_t row) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Drops row `row` from memory: its slot goes on the free list (reused by
+  // the next new row), its id off the index.
+  void ForgetRowLocked(uint64_t row) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     unsigned char* record = RecordLocked(row);
     const uint64_t id = *IdOf(record);
     index_[MapOf(id)].erase(id);
@@ -1001,11 +1205,164 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       word &= ~bit;
       --chunk.num_dirty;
     }
+    if (tiered_) InflightBitsOf(chunk)[offset / 64] &= ~bit;
     *StepOf(record) = kFreeStep;
     free_rows_.push_back(row);
-    deleted_ids_.push_back(id);
     --num_rows_;
+  }
+
+  // Deletes row `row`: forgotten, and its id onto the deletions of the next
+  // flush.
+  void DeleteRowLocked(uint64_t row) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    deleted_ids_.push_back(*IdOf(RecordLocked(row)));
+    ForgetRowLocked(row);
     version_dirty_ = true;
+  }
+
+  // Evicts up to `n` clean rows of a tiered table not in `keep` (handles;
+  // kNoRow ignored) to disk (they are there already: forgotten), each the
+  // least recently used of the next kEvictSample clean rows of the CLOCK
+  // hand (the next one, when evicting more than 1/kEvictSample of the
+  // slots), scanning at most kEvictScanPerRow slots per row asked and two
+  // passes over the slots. Returns the rows evicted; fewer when too few rows
+  // are clean (a flush cleans them). Without a disk tier, none.
+  int64_t EvictCleanLocked(int64_t n, const std::vector<uint64_t>& keep)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (source_ == nullptr || n <= 0) return 0;
+    absl::flat_hash_set<uint64_t> kept;
+    for (uint64_t row : keep) {
+      if (row != kNoRow) kept.insert(row);
+    }
+    // Evicting most of the table, the oldest of a sample hardly matters:
+    // the first clean row goes.
+    const int64_t slots = SlotsLocked();
+    const int sample = n * kEvictSample > slots ? 1 : kEvictSample;
+    const int64_t budget =
+        std::min((n + 1) * kEvictScanPerRow, 2 * slots + kEvictScanPerRow);
+    int64_t scanned = 0, evicted = 0;
+    while (evicted < n && scanned < budget) {
+      uint64_t best = kNoRow;
+      int64_t best_version = std::numeric_limits<int64_t>::max();
+      for (int seen = 0; seen < sample && scanned < budget; ++scanned) {
+        const uint64_t row = NextSlotLocked(&evict_hand_);
+        unsigned char* record = RecordLocked(row);
+        if (*StepOf(record) < 0 || !CleanLocked(row) || kept.contains(row)) {
+          continue;
+        }
+        ++seen;
+        if (*LastVersionOf(record) < best_version) {
+          best = row;
+          best_version = *LastVersionOf(record);
+        }
+      }
+      if (best == kNoRow) break;
+      ForgetRowLocked(best);
+      ++evicted;
+    }
+    if (evicted > 0) {
+      ++evict_epoch_;
+      stats_.evictions += evicted;
+    }
+    return evicted;
+  }
+
+  // The distinct ids of `ids` not held in memory.
+  std::vector<uint64_t> MissingLocked(absl::Span<const uint64_t> ids) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<uint64_t> missing;
+    absl::flat_hash_set<uint64_t> seen;
+    for (uint64_t id : ids) {
+      if (FindLocked(id) == kNoRow && seen.insert(id).second) {
+        missing.push_back(id);
+      }
+    }
+    return missing;
+  }
+
+  // Reads the stored rows of `ids` (distinct) into `*fetched`, in calls of
+  // at most RowSource::kMaxRowsPerCall ids; source_ is set once, before
+  // serving. Counts the lookups.
+  absl::Status Fetch(const std::vector<uint64_t>& ids, Fetched* fetched)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    RowSource* source = source_;
+    int64_t found = 0;
+    for (size_t begin = 0; begin < ids.size();
+         begin += RowSource::kMaxRowsPerCall) {
+      const size_t n = std::min<size_t>(RowSource::kMaxRowsPerCall,
+                                        ids.size() - begin);
+      auto rows =
+          source->ReadRows(name(), absl::MakeConstSpan(ids.data() + begin, n));
+      if (!rows.ok()) {
+        return absl::Status(rows.status().code(),
+                            absl::StrCat("reading rows of ", name(),
+                                         " from disk: ",
+                                         rows.status().message()));
+      }
+      for (size_t i = 0; i < n; ++i) {
+        std::optional<StoredRow>& row = (*rows)[i];
+        if (!row.has_value()) continue;
+        if (static_cast<int64_t>(row->values.size()) != row_floats_) {
+          return absl::DataLossError(absl::StrCat(
+              "stored row ", ids[begin + i], " of ", name(), " has ",
+              row->values.size(), " floats; the spec expects ", row_floats_));
+        }
+        fetched->emplace(ids[begin + i], *std::move(row));
+        ++found;
+      }
+    }
+    disk_reads_ += ids.size();
+    disk_hits_ += found;
+    return absl::OkStatus();
+  }
+
+  // Keeps the fetched rows of `ids` still missing from memory (rows[i] ==
+  // kNoRow) in memory, setting their rows[i]: all of them, if `fits` their
+  // memory; false (none kept) if not. `growth` gets what they allocated.
+  bool InstallLocked(absl::Span<const uint64_t> ids,
+                     std::vector<uint64_t>* rows, const Fetched& fetched,
+                     const Fits& fits, int64_t now_ms, Growth* growth)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<size_t> install;
+    std::array<int64_t, kIndexMaps> new_per_map{};
+    absl::flat_hash_set<uint64_t> seen;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if ((*rows)[i] != kNoRow || !fetched.contains(ids[i]) ||
+          !seen.insert(ids[i]).second) {
+        continue;
+      }
+      install.push_back(i);
+      ++new_per_map[MapOf(ids[i])];
+    }
+    if (install.empty()) return true;
+    absl::StatusOr<int64_t> bytes =
+        GrowthBytesLocked(install.size(), new_per_map, 0);
+    if (!bytes.ok() || !fits(*bytes)) return false;
+    const int64_t allocated = AllocatedBytesLocked();
+    const int64_t rows_before = num_rows_;
+    absl::flat_hash_map<uint64_t, uint64_t> installed;
+    for (size_t i : install) {
+      const uint64_t row = AddRowLocked(ids[i], &fetched.at(ids[i]));
+      if (tracked_) {
+        unsigned char* record = RecordLocked(row);
+        *LastVersionOf(record) = version_;
+        *LastMillisOf(record) = now_ms;
+      }
+      installed.emplace(ids[i], row);
+    }
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if ((*rows)[i] != kNoRow) continue;
+      auto it = installed.find(ids[i]);
+      if (it != installed.end()) (*rows)[i] = it->second;
+    }
+    AddGrowth(GrowthLocked(num_rows_ - rows_before, allocated), growth);
+    return true;
+  }
+
+  static void AddGrowth(const Growth& g, Growth* total) {
+    total->rows += g.rows;
+    total->parameter_bytes += g.parameter_bytes;
+    total->slot_bytes += g.slot_bytes;
+    total->overhead_bytes += g.overhead_bytes;
   }
 
   // Evicts `n` rows not in `keep` (handles; kNoRow ignored), approximately
@@ -1092,10 +1449,11 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     return bytes;
   }
 
-  // Creates row `id` with the initializer's values; the caller checked the
-  // limits. A new row is not dirty: its values are a pure function of the
-  // spec until updated.
-  uint64_t AddRowLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Creates row `id` with the initializer's values, or `stored`'s (read from
+  // disk); the caller checked the limits. A new row is not dirty: its values
+  // are a pure function of the spec until updated, or are on disk.
+  uint64_t AddRowLocked(uint64_t id, const StoredRow* stored)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     uint64_t row;
     if (!free_rows_.empty()) {
       row = free_rows_.back();
@@ -1107,12 +1465,17 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     *IdOf(record) = id;
     *StepOf(record) = 0;
     float* values = FloatsOf(record);
-    InitializeRows(spec_, id, absl::MakeSpan(values, dim_));
-    std::vector<float*> slot_ptrs(num_slots());
-    for (size_t s = 0; s < slot_ptrs.size(); ++s) {
-      slot_ptrs[s] = values + (s + 1) * dim_;
+    if (stored != nullptr) {
+      std::copy_n(stored->values.data(), row_floats_, values);
+      *StepOf(record) = std::max<int64_t>(stored->step, 0);
+    } else {
+      InitializeRows(spec_, id, absl::MakeSpan(values, dim_));
+      std::vector<float*> slot_ptrs(num_slots());
+      for (size_t s = 0; s < slot_ptrs.size(); ++s) {
+        slot_ptrs[s] = values + (s + 1) * dim_;
+      }
+      optimizer_->InitSlots(absl::MakeSpan(slot_ptrs), dim_);
     }
-    optimizer_->InitSlots(absl::MakeSpan(slot_ptrs), dim_);
     std::fill(values + row_floats_,
               reinterpret_cast<float*>(record + row_bytes_), 0.0f);  // pad
     IndexMap& map = index_[MapOf(id)];
@@ -1131,7 +1494,8 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       const int64_t bytes = ChunkBytes(chunk.capacity);
       // Not value-initialized: a row's pages are touched when it is created.
       chunk.memory.reset(new unsigned char[bytes]);
-      std::memset(chunk.memory.get(), 0, DirtyBytes(chunk.capacity));
+      std::memset(chunk.memory.get(), 0,
+                  DirtyBytes(chunk.capacity) * bitmaps_);
       chunk_bytes_ += bytes;
       chunks_.push_back(std::move(chunk));
     }
@@ -1150,6 +1514,9 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   const int sketch_depth_;
   const bool expires_;  // by steps or seconds
   const bool tracked_;  // rows carry their last update (expiry, LRU)
+  // EVICTION_DISK with max_rows: rows over it are evicted to the disk tier.
+  const bool tiered_;
+  const int bitmaps_;  // per chunk: dirty bits, and a tiered table's in-flight
   const int64_t header_bytes_;
   const int64_t row_floats_;  // values, then each slot
   const int64_t row_bytes_;   // a record: header, floats, pad
@@ -1176,6 +1543,16 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   std::vector<uint32_t> sketch_ ABSL_GUARDED_BY(mu_);
   Hand sweep_hand_ ABSL_GUARDED_BY(mu_);
   Hand evict_hand_ ABSL_GUARDED_BY(mu_);
+  // The disk tier (set once, before serving), and whether rows missing from
+  // memory are looked up there.
+  RowSource* source_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool reads_disk_ ABSL_GUARDED_BY(mu_) = false;
+  // Counts evictions to disk: a read of the disk that began before one may
+  // have read a row older than the one evicted (RefetchIfEvictedLocked).
+  int64_t evict_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  // Disk lookups happen outside the lock: atomics.
+  std::atomic<int64_t> disk_reads_{0};
+  std::atomic<int64_t> disk_hits_{0};
   // Pull counts change under a reader's call: mutable.
   mutable TablePolicyStats stats_ ABSL_GUARDED_BY(mu_);
 };
@@ -1292,7 +1669,12 @@ CreateResult TensorStore::Publish(Pending pending) {
     auto* dense = dynamic_cast<DensePart*>(part.get());
     std::string name = part->name();
     const std::string name_copy = name;
+    Part* raw = part.get();
     if (!parts_.try_emplace(std::move(name), std::move(part)).second) continue;
+    if (RowSource* source = source_.load(); source != nullptr && dense == nullptr) {
+      // A new table has no rows on disk; a tiered one will evict there.
+      static_cast<EmbeddingPart*>(raw)->SetDisk(source, false);
+    }
     if (dense != nullptr) {
       parameter_bytes_ += dense->size() * kFloat;
       slot_bytes_ += dense->size() * kFloat * dense->num_slots();
@@ -1541,6 +1923,13 @@ absl::StatusOr<TablesPushResult> TensorStore::PushTables(
   // never wait on each other): every row is looked up and the budget checked
   // for all new rows together before any table changes. Pushes to existing
   // rows are never refused by the budget.
+  // Rows the tables reading the disk miss, read outside their locks.
+  std::vector<EmbeddingPart::Fetched> fetched(n);
+  std::vector<int64_t> epochs(n, -1);
+  for (size_t i = 0; i < n; ++i) {
+    TESSERA_RETURN_IF_ERROR(
+        parts[i]->FetchMissing(tables[i].ids, &fetched[i], &epochs[i]));
+  }
   std::vector<EmbeddingPart*> lock_order(parts);
   std::sort(lock_order.begin(), lock_order.end());
   for (EmbeddingPart* t : lock_order) t->mu().Lock();
@@ -1553,8 +1942,11 @@ absl::StatusOr<TablesPushResult> TensorStore::PushTables(
   std::vector<EmbeddingPart::PushPlan> plans(n);
   int64_t new_rows = 0, new_bytes = 0;
   for (size_t i = 0; i < n; ++i) {
-    absl::Status planned =
-        parts[i]->PlanLocked(tables[i].ids, tables[i].grad, &plans[i]);
+    TESSERA_RETURN_IF_ERROR(parts[i]->RefetchIfEvictedLocked(
+        tables[i].ids, epochs[i], &fetched[i]));
+    absl::Status planned = parts[i]->PlanLocked(
+        tables[i].ids, tables[i].grad, epochs[i] < 0 ? nullptr : &fetched[i],
+        &plans[i]);
     if (!planned.ok()) return planned;
     // Each is at most what the table may still allocate: the sums fit.
     new_rows += plans[i].num_new;
@@ -1580,7 +1972,7 @@ absl::StatusOr<TablesPushResult> TensorStore::PushTables(
 
 absl::StatusOr<int64_t> TensorStore::PullRows(const std::string& tensor,
                                               absl::Span<const uint64_t> ids,
-                                              absl::Span<float> out) const {
+                                              absl::Span<float> out) {
   TableRowsRead read{tensor, ids, out};
   auto versions = PullTables(absl::MakeConstSpan(&read, 1));
   if (!versions.ok()) return versions.status();
@@ -1588,21 +1980,99 @@ absl::StatusOr<int64_t> TensorStore::PullRows(const std::string& tensor,
 }
 
 absl::StatusOr<std::vector<int64_t>> TensorStore::PullTables(
-    absl::Span<const TableRowsRead> tables) const {
-  std::vector<const EmbeddingPart*> parts;
+    absl::Span<const TableRowsRead> tables) {
+  std::vector<EmbeddingPart*> parts;
   parts.reserve(tables.size());
   for (const TableRowsRead& r : tables) {
     auto t = CheckTableRows(r.tensor, r.ids, r.out.size(), "pull buffer");
     if (!t.ok()) return t.status();
     parts.push_back(*t);
   }
-  // Rows never pushed are computed, not created: no memory to check.
+  // Rows never pushed are computed, not created; rows read from disk are
+  // kept in memory where the budget has room for them.
+  const EmbeddingPart::Fits fits = [this](int64_t bytes) {
+    return CheckMemory(bytes, "").ok();
+  };
+  const int64_t now_ms = absl::ToUnixMillis(Now());
   std::vector<int64_t> versions;
   versions.reserve(tables.size());
   for (size_t i = 0; i < tables.size(); ++i) {
-    versions.push_back(parts[i]->Read(tables[i].ids, tables[i].out));
+    RowGrowth growth;
+    auto version =
+        parts[i]->Read(tables[i].ids, tables[i].out, fits, now_ms, &growth);
+    CountGrowth(growth);
+    if (!version.ok()) return version.status();
+    versions.push_back(*version);
   }
   return versions;
+}
+
+std::vector<TensorStore::EmbeddingPart*> TensorStore::Tables(
+    bool disk_only) const {
+  std::vector<EmbeddingPart*> tables;
+  absl::ReaderMutexLock lock(&mu_);
+  for (const auto& [name, part] : parts_) {
+    auto* table = dynamic_cast<EmbeddingPart*>(part.get());
+    if (table != nullptr && (!disk_only || table->ReadsDisk())) {
+      tables.push_back(table);
+    }
+  }
+  return tables;
+}
+
+void TensorStore::AttachDisk(RowSource* source, bool rows_on_disk_only) {
+  source_ = source;
+  for (EmbeddingPart* table : Tables(false)) {
+    table->SetDisk(source, rows_on_disk_only && !table->deletes_rows());
+  }
+}
+
+bool TensorStore::LoadsRowsEagerly(const std::string& tensor) const {
+  auto table = FindEmbedding(tensor);
+  return table.ok() && (*table)->deletes_rows();
+}
+
+std::vector<std::string> TensorStore::LoadingTables() const {
+  std::vector<std::string> names;
+  for (EmbeddingPart* table : Tables(true)) {
+    if (table->Loading()) names.push_back(table->name());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+absl::StatusOr<int64_t> TensorStore::LoadRows(const std::string& tensor,
+                                              const StoredRowBatch& batch) {
+  auto table = FindEmbedding(tensor);
+  if (!table.ok()) return table.status();
+  const EmbeddingPart::Fits fits = [this](int64_t bytes) {
+    return CheckMemory(bytes, "").ok();
+  };
+  RowGrowth growth;
+  auto loaded = (*table)->Load(batch, fits, &growth);
+  CountGrowth(growth);
+  return loaded;
+}
+
+void TensorStore::FinishLoading(const std::string& tensor) {
+  auto table = FindEmbedding(tensor);
+  if (table.ok()) (*table)->FinishLoading();
+}
+
+bool TensorStore::ReadsDisk(const std::string& tensor) const {
+  auto table = FindEmbedding(tensor);
+  return table.ok() && (*table)->ReadsDisk();
+}
+
+int64_t TensorStore::EvictFlushed() {
+  int64_t evicted = 0;
+  for (EmbeddingPart* table : Tables(true)) {
+    if (!table->tiered()) continue;
+    RowGrowth growth;
+    evicted += table->EvictFlushed(&growth);
+    CountGrowth(growth);
+  }
+  return evicted;
 }
 
 void TensorStore::CountGrowth(const RowGrowth& growth) {
@@ -1679,11 +2149,40 @@ const void* TensorStore::RowAddressForTesting(const std::string& tensor,
 
 absl::StatusOr<RowScanBatch> TensorStore::ScanRows(const std::string& tensor,
                                                    uint64_t cursor,
-                                                   int64_t max_rows) const {
+                                                   int64_t max_rows) {
   auto table = FindEmbedding(tensor);
   if (!table.ok()) return table.status();
   RowScanBatch batch;
-  (*table)->Scan(cursor, std::max<int64_t>(max_rows, 1), &batch);
+  max_rows = std::max<int64_t>(max_rows, 1);
+  RowSource* source = source_.load();
+  if (source == nullptr || !(*table)->ReadsDisk()) {
+    (*table)->Scan(cursor, max_rows, &batch);
+    return batch;
+  }
+  // On disk in id order; the cursor is the next id (0: the first).
+  std::optional<uint64_t> after;
+  if (cursor > 0) after = cursor - 1;
+  auto stored = source->ScanStoredRows(
+      tensor, after, std::min(max_rows, RowSource::kMaxRowsPerCall));
+  if (!stored.ok()) {
+    return absl::Status(stored.status().code(),
+                        absl::StrCat("reading rows of ", tensor,
+                                     " from disk: ", stored.status().message()));
+  }
+  const int64_t dim = (*table)->dim();
+  batch.ids.reserve(stored->rows.size());
+  batch.values.reserve(stored->rows.size() * dim);
+  for (const auto& [id, row] : stored->rows) {
+    batch.ids.push_back(id);
+    batch.values.insert(batch.values.end(), row.values.begin(),
+                        row.values.begin() + std::min<int64_t>(
+                                                 dim, row.values.size()));
+    batch.values.resize(batch.ids.size() * dim);
+  }
+  batch.version = (*table)->Overlay(batch.ids, absl::MakeSpan(batch.values));
+  batch.done = stored->done || batch.ids.empty() ||
+               batch.ids.back() == std::numeric_limits<uint64_t>::max();
+  batch.next = batch.done ? 0 : batch.ids.back() + 1;
   return batch;
 }
 
@@ -1727,6 +2226,20 @@ void TensorStore::MarkPersisted(const DirtySnapshot& snapshot) {
     if (!v.initialized) continue;
     auto part = FindDense(v.tensor);
     if (part.ok()) (*part)->MarkInitPersisted();
+  }
+  if (source_.load() == nullptr) return;
+  // A table's rows are adjacent in a snapshot (TakeDirty, table by table).
+  std::vector<const DirtySnapshot::Row*> rows;
+  for (size_t begin = 0; begin < snapshot.rows.size();) {
+    const std::string& tensor = snapshot.rows[begin].tensor;
+    size_t end = begin;
+    rows.clear();
+    while (end < snapshot.rows.size() && snapshot.rows[end].tensor == tensor) {
+      rows.push_back(&snapshot.rows[end++]);
+    }
+    auto table = FindEmbedding(tensor);
+    if (table.ok() && (*table)->tiered()) (*table)->MarkFlushed(rows);
+    begin = end;
   }
 }
 

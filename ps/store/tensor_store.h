@@ -17,7 +17,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -75,7 +77,61 @@ struct TablePolicyStats {
   int64_t evictions = 0;        // rows deleted over max_rows
   int64_t expiries = 0;         // rows deleted by expiry sweeps
   int64_t pull_hits = 0;        // pulled rows held in memory
-  int64_t pull_misses = 0;      // pulled rows read as initial values
+  int64_t pull_misses = 0;      // pulled rows not in memory
+  // The disk tier (TensorStore::AttachDisk): ids looked up on disk (rows
+  // missing from memory that pulls and pushes read), those found there, and
+  // rows loaded into memory by LoadRows.
+  int64_t disk_reads = 0;
+  int64_t disk_hits = 0;
+  int64_t rows_loaded = 0;
+  // Rows missing from memory are looked up on disk: always for a tiered
+  // table (EVICTION_DISK), until FinishLoading for another one.
+  bool reads_disk = false;
+  bool tiered = false;
+};
+
+// An embedding row as stored on disk: the optimizer steps applied to it, then
+// dim parameters and dim floats per optimizer slot (DirtySnapshot::Row).
+struct StoredRow {
+  int64_t step = 0;
+  std::vector<float> values;
+
+  friend bool operator==(const StoredRow& a, const StoredRow& b) {
+    return a.step == b.step && a.values == b.values;
+  }
+};
+
+// One batch of RowSource::ScanStoredRows.
+struct StoredRowBatch {
+  std::vector<std::pair<uint64_t, StoredRow>> rows;  // ascending ids
+  // The last id in `rows`, to pass as `start_after` to the next call; the
+  // call's own `start_after` when `rows` is empty.
+  std::optional<uint64_t> next_start_after;
+  bool done = false;  // no stored row of the table after next_start_after
+};
+
+// The disk tier under a TensorStore's embedding tables: rows as the last
+// successful flush wrote them (the shard's RocksDB, ShardStorage).
+// Thread-safe.
+class RowSource {
+ public:
+  virtual ~RowSource() = default;
+
+  // Most ids one ReadRows call takes, and most rows one ScanStoredRows batch
+  // returns.
+  static constexpr int64_t kMaxRowsPerCall = 16384;
+
+  // result[i] is row ids[i] of table `tensor`, nullopt if none is stored.
+  // At most kMaxRowsPerCall ids, read with one batched lookup.
+  virtual absl::StatusOr<std::vector<std::optional<StoredRow>>> ReadRows(
+      const std::string& tensor, absl::Span<const uint64_t> ids) = 0;
+
+  // The stored rows of table `tensor` with ids after `start_after` (all, if
+  // nullopt), in ascending id order, at most `max_rows` (1 to
+  // kMaxRowsPerCall) of them.
+  virtual absl::StatusOr<StoredRowBatch> ScanStoredRows(
+      const std::string& tensor, std::optional<uint64_t> start_after,
+      int64_t max_rows) = 0;
 };
 
 // Where an embedding table's part on this shard keeps its rows, in bytes
@@ -299,7 +355,7 @@ class TensorStore {
                                       absl::Span<const float> grad);
   absl::StatusOr<int64_t> PullRows(const std::string& tensor,
                                    absl::Span<const uint64_t> ids,
-                                   absl::Span<float> out) const;
+                                   absl::Span<float> out);
   // PushRows / PullRows over several tables at once, all or nothing: every
   // table, size and id is checked (and, for a push, the memory its new rows
   // need and every gradient's finiteness) before any table changes, so a
@@ -311,7 +367,7 @@ class TensorStore {
       absl::Span<const TableRowsUpdate> tables);
   // Returns each table's version at the time of its copy.
   absl::StatusOr<std::vector<int64_t>> PullTables(
-      absl::Span<const TableRowsRead> tables) const;
+      absl::Span<const TableRowsRead> tables);
 
   // Deletes expired rows of the tables whose memory policy expires them,
   // scanning at most `max_slots_per_table` row slots of each (resuming where
@@ -320,11 +376,51 @@ class TensorStore {
   int64_t ExpireRows(int64_t max_slots_per_table = int64_t{1} << 20)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The disk tier. `source` (not owned, outlives the store) holds the rows
+  // the last successful flush wrote. Called once, after loading and before
+  // serving; `rows_on_disk_only`: the load left rows on disk
+  // (LoadOptions::rows false), so every table but those LoadsRowsEagerly
+  // names reads rows missing from memory from `source` until FinishLoading
+  // (LoadRows brings them in meanwhile). A tiered table (memory policy
+  // EVICTION_DISK) reads them from `source` always, and keeps at most its
+  // max_rows in memory:
+  // - a pull or push reads the rows it misses with one batched
+  //   RowSource::ReadRows per table (outside the table's lock) and keeps them
+  //   in memory;
+  // - rows over max_rows are evicted, approximately least recently used
+  //   first; only rows the last flush wrote (clean) are evicted, so their
+  //   newest values are on disk. A table whose rows are all dirty holds more
+  //   than max_rows until the next flush writes them, which then evicts the
+  //   excess (EvictFlushed).
+  // A read that fails (an I/O error, DataLoss) fails the pull or push, which
+  // changes nothing.
+  void AttachDisk(RowSource* source, bool rows_on_disk_only)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Tables whose rows a load must restore before serving: those whose
+  // memory policy deletes rows (expiry, or max_rows with EVICTION_DELETE),
+  // as a deletion in memory must not be undone by reading the disk.
+  bool LoadsRowsEagerly(const std::string& tensor) const;
+  // Tables still reading rows missing from memory from disk that are not
+  // tiered: what a background load (LoadRows, FinishLoading) is for.
+  std::vector<std::string> LoadingTables() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Brings stored rows of a loading table into memory, skipping those
+  // already there (memory is never older than disk). Returns the rows
+  // loaded; ResourceExhausted (loading none of the batch) past the budget.
+  absl::StatusOr<int64_t> LoadRows(const std::string& tensor,
+                                   const StoredRowBatch& batch);
+  // Every stored row of `tensor` is in memory: it stops reading the disk.
+  void FinishLoading(const std::string& tensor);
+  // True while `tensor` reads rows missing from memory from disk.
+  bool ReadsDisk(const std::string& tensor) const;
+  // After a successful flush: tiered tables over max_rows evict the rows it
+  // wrote. Returns the rows evicted.
+  int64_t EvictFlushed() ABSL_LOCKS_EXCLUDED(mu_);
+
   // Every embedding table's policy counters, sorted by tensor name.
   std::vector<TablePolicyStats> PolicyStats() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // The ids of every row held (pushed or restored from disk, not deleted),
-  // sorted.
+  // The ids of every row held in memory (pushed or restored from disk, not
+  // deleted), sorted.
   absl::StatusOr<std::vector<uint64_t>> RowIds(const std::string& tensor) const;
 
   // Reads up to `max_rows` (at least 1) of the rows held by table `tensor`,
@@ -341,9 +437,14 @@ class TensorStore {
   // are skipped, not counted in `max_rows`: a batch of a table with many
   // free slots holds the lock for them too. NotFound / InvalidArgument
   // (wrong_kind) as Footprint.
+  //
+  // A table that reads the disk (ReadsDisk) is scanned on disk instead, in
+  // ascending id order, each row with its values in memory where it is held
+  // there (newer than disk): the caller flushes first, so that every row
+  // held when the scan began is on disk. The cursor is then the next id.
+  // Errors of the disk read as PullRows'.
   absl::StatusOr<RowScanBatch> ScanRows(const std::string& tensor,
-                                        uint64_t cursor,
-                                        int64_t max_rows) const;
+                                        uint64_t cursor, int64_t max_rows);
 
   // Persistence. TakeDirty() copies what changed since the last call and
   // clears the marks; if writing it fails, MarkDirty() puts the marks back
@@ -351,7 +452,8 @@ class TensorStore {
   void TakeDirty(DirtySnapshot* out) ABSL_LOCKS_EXCLUDED(mu_);
   void MarkDirty(const DirtySnapshot& snapshot) ABSL_LOCKS_EXCLUDED(mu_);
   // After `snapshot` was written successfully: the initializations in it are
-  // on disk (InitializeResult::unpersisted becomes false).
+  // on disk (InitializeResult::unpersisted becomes false), and its rows of
+  // tiered tables may be evicted.
   void MarkPersisted(const DirtySnapshot& snapshot) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Restores state read from disk into an already created tensor. The sizes
@@ -413,10 +515,16 @@ class TensorStore {
   // ResourceExhausted if `more` bytes would exceed max_memory_bytes.
   absl::Status CheckMemory(int64_t more, const std::string& what) const;
 
+  // Tables reading the disk (tiered or loading), or all tables.
+  std::vector<EmbeddingPart*> Tables(bool disk_only) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   const StoreOptions options_;
   std::atomic<int64_t> parameter_bytes_{0};
   std::atomic<int64_t> slot_bytes_{0};
   std::atomic<int64_t> table_overhead_bytes_{0};
+  // AttachDisk's; tables created after it get it too.
+  std::atomic<RowSource*> source_{nullptr};
 
   mutable absl::Mutex mu_;
   // Parts are created, never removed: a pointer found under mu_ stays valid.

@@ -1019,7 +1019,7 @@ v1::TensorSpec PolicyTable(const std::string& name, v1::MemoryPolicy policy) {
   return spec;
 }
 
-std::vector<float> Pull(const TensorStore& store, const std::string& tensor,
+std::vector<float> Pull(TensorStore& store, const std::string& tensor,
                         std::vector<uint64_t> ids) {
   std::vector<float> out(ids.size() * 2);
   EXPECT_THAT(store.PullRows(tensor, ids, absl::MakeSpan(out)), IsOk());
@@ -1309,7 +1309,7 @@ TEST(MemoryPolicyTest, SweepsRacingPushesKeepMemoryExact) {
 
 // Scans `tensor` in batches of `batch` rows; every batch's values are checked
 // against PullRows at once (nothing pushes in between).
-std::vector<uint64_t> ScanAll(const TensorStore& store,
+std::vector<uint64_t> ScanAll(TensorStore& store,
                               const std::string& tensor, int64_t batch,
                               int64_t dim, int* batches) {
   std::vector<uint64_t> ids;
