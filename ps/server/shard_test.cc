@@ -175,8 +175,8 @@ TEST_F(ShardTest, RequestsNamingTooManyIdsAreRefused) {
   EXPECT_THAT(shard.PullRows("e", ids, absl::MakeSpan(values)), IsOk());
 }
 
-// Per-table metrics of memory policies, and a disk eviction refused at
-// creation.
+// Per-table metrics of memory policies, and a disk eviction without
+// max_rows refused at creation.
 TEST_F(ShardTest, TableMetricsCountAdmissionsAndPullHits) {
   metrics::Registry registry;
   Shard shard(Options(), &registry);
@@ -209,6 +209,74 @@ TEST_F(ShardTest, TableMetricsCountAdmissionsAndPullHits) {
   ASSERT_THAT(shard.PullRows("e", ids, absl::MakeSpan(values)), IsOk());
   EXPECT_THAT(registry.Serialize(),
               HasSubstr("tessera_ps_table_pull_hits_total{tensor=\"e\"} 2\n"));
+}
+
+// A restarted shard serves before its rows are in memory: a tiered table's
+// rows stay on disk and are read back on demand, a plain table's load in the
+// background; both pull what they held before the restart.
+TEST_F(ShardTest, RowsStayOnDiskAtStartAndReadBackAfterRestart) {
+  v1::TensorSpec tiered = Table("t", 2);
+  tiered.mutable_memory_policy()->set_max_rows(8);
+  tiered.mutable_memory_policy()->set_eviction(v1::MemoryPolicy::EVICTION_DISK);
+  std::vector<uint64_t> ids;
+  for (uint64_t id = 0; id < 100; ++id) ids.push_back(id * 7);
+  std::vector<float> grad(ids.size() * 2);
+  for (size_t i = 0; i < grad.size(); ++i) grad[i] = 0.01f * (i % 13);
+  std::vector<float> want_t(grad.size()), want_p(grad.size());
+  {
+    metrics::Registry registry;
+    Shard shard(Options(), &registry);
+    ASSERT_THAT(shard.Load(), IsOk());
+    EXPECT_TRUE(shard.rows_loaded());  // a new directory: nothing to load
+    ASSERT_THAT(shard.CreateTensors({tiered, Table("p", 2)}), IsOk());
+    for (int round = 0; round < 3; ++round) {
+      ASSERT_THAT(shard.PushRows("t", ids, grad), IsOk());
+      ASSERT_THAT(shard.PushRows("p", ids, grad), IsOk());
+    }
+    ASSERT_THAT(shard.PullRows("t", ids, absl::MakeSpan(want_t)), IsOk());
+    ASSERT_THAT(shard.PullRows("p", ids, absl::MakeSpan(want_p)), IsOk());
+    ASSERT_THAT(shard.Drain(absl::Seconds(10)), IsOk());
+  }
+  metrics::Registry registry;
+  Shard shard(Options(), &registry);
+  ASSERT_THAT(shard.Load(), IsOk());
+  EXPECT_TRUE(shard.serving());
+  EXPECT_TRUE(shard.store()->ReadsDisk("t"));
+  std::vector<float> got(grad.size());
+  ASSERT_THAT(shard.PullRows("t", ids, absl::MakeSpan(got)), IsOk());
+  EXPECT_EQ(got, want_t);
+  // The pull read 100 rows back and kept about max_rows of them.
+  auto footprint = shard.store()->Footprint("t");
+  ASSERT_THAT(footprint, IsOk());
+  EXPECT_LE(footprint->rows, 8);
+  // The background load of "p" ends (bounded poll); its rows are all there.
+  for (int i = 0; i < 1000 && !shard.rows_loaded(); ++i) {
+    absl::SleepFor(absl::Milliseconds(10));  // Polling period.
+  }
+  ASSERT_TRUE(shard.rows_loaded());
+  EXPECT_FALSE(shard.store()->ReadsDisk("p"));
+  ASSERT_THAT(shard.PullRows("p", ids, absl::MakeSpan(got)), IsOk());
+  EXPECT_EQ(got, want_p);
+  const std::string text = registry.Serialize();
+  for (const char* line :
+       {"tessera_ps_table_disk_reads_total{tensor=\"t\"} 100\n",
+        "tessera_ps_table_disk_hits_total{tensor=\"t\"} 100\n",
+        "tessera_ps_table_rows_loaded_total{tensor=\"p\"} 100\n",
+        "tessera_ps_loading_rows 0\n"}) {
+    EXPECT_THAT(text, HasSubstr(line));
+  }
+  EXPECT_THAT(text, HasSubstr("tessera_ps_table_disk_bytes{tensor=\"t\"}"));
+  // A whole-table scan of the tiered table returns every row, from disk.
+  std::vector<uint64_t> scanned;
+  uint64_t cursor = 0;
+  for (int batch = 0; batch < 100; ++batch) {
+    auto rows = shard.ScanRows("t", cursor, 32);
+    ASSERT_THAT(rows, IsOk());
+    scanned.insert(scanned.end(), rows->ids.begin(), rows->ids.end());
+    if (rows->done) break;
+    cursor = rows->next;
+  }
+  EXPECT_EQ(scanned, ids);  // ascending ids: 0, 7, 14, ...
 }
 
 // No Drain and no periodic flush: what survives the Shard going away is only
