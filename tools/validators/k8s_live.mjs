@@ -643,6 +643,8 @@ const MAY_BE_EMPTY = {
   "Rows in memory per table": "the default job's model has no embedding table",
   "Admissions, evictions and expiries per second": "the default job's model has no embedding table",
   "Pull hit ratio per table": "the default job's model has no embedding table",
+  "Rows on disk per table (bytes)": "the default job's model has no embedding table",
+  "Rows read from disk per second": "the default job's model has no embedding table",
 };
 
 // Values the key panels must show during training: title -> [test, what].
