@@ -201,6 +201,29 @@ TEST_F(DiskTierTest, ATieredTableKeepsMaxRowsInMemoryAndReadsTheRestBack) {
   EXPECT_EQ(s.admissions, 1000);  // rows read back are not admitted again
 }
 
+// The shard-wide budget: a tiered table that reaches it evicts its own clean
+// rows to make room instead of refusing new rows, so memory stays under it.
+TEST_F(DiskTierTest, ATieredTableAtTheShardBudgetEvictsInsteadOfRefusing) {
+  options_.max_memory_bytes = 64 << 10;
+  Open({Tiered("t", 1000000)});
+  ASSERT_THAT(reference_.CreateTensors({Table("t")}), IsOk());
+  for (int p = 0; p < 50; ++p) {
+    Push("t", Range(p * 100, p * 100 + 100), p);
+    ASSERT_THAT(flusher_->FlushNow(), IsOk());
+    EXPECT_LE(store_->memory_bytes(), options_.max_memory_bytes);
+  }
+  EXPECT_LT(RowsInMemory("t"), 5000);
+  EXPECT_GT(Stats("t").evictions, 0);
+  ExpectSameRows("t", Range(0, 5000));  // pulls evict to make room too
+  EXPECT_LE(store_->memory_bytes(), options_.max_memory_bytes);
+  // A push needing more room than every clean row gives (about 1000 fit) is
+  // refused, and changes no value (it may have evicted clean rows).
+  const std::vector<float> g = Grad(2000, 99);
+  EXPECT_THAT(store_->PushRows("t", Range(10000, 12000), g),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  ExpectSameRows("t", Range(10000, 12000));
+}
+
 TEST_F(DiskTierTest, DirtyRowsStayInMemoryUntilAFlushWritesThem) {
   Open({Tiered("t", 50)});
   ASSERT_THAT(reference_.CreateTensors({Table("t")}), IsOk());

@@ -340,6 +340,13 @@ struct TensorStore::RowGrowth {
   int64_t parameter_bytes = 0;
   int64_t slot_bytes = 0;
   int64_t overhead_bytes = 0;  // may be negative: a chunk's unused rows filled
+
+  void Add(const RowGrowth& g) {
+    rows += g.rows;
+    parameter_bytes += g.parameter_bytes;
+    slot_bytes += g.slot_bytes;
+    overhead_bytes += g.overhead_bytes;
+  }
 };
 
 // This shard's rows of an embedding table, created on first touch.
@@ -542,7 +549,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       const int64_t allocated = AllocatedBytesLocked();
       const int64_t rows_before = num_rows_;
       EvictCleanLocked(num_rows_ - policy_.max_rows(), {});
-      AddGrowth(GrowthLocked(num_rows_ - rows_before, allocated), growth);
+      growth->Add(GrowthLocked(num_rows_ - rows_before, allocated));
     }
     return version_;
   }
@@ -735,11 +742,23 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       const int64_t rows_before = num_rows_;
       const int64_t n = EvictCleanLocked(
           std::min(num_rows_ - policy_.max_rows(), kEvictSlice), {});
-      AddGrowth(GrowthLocked(num_rows_ - rows_before, allocated), total);
+      total->Add(GrowthLocked(num_rows_ - rows_before, allocated));
       evicted += n;
       if (n == 0) break;
     }
     return evicted;
+  }
+
+  // A tiered table's push over the shard's budget: evicts up to the plan's
+  // new rows' worth of clean rows not in it, so that the new rows reuse their
+  // slots. Returns whether it evicted any (the caller plans again).
+  bool MakeRoomLocked(const PushPlan& plan, Growth* growth)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const int64_t allocated = AllocatedBytesLocked();
+    const int64_t rows_before = num_rows_;
+    const int64_t n = EvictCleanLocked(plan.num_new, plan.rows);
+    growth->Add(GrowthLocked(num_rows_ - rows_before, allocated));
+    return n > 0;
   }
 
   // After a successful flush wrote rows `ids` (of this tiered table): those
@@ -1336,9 +1355,17 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     if (install.empty()) return true;
     absl::StatusOr<int64_t> bytes =
         GrowthBytesLocked(install.size(), new_per_map, 0);
-    if (!bytes.ok() || !fits(*bytes)) return false;
     const int64_t allocated = AllocatedBytesLocked();
     const int64_t rows_before = num_rows_;
+    if (bytes.ok() && !fits(*bytes) && tiered_) {
+      // Over the shard's budget: clean rows of this table make room.
+      EvictCleanLocked(install.size(), *rows);
+      bytes = GrowthBytesLocked(install.size(), new_per_map, 0);
+    }
+    if (!bytes.ok() || !fits(*bytes)) {
+      growth->Add(GrowthLocked(num_rows_ - rows_before, allocated));
+      return false;
+    }
     absl::flat_hash_map<uint64_t, uint64_t> installed;
     for (size_t i : install) {
       const uint64_t row = AddRowLocked(ids[i], &fetched.at(ids[i]));
@@ -1354,16 +1381,10 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       auto it = installed.find(ids[i]);
       if (it != installed.end()) (*rows)[i] = it->second;
     }
-    AddGrowth(GrowthLocked(num_rows_ - rows_before, allocated), growth);
+    growth->Add(GrowthLocked(num_rows_ - rows_before, allocated));
     return true;
   }
 
-  static void AddGrowth(const Growth& g, Growth* total) {
-    total->rows += g.rows;
-    total->parameter_bytes += g.parameter_bytes;
-    total->slot_bytes += g.slot_bytes;
-    total->overhead_bytes += g.overhead_bytes;
-  }
 
   // Evicts `n` rows not in `keep` (handles; kNoRow ignored), approximately
   // the least recently updated: a hand walks the slots (CLOCK-like) and each
@@ -1952,18 +1973,48 @@ absl::StatusOr<TablesPushResult> TensorStore::PushTables(
     new_rows += plans[i].num_new;
     new_bytes += plans[i].new_bytes;
   }
+  std::vector<RowGrowth> growth(n);
+  if (new_rows > 0 && !CheckMemory(new_bytes, "").ok()) {
+    // Over the shard's budget: tiered tables make room by evicting clean
+    // rows of their own (their slots take the new rows), then plan again.
+    bool made_room = false;
+    for (size_t i = 0; i < n; ++i) {
+      if (parts[i]->tiered() && plans[i].num_new > 0) {
+        made_room |= parts[i]->MakeRoomLocked(plans[i], &growth[i]);
+      }
+    }
+    if (made_room) {
+      new_rows = new_bytes = 0;
+      for (size_t i = 0; i < n; ++i) {
+        plans[i] = EmbeddingPart::PushPlan();
+        absl::Status planned = parts[i]->PlanLocked(
+            tables[i].ids, tables[i].grad,
+            epochs[i] < 0 ? nullptr : &fetched[i], &plans[i]);
+        if (!planned.ok()) {
+          for (const RowGrowth& g : growth) CountGrowth(g);
+          return planned;
+        }
+        new_rows += plans[i].num_new;
+        new_bytes += plans[i].new_bytes;
+      }
+    }
+  }
   if (new_rows > 0) {
     absl::Status fits = CheckMemory(
         new_bytes,
         n == 1 ? absl::StrCat(new_rows, " new rows of ", tables[0].tensor)
                : absl::StrCat(new_rows, " new rows of ", n, " tables"));
-    if (!fits.ok()) return fits;
+    if (!fits.ok()) {
+      for (const RowGrowth& g : growth) CountGrowth(g);  // evictions
+      return fits;
+    }
   }
-  std::vector<RowGrowth> growth(n);
   const int64_t now_ms = absl::ToUnixMillis(Now());
   for (size_t i = 0; i < n; ++i) {
     PushResult pushed;
-    parts[i]->ApplyLocked(plans[i], now_ms, &pushed, &growth[i]);
+    RowGrowth applied;
+    parts[i]->ApplyLocked(plans[i], now_ms, &pushed, &applied);
+    growth[i].Add(applied);
     result.versions.push_back(pushed.version);
   }
   for (const RowGrowth& g : growth) CountGrowth(g);
