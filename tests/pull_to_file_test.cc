@@ -198,6 +198,68 @@ TEST_F(PullToFileTest, TablesLargerThanTheChunksAreWrittenCompleteAndExact) {
       << command << " (tools/setup.sh installs python3-torch)";
 }
 
+// A tiered table (EVICTION_DISK) keeps 50 rows a shard in memory: its pull
+// flushes, then streams the rows from disk. Its twin, a plain table with the
+// same initial values and the same pushes, says what the file must hold.
+TEST_F(PullToFileTest, ATieredTableStreamsItsRowsFromDisk) {
+  v1::CreateTensorsRequest create;
+  for (const char* name : {"tiered", "twin"}) {
+    v1::TensorSpec spec = Spec(name, 0, 8, true);
+    spec.mutable_initializer()->set_kind(v1::Initializer::CONSTANT);
+    spec.mutable_initializer()->set_value(0.25f);
+    if (std::string(name) == "tiered") {
+      spec.mutable_memory_policy()->set_max_rows(50);
+      spec.mutable_memory_policy()->set_eviction(
+          v1::MemoryPolicy::EVICTION_DISK);
+    }
+    *create.add_specs() = spec;
+  }
+  for (auto& stub : stubs_) {
+    v1::CreateTensorsResponse response;
+    ASSERT_TRUE(stub->CreateTensors(Context().get(), create, &response).ok());
+  }
+  for (const char* name : {"tiered", "twin"}) {
+    Push(name, 8, SomeIds(2000, 7919, uint64_t{1} << 40));
+    Push(name, 8, SomeIds(300, 7919, uint64_t{1} << 40));  // updates
+  }
+  const std::string path = absl::StrCat(dir_, "/model.safetensors");
+  PullToFileOptions options;
+  options.max_chunk_floats = 64;
+  // The first pull flushes every shard, after which each evicts to its 50
+  // rows; the second one reads nearly every row from disk.
+  for (int pull = 0; pull < 2; ++pull) {
+    auto pulled = PullModelToFile(addresses_, path,
+                                  ModelFileFormat::kSafetensors, options);
+    ASSERT_TRUE(pulled.ok()) << pulled.status();
+  }
+  for (auto& shard : shards_) {
+    auto held = shard->Metric("tessera_ps_table_rows", "tensor=\"tiered\"");
+    ASSERT_TRUE(held.ok()) << held.status();
+    EXPECT_LE(*held, 50);
+    auto read = shard->Metric("tessera_ps_table_disk_bytes", "tensor=\"tiered\"");
+    ASSERT_TRUE(read.ok()) << read.status();
+    EXPECT_GT(*read, 0);
+  }
+  auto file = ReadModelFile(path);
+  ASSERT_TRUE(file.ok()) << file.status();
+  std::map<std::string, const PulledTensor*> got;
+  for (const auto& t : *file) got[t.name] = &t;
+  auto rows_of = [&](const std::string& name) {
+    std::map<int64_t, std::vector<float>> rows;
+    const PulledTensor& ids = *got.at(name + ".ids");
+    const PulledTensor& values = *got.at(name);
+    for (size_t i = 0; i < ids.int_values.size(); ++i) {
+      rows[ids.int_values[i]].assign(values.values.begin() + i * 8,
+                                     values.values.begin() + (i + 1) * 8);
+    }
+    EXPECT_EQ(rows.size(), ids.int_values.size()) << name << ": repeated ids";
+    return rows;
+  };
+  const auto tiered = rows_of("tiered");
+  EXPECT_EQ(tiered.size(), 2000u);
+  EXPECT_TRUE(tiered == rows_of("twin"));
+}
+
 TEST_F(PullToFileTest, RowsCreatedDuringThePullAreLeftOutOfTheFile) {
   const std::vector<uint64_t> old = SomeIds(2000, 7919, uint64_t{1} << 40);
   Push("unbounded", 16, old);

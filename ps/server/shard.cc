@@ -244,6 +244,13 @@ void Shard::RegisterTableMetrics() {
                "by tensor."),
        &TablePolicyStats::rows_loaded},
   };
+  auto& size_rows =
+      BuildGauge()
+          .Name("tessera_ps_table_size_rows")
+          .Help(
+              "Rows an embedding table holds in memory and on disk (exact), by "
+              "tensor.")
+          .Register(*registry_);
   auto& disk_bytes =
       BuildGauge()
           .Name("tessera_ps_table_disk_bytes")
@@ -251,12 +258,13 @@ void Shard::RegisterTableMetrics() {
               "RocksDB's estimate of the bytes an embedding table's rows take "
               "on disk (every flushed row), by tensor.")
           .Register(*registry_);
-  registry_->AddCollectHook([this, &rows, &disk_bytes, fields] {
+  registry_->AddCollectHook([this, &rows, &size_rows, &disk_bytes, fields] {
     absl::MutexLock lock(&table_stats_mu_);
     for (const TablePolicyStats& now : store_->PolicyStats()) {
       TablePolicyStats& seen = table_stats_seen_[now.tensor];
       const metrics::Labels labels = {{"tensor", now.tensor}};
       rows.Add(labels).Set(now.rows);
+      size_rows.Add(labels).Set(now.total_rows);
       if (state_.load() != State::kLoading && storage_ != nullptr) {
         disk_bytes.Add(labels).Set(storage_->ApproximateRowBytes(now.tensor));
       }

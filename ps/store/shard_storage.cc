@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "ps/common/status_macros.h"
 #include "ps/optim/optimizer.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
@@ -369,10 +370,33 @@ absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store,
         return absl::DataLossError("malformed version record");
       }
       absl::Status restored = store->RestoreVersion(
-          it->key().ToString(), v.version(), v.step(), v.initialized());
+          it->key().ToString(), v.version(), v.step(), v.initialized(),
+          v.has_rows() ? v.rows() : -1);
       if (!restored.ok()) return restored;
     }
     if (!it->status().ok()) return FromRocks(it->status(), "reading versions");
+  }
+  if (!options.rows) {
+    // Tables whose rows stay on disk need their count (TensorPartInfo's
+    // num_rows); a directory written before the version records held it
+    // is counted once, by a walk of the table's rows.
+    for (const v1::TensorSpec& spec : specs) {
+      if (spec.kind() != v1::TensorSpec::EMBEDDING ||
+          store->LoadsRowsEagerly(spec.name()) ||
+          store->KnowsStoredRows(spec.name())) {
+        continue;
+      }
+      int64_t rows = 0;
+      std::optional<uint64_t> after;
+      for (;;) {
+        auto batch = ScanStoredRows(spec.name(), after, kMaxRowsPerCall);
+        if (!batch.ok()) return batch.status();
+        rows += batch->rows.size();
+        if (batch->done) break;
+        after = batch->next_start_after;
+      }
+      TESSERA_RETURN_IF_ERROR(store->RestoreRowCount(spec.name(), rows));
+    }
   }
   return stats;
 }
@@ -554,6 +578,7 @@ absl::Status ShardStorage::Write(const DirtySnapshot& snapshot) {
     stored.set_version(v.version);
     stored.set_step(v.step);
     stored.set_initialized(v.initialized);
+    if (v.rows >= 0) stored.set_rows(v.rows);
     batch.Put(handles_[kVersions], v.tensor, stored.SerializeAsString());
   }
   return WriteSynced(&batch, "flushing to " + dir_);

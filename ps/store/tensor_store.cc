@@ -100,8 +100,8 @@ class TensorStore::Part {
 
   virtual void Describe(v1::TensorPartInfo* info) const = 0;
   virtual void TakeDirty(DirtySnapshot* out) = 0;
-  virtual void RestoreVersion(int64_t version, int64_t step,
-                              bool initialized) = 0;
+  virtual void RestoreVersion(int64_t version, int64_t step, bool initialized,
+                              int64_t rows) = 0;
 
  protected:
   const v1::TensorSpec spec_;
@@ -270,8 +270,8 @@ class TensorStore::DensePart : public TensorStore::Part {
     return absl::OkStatus();
   }
 
-  void RestoreVersion(int64_t version, int64_t step,
-                      bool initialized) override {
+  void RestoreVersion(int64_t version, int64_t step, bool initialized,
+                      int64_t) override {
     absl::MutexLock lock(&mu_);
     version_ = version;
     step_ = step;
@@ -429,7 +429,11 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   void SetDisk(RowSource* source, bool reads) {
     absl::MutexLock lock(&mu_);
     source_ = source;
+    const bool was = reads_disk_;
     reads_disk_ = source != nullptr && (reads || tiered_);
+    // Rows on disk and not in memory count from here on: the stored count
+    // (all of them, as none is in memory yet) plus the rows created since.
+    if (reads_disk_ && !was) total_rows_ = std::max<int64_t>(stored_rows_, 0);
   }
   bool ReadsDisk() const {
     absl::MutexLock lock(&mu_);
@@ -441,7 +445,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   }
   void FinishLoading() {
     absl::MutexLock lock(&mu_);
-    if (!tiered_) reads_disk_ = false;
+    if (!tiered_) reads_disk_ = false;  // every row in memory: num_rows_
   }
 
   // For a table reading the disk: reads the stored rows of the distinct
@@ -704,7 +708,10 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     for (size_t k = 0; k < plan.rows.size(); ++k) {
       if (plan.rows[k] == kNoRow) {
         plan.rows[k] = AddRowLocked(plan.distinct[k], plan.stored[k]);
-        if (plan.stored[k] == nullptr) ++stats_.admissions;
+        if (plan.stored[k] == nullptr) {
+          ++stats_.admissions;
+          ++total_rows_;  // a new id: neither in memory nor on disk
+        }
       }
       unsigned char* record = RecordLocked(plan.rows[k]);
       if (tracked_) {
@@ -828,6 +835,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     TablePolicyStats s = stats_;
     s.tensor = name();
     s.rows = num_rows_;
+    s.total_rows = TotalRowsLocked();
     s.disk_reads = disk_reads_;
     s.disk_hits = disk_hits_;
     s.reads_disk = reads_disk_;
@@ -890,7 +898,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     info->set_part(part_index_);
     info->set_row_begin(0);
     info->set_row_end(max_rows_);
-    info->set_num_rows(num_rows_);
+    info->set_num_rows(TotalRowsLocked());
     info->set_version(version_);
   }
 
@@ -928,7 +936,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       chunk.num_dirty = 0;
     }
     dirty_chunks_.clear();
-    out->versions.push_back({name(), version_, 0});
+    out->versions.push_back({name(), version_, 0, false, TotalRowsLocked()});
     version_dirty_ = false;
   }
 
@@ -974,9 +982,20 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     return absl::OkStatus();
   }
 
-  void RestoreVersion(int64_t version, int64_t, bool) override {
+  void RestoreVersion(int64_t version, int64_t, bool, int64_t rows) override {
     absl::MutexLock lock(&mu_);
     version_ = version;
+    if (rows >= 0) stored_rows_ = rows;
+  }
+  void RestoreRowCount(int64_t rows) {
+    absl::MutexLock lock(&mu_);
+    stored_rows_ = rows;
+  }
+  // Whether a count of the stored rows was restored (RestoreVersion, or
+  // RestoreRowCount after a scan).
+  bool knows_stored_rows() const {
+    absl::MutexLock lock(&mu_);
+    return stored_rows_ >= 0;
   }
 
   TableFootprint Footprint() const {
@@ -1285,6 +1304,12 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     return evicted;
   }
 
+  // Rows of the table in memory and on disk: those in memory, unless rows
+  // are left on disk (then counted from the stored count on).
+  int64_t TotalRowsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return reads_disk_ ? total_rows_ : num_rows_;
+  }
+
   // The distinct ids of `ids` not held in memory.
   std::vector<uint64_t> MissingLocked(absl::Span<const uint64_t> ids) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -1568,6 +1593,11 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   // memory are looked up there.
   RowSource* source_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool reads_disk_ ABSL_GUARDED_BY(mu_) = false;
+  // The count in the stored version record (-1: none), and while reading the
+  // disk, the table's rows in memory and on disk: never deleted there, so
+  // the stored count plus the new ids pushed since.
+  int64_t stored_rows_ ABSL_GUARDED_BY(mu_) = -1;
+  int64_t total_rows_ ABSL_GUARDED_BY(mu_) = 0;
   // Counts evictions to disk: a read of the disk that began before one may
   // have read a row older than the one evicted (RefetchIfEvictedLocked).
   int64_t evict_epoch_ ABSL_GUARDED_BY(mu_) = 0;
@@ -2329,15 +2359,28 @@ absl::Status TensorStore::RestoreRow(const std::string& tensor, uint64_t id,
 
 absl::Status TensorStore::RestoreVersion(const std::string& tensor,
                                          int64_t version, int64_t step,
-                                         bool initialized) {
+                                         bool initialized, int64_t rows) {
   auto part = FindPart(tensor);
   if (!part.ok()) {
     return absl::DataLossError(
         absl::StrCat("stored version of ", tensor,
                      " has no tensor: ", part.status().message()));
   }
-  (*part)->RestoreVersion(version, step, initialized);
+  (*part)->RestoreVersion(version, step, initialized, rows);
   return absl::OkStatus();
+}
+
+absl::Status TensorStore::RestoreRowCount(const std::string& tensor,
+                                          int64_t rows) {
+  auto table = FindEmbedding(tensor);
+  if (!table.ok()) return table.status();
+  (*table)->RestoreRowCount(rows);
+  return absl::OkStatus();
+}
+
+bool TensorStore::KnowsStoredRows(const std::string& tensor) const {
+  auto table = FindEmbedding(tensor);
+  return table.ok() && (*table)->knows_stored_rows();
 }
 
 }  // namespace tessera

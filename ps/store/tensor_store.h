@@ -72,6 +72,7 @@ struct StoreOptions {
 struct TablePolicyStats {
   std::string tensor;
   int64_t rows = 0;             // rows in memory
+  int64_t total_rows = 0;       // rows in memory and on disk
   int64_t admissions = 0;       // rows created by pushes
   int64_t admission_drops = 0;  // ids' pushes dropped before admission
   int64_t evictions = 0;        // rows deleted over max_rows
@@ -230,6 +231,7 @@ struct DirtySnapshot {
     int64_t version = 0;
     int64_t step = 0;          // updates the optimizer has applied to the part
     bool initialized = false;  // InitializeDense set the part's values
+    int64_t rows = -1;  // an embedding table's rows, in memory and on disk
   };
   std::vector<Block> blocks;
   std::vector<Row> rows;
@@ -464,9 +466,15 @@ class TensorStore {
   absl::Status RestoreRow(const std::string& tensor, uint64_t id, int64_t step,
                           absl::Span<const float> values);
   // `initialized`: the part's values were set by InitializeDense (dense
-  // parts only; ignored for tables).
+  // parts only; ignored for tables). `rows`: a table's rows in memory and on
+  // disk as stored (-1: unknown, a directory from before the count; the
+  // loader then counts them with RestoreRowCount).
   absl::Status RestoreVersion(const std::string& tensor, int64_t version,
-                              int64_t step, bool initialized = false);
+                              int64_t step, bool initialized = false,
+                              int64_t rows = -1);
+  absl::Status RestoreRowCount(const std::string& tensor, int64_t rows);
+  // Whether `tensor`'s stored row count is known (restored or counted).
+  bool KnowsStoredRows(const std::string& tensor) const;
 
   // Sizes, for metrics. Cheap (atomics). parameter_bytes() and slot_bytes()
   // count 4 bytes per float held; table_overhead_bytes() is what the

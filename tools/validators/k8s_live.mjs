@@ -640,7 +640,7 @@ async function promJson(prom, p) {
 // Panels that may show no data during a short healthy run, and why.
 const MAY_BE_EMPTY = {
   "Errors per second": "no request failed",
-  "Rows in memory per table": "the default job's model has no embedding table",
+  "Rows per table": "the default job's model has no embedding table",
   "Admissions, evictions and expiries per second": "the default job's model has no embedding table",
   "Pull hit ratio per table": "the default job's model has no embedding table",
   "Rows on disk per table (bytes)": "the default job's model has no embedding table",
