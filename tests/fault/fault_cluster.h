@@ -73,6 +73,7 @@ struct ClusterOptions {
 struct ShardSnapshot {
   std::map<std::string, std::string> bytes;
   std::map<std::string, int64_t> versions;
+  std::map<std::string, int64_t> rows;  // embedding tables: rows pulled
   bool operator==(const ShardSnapshot& o) const {
     return bytes == o.bytes && versions == o.versions;
   }
@@ -135,7 +136,11 @@ class FaultCluster {
   absl::StatusOr<v1::JobStatus> WaitForJob(absl::Duration timeout);
 
   absl::StatusOr<std::map<std::string, int64_t>> PartVersions(int shard);
-  absl::StatusOr<ShardSnapshot> PullShard(int shard);
+  // Every tensor of shard `shard` (PullModel), or with `only` those it
+  // accepts (one PullTensor each). Caveat: pulling an embedding table that
+  // reads the disk (a tiered table, EVICTION_DISK) flushes the shard first.
+  absl::StatusOr<ShardSnapshot> PullShard(
+      int shard, const std::function<bool(const std::string&)>& only = {});
   // The part versions stored in shard `shard`'s data directory, read with
   // the shard's own storage code while the shard is down: exactly what a
   // restart will load. FailedPrecondition while the shard runs.
@@ -150,7 +155,8 @@ class FaultCluster {
   absl::StatusOr<MetricsText> WorkerMetrics(const std::string& name);
 
   // Pulls the model from every shard and evaluates it on the 10,000 test
-  // images; percent correct.
+  // images; percent correct. Tensors that are not the model's parameters
+  // (a test's own tables) are left out.
   absl::StatusOr<double> TestAccuracy();
 
   // SIGTERM to every running worker and then every shard; each must exit 0

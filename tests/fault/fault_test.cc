@@ -44,6 +44,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -62,12 +63,14 @@
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "ps/client/model_pull.h"
+#include "ps/client/ps_client.h"
 #include "ps/common/status_macros.h"
 #include "ps/common/status_matchers.h"
 #include "ps/wire/data_wire.h"
 #include "ps/wire/zmq_frames.h"
 #include "tessera/v1/data.pb.h"
 #include "tessera/v1/ps.grpc.pb.h"
+#include "tessera/v1/tensor.pb.h"
 #include "tests/fault/fault_cluster.h"
 #include "tests/fault/metrics_text.h"
 #include "tests/fault/report.h"
@@ -179,6 +182,217 @@ Buckets PushLatency(FaultCluster& c) {
   return total;
 }
 
+// --- The tiered table
+// ---------------------------------------------------------
+
+// The side table of the SIGKILL and SIGTERM scenarios (issue 13): an
+// unbounded embedding table with a disk tier, kTieredMaxRows rows per shard
+// in memory, pushed rows of ids from [0, kTieredIds), so that most of each
+// shard's rows live on disk.
+constexpr char kTieredTable[] = "tiered_emb";
+constexpr int64_t kTieredDim = 8;
+constexpr int64_t kTieredMaxRows = 64;
+constexpr uint64_t kTieredIds = 4096;
+
+v1::TensorSpec TieredSpec() {
+  v1::TensorSpec spec;
+  spec.set_name(kTieredTable);
+  spec.add_shape(0);
+  spec.add_shape(kTieredDim);
+  spec.set_kind(v1::TensorSpec::EMBEDDING);
+  spec.mutable_initializer()->set_kind(v1::Initializer::UNIFORM);
+  spec.mutable_initializer()->set_low(-0.1f);
+  spec.mutable_initializer()->set_high(0.1f);
+  spec.mutable_initializer()->set_seed(13);
+  spec.mutable_optimizer()->set_kind(v1::OptimizerConfig::SGD);
+  spec.mutable_optimizer()->set_learning_rate(0.05f);
+  spec.mutable_memory_policy()->set_max_rows(kTieredMaxRows);
+  spec.mutable_memory_policy()->set_eviction(v1::MemoryPolicy::EVICTION_DISK);
+  return spec;
+}
+
+bool IsTiered(const std::string& tensor) { return tensor == kTieredTable; }
+bool IsNotTiered(const std::string& tensor) { return !IsTiered(tensor); }
+
+// Adds the tensors of `part` (pulled separately) to `into`.
+void Merge(const ShardSnapshot& part, ShardSnapshot* into) {
+  for (const auto& [name, b] : part.bytes) into->bytes[name] = b;
+  for (const auto& [name, v] : part.versions) into->versions[name] = v;
+  for (const auto& [name, n] : part.rows) into->rows[name] = n;
+}
+
+// The sum of the versions of the job's own parts (the tiered table left out).
+int64_t ModelSum(const std::map<std::string, int64_t>& versions) {
+  int64_t s = 0;
+  for (const auto& [k, v] : versions) s += IsTiered(k) ? 0 : v;
+  return s;
+}
+
+// The tiered table's series in one shard's /metrics.
+struct TieredMetrics {
+  double rows = 0;  // in memory
+  double disk_bytes = 0;
+  double evictions = 0;
+  double disk_hits = 0;
+};
+
+absl::StatusOr<TieredMetrics> ScrapeTiered(FaultCluster& c, int shard) {
+  TESSERA_ASSIGN_OR_RETURN(MetricsText m, c.ShardMetrics(shard));
+  const std::string label = absl::StrCat("tensor=\"", kTieredTable, "\"");
+  TieredMetrics t;
+  t.rows = m.Get("tessera_ps_table_rows", label);
+  t.disk_bytes = m.Get("tessera_ps_table_disk_bytes", label);
+  t.evictions = m.Get("tessera_ps_table_evictions_total", label);
+  t.disk_hits = m.Get("tessera_ps_table_disk_hits_total", label);
+  return t;
+}
+
+std::string Describe(const TieredMetrics& t) {
+  return absl::StrFormat(
+      "%.0f rows in memory, %.0f bytes on disk, %.0f evictions, %.0f disk "
+      "hits",
+      t.rows, t.disk_bytes, t.evictions, t.disk_hits);
+}
+
+// Pushes rows of the tiered table from a thread of its own while a job
+// trains, through a PsClient of its own: kTieredIdsPerPush random ids per
+// push, one push per kPushPeriod, at most kMaxPushes pushes and no longer
+// than `max_time`. Pushes that fail (a shard killed, restarting or
+// stopping) are counted, not fatal; the client resends what it may.
+// Thread-safe.
+class TieredPusher {
+ public:
+  static constexpr int kIdsPerPush = 64;
+  static constexpr int64_t kMaxPushes = 20000;
+  // Paces the pushes, so that the side table does not take a core from the
+  // job; not a wait for anything.
+  static constexpr absl::Duration kPushPeriod = absl::Milliseconds(10);
+
+  struct Stats {
+    int64_t pushes = 0;  // answered OK
+    int64_t failed = 0;
+    std::string last_error;
+  };
+
+  // Connects to every shard of `c`, creates the table and starts pushing.
+  static absl::StatusOr<std::unique_ptr<TieredPusher>> Start(
+      FaultCluster& c, absl::Duration max_time) {
+    PsClientOptions options;
+    options.shard_addresses = c.grpc_addresses();
+    options.default_deadline = absl::Seconds(3);
+    TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<PsClient> client,
+                             PsClient::Connect(options));
+    const v1::TensorSpec spec = TieredSpec();
+    TESSERA_RETURN_IF_ERROR(client->CreateTensors({spec}));
+    std::unique_ptr<TieredPusher> p(new TieredPusher(std::move(client)));
+    p->thread_ = std::thread(
+        [raw = p.get(), until = absl::Now() + max_time] { raw->Run(until); });
+    return p;
+  }
+
+  ~TieredPusher() { Stop(); }
+
+  // Returns once no push is in flight and none will start before Resume().
+  void Pause() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    paused_ = true;
+    mu_.Await(absl::Condition(&idle_));
+  }
+  void Resume() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    paused_ = false;
+  }
+  // Stops pushing and joins the thread (at most one push's deadline).
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+  Stats stats() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return stats_;
+  }
+
+ private:
+  explicit TieredPusher(std::unique_ptr<PsClient> client)
+      : client_(std::move(client)) {}
+
+  void Run(absl::Time until) {
+    std::mt19937_64 random(13);
+    std::uniform_int_distribution<uint64_t> pick(0, kTieredIds - 1);
+    std::vector<uint64_t> ids(kIdsPerPush);
+    std::vector<float> grad(kIdsPerPush * kTieredDim);
+    for (int64_t n = 0; n < kMaxPushes; ++n) {
+      {
+        absl::MutexLock lock(&mu_);
+        idle_ = true;
+        mu_.AwaitWithTimeout(absl::Condition(&stop_), kPushPeriod);
+        auto may_push = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stop_ || !paused_;
+        };
+        mu_.Await(absl::Condition(&may_push));
+        if (stop_ || absl::Now() > until) return;
+        idle_ = false;
+      }
+      for (int i = 0; i < kIdsPerPush; ++i) {
+        ids[i] = pick(random);
+        for (int64_t d = 0; d < kTieredDim; ++d) {
+          grad[i * kTieredDim + d] = 0.01f * static_cast<float>(d + 1);
+        }
+      }
+      absl::Status pushed = client_->PushRows(kTieredTable, ids, grad).get();
+      absl::MutexLock lock(&mu_);
+      if (pushed.ok()) {
+        ++stats_.pushes;
+      } else {
+        ++stats_.failed;
+        stats_.last_error = std::string(pushed.message());
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    idle_ = true;
+  }
+
+  const std::unique_ptr<PsClient> client_;
+  std::thread thread_;
+  mutable absl::Mutex mu_;
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool idle_ ABSL_GUARDED_BY(mu_) = true;
+  Stats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+// Waits until every shard's tiered table has evicted rows and read rows back
+// from disk (the table really is tiered); what each shard reported.
+absl::StatusOr<std::vector<TieredMetrics>> WaitUntilTiered(
+    FaultCluster& c, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::vector<TieredMetrics> seen(c.num_shards());
+  while (true) {
+    bool all = true;
+    for (int s = 0; s < c.num_shards(); ++s) {
+      auto t = ScrapeTiered(c, s);
+      if (t.ok()) seen[s] = *t;
+      all = all && seen[s].evictions > 0 && seen[s].disk_hits > 0;
+    }
+    if (all) return seen;
+    if (absl::Now() > deadline) {
+      std::string got;
+      for (int s = 0; s < c.num_shards(); ++s) {
+        absl::StrAppend(&got, " shard ", s, ": ", Describe(seen[s]), ";");
+      }
+      return absl::DeadlineExceededError(
+          absl::StrCat(kTieredTable,
+                       " evicted no row or read none back from "
+                       "disk within ",
+                       absl::FormatDuration(timeout), ":", got));
+    }
+    absl::SleepFor(absl::Milliseconds(100));  // Scrape period.
+  }
+}
+
 // --- The baseline ------------------------------------------------------------
 
 struct Baseline {
@@ -198,6 +412,8 @@ struct KillRecord {
   int64_t last_seen = 0;    // sum of part versions last seen before the kill
   int64_t restored = 0;     // sum right after the restart
   std::string short_parts;  // parts restored below the flushed sample
+  std::map<std::string, int64_t> flushed_parts;   // the sample, per part
+  std::map<std::string, int64_t> restored_parts;  // per part
   absl::Duration lost_window;  // kill time - when `restored` was current
   bool lost_window_known = true;
   absl::Duration restart;  // kill -> SERVING again
@@ -358,6 +574,7 @@ class FaultTest : public ::testing::Test {
         c.WaitForFlushAfter(shard, sampled_at, 20 * flush + absl::Seconds(5));
     if (!flushed.ok()) return flushed;
     k.flushed = Sum(*sample);
+    k.flushed_parts = *sample;
     // Versions over the last moments before the kill, for the lost window;
     // the kill follows the last sample at once.
     std::vector<std::pair<absl::Time, int64_t>> timeline;
@@ -379,6 +596,7 @@ class FaultTest : public ::testing::Test {
     auto restored = c.StoredVersions(shard);
     if (!restored.ok()) return restored.status();
     k.restored = Sum(*restored);
+    k.restored_parts = *restored;
     absl::Status started = c.StartShard(shard);
     if (!started.ok()) return started;
     k.restart = absl::Now() - killed_at;
@@ -398,11 +616,12 @@ class FaultTest : public ::testing::Test {
     }
     if (!k.lost_window_known)
       k.lost_window = killed_at - timeline.front().first;
-    // Training goes on: the restarted shard applies updates again.
+    // Training goes on: the restarted shard applies updates again (the
+    // model's: a side table's pushes do not count).
     const absl::Time deadline = absl::Now() + absl::Seconds(120);
     while (true) {
       auto now = c.PartVersions(shard);
-      if (now.ok() && Sum(*now) > k.restored) break;
+      if (now.ok() && ModelSum(*now) > ModelSum(*restored)) break;
       auto status = c.Status();
       if (status.ok() && status->finished()) break;
       if (absl::Now() > deadline) {
@@ -494,6 +713,12 @@ TEST_F(FaultTest, ShardsKilledMidTrainingResumeFromTheirLastFlush) {
   o.job.name = "fault-sigkill";
   TESSERA_ASSERT_OK_AND_ASSIGN(auto c,
                                FaultCluster::Start(o, ScenarioDir("sigkill")));
+  // The tiered table is tiered before the job starts: every shard has
+  // evicted rows to disk and read some back.
+  TESSERA_ASSERT_OK_AND_ASSIGN(auto pusher,
+                               TieredPusher::Start(*c, JobTimeout()));
+  TESSERA_ASSERT_OK_AND_ASSIGN(std::vector<TieredMetrics> tiered,
+                               WaitUntilTiered(*c, absl::Seconds(120)));
   ASSERT_THAT(c->StartWorker("w0"), IsOk());
   ASSERT_THAT(c->StartWorker("w1"), IsOk());
   r.Injected(absl::StrCat(
@@ -501,9 +726,22 @@ TEST_F(FaultTest, ShardsKilledMidTrainingResumeFromTheirLastFlush) {
       "22%, 46% and 70%; each restarted at once on its ports and directory; "
       "flush interval ",
       Ms(absl::Seconds(o.flush_interval_s))));
+  r.Injected(absl::StrCat(
+      "beside the job, a client of the test pushes rows of a tiered embedding "
+      "table (`",
+      kTieredTable, "`, dim ", kTieredDim, ", ids from [0, ", kTieredIds,
+      "), memory_policy { max_rows: ", kTieredMaxRows,
+      " eviction: EVICTION_DISK }: most rows on disk) all through the kills, ",
+      TieredPusher::kIdsPerPush, " ids per push"));
+  for (int s = 0; s < c->num_shards(); ++s) {
+    r.Figure(absl::StrCat(kTieredTable, " on shard ", s,
+                          " before the job (tessera_ps_table_*)"),
+             Describe(tiered[s]));
+  }
   r.Table({"kill", "shard", "at", "versions flushed before kill", "last seen",
            "after restart", "updates lost", "lost window (flush interval)",
-           "restart", "training resumed"});
+           "restart", "training resumed",
+           absl::StrCat(kTieredTable, " flushed / after restart")});
   const std::vector<std::pair<double, int>> schedule = {
       {0.10, 1}, {0.22, 0}, {0.34, 1}, {0.46, 0}, {0.58, 1}, {0.70, 0}};
   int n = 0;
@@ -515,10 +753,16 @@ TEST_F(FaultTest, ShardsKilledMidTrainingResumeFromTheirLastFlush) {
         KillRecord k,
         KillAndRestart(*c, shard, FaultCluster::Progress(status)));
     ++n;
-    // The promise: a restart keeps everything a completed flush covered.
+    // The promise: a restart keeps everything a completed flush covered,
+    // the tiered table's part included (short_parts checks every part).
     EXPECT_TRUE(k.short_parts.empty())
         << "shard " << shard << " lost flushed updates: " << k.short_parts;
     EXPECT_GE(k.restored, k.flushed);
+    EXPECT_EQ(k.flushed_parts.count(kTieredTable), 1)
+        << "shard " << shard << " listed no part of " << kTieredTable;
+    const int64_t tiered_flushed = k.flushed_parts[kTieredTable];
+    const int64_t tiered_restored = k.restored_parts[kTieredTable];
+    EXPECT_GE(tiered_restored, tiered_flushed) << kTieredTable;
     const int64_t lost = std::max<int64_t>(0, k.last_seen - k.restored);
     lost_total += lost;
     r.Row({absl::StrCat(n), absl::StrCat(shard),
@@ -527,13 +771,35 @@ TEST_F(FaultTest, ShardsKilledMidTrainingResumeFromTheirLastFlush) {
            absl::StrCat(lost),
            absl::StrCat(k.lost_window_known ? "" : "> ", Ms(k.lost_window),
                         " (", Ms(absl::Seconds(o.flush_interval_s)), ")"),
-           Ms(k.restart), Ms(k.resumed)});
+           Ms(k.restart), Ms(k.resumed),
+           absl::StrCat(tiered_flushed, " / ", tiered_restored)});
     std::cout << "kill " << n << ": shard " << shard << " lost " << lost
               << " updates (" << k.last_seen << " -> " << k.restored
               << ", flushed " << k.flushed << ")" << std::endl;
   }
   r.Figure("updates lost over 6 kills (sum of part versions)",
            absl::StrCat(lost_total));
+  // The side client pushes until the job ends.
+  ASSERT_THAT(c->WaitForJob(JobTimeout()).status(), IsOk());
+  pusher->Stop();
+  // Since each shard's last restart: the restored table was tiered again.
+  for (int s = 0; s < c->num_shards(); ++s) {
+    TESSERA_ASSERT_OK_AND_ASSIGN(TieredMetrics t, ScrapeTiered(*c, s));
+    r.Figure(absl::StrCat(kTieredTable, " on shard ", s,
+                          " at the end (since its last restart)"),
+             Describe(t));
+  }
+  const TieredPusher::Stats pushed = pusher->stats();
+  r.Figure(absl::StrCat(kTieredTable, " pushes answered OK / failed"),
+           absl::StrCat(pushed.pushes, " / ", pushed.failed));
+  std::cout << kTieredTable << ": " << pushed.pushes << " pushes, "
+            << pushed.failed << " failed (last: " << pushed.last_error << ")"
+            << std::endl;
+  EXPECT_GT(pushed.pushes, 0);
+  r.Observed(absl::StrCat(
+      "every kill restored at least the flushed versions of every part, "
+      "the tiered table's part included (its rows on disk); pushes of the "
+      "side client to a killed shard failed or were resent, and are counted"));
   r.Note(
       "Versions count the updates applied to each tensor part; \"updates "
       "lost\" is the sum over the shard's parts of the versions last seen "
@@ -544,7 +810,9 @@ TEST_F(FaultTest, ShardsKilledMidTrainingResumeFromTheirLastFlush) {
       "the kill: the promise is at most one flush interval plus the flush "
       "itself. \"Restart\" is kill to SERVING (including the read of the "
       "directory); \"training resumed\" is kill to the shard's next applied "
-      "update.");
+      "update of the model (the side table's pushes left out). The tiered "
+      "table's part is one of the parts checked: its version counts the "
+      "pushes applied to it.");
   FinishJob(*c, r);
 }
 
@@ -555,35 +823,113 @@ TEST_F(FaultTest, ShardStoppedWithSigtermRestartsBitIdentical) {
   ASSERT_TRUE(GetBaseline().status.ok()) << GetBaseline().status;
   ClusterOptions o = DefaultOptions();
   o.job.name = "fault-sigterm";
-  // Only SIGTERM's final flush may persist the updates compared here.
+  // Only SIGTERM's final flush may persist the model's updates compared here.
   o.flush_interval_s = 30;
   TESSERA_ASSERT_OK_AND_ASSIGN(auto c,
                                FaultCluster::Start(o, ScenarioDir("sigterm")));
+  // The tiered table pulled whole from every shard, twice (they must agree:
+  // its client is idle). Caveat: each pull flushes its shard first (the
+  // table's rows are read from disk), so the model's updates that only the
+  // final flush may persist are those applied after it.
+  auto pull_tiered = [&]() -> absl::StatusOr<std::vector<ShardSnapshot>> {
+    std::vector<ShardSnapshot> out(c->num_shards());
+    for (int s = 0; s < c->num_shards(); ++s) {
+      TESSERA_ASSIGN_OR_RETURN(out[s], c->PullShard(s, IsTiered));
+      TESSERA_ASSIGN_OR_RETURN(ShardSnapshot again, c->PullShard(s, IsTiered));
+      if (!(again == out[s])) {
+        return absl::InternalError(absl::StrCat(
+            kTieredTable, " on shard ", s, " changed with its client idle"));
+      }
+    }
+    return out;
+  };
+  // Waits until every shard has applied an update of the model since now.
+  auto wait_for_model_updates = [&]() -> absl::Status {
+    for (int s = 0; s < c->num_shards(); ++s) {
+      TESSERA_ASSIGN_OR_RETURN(auto v, c->PartVersions(s));
+      TESSERA_RETURN_IF_ERROR(
+          WaitForUpdates(*c, s, Sum(v), absl::Seconds(120)).status());
+    }
+    return absl::OkStatus();
+  };
+  // The side client's table is tiered before the job starts. With no
+  // periodic flush for 30 s, its whole-table pulls are the flushes that let
+  // it evict.
+  TESSERA_ASSERT_OK_AND_ASSIGN(auto pusher,
+                               TieredPusher::Start(*c, JobTimeout()));
+  std::vector<TieredMetrics> tiered;
+  for (int i = 0; i < 100; ++i) {
+    for (int s = 0; s < c->num_shards(); ++s) {
+      ASSERT_THAT(c->PullShard(s, IsTiered).status(), IsOk());
+    }
+    auto seen = WaitUntilTiered(*c, absl::Seconds(1));
+    if (seen.ok()) {
+      tiered = *std::move(seen);
+      break;
+    }
+  }
+  ASSERT_EQ(static_cast<int>(tiered.size()), c->num_shards())
+      << kTieredTable << " evicted no row or read none back from disk";
   ASSERT_THAT(c->StartWorker("w0"), IsOk());
   ASSERT_THAT(c->StartWorker("w1"), IsOk());
-  r.Injected(
-      "at 30% of the job: both workers paused (SIGSTOP) until the shards' "
-      "parameters are quiet, both shards stopped with SIGTERM and restarted, "
-      "workers resumed (SIGCONT); flush interval 30 s, so only the final "
-      "flush on SIGTERM persists");
-  r.Injected("after the job: every shard stopped with SIGTERM and restarted");
+  r.Injected(absl::StrCat(
+      "beside the job, a client of the test pushes rows of a tiered embedding "
+      "table (`",
+      kTieredTable, "`, dim ", kTieredDim, ", ids from [0, ", kTieredIds,
+      "), memory_policy { max_rows: ", kTieredMaxRows,
+      " eviction: EVICTION_DISK }: most rows on disk), ",
+      TieredPusher::kIdsPerPush, " ids per push"));
+  r.Injected(absl::StrCat(
+      "at 30% of the job: the side client paused (it acknowledges it is "
+      "idle) and ",
+      kTieredTable,
+      " pulled whole from every shard (the pull flushes first); once every "
+      "shard has applied more updates of the model, both workers paused "
+      "(SIGSTOP) until the shards' parameters are quiet, both shards stopped "
+      "with SIGTERM and restarted, workers and side client resumed "
+      "(SIGCONT); flush interval 30 s, so only the final flush on SIGTERM "
+      "persists the model's last updates"));
+  r.Injected(absl::StrCat(
+      "at 60%: the side client stopped and ", kTieredTable,
+      " pulled again; after the job (and its workers' exit): every shard "
+      "stopped with SIGTERM and restarted, then the accuracy measured"));
+  for (int s = 0; s < c->num_shards(); ++s) {
+    r.Figure(absl::StrCat(kTieredTable, " on shard ", s,
+                          " before the job (tessera_ps_table_*)"),
+             Describe(tiered[s]));
+  }
   r.Table({"when", "shard", "versions before SIGTERM", "after restart",
-           "bit-identical"});
+           "bit-identical",
+           absl::StrCat(kTieredTable, " rows compared (in memory)")});
   ASSERT_THAT(c->WaitForProgress(0.3, JobTimeout()).status(), IsOk());
+  pusher->Pause();
+  TESSERA_ASSERT_OK_AND_ASSIGN(std::vector<ShardSnapshot> tiered_before,
+                               pull_tiered());
+  ASSERT_THAT(wait_for_model_updates(), IsOk());
   for (const std::string& w : c->AllWorkers()) c->SignalWorker(w, SIGSTOP);
-  // Quiet: two pulls in a row agree (pushes already sent have landed).
+  // Quiet: two pulls in a row agree (pushes already sent have landed). The
+  // model's tensors only: a pull of the tiered table would flush.
   std::vector<ShardSnapshot> before(c->num_shards());
   for (int s = 0; s < c->num_shards(); ++s) {
-    TESSERA_ASSERT_OK_AND_ASSIGN(before[s], c->PullShard(s));
+    TESSERA_ASSERT_OK_AND_ASSIGN(before[s], c->PullShard(s, IsNotTiered));
     bool quiet = false;
     for (int i = 0; i < 100 && !quiet; ++i) {
       absl::SleepFor(absl::Milliseconds(100));  // Sampling period.
-      TESSERA_ASSERT_OK_AND_ASSIGN(ShardSnapshot again, c->PullShard(s));
+      TESSERA_ASSERT_OK_AND_ASSIGN(ShardSnapshot again,
+                                   c->PullShard(s, IsNotTiered));
       quiet = again == before[s];
       before[s] = std::move(again);
     }
     ASSERT_TRUE(quiet) << "shard " << s << " kept changing with workers paused";
+    Merge(tiered_before[s], &before[s]);
   }
+  int64_t tiered_rows = 0;
+  for (int s = 0; s < c->num_shards(); ++s) {
+    tiered_rows += before[s].rows[kTieredTable];
+  }
+  // Most of them were on disk, and all are compared.
+  EXPECT_GT(tiered_rows, kTieredMaxRows * c->num_shards())
+      << kTieredTable << " rows pulled";
   TESSERA_ASSERT_OK_AND_ASSIGN(v1::JobStatus job_before, c->Status());
   for (int s = 0; s < c->num_shards(); ++s) c->SignalShard(s, SIGTERM);
   for (int s = 0; s < c->num_shards(); ++s) {
@@ -595,14 +941,18 @@ TEST_F(FaultTest, ShardStoppedWithSigtermRestartsBitIdentical) {
     ASSERT_THAT(c->StartShard(s), IsOk());
   int64_t bytes = 0;
   for (int s = 0; s < c->num_shards(); ++s) {
+    // A restarted shard leaves the table's rows on disk: this pull reads them
+    // from there.
     TESSERA_ASSERT_OK_AND_ASSIGN(ShardSnapshot after, c->PullShard(s));
     EXPECT_TRUE(after == before[s])
         << "shard " << s << " differs after SIGTERM + restart (versions "
         << before[s].total_version() << " -> " << after.total_version() << ")";
     for (const auto& [name, b] : after.bytes) bytes += b.size();
+    TESSERA_ASSERT_OK_AND_ASSIGN(TieredMetrics t, ScrapeTiered(*c, s));
     r.Row({"mid-job", absl::StrCat(s), absl::StrCat(before[s].total_version()),
            absl::StrCat(after.total_version()),
-           after == before[s] ? "yes" : "NO"});
+           after == before[s] ? "yes" : "NO",
+           absl::StrFormat("%d (%.0f)", after.rows[kTieredTable], t.rows)});
   }
   TESSERA_ASSERT_OK_AND_ASSIGN(v1::JobStatus job_after, c->Status());
   EXPECT_EQ(job_after.epoch(), job_before.epoch());
@@ -611,27 +961,63 @@ TEST_F(FaultTest, ShardStoppedWithSigtermRestartsBitIdentical) {
                           job_after.epoch() + 1, ", partitions done ",
                           job_after.partitions_done(),
                           " (before: ", job_before.partitions_done(), ")"));
+  r.Observed(absl::StrCat(
+      kTieredTable, ": ", tiered_rows, " rows compared over ", c->num_shards(),
+      " shards holding at most ", kTieredMaxRows,
+      " each in memory; after the restart they were read from disk"));
   for (const std::string& w : c->AllWorkers()) c->SignalWorker(w, SIGCONT);
+  pusher->Resume();
 
-  FinishJob(*c, r, {}, /*shutdown=*/false);
-  if (HasFatalFailure()) return;
-  // After the job: the final state survives SIGTERM + restart too.
+  ASSERT_THAT(c->WaitForProgress(0.6, JobTimeout()).status(), IsOk());
+  pusher->Stop();
+  TESSERA_ASSERT_OK_AND_ASSIGN(std::vector<ShardSnapshot> tiered_final,
+                               pull_tiered());
+  const TieredPusher::Stats pushed = pusher->stats();
+  r.Figure(absl::StrCat(kTieredTable, " pushes answered OK / failed"),
+           absl::StrCat(pushed.pushes, " / ", pushed.failed));
+  std::cout << kTieredTable << ": " << pushed.pushes << " pushes, "
+            << pushed.failed << " failed (last: " << pushed.last_error << ")"
+            << std::endl;
+  // After the job: the final state survives SIGTERM + restart too. Checked
+  // before FinishJob, whose accuracy pull (the whole model, the tiered table
+  // included) would flush every shard; the workers exit first.
+  ASSERT_THAT(c->WaitForJob(JobTimeout()).status(), IsOk());
+  for (const std::string& w : c->AllWorkers()) {
+    TESSERA_ASSERT_OK_AND_ASSIGN(int code, c->WaitWorker(w, absl::Seconds(60)));
+    EXPECT_EQ(code, 0) << "worker " << w << " log:\n" << c->WorkerLog(w);
+  }
   std::vector<ShardSnapshot> final_state(c->num_shards());
   for (int s = 0; s < c->num_shards(); ++s) {
-    TESSERA_ASSERT_OK_AND_ASSIGN(final_state[s], c->PullShard(s));
+    TESSERA_ASSERT_OK_AND_ASSIGN(final_state[s], c->PullShard(s, IsNotTiered));
+    Merge(tiered_final[s], &final_state[s]);
     c->SignalShard(s, SIGTERM);
     TESSERA_ASSERT_OK_AND_ASSIGN(int code, c->WaitShard(s, absl::Seconds(30)));
     EXPECT_EQ(code, 0);
     ASSERT_THAT(c->StartShard(s), IsOk());
     TESSERA_ASSERT_OK_AND_ASSIGN(ShardSnapshot after, c->PullShard(s));
     EXPECT_TRUE(after == final_state[s]) << "shard " << s;
+    TESSERA_ASSERT_OK_AND_ASSIGN(TieredMetrics t, ScrapeTiered(*c, s));
     r.Row({"after the job", absl::StrCat(s),
            absl::StrCat(final_state[s].total_version()),
            absl::StrCat(after.total_version()),
-           after == final_state[s] ? "yes" : "NO"});
+           after == final_state[s] ? "yes" : "NO",
+           absl::StrFormat("%d (%.0f)", after.rows[kTieredTable], t.rows)});
   }
+  // The accuracy of the model as restored.
+  FinishJob(*c, r, {}, /*shutdown=*/false);
+  if (HasFatalFailure()) return;
   r.Figure("bytes of parameters and row ids compared (mid-job)",
            absl::StrCat(bytes));
+  r.Note(absl::StrCat(
+      "A whole-table pull of ", kTieredTable,
+      " (or of the whole model) flushes its shard first, as the table's rows "
+      "are read from disk. So the tiered table is pulled (at 30% and 60%) "
+      "while the job still trains, the model's tensors without it, and the "
+      "accuracy after the restart: the model's updates applied since that "
+      "pull are persisted by SIGTERM's final flush alone. \"Rows compared "
+      "(in memory)\": the table's rows in the snapshot after the restart, "
+      "and tessera_ps_table_rows of the restarted shard (its rows stay on "
+      "disk: the pull reads them there)."));
   ShutdownAndCheck(*c, r);
 }
 
