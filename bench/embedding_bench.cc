@@ -309,8 +309,7 @@ v1::TensorSpec TableSpec(int dim, int64_t max_rows = 0) {
   spec.mutable_optimizer()->set_learning_rate(kLearningRate);
   if (max_rows > 0) {
     spec.mutable_memory_policy()->set_max_rows(max_rows);
-    spec.mutable_memory_policy()->set_eviction(
-        v1::MemoryPolicy::EVICTION_DISK);
+    spec.mutable_memory_policy()->set_eviction(v1::MemoryPolicy::EVICTION_DISK);
   }
   return spec;
 }
@@ -587,9 +586,9 @@ bool AwaitEvicted(ShardUnderTest& s, const std::vector<int>& dims,
   while (absl::Now() < end) {
     bool all = true;
     for (int dim : dims) {
-      auto held = s.process->Metric(
-          "tessera_ps_table_rows",
-          absl::StrCat("tensor=\"", TableName(dim), "\""));
+      auto held =
+          s.process->Metric("tessera_ps_table_rows",
+                            absl::StrCat("tensor=\"", TableName(dim), "\""));
       all = all && held.ok() && *held <= 1.05 * max_rows;
     }
     if (all) return true;
@@ -768,7 +767,8 @@ int Run(const char* argv0) {
     const absl::Time t0 = absl::Now();
     tiered = StartShard("embedding_bench-tiered", 1);
     std::vector<v1::TensorSpec> tiered_specs;
-    for (int dim : dims) tiered_specs.push_back(TableSpec(dim, tiered_max_rows));
+    for (int dim : dims)
+      tiered_specs.push_back(TableSpec(dim, tiered_max_rows));
     BENCH_CHECK_OK(tiered.client->CreateTensors(tiered_specs));
     for (int dim : dims) Prefill(tiered, dim, rows);
     CHECK(AwaitEvicted(tiered, dims, tiered_max_rows, absl::Seconds(300)))
@@ -832,23 +832,23 @@ int Run(const char* argv0) {
               "dim", "ids", "op", "path", "depth", "rows/s", "p50", "of limit",
               "cpu s/Mrow", "shard s/Mrow");
   for (const Config& c : configs) {
-    std::printf("%-9s %4d %-9s %-4s %-10s %5s %11.0f %9s %8.2fx %10.3f %10s\n",
-                TierName(c.tier), c.dim, c.pool->name.c_str(),
-                c.push ? "push" : "pull",
-                !c.limit()                    ? "tessera"
-                : c.tier == Tier::kInMemory ? "in-process"
-                                            : "multiget",
-                c.limit() ? "-" : absl::StrCat(c.depth).c_str(), c.rows_per_s(),
-                Latency(c.p50()).c_str(), c.ratio(), c.cpu_per_mrow(false),
-                c.limit()
-                    ? "-"
-                    : absl::StrFormat("%.3f", c.cpu_per_mrow(true)).c_str());
+    std::printf(
+        "%-9s %4d %-9s %-4s %-10s %5s %11.0f %9s %8.2fx %10.3f %10s\n",
+        TierName(c.tier), c.dim, c.pool->name.c_str(), c.push ? "push" : "pull",
+        !c.limit()                  ? "tessera"
+        : c.tier == Tier::kInMemory ? "in-process"
+                                    : "multiget",
+        c.limit() ? "-" : absl::StrCat(c.depth).c_str(), c.rows_per_s(),
+        Latency(c.p50()).c_str(), c.ratio(), c.cpu_per_mrow(false),
+        c.limit() ? "-"
+                  : absl::StrFormat("%.3f", c.cpu_per_mrow(true)).c_str());
   }
   std::printf(
       "\nrows/s: ids requested per second (repeats included), median over "
       "rounds; p50: per request, over all rounds; of limit: median over rounds "
       "of rows/s / the in-process limit's rows/s in the same round (gather "
-      "for pull, scatter for push; for the tiered cells, ShardStorage::ReadRows "
+      "for pull, scatter for push; for the tiered cells, "
+      "ShardStorage::ReadRows "
       "of the same ids: one RocksDB MultiGet); cpu s/Mrow: CPU seconds per "
       "million rows of this process (the client, or the limit's loop) and of "
       "the shard child.\n");

@@ -13,7 +13,8 @@
 // written):
 //
 //   - start: a real tessera-ps child on it (127.0.0.1, free ports), from
-//     spawning to its health saying SERVING (the launcher polls it every 20 ms);
+//     spawning to its health saying SERVING (the launcher polls it every 20
+//     ms);
 //   - first pull: one PullRows of 4096 uniformly drawn stored ids right
 //     after (every one read from disk);
 //   - restart after SIGTERM, and after SIGKILL (after 64 pushes of 4096
@@ -117,7 +118,8 @@ void WriteDirectory(const std::string& dir, int dim, int64_t max_rows,
   std::filesystem::remove_all(dir, ec);
   auto storage = ShardStorage::Open(dir, 0, OneShard());
   BENCH_CHECK_OK(storage.status());
-  BENCH_CHECK_OK((*storage)->SaveSpecs({TableSpec(dim, max_rows), DenseSpec()}));
+  BENCH_CHECK_OK(
+      (*storage)->SaveSpecs({TableSpec(dim, max_rows), DenseSpec()}));
   // The dense tensor, as a shard's store would flush it.
   {
     StoreOptions options;
@@ -294,16 +296,15 @@ int Run(const char* argv0) {
       BENCH_CHECK_OK((*storage)->LoadInto(&store).status());
       restore = Secs(absl::Now() - t);
     }
-    std::printf("%7gG %11lld %8.2fG %10s %10s %12s %12s %12s %12.0f %12s\n", gb,
-                static_cast<long long>(rows), disk / 1e9, Secs(start).c_str(),
-                absl::StrFormat("%.0f ms",
-                                absl::ToDoubleMilliseconds(first_pull))
-                    .c_str(),
-                Secs(after_term).c_str(), Secs(after_kill).c_str(),
-                Secs(scan).c_str(),
-                scanned * row_bytes / (1 << 20) /
-                    std::max(1e-9, absl::ToDoubleSeconds(scan)),
-                restore.c_str());
+    std::printf(
+        "%7gG %11lld %8.2fG %10s %10s %12s %12s %12s %12.0f %12s\n", gb,
+        static_cast<long long>(rows), disk / 1e9, Secs(start).c_str(),
+        absl::StrFormat("%.0f ms", absl::ToDoubleMilliseconds(first_pull))
+            .c_str(),
+        Secs(after_term).c_str(), Secs(after_kill).c_str(), Secs(scan).c_str(),
+        scanned * row_bytes / (1 << 20) /
+            std::max(1e-9, absl::ToDoubleSeconds(scan)),
+        restore.c_str());
     std::fflush(stdout);
     if (!absl::GetFlag(FLAGS_keep)) {
       std::error_code ec;

@@ -236,7 +236,8 @@ TEST_F(PullToFileTest, ATieredTableStreamsItsRowsFromDisk) {
     auto held = shard->Metric("tessera_ps_table_rows", "tensor=\"tiered\"");
     ASSERT_TRUE(held.ok()) << held.status();
     EXPECT_LE(*held, 50);
-    auto read = shard->Metric("tessera_ps_table_disk_bytes", "tensor=\"tiered\"");
+    auto read =
+        shard->Metric("tessera_ps_table_disk_bytes", "tensor=\"tiered\"");
     ASSERT_TRUE(read.ok()) << read.status();
     EXPECT_GT(*read, 0);
   }

@@ -147,12 +147,14 @@ TEST(JobConfigTest, TorchScriptJobsAreValidated) {
                    "rows: 1000 memory_policy { eviction: EVICTION_DISK }"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("needs max_rows > 0")));
-  EXPECT_THAT(with("rows: 1000", "rows: 1000 memory_policy { max_rows: 10 "
-                                 "eviction: EVICTION_DISK }"),
+  EXPECT_THAT(with("rows: 1000",
+                   "rows: 1000 memory_policy { max_rows: 10 "
+                   "eviction: EVICTION_DISK }"),
               IsOk());
-  EXPECT_THAT(with("rows: 1000", "rows: 1000 memory_policy { max_rows: 10 "
-                                 "eviction: EVICTION_DISK "
-                                 "expire_after_steps: 5 }"),
+  EXPECT_THAT(with("rows: 1000",
+                   "rows: 1000 memory_policy { max_rows: 10 "
+                   "eviction: EVICTION_DISK "
+                   "expire_after_steps: 5 }"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("expiry with EVICTION_DISK")));
   EXPECT_THAT(with("rows: 1000", "rows: 1000 memory_policy { max_rows: -1 }"),

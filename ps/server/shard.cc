@@ -137,12 +137,12 @@ void Shard::RegisterMetrics() {
                         .Register(*registry_)
                         .Add({});
   loading_rows_ = &BuildGauge()
-                      .Name("tessera_ps_loading_rows")
-                      .Help(
-                          "1 while embedding rows left on disk at start-up "
-                          "load in the background (misses read the disk).")
-                      .Register(*registry_)
-                      .Add({});
+                       .Name("tessera_ps_loading_rows")
+                       .Help(
+                           "1 while embedding rows left on disk at start-up "
+                           "load in the background (misses read the disk).")
+                       .Register(*registry_)
+                       .Add({});
   serving_ = &BuildGauge()
                   .Name("tessera_ps_serving")
                   .Help(
@@ -328,8 +328,9 @@ absl::Status Shard::Load() {
     background_load_done_ = true;
   } else {
     loading_rows_->Set(1);
-    loader_ = std::thread(
-        [this, loading]() mutable { LoadRowsInBackground(std::move(loading)); });
+    loader_ = std::thread([this, loading]() mutable {
+      LoadRowsInBackground(std::move(loading));
+    });
   }
   state_ = State::kServing;
   serving_->Set(1);
@@ -392,8 +393,7 @@ absl::StatusOr<RowScanBatch> Shard::ScanRows(const std::string& tensor,
     if (!flushed.ok()) {
       return Count(absl::UnavailableError(
           absl::StrCat("flushing before a scan of ", tensor,
-                       " (its rows are read from disk): ",
-                       flushed.message())));
+                       " (its rows are read from disk): ", flushed.message())));
     }
   }
   auto batch = store_->ScanRows(tensor, cursor, max_rows);

@@ -184,7 +184,7 @@ TEST_F(DiskTierTest, ATieredTableKeepsMaxRowsInMemoryAndReadsTheRestBack) {
     ASSERT_THAT(flusher_->FlushNow(), IsOk());
     EXPECT_LE(RowsInMemory("t"), 100) << "after push " << p;
   }
-  ExpectSameRows("t", all);  // 900 of them read back from disk
+  ExpectSameRows("t", all);           // 900 of them read back from disk
   EXPECT_LE(RowsInMemory("t"), 100);  // and evicted again: they are clean
   // Every row again: each read back (with its Adagrad slot) and updated.
   for (int p = 0; p < 10; ++p) {
@@ -242,6 +242,24 @@ TEST_F(DiskTierTest, DirtyRowsStayInMemoryUntilAFlushWritesThem) {
   ASSERT_THAT(flusher_->FlushNow(), IsOk());
   EXPECT_LE(RowsInMemory("t"), 50);
   ExpectSameRows("t", Range(0, 300));
+}
+
+// A table held over twice its max_rows by unwritten rows gets a flush long
+// before the interval (an hour here) is up, which then evicts the excess.
+TEST_F(DiskTierTest, ATableFarOverItsMaxRowsIsFlushedEarly) {
+  Open({Tiered("t", 10)});
+  ASSERT_THAT(reference_.CreateTensors({Table("t")}), IsOk());
+  Flusher background(store_.get(), storage_.get(), absl::Hours(1));
+  background.Start();
+  Push("t", Range(0, 15), 1);  // 1.5x: no request
+  EXPECT_FALSE(store_->TakeFlushRequest());
+  Push("t", Range(15, 100), 2);  // 10x: a request
+  for (int i = 0; i < 1000 && RowsInMemory("t") > 10; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));  // Polling period.
+  }
+  EXPECT_LE(RowsInMemory("t"), 10);
+  EXPECT_GE(background.stats().flushes, 1);
+  ExpectSameRows("t", Range(0, 100));
 }
 
 TEST_F(DiskTierTest, RowsUpdatedWhileTheirFlushIsWrittenAreKept) {
@@ -388,8 +406,8 @@ TEST_F(DiskTierTest, ConcurrentPushesAndFlushesLoseNoUpdate) {
       std::mt19937_64 rng(t + 1);
       // At least kPushes, and on until flushes have cleaned rows to evict
       // (a synced write may take longer than all kPushes).
-      for (int p = 0; p < kMaxPushes && (p < kPushes ||
-                                         flusher_->stats().flushes < 20);
+      for (int p = 0;
+           p < kMaxPushes && (p < kPushes || flusher_->stats().flushes < 20);
            ++p) {
         std::vector<uint64_t> ids(16);
         for (uint64_t& id : ids) id = rng() % 500;

@@ -1,5 +1,7 @@
 #include "ps/store/flusher.h"
 
+#include <algorithm>
+
 #include "absl/time/clock.h"
 #include "glog/logging.h"
 
@@ -30,8 +32,20 @@ void Flusher::Loop() {
     auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(stats_mu_) {
       return stop_;
     };
-    if (stats_mu_.AwaitWithTimeout(absl::Condition(&stopping), interval_)) {
-      break;
+    // The interval, in slices that look for an early request (a tiered
+    // table whose dirty rows hold it over its max_rows).
+    const absl::Time due = absl::Now() + interval_;
+    bool early = false;
+    for (absl::Time now = absl::Now(); now < due && !early && !stop_;
+         now = absl::Now()) {
+      stats_mu_.AwaitWithTimeout(absl::Condition(&stopping),
+                                 std::min(due - now, kRequestPoll));
+      early = store_->TakeFlushRequest();
+    }
+    if (stop_) break;
+    if (early) {
+      VLOG(1) << "flushing early: a tiered table holds more than twice its "
+                 "max_rows in rows a flush must write first";
     }
     stats_mu_.Unlock();
     FlushNow().IgnoreError();  // Reported in stats and the log.

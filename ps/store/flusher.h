@@ -9,7 +9,10 @@
 // the next interval: the shard keeps serving from memory meanwhile. A
 // successful write tells the store (TensorStore::MarkPersisted), so a caller
 // of FlushNow() knows an initialization it set is on disk, and tiered tables
-// over their max_rows evict the rows it wrote (TensorStore::EvictFlushed).
+// over their max_rows evict the rows it wrote (TensorStore::EvictFlushed). A
+// tiered table whose unwritten rows hold it at more than twice its max_rows
+// asks for a flush (TensorStore::TakeFlushRequest), which then comes within
+// kRequestPoll rather than at the end of the interval.
 //
 // Thread-safe.
 
@@ -59,6 +62,9 @@ class Flusher {
 
  private:
   void Loop();
+
+  // How often the thread looks for an early request between flushes.
+  static constexpr absl::Duration kRequestPoll = absl::Milliseconds(100);
 
   TensorStore* const store_;     // Not owned.
   ShardStorage* const storage_;  // Not owned.

@@ -369,9 +369,9 @@ absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store,
       if (!v.ParseFromArray(it->value().data(), it->value().size())) {
         return absl::DataLossError("malformed version record");
       }
-      absl::Status restored = store->RestoreVersion(
-          it->key().ToString(), v.version(), v.step(), v.initialized(),
-          v.has_rows() ? v.rows() : -1);
+      absl::Status restored =
+          store->RestoreVersion(it->key().ToString(), v.version(), v.step(),
+                                v.initialized(), v.has_rows() ? v.rows() : -1);
       if (!restored.ok()) return restored;
     }
     if (!it->status().ok()) return FromRocks(it->status(), "reading versions");

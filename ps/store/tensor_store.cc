@@ -756,6 +756,12 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     return evicted;
   }
 
+  // A tiered table holding more than twice its max_rows: the excess is dirty
+  // (a push evicts what is clean), so only a flush lets it go.
+  bool NeedsFlushLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return tiered_ && num_rows_ > 2 * policy_.max_rows();
+  }
+
   // A tiered table's push over the shard's budget: evicts up to the plan's
   // new rows' worth of clean rows not in it, so that the new rows reuse their
   // slots. Returns whether it evicted any (the caller plans again).
@@ -1326,21 +1332,21 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   // Reads the stored rows of `ids` (distinct) into `*fetched`, in calls of
   // at most RowSource::kMaxRowsPerCall ids; source_ is set once, before
   // serving. Counts the lookups.
-  absl::Status Fetch(const std::vector<uint64_t>& ids, Fetched* fetched)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  absl::Status Fetch(const std::vector<uint64_t>& ids,
+                     Fetched* fetched) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     RowSource* source = source_;
     int64_t found = 0;
     for (size_t begin = 0; begin < ids.size();
          begin += RowSource::kMaxRowsPerCall) {
-      const size_t n = std::min<size_t>(RowSource::kMaxRowsPerCall,
-                                        ids.size() - begin);
+      const size_t n =
+          std::min<size_t>(RowSource::kMaxRowsPerCall, ids.size() - begin);
       auto rows =
           source->ReadRows(name(), absl::MakeConstSpan(ids.data() + begin, n));
       if (!rows.ok()) {
-        return absl::Status(rows.status().code(),
-                            absl::StrCat("reading rows of ", name(),
-                                         " from disk: ",
-                                         rows.status().message()));
+        return absl::Status(
+            rows.status().code(),
+            absl::StrCat("reading rows of ", name(),
+                         " from disk: ", rows.status().message()));
       }
       for (size_t i = 0; i < n; ++i) {
         std::optional<StoredRow>& row = (*rows)[i];
@@ -1409,7 +1415,6 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     growth->Add(GrowthLocked(num_rows_ - rows_before, allocated));
     return true;
   }
-
 
   // Evicts `n` rows not in `keep` (handles; kNoRow ignored), approximately
   // the least recently updated: a hand walks the slots (CLOCK-like) and each
@@ -1540,8 +1545,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       const int64_t bytes = ChunkBytes(chunk.capacity);
       // Not value-initialized: a row's pages are touched when it is created.
       chunk.memory.reset(new unsigned char[bytes]);
-      std::memset(chunk.memory.get(), 0,
-                  DirtyBytes(chunk.capacity) * bitmaps_);
+      std::memset(chunk.memory.get(), 0, DirtyBytes(chunk.capacity) * bitmaps_);
       chunk_bytes_ += bytes;
       chunks_.push_back(std::move(chunk));
     }
@@ -1722,7 +1726,8 @@ CreateResult TensorStore::Publish(Pending pending) {
     const std::string name_copy = name;
     Part* raw = part.get();
     if (!parts_.try_emplace(std::move(name), std::move(part)).second) continue;
-    if (RowSource* source = source_.load(); source != nullptr && dense == nullptr) {
+    if (RowSource* source = source_.load();
+        source != nullptr && dense == nullptr) {
       // A new table has no rows on disk; a tiered one will evict there.
       static_cast<EmbeddingPart*>(raw)->SetDisk(source, false);
     }
@@ -1995,9 +2000,9 @@ absl::StatusOr<TablesPushResult> TensorStore::PushTables(
   for (size_t i = 0; i < n; ++i) {
     TESSERA_RETURN_IF_ERROR(parts[i]->RefetchIfEvictedLocked(
         tables[i].ids, epochs[i], &fetched[i]));
-    absl::Status planned = parts[i]->PlanLocked(
-        tables[i].ids, tables[i].grad, epochs[i] < 0 ? nullptr : &fetched[i],
-        &plans[i]);
+    absl::Status planned =
+        parts[i]->PlanLocked(tables[i].ids, tables[i].grad,
+                             epochs[i] < 0 ? nullptr : &fetched[i], &plans[i]);
     if (!planned.ok()) return planned;
     // Each is at most what the table may still allocate: the sums fit.
     new_rows += plans[i].num_new;
@@ -2045,6 +2050,7 @@ absl::StatusOr<TablesPushResult> TensorStore::PushTables(
     RowGrowth applied;
     parts[i]->ApplyLocked(plans[i], now_ms, &pushed, &applied);
     growth[i].Add(applied);
+    if (parts[i]->NeedsFlushLocked()) wants_flush_ = true;
     result.versions.push_back(pushed.version);
   }
   for (const RowGrowth& g : growth) CountGrowth(g);
@@ -2247,17 +2253,17 @@ absl::StatusOr<RowScanBatch> TensorStore::ScanRows(const std::string& tensor,
       tensor, after, std::min(max_rows, RowSource::kMaxRowsPerCall));
   if (!stored.ok()) {
     return absl::Status(stored.status().code(),
-                        absl::StrCat("reading rows of ", tensor,
-                                     " from disk: ", stored.status().message()));
+                        absl::StrCat("reading rows of ", tensor, " from disk: ",
+                                     stored.status().message()));
   }
   const int64_t dim = (*table)->dim();
   batch.ids.reserve(stored->rows.size());
   batch.values.reserve(stored->rows.size() * dim);
   for (const auto& [id, row] : stored->rows) {
     batch.ids.push_back(id);
-    batch.values.insert(batch.values.end(), row.values.begin(),
-                        row.values.begin() + std::min<int64_t>(
-                                                 dim, row.values.size()));
+    batch.values.insert(
+        batch.values.end(), row.values.begin(),
+        row.values.begin() + std::min<int64_t>(dim, row.values.size()));
     batch.values.resize(batch.ids.size() * dim);
   }
   batch.version = (*table)->Overlay(batch.ids, absl::MakeSpan(batch.values));

@@ -417,6 +417,10 @@ class TensorStore {
   // After a successful flush: tiered tables over max_rows evict the rows it
   // wrote. Returns the rows evicted.
   int64_t EvictFlushed() ABSL_LOCKS_EXCLUDED(mu_);
+  // True (once) after a push left a tiered table holding more than twice its
+  // max_rows, all dirty rows a flush must write before they can go: the
+  // flusher then flushes before its interval is up.
+  bool TakeFlushRequest() { return wants_flush_.exchange(false); }
 
   // Every embedding table's policy counters, sorted by tensor name.
   std::vector<TablePolicyStats> PolicyStats() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -533,6 +537,7 @@ class TensorStore {
   std::atomic<int64_t> table_overhead_bytes_{0};
   // AttachDisk's; tables created after it get it too.
   std::atomic<RowSource*> source_{nullptr};
+  std::atomic<bool> wants_flush_{false};
 
   mutable absl::Mutex mu_;
   // Parts are created, never removed: a pointer found under mu_ stays valid.

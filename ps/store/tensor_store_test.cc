@@ -1309,9 +1309,8 @@ TEST(MemoryPolicyTest, SweepsRacingPushesKeepMemoryExact) {
 
 // Scans `tensor` in batches of `batch` rows; every batch's values are checked
 // against PullRows at once (nothing pushes in between).
-std::vector<uint64_t> ScanAll(TensorStore& store,
-                              const std::string& tensor, int64_t batch,
-                              int64_t dim, int* batches) {
+std::vector<uint64_t> ScanAll(TensorStore& store, const std::string& tensor,
+                              int64_t batch, int64_t dim, int* batches) {
   std::vector<uint64_t> ids;
   uint64_t cursor = 0;
   *batches = 0;
