@@ -17,8 +17,10 @@
 //     ms);
 //   - first pull: one PullRows of 4096 uniformly drawn stored ids right
 //     after (every one read from disk);
-//   - restart after SIGTERM, and after SIGKILL (after 64 pushes of 4096
-//     rows, so the SIGKILL restart replays RocksDB's log), spawn to SERVING;
+//   - restart after SIGTERM (the shard then runs with --flush_interval_s=0.5
+//     and takes --kill_pushes pushes of 4096 random rows, flushed), and after
+//     SIGKILL (RocksDB replays the log of what its memtables held), spawn to
+//     SERVING;
 //   - full scan: ShardStorage::ScanStoredRows over the whole table in this
 //     process (what any restore of every row at least reads), with MiB/s;
 //   - full restore: LoadInto with every row (what a shard did before rows
@@ -61,6 +63,8 @@ ABSL_FLAG(int64_t, max_rows, 1000000, "The tiered table's max_rows.");
 ABSL_FLAG(double, restore_gigabytes, 2,
           "Sizes up to this also time a full restore of every row.");
 ABSL_FLAG(bool, keep, false, "Keep the data directories.");
+ABSL_FLAG(int, kill_pushes, 256,
+          "Pushes of 4096 random rows before the SIGKILL.");
 
 namespace tessera {
 namespace {
@@ -150,7 +154,9 @@ void WriteDirectory(const std::string& dir, int dim, int64_t max_rows,
       }
       snapshot.rows.push_back(std::move(row));
     }
-    snapshot.versions.push_back({kTable, begin / kBatch + 1, 0});
+    // As a shard's flush writes it: with the table's row count.
+    snapshot.versions.push_back({kTable, begin / kBatch + 1, 0, false,
+                                 std::min(rows, begin + kBatch)});
     BENCH_CHECK_OK((*storage)->Write(snapshot));
   }
 }
@@ -170,10 +176,11 @@ struct Started {
   absl::Duration took;
 };
 
-Started StartShard(const std::string& dir) {
+Started StartShard(const std::string& dir,
+                   std::vector<std::string> flags = {}) {
   const absl::Time start = absl::Now();
-  auto process = testing::ShardProcess::Start(0, 1, dir, {}, absl::Seconds(600),
-                                              dir + ".log");
+  auto process = testing::ShardProcess::Start(
+      0, 1, dir, std::move(flags), absl::Seconds(600), dir + ".log");
   BENCH_CHECK_OK(process.status());
   return {*std::move(process), absl::Now() - start};
 }
@@ -245,17 +252,26 @@ int Run(const char* argv0) {
     // SIGTERM (final flush), restart.
     s.process->child().Signal(SIGTERM);
     BENCH_CHECK_OK(s.process->child().Wait(absl::Seconds(120)).status());
-    s = StartShard(dir);
+    // Training-like writes before the SIGKILL: --kill_pushes pushes of 4096
+    // rows, flushed every 0.5 s, so RocksDB's log holds what its memtables
+    // do when the shard dies (written since their last write to tables).
+    s = StartShard(dir, {"--flush_interval_s=0.5"});
     const absl::Duration after_term = s.took;
-    // Pushes, SIGKILL, restart (RocksDB replays its log).
     {
       std::unique_ptr<PsClient> client = Connect(*s.process);
       std::mt19937_64 rng(3);
       std::vector<uint64_t> ids(4096);
       const std::vector<float> grad(ids.size() * dim, 1e-3f);
-      for (int p = 0; p < 64; ++p) {
+      for (int p = 0; p < absl::GetFlag(FLAGS_kill_pushes); ++p) {
         for (uint64_t& id : ids) id = IdOf(rng() % rows);
         BENCH_CHECK_OK(client->PushRows(kTable, ids, grad).get());
+      }
+      // Killed once a flush wrote the pushes (bounded poll).
+      const absl::Time pushed = absl::Now();
+      for (int i = 0; i < 600; ++i) {
+        auto age = s.process->Metric("tessera_ps_last_flush_age_seconds");
+        if (age.ok() && absl::Now() - absl::Seconds(*age) > pushed) break;
+        absl::SleepFor(absl::Milliseconds(100));  // Polling period.
       }
     }
     s.process->child().Signal(SIGKILL);

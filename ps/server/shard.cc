@@ -288,6 +288,10 @@ absl::Status Shard::Load() {
   if (options_.storage_write_fault) {
     storage_->set_write_fault(options_.storage_write_fault);
   }
+  LOG(INFO) << "shard " << options_.shard_index << ": RocksDB opened in "
+            << (absl::Now() - start)
+            << " (after a crash: its log replayed); reading specs, dense "
+               "tensors and versions";
   LoadOptions load_options;
   load_options.rows = false;  // but those of tables whose policy deletes
   auto loaded = storage_->LoadInto(store_.get(), load_options);
