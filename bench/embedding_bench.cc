@@ -339,12 +339,10 @@ std::string Latency(double seconds) {
   return absl::StrFormat("%.2f ms", seconds * 1e3);
 }
 
-// The in-process limit's loop over the pool for `duration`.
-Sample RunInProcess(InProcessTable& table, const IdPool& pool, bool push,
-                    int dim, absl::Duration duration) {
-  const size_t ids = pool.requests[0].size();
-  std::vector<float> out(ids * dim);
-  const std::vector<float> grad(ids * dim, kGradient);
+// Runs `one` on the pool's requests, cycled, one after another from this
+// thread, for `duration`: a limit's loop.
+Sample RunLimit(const IdPool& pool, absl::Duration duration,
+                const std::function<void(const std::vector<uint64_t>&)>& one) {
   Sample sample;
   size_t next = 0;
   const double cpu_start = ProcessCpuSeconds();
@@ -352,13 +350,7 @@ Sample RunInProcess(InProcessTable& table, const IdPool& pool, bool push,
   const absl::Time end = start + duration;
   absl::Time now = start;
   while (now < end) {
-    const std::vector<uint64_t>& request =
-        pool.requests[next++ % pool.requests.size()];
-    if (push) {
-      table.Scatter(request, grad);
-    } else {
-      table.Gather(request, absl::MakeSpan(out));
-    }
+    one(pool.requests[next++ % pool.requests.size()]);
     const absl::Time done = absl::Now();
     sample.latencies.push_back(absl::ToDoubleSeconds(done - now));
     now = done;
@@ -366,7 +358,24 @@ Sample RunInProcess(InProcessTable& table, const IdPool& pool, bool push,
   sample.seconds = absl::ToDoubleSeconds(now - start);
   sample.cpu_seconds = ProcessCpuSeconds() - cpu_start;
   sample.requests = static_cast<int64_t>(sample.latencies.size());
-  sample.rows = sample.requests * static_cast<int64_t>(ids);
+  sample.rows = sample.requests * static_cast<int64_t>(pool.requests[0].size());
+  return sample;
+}
+
+// The in-process limit's loop over the pool for `duration`.
+Sample RunInProcess(InProcessTable& table, const IdPool& pool, bool push,
+                    int dim, absl::Duration duration) {
+  const size_t ids = pool.requests[0].size();
+  std::vector<float> out(ids * dim);
+  const std::vector<float> grad(ids * dim, kGradient);
+  Sample sample =
+      RunLimit(pool, duration, [&](const std::vector<uint64_t>& request) {
+        if (push) {
+          table.Scatter(request, grad);
+        } else {
+          table.Gather(request, absl::MakeSpan(out));
+        }
+      });
   volatile float sink = out[out.size() / 2];  // Keeps the copies observable.
   (void)sink;
   return sample;
@@ -551,29 +560,14 @@ DiskLimit OpenDiskLimit(const std::vector<int>& dims, int64_t rows) {
 // The tiered limit's loop: one ReadRows (MultiGet) per request.
 Sample RunMultiGet(ShardStorage& storage, const IdPool& pool, int dim,
                    absl::Duration duration) {
-  const size_t ids = pool.requests[0].size();
-  Sample sample;
-  size_t next = 0;
   int64_t found = 0;
-  const double cpu_start = ProcessCpuSeconds();
-  const absl::Time start = absl::Now();
-  const absl::Time end = start + duration;
-  absl::Time now = start;
-  while (now < end) {
-    const std::vector<uint64_t>& request =
-        pool.requests[next++ % pool.requests.size()];
-    auto rows = storage.ReadRows(TableName(dim), request);
-    BENCH_CHECK_OK(rows.status());
-    for (const auto& row : *rows) found += row.has_value();
-    const absl::Time done = absl::Now();
-    sample.latencies.push_back(absl::ToDoubleSeconds(done - now));
-    now = done;
-  }
+  Sample sample =
+      RunLimit(pool, duration, [&](const std::vector<uint64_t>& request) {
+        auto rows = storage.ReadRows(TableName(dim), request);
+        BENCH_CHECK_OK(rows.status());
+        for (const auto& row : *rows) found += row.has_value();
+      });
   CHECK_GT(found, 0);
-  sample.seconds = absl::ToDoubleSeconds(now - start);
-  sample.cpu_seconds = ProcessCpuSeconds() - cpu_start;
-  sample.requests = static_cast<int64_t>(sample.latencies.size());
-  sample.rows = sample.requests * static_cast<int64_t>(ids);
   return sample;
 }
 

@@ -364,6 +364,18 @@ class TieredPusher {
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };
 
+// The scenario report's line on the side client; `when` says when it pushes
+// ("all through the kills"), or nothing.
+std::string TieredInjected(const std::string& when) {
+  return absl::StrCat(
+      "beside the job, a client of the test pushes rows of a tiered embedding "
+      "table (`",
+      kTieredTable, "`, dim ", kTieredDim, ", ids from [0, ", kTieredIds,
+      "), memory_policy { max_rows: ", kTieredMaxRows,
+      " eviction: EVICTION_DISK }: most rows on disk)", when.empty() ? "" : " ",
+      when, ", ", TieredPusher::kIdsPerPush, " ids per push");
+}
+
 // Waits until every shard's tiered table has evicted rows and read rows back
 // from disk (the table really is tiered); what each shard reported.
 absl::StatusOr<std::vector<TieredMetrics>> WaitUntilTiered(
@@ -726,13 +738,7 @@ TEST_F(FaultTest, ShardsKilledMidTrainingResumeFromTheirLastFlush) {
       "22%, 46% and 70%; each restarted at once on its ports and directory; "
       "flush interval ",
       Ms(absl::Seconds(o.flush_interval_s))));
-  r.Injected(absl::StrCat(
-      "beside the job, a client of the test pushes rows of a tiered embedding "
-      "table (`",
-      kTieredTable, "`, dim ", kTieredDim, ", ids from [0, ", kTieredIds,
-      "), memory_policy { max_rows: ", kTieredMaxRows,
-      " eviction: EVICTION_DISK }: most rows on disk) all through the kills, ",
-      TieredPusher::kIdsPerPush, " ids per push"));
+  r.Injected(TieredInjected("all through the kills"));
   for (int s = 0; s < c->num_shards(); ++s) {
     r.Figure(absl::StrCat(kTieredTable, " on shard ", s,
                           " before the job (tessera_ps_table_*)"),
@@ -872,13 +878,7 @@ TEST_F(FaultTest, ShardStoppedWithSigtermRestartsBitIdentical) {
       << kTieredTable << " evicted no row or read none back from disk";
   ASSERT_THAT(c->StartWorker("w0"), IsOk());
   ASSERT_THAT(c->StartWorker("w1"), IsOk());
-  r.Injected(absl::StrCat(
-      "beside the job, a client of the test pushes rows of a tiered embedding "
-      "table (`",
-      kTieredTable, "`, dim ", kTieredDim, ", ids from [0, ", kTieredIds,
-      "), memory_policy { max_rows: ", kTieredMaxRows,
-      " eviction: EVICTION_DISK }: most rows on disk), ",
-      TieredPusher::kIdsPerPush, " ids per push"));
+  r.Injected(TieredInjected(""));
   r.Injected(absl::StrCat(
       "at 30% of the job: the side client paused (it acknowledges it is "
       "idle) and ",
