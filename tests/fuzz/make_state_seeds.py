@@ -505,6 +505,23 @@ def main():
         i.dp_rows(False, "pol", owned(6) + owned(3, 1000))
     write("seq_policy_table", one(policy_dp))
 
+    # "tier", the tiered table (4 rows in memory, the rest on disk): pushes
+    # of more rows than that, a whole-table pull (which flushes, after which
+    # the shard evicts), then pushes and pulls of rows read back from disk.
+    def tiered_dp(i):
+        i.dp_rows(True, "tier", owned(12))
+        i.grpc_pull_tensor("tier", chunk=(3,))
+        i.dp_rows(False, "tier", owned(12))
+        i.dp_rows(True, "tier", owned(6) + owned(4, 1000))
+        i.grpc_pull_tensor("tier", chunk=(5,))
+        i.dp_tables(True, [("tier", owned(8, 500), False),
+                           ("emb", owned(2), False)])
+        i.dp_tables(False, [("tier", owned(12) + owned(8, 500), False)])
+        i.grpc_pull_tensor("tier", ids=owned(5, 1000))
+        i.grpc_push_rows("tier", owned(3, 2000))
+        i.grpc_pull_tensor("tier", chunk=(4,))
+    write("seq_tiered_table", one(tiered_dp))
+
     def grpc(i):
         i.grpc_push_dense("w", 0, 8)
         i.grpc_pull_tensor("w", chunk=(5,))

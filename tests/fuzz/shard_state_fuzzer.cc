@@ -12,8 +12,9 @@
 // The shard is shard 0 of 2 with split_threshold_bytes = 1024, holding:
 // "big" {64, 16} dense, split (this shard holds rows [0, 32)); "w" {8, 4} and
 // "b" {5} dense, whole here; "other" {6, 3} dense, whole on shard 1;
-// "table" {1000, 4} and "emb" {0, 4} embedding tables, and "pol" {0, 4}, a
-// table with a memory policy (see PolicySpec). Each has its own
+// "table" {1000, 4} and "emb" {0, 4} embedding tables, "pol" {0, 4}, a
+// table with a memory policy (see PolicySpec), and "tier" {0, 4}, a tiered
+// one (TierSpec: rows beyond 4 on disk, read back on demand). Each has its own
 // optimizer and a UNIFORM initializer with its own seed. Making a shard costs
 // about 0.1 s (RocksDB), so one serves kInputsPerShard inputs (fewer if its
 // state grows large) before it is made anew. A failing input usually fails
@@ -117,6 +118,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -238,6 +240,18 @@ TensorSpec PolicySpec() {
   return spec;
 }
 
+// "tier" {0, 4}, a tiered table: the shard keeps about 4 of its rows in
+// memory, the rest on disk (EVICTION_DISK). With no flusher thread its rows
+// become evictable only when a flush runs: a whole-table pull of it flushes
+// the shard first (Shard::ScanRows). Named only by the free form too.
+TensorSpec TierSpec() {
+  TensorSpec spec =
+      Spec("tier", {0, 4}, v1::OptimizerConfig::ADAGRAD, 108, true);
+  spec.mutable_memory_policy()->set_max_rows(4);
+  spec.mutable_memory_policy()->set_eviction(v1::MemoryPolicy::EVICTION_DISK);
+  return spec;
+}
+
 const std::vector<TensorSpec>& Seeded() {
   static const auto* specs = new std::vector<TensorSpec>{
       Spec("big", {64, 16}, v1::OptimizerConfig::ADAM, 101),
@@ -247,9 +261,14 @@ const std::vector<TensorSpec>& Seeded() {
       Spec("table", {1000, 4}, v1::OptimizerConfig::ADAGRAD, 105, true),
       Spec("emb", {0, 4}, v1::OptimizerConfig::ADAM, 106, true),
       PolicySpec(),
+      TierSpec(),
   };
   return *specs;
 }
+
+// The current shard's storage (the disk tier of "tier"); set by Reset. The
+// fuzzer is single-threaded.
+tessera::ShardStorage* g_storage = nullptr;
 
 // Forwards every rpc to the current shard's service: the gRPC server lives
 // as long as the process, the shard behind it is made anew now and then.
@@ -330,6 +349,7 @@ class Fixture {
     registry_ = std::make_unique<tessera::metrics::Registry>();
     shard_ = std::make_unique<tessera::Shard>(options, registry_.get());
     FUZZ_CHECK(shard_->Load().ok());
+    g_storage = shard_->storage();
     FUZZ_CHECK(shard_->CreateTensors(Seeded()).ok());
     service_ = std::make_unique<tessera::ParameterServerService>(shard_.get());
     forwarder_.set_target(service_.get());
@@ -401,6 +421,26 @@ struct PartState {
 };
 using State = std::map<std::string, PartState>;
 
+// The ids of every row of `name`: in memory, and for a table that reads the
+// disk, on disk too (rows evicted there are part of the state).
+std::vector<uint64_t> AllRowIds(tessera::TensorStore* store,
+                                const std::string& name) {
+  auto ids = store->RowIds(name);
+  FUZZ_CHECK(ids.ok());
+  if (!store->ReadsDisk(name)) return *std::move(ids);
+  std::set<uint64_t> all(ids->begin(), ids->end());
+  std::optional<uint64_t> after;
+  for (int batch = 0; batch < 1000; ++batch) {
+    auto stored = g_storage->ScanStoredRows(
+        name, after, tessera::RowSource::kMaxRowsPerCall);
+    FUZZ_CHECK(stored.ok());
+    for (const auto& [id, row] : stored->rows) all.insert(id);
+    if (stored->done) break;
+    after = stored->next_start_after;
+  }
+  return std::vector<uint64_t>(all.begin(), all.end());
+}
+
 State Snapshot(tessera::TensorStore* store) {
   State state;
   for (const v1::TensorPartInfo& info : store->List()) {
@@ -409,9 +449,10 @@ State Snapshot(tessera::TensorStore* store) {
     FUZZ_CHECK(info.SerializeToString(&p.info_bytes));
     const std::string& name = info.spec().name();
     if (p.embedding()) {
-      auto ids = store->RowIds(name);
-      FUZZ_CHECK(ids.ok());
-      p.ids = *std::move(ids);
+      // A tiered table's rows in memory and on disk: its num_rows counts
+      // both. (Reading them back may move rows between the two; the state
+      // is the same.)
+      p.ids = AllRowIds(store, name);
       FUZZ_CHECK(static_cast<int64_t>(p.ids.size()) == info.num_rows());
       p.values.resize(p.ids.size() * p.row_size());
       FUZZ_CHECK(store->PullRows(name, p.ids, absl::MakeSpan(p.values)).ok());
@@ -572,7 +613,8 @@ struct Pushed {
 // and rows it does not name may be evicted, so it is checked with weaker
 // invariants: only pushed ids appear, a pushed row that existed still does
 // (a push never evicts the rows it updates), the table stays within
-// max_rows, and rows not pushed that remain kept their values.
+// max_rows (a tiered table: keeps every row, in memory or on disk), and rows
+// not pushed that remain kept their values.
 void CheckPolicyPushedPart(const PartState& b, const PartState& a,
                            const std::set<uint64_t>& pushed) {
   const v1::MemoryPolicy& policy = b.info.spec().memory_policy();
@@ -584,7 +626,12 @@ void CheckPolicyPushedPart(const PartState& b, const PartState& a,
     if (policy.admit_after_pushes() <= 1) FUZZ_CHECK(after.count(id));
   }
   for (uint64_t id : after) FUZZ_CHECK(before.count(id) || pushed.count(id));
-  if (policy.max_rows() > 0) {
+  if (policy.eviction() == v1::MemoryPolicy::EVICTION_DISK) {
+    // A tiered table loses no row (evicted rows are on disk, in the state),
+    // and a row read back from disk is updated, not created afresh: its
+    // values are checked by the caller's per-row comparison below.
+    for (uint64_t id : before) FUZZ_CHECK(after.count(id));
+  } else if (policy.max_rows() > 0) {
     FUZZ_CHECK(static_cast<int64_t>(a.ids.size()) <= policy.max_rows());
   }
   FUZZ_CHECK(a.info.num_rows() == static_cast<int64_t>(a.ids.size()));
