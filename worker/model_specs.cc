@@ -17,6 +17,23 @@ v1::TensorSpec ToTensorSpec(const TensorInfo& info,
   *spec.mutable_optimizer() = optimizer;
   return spec;
 }
+namespace {
+
+// The job's EmbeddingTableConfig of table `t`: a tabular model's by its
+// field, a built-in model's (logreg) by its name; nullptr if none.
+const v1::EmbeddingTableConfig* TableConfigOf(const TensorInfo& t,
+                                              const v1::JobConfig& job) {
+  if (t.kind != TensorKind::kEmbedding) return nullptr;
+  const auto& tables = job.model().embedding_tables();
+  if (t.field >= 0) return t.field < tables.size() ? &tables[t.field] : nullptr;
+  for (const v1::EmbeddingTableConfig& c : tables) {
+    if (c.module() == t.name) return &c;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 v1::OptimizerConfig OptimizerOf(const TensorInfo& t, const v1::JobConfig& job) {
   if (t.buffer) {
     // A buffer's "gradient" is the change a step made to it (before minus
@@ -26,11 +43,8 @@ v1::OptimizerConfig OptimizerOf(const TensorInfo& t, const v1::JobConfig& job) {
     apply_change.set_learning_rate(1);
     return apply_change;
   }
-  if (t.kind == TensorKind::kEmbedding && t.field >= 0 &&
-      t.field < job.model().embedding_tables_size() &&
-      job.model().embedding_tables(t.field).has_optimizer()) {
-    return job.model().embedding_tables(t.field).optimizer();
-  }
+  const v1::EmbeddingTableConfig* table = TableConfigOf(t, job);
+  if (table != nullptr && table->has_optimizer()) return table->optimizer();
   return OptimizerFor(job, t.name);
 }
 
@@ -39,11 +53,9 @@ std::vector<v1::TensorSpec> ModelSpecs(const Model& model,
   std::vector<v1::TensorSpec> specs;
   for (const TensorInfo& t : model.Parameters()) {
     specs.push_back(ToTensorSpec(t, OptimizerOf(t, job)));
-    if (t.kind == TensorKind::kEmbedding && t.field >= 0 &&
-        t.field < job.model().embedding_tables_size() &&
-        job.model().embedding_tables(t.field).has_memory_policy()) {
-      *specs.back().mutable_memory_policy() =
-          job.model().embedding_tables(t.field).memory_policy();
+    const v1::EmbeddingTableConfig* table = TableConfigOf(t, job);
+    if (table != nullptr && table->has_memory_policy()) {
+      *specs.back().mutable_memory_policy() = table->memory_policy();
     }
   }
   return specs;

@@ -25,7 +25,8 @@ v1::TensorSpec ToTensorSpec(const TensorInfo& info,
 v1::OptimizerConfig OptimizerOf(const TensorInfo& t, const v1::JobConfig& job);
 
 // Every tensor of `model`, in the model's order, each with OptimizerOf, and
-// a table with its EmbeddingTableConfig.memory_policy if it has one.
+// a table with its EmbeddingTableConfig.memory_policy if it has one (a
+// tabular model's by field, logreg's "embedding" by name).
 std::vector<v1::TensorSpec> ModelSpecs(const Model& model,
                                        const v1::JobConfig& job);
 

@@ -88,8 +88,23 @@ absl::Status ValidateJobConfig(const v1::JobConfig& job) {
     for (int i = 0; i < job.model().embedding_tables_size(); ++i) {
       const v1::EmbeddingTableConfig& t = job.model().embedding_tables(i);
       const std::string where = absl::StrCat("model.embedding_tables[", i, "]");
-      if (model != "torchscript") {
-        return Invalid(where, "is only for model torchscript");
+      if (model == "logreg") {
+        // The built-in model's one table: only its policy and optimizer are
+        // the job's to set.
+        if (t.module() != "embedding") {
+          return Invalid(where + ".module",
+                         absl::StrCat("\"", t.module(),
+                                      "\": a logreg model's table is "
+                                      "\"embedding\""));
+        }
+        if (t.rows() != 0 || t.has_initializer()) {
+          return Invalid(where,
+                         "sets rows or initializer; a logreg model's table "
+                         "takes its rows from model.num_features and has a "
+                         "fixed initializer (set memory_policy or optimizer)");
+        }
+      } else if (model != "torchscript") {
+        return Invalid(where, "is only for models torchscript and logreg");
       }
       if (t.module().empty()) return Invalid(where + ".module", "is empty");
       if (!modules.insert(t.module()).second) {

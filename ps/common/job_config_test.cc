@@ -73,13 +73,44 @@ TEST(JobConfigTest, EveryExampleConfigIsValid) {
   ASSERT_NE(srcdir, nullptr);
   const std::string dir = std::string(srcdir) + "/tessera/worker/configs";
   int checked = 0;
-  for (const char* name : {"fashion_mnist_mlp", "fashion_mnist_cnn",
-                           "ctr_logreg", "heart_scale_logreg"}) {
+  for (const char* name :
+       {"fashion_mnist_mlp", "fashion_mnist_cnn", "ctr_logreg",
+        "heart_scale_logreg", "ctr_logreg_tiered"}) {
     auto job = LoadJobConfig(dir + "/" + name + ".pbtxt");
     EXPECT_THAT(job, IsOk()) << name;
     ++checked;
   }
-  EXPECT_EQ(checked, 4);
+  EXPECT_EQ(checked, 5);
+}
+
+// A logreg job may set its one table's memory policy and optimizer, by the
+// table's name, and nothing else of it; other built-in models take none.
+TEST(JobConfigTest, LogregTakesAMemoryPolicyForItsTable) {
+  const std::string head =
+      "name: \"x\" dataset { format: SYNTHETIC_CTR num_examples: 10 "
+      "vocabulary: 10 features_per_example: 2 } model { name: ";
+  auto job = [&](const std::string& model, const std::string& table) {
+    return ParseJobConfig(head + model + " embedding_tables { " + table +
+                          " } }");
+  };
+  EXPECT_THAT(job("\"logreg\"",
+                  "module: \"embedding\" memory_policy { max_rows: 10 "
+                  "eviction: EVICTION_DISK }"),
+              IsOk());
+  EXPECT_THAT(job("\"logreg\"", "module: \"emb\""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("a logreg model's table is \"embedding\"")));
+  EXPECT_THAT(job("\"logreg\"", "module: \"embedding\" rows: 5"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("sets rows or initializer")));
+  EXPECT_THAT(job("\"logreg\"",
+                  "module: \"embedding\" memory_policy { eviction: "
+                  "EVICTION_DISK }"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("needs max_rows > 0")));
+  EXPECT_THAT(job("\"mlp\"", "module: \"embedding\""),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("only for models torchscript and logreg")));
 }
 
 constexpr char kTorchScript[] = R"pb(
