@@ -290,7 +290,8 @@ absl::Status Shard::Load() {
   }
   LOG(INFO) << "shard " << options_.shard_index << ": RocksDB opened in "
             << (absl::Now() - start)
-            << " (after a crash: its log replayed); reading specs, dense "
+            << " (after a crash, that includes replaying its log); reading "
+               "specs, dense "
                "tensors and versions";
   LoadOptions load_options;
   load_options.rows = false;  // but those of tables whose policy deletes
