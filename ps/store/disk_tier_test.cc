@@ -228,6 +228,23 @@ TEST_F(DiskTierTest, ATieredTableAtTheShardBudgetEvictsInsteadOfRefusing) {
   ExpectSameRows("t", Range(10000, 12000));
 }
 
+// A new id a pull missed on disk is not looked up again by the push that
+// follows; once it exists (and is evicted), it is read back as usual.
+TEST_F(DiskTierTest, ANewIdIsLookedUpOnDiskOnce) {
+  Open({Tiered("t", 10)});
+  ASSERT_THAT(reference_.CreateTensors({Table("t")}), IsOk());
+  ExpectSameRows("t", Range(0, 50));  // initial values; 50 lookups
+  EXPECT_EQ(Stats("t").disk_reads, 50);
+  Push("t", Range(0, 50), 1);
+  EXPECT_EQ(Stats("t").disk_reads, 50);  // known absent: no lookup
+  ASSERT_THAT(flusher_->FlushNow(), IsOk());
+  EXPECT_LE(RowsInMemory("t"), 10);
+  ExpectSameRows("t", Range(0, 50));  // the evicted ones read back
+  EXPECT_GE(Stats("t").disk_hits, 40);
+  Push("t", Range(0, 60), 2);  // 10 more new ids: looked up once each
+  ExpectSameRows("t", Range(0, 60));
+}
+
 TEST_F(DiskTierTest, DirtyRowsStayInMemoryUntilAFlushWritesThem) {
   Open({Tiered("t", 50)});
   ASSERT_THAT(reference_.CreateTensors({Table("t")}), IsOk());

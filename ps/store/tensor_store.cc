@@ -445,7 +445,9 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   }
   void FinishLoading() {
     absl::MutexLock lock(&mu_);
-    if (!tiered_) reads_disk_ = false;  // every row in memory: num_rows_
+    if (tiered_) return;
+    reads_disk_ = false;  // every row in memory: num_rows_
+    absent_.clear();
   }
 
   // For a table reading the disk: reads the stored rows of the distinct
@@ -475,6 +477,22 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     if (epoch < 0 || epoch == evict_epoch_) return absl::OkStatus();
     fetched->clear();
     return Fetch(MissingLocked(ids), fetched);
+  }
+
+  // After a read of the disk that is current (the lock held since
+  // RefetchIfEvictedLocked): the ids of `ids` neither in memory nor found
+  // there are known not to be on disk. That stays true until the id is in
+  // memory (only a flush of a row in memory writes one to disk), which
+  // AddRowLocked forgets it at. So a step's push does not look up again the
+  // new ids its pull just missed. At most kMaxAbsent ids are kept.
+  void RememberAbsentLocked(absl::Span<const uint64_t> ids,
+                            const Fetched& fetched)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (uint64_t id : ids) {
+      if (FindLocked(id) != kNoRow || fetched.contains(id)) continue;
+      if (absent_.size() >= kMaxAbsent) absent_.clear();
+      absent_.insert(id);
+    }
   }
   // The admission sketch's allocation, made with the part.
   int64_t sketch_bytes() const {
@@ -515,6 +533,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     TESSERA_RETURN_IF_ERROR(FetchMissing(ids, &fetched, &epoch));
     absl::MutexLock lock(&mu_);
     TESSERA_RETURN_IF_ERROR(RefetchIfEvictedLocked(ids, epoch, &fetched));
+    if (epoch >= 0) RememberAbsentLocked(ids, fetched);
     // Every row is found first, with the index entries of the ids ahead
     // prefetched, then copied, so that the cache misses of several ids
     // overlap: random pulls of 4096 ids from 2M rows take as long as they did
@@ -1053,6 +1072,8 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   // EvictFlushed: rows per lock hold, and lock holds per call.
   static constexpr int64_t kEvictSlice = 4096;
   static constexpr int kMaxEvictSlices = 1024;
+  // Ids RememberAbsentLocked keeps per table (about 1 MiB).
+  static constexpr size_t kMaxAbsent = size_t{1} << 16;
   // Slots an expiry sweep scans per lock hold.
   static constexpr int64_t kSweepSlice = 4096;
   static constexpr int kIndexMapBits = 6;
@@ -1322,7 +1343,8 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     std::vector<uint64_t> missing;
     absl::flat_hash_set<uint64_t> seen;
     for (uint64_t id : ids) {
-      if (FindLocked(id) == kNoRow && seen.insert(id).second) {
+      if (FindLocked(id) == kNoRow && !absent_.contains(id) &&
+          seen.insert(id).second) {
         missing.push_back(id);
       }
     }
@@ -1512,6 +1534,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     } else {
       row = NewSlotLocked();
     }
+    if (!absent_.empty()) absent_.erase(id);  // in memory now
     unsigned char* record = RecordLocked(row);
     *IdOf(record) = id;
     *StepOf(record) = 0;
@@ -1605,6 +1628,8 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   // Counts evictions to disk: a read of the disk that began before one may
   // have read a row older than the one evicted (RefetchIfEvictedLocked).
   int64_t evict_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  // Ids known not to be on disk, nor in memory (RememberAbsentLocked).
+  absl::flat_hash_set<uint64_t> absent_ ABSL_GUARDED_BY(mu_);
   // Disk lookups happen outside the lock: atomics.
   std::atomic<int64_t> disk_reads_{0};
   std::atomic<int64_t> disk_hits_{0};
@@ -2000,6 +2025,9 @@ absl::StatusOr<TablesPushResult> TensorStore::PushTables(
   for (size_t i = 0; i < n; ++i) {
     TESSERA_RETURN_IF_ERROR(parts[i]->RefetchIfEvictedLocked(
         tables[i].ids, epochs[i], &fetched[i]));
+    if (epochs[i] >= 0) {
+      parts[i]->RememberAbsentLocked(tables[i].ids, fetched[i]);
+    }
     absl::Status planned =
         parts[i]->PlanLocked(tables[i].ids, tables[i].grad,
                              epochs[i] < 0 ? nullptr : &fetched[i], &plans[i]);
