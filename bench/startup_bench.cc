@@ -155,8 +155,8 @@ void WriteDirectory(const std::string& dir, int dim, int64_t max_rows,
       snapshot.rows.push_back(std::move(row));
     }
     // As a shard's flush writes it: with the table's row count.
-    snapshot.versions.push_back({kTable, begin / kBatch + 1, 0, false,
-                                 std::min(rows, begin + kBatch)});
+    snapshot.versions.push_back(
+        {kTable, begin / kBatch + 1, 0, false, std::min(rows, begin + kBatch)});
     BENCH_CHECK_OK((*storage)->Write(snapshot));
   }
 }
@@ -179,8 +179,8 @@ struct Started {
 Started StartShard(const std::string& dir,
                    std::vector<std::string> flags = {}) {
   const absl::Time start = absl::Now();
-  auto process = testing::ShardProcess::Start(
-      0, 1, dir, std::move(flags), absl::Seconds(600), dir + ".log");
+  auto process = testing::ShardProcess::Start(0, 1, dir, std::move(flags),
+                                              absl::Seconds(600), dir + ".log");
   BENCH_CHECK_OK(process.status());
   return {*std::move(process), absl::Now() - start};
 }
