@@ -168,15 +168,14 @@ int Run() {
   {
     const absl::Time start = absl::Now();
     int64_t rows = 0, batches = 0;
-    std::optional<uint64_t> after;
-    for (bool done = false; !done; ++batches) {
-      auto batch = (*storage)->ScanStoredRows("table", after,
-                                              ShardStorage::kMaxRowsPerCall);
-      if (!batch.ok()) return Fail(batch.status());
-      rows += batch->rows.size();
-      after = batch->next_start_after;
-      done = batch->done;
-    }
+    const absl::Status walked =
+        (*storage)->WalkStoredRows("table", ShardStorage::kMaxRowsPerCall,
+                                   [&](const StoredRowBatch& batch) {
+                                     rows += batch.rows.size();
+                                     ++batches;
+                                     return absl::OkStatus();
+                                   });
+    if (!walked.ok()) return Fail(walked);
     const double s = Seconds(start);
     if (rows != n) {
       std::fprintf(stderr, "scan saw %lld rows\n",

@@ -289,15 +289,11 @@ int Run(const char* argv0) {
       auto storage = ShardStorage::Open(dir, 0, OneShard());
       BENCH_CHECK_OK(storage.status());
       const absl::Time t = absl::Now();
-      std::optional<uint64_t> after;
-      for (;;) {
-        auto batch = (*storage)->ScanStoredRows(kTable, after,
-                                                RowSource::kMaxRowsPerCall);
-        BENCH_CHECK_OK(batch.status());
-        scanned += batch->rows.size();
-        if (batch->done) break;
-        after = batch->next_start_after;
-      }
+      BENCH_CHECK_OK((*storage)->WalkStoredRows(
+          kTable, RowSource::kMaxRowsPerCall, [&](const StoredRowBatch& batch) {
+            scanned += batch.rows.size();
+            return absl::OkStatus();
+          }));
       scan = absl::Now() - t;
     }
     CHECK_GE(scanned, rows) << "the scan missed rows";

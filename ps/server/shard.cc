@@ -291,8 +291,7 @@ absl::Status Shard::Load() {
   LOG(INFO) << "shard " << options_.shard_index << ": RocksDB opened in "
             << (absl::Now() - start)
             << " (after a crash, that includes replaying its log); reading "
-               "specs, dense "
-               "tensors and versions";
+               "specs, dense tensors and versions";
   LoadOptions load_options;
   load_options.rows = false;  // but those of tables whose policy deletes
   auto loaded = storage_->LoadInto(store_.get(), load_options);
@@ -350,24 +349,15 @@ void Shard::LoadRowsInBackground(std::vector<std::string> tables) {
     LOG(INFO) << "shard " << options_.shard_index << ": loading the rows of "
               << table << " in the background (misses read the disk "
               << "until it is done)";
-    std::optional<uint64_t> after;
     int64_t loaded = 0;
-    absl::Status status;
-    while (!stop_loading_.load()) {
-      auto batch = storage_->ScanStoredRows(table, after, 4096);
-      if (!batch.ok()) {
-        status = batch.status();
-        break;
-      }
-      auto n = store_->LoadRows(table, *batch);
-      if (!n.ok()) {
-        status = n.status();
-        break;
-      }
-      loaded += *n;
-      if (batch->done) break;
-      after = batch->next_start_after;
-    }
+    const absl::Status status = storage_->WalkStoredRows(
+        table, 4096, [&](const StoredRowBatch& batch) -> absl::Status {
+          if (stop_loading_.load()) return absl::CancelledError("stopping");
+          auto n = store_->LoadRows(table, batch);
+          if (!n.ok()) return n.status();
+          loaded += *n;
+          return absl::OkStatus();
+        });
     total += loaded;
     if (stop_loading_.load()) return;
     if (!status.ok()) {

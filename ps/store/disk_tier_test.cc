@@ -334,17 +334,16 @@ TEST_F(DiskTierTest, RestartReadsEveryKindOfTableBack) {
   // A push to a row still on disk starts from its stored values.
   Push("p", Range(250, 260), 3);
   // The background load brings in the rest, skipping rows held.
-  std::optional<uint64_t> after;
   int64_t loaded = 0;
-  for (int batch = 0; batch < 100; ++batch) {
-    auto rows = storage_->ScanStoredRows("p", after, 64);
-    ASSERT_THAT(rows, IsOk());
-    auto n = store_->LoadRows("p", *rows);
-    ASSERT_THAT(n, IsOk());
-    loaded += *n;
-    if (rows->done) break;
-    after = rows->next_start_after;
-  }
+  ASSERT_THAT(storage_->WalkStoredRows(
+                  "p", 64,
+                  [&](const StoredRowBatch& batch) -> absl::Status {
+                    auto n = store_->LoadRows("p", batch);
+                    if (!n.ok()) return n.status();
+                    loaded += *n;
+                    return absl::OkStatus();
+                  }),
+              IsOk());
   EXPECT_EQ(loaded, 300 - 60);
   store_->FinishLoading("p");
   EXPECT_FALSE(store_->ReadsDisk("p"));

@@ -348,20 +348,17 @@ absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store,
           !store->LoadsRowsEagerly(spec.name())) {
         continue;
       }
-      std::optional<uint64_t> after;
-      for (;;) {
-        auto batch = ScanStoredRows(spec.name(), after, kMaxRowsPerCall);
-        if (!batch.ok()) return batch.status();
-        for (const auto& [id, row] : batch->rows) {
-          absl::Status restored =
-              store->RestoreRow(spec.name(), id, row.step, row.values);
-          if (!restored.ok()) return restored;
-          ++stats.rows;
-          stats.bytes += 8 + row.values.size() * sizeof(float);
-        }
-        if (batch->done) break;
-        after = batch->next_start_after;
-      }
+      TESSERA_RETURN_IF_ERROR(WalkStoredRows(
+          spec.name(), kMaxRowsPerCall,
+          [&](const StoredRowBatch& batch) -> absl::Status {
+            for (const auto& [id, row] : batch.rows) {
+              TESSERA_RETURN_IF_ERROR(
+                  store->RestoreRow(spec.name(), id, row.step, row.values));
+              ++stats.rows;
+              stats.bytes += 8 + row.values.size() * sizeof(float);
+            }
+            return absl::OkStatus();
+          }));
     }
   } else {
     std::unique_ptr<rocksdb::Iterator> it(
@@ -411,14 +408,11 @@ absl::StatusOr<LoadStats> ShardStorage::LoadInto(TensorStore* store,
         continue;
       }
       int64_t rows = 0;
-      std::optional<uint64_t> after;
-      for (;;) {
-        auto batch = ScanStoredRows(spec.name(), after, kMaxRowsPerCall);
-        if (!batch.ok()) return batch.status();
-        rows += batch->rows.size();
-        if (batch->done) break;
-        after = batch->next_start_after;
-      }
+      TESSERA_RETURN_IF_ERROR(WalkStoredRows(spec.name(), kMaxRowsPerCall,
+                                             [&](const StoredRowBatch& batch) {
+                                               rows += batch.rows.size();
+                                               return absl::OkStatus();
+                                             }));
       TESSERA_RETURN_IF_ERROR(store->RestoreRowCount(spec.name(), rows));
     }
   }
@@ -490,6 +484,19 @@ absl::StatusOr<std::vector<std::optional<StoredRow>>> ShardStorage::ReadRows(
     out[i] = *std::move(row);
   }
   return out;
+}
+
+absl::Status ShardStorage::WalkStoredRows(
+    const std::string& tensor, int64_t batch_rows,
+    const std::function<absl::Status(const StoredRowBatch&)>& fn) {
+  std::optional<uint64_t> after;
+  for (;;) {
+    auto batch = ScanStoredRows(tensor, after, batch_rows);
+    if (!batch.ok()) return batch.status();
+    TESSERA_RETURN_IF_ERROR(fn(*batch));
+    if (batch->done) return absl::OkStatus();
+    after = batch->next_start_after;
+  }
 }
 
 int64_t ShardStorage::ApproximateRowBytes(const std::string& tensor) {

@@ -121,6 +121,14 @@ class ShardStorage : public RowSource {
       const std::string& tensor, std::optional<uint64_t> start_after,
       int64_t max_rows) override;
 
+  // Walks every stored row of `tensor` in ascending id order, calling `fn`
+  // with each ScanStoredRows batch of at most `batch_rows` rows (one batch in
+  // memory at a time); stops at the first error of the scan or of `fn`, and
+  // returns it.
+  absl::Status WalkStoredRows(
+      const std::string& tensor, int64_t batch_rows,
+      const std::function<absl::Status(const StoredRowBatch&)>& fn);
+
   // RocksDB's estimate of the bytes table `tensor`'s stored rows take on
   // disk (files and memtables; compression and overwrites not yet compacted
   // make it approximate). 0 on error.

@@ -480,19 +480,14 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   }
 
   // After a read of the disk that is current (the lock held since
-  // RefetchIfEvictedLocked): the ids of `ids` neither in memory nor found
-  // there are known not to be on disk. That stays true until the id is in
-  // memory (only a flush of a row in memory writes one to disk), which
-  // AddRowLocked forgets it at. So a step's push does not look up again the
-  // new ids its pull just missed. At most kMaxAbsent ids are kept.
-  void RememberAbsentLocked(absl::Span<const uint64_t> ids,
-                            const Fetched& fetched)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    for (uint64_t id : ids) {
-      if (FindLocked(id) != kNoRow || fetched.contains(id)) continue;
-      if (absent_.size() >= kMaxAbsent) absent_.clear();
-      absent_.insert(id);
-    }
+  // RefetchIfEvictedLocked), `id` missing from memory and not found there is
+  // known not to be on disk. That stays true until the id is in memory (only
+  // a flush of a row in memory writes one to disk), which AddRowLocked
+  // forgets it at. So a step's push does not look up again the new ids its
+  // pull just missed. At most kMaxAbsent ids are kept.
+  void RememberAbsentLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (absent_.size() >= kMaxAbsent) absent_.clear();
+    absent_.insert(id);
   }
   // The admission sketch's allocation, made with the part.
   int64_t sketch_bytes() const {
@@ -533,7 +528,6 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     TESSERA_RETURN_IF_ERROR(FetchMissing(ids, &fetched, &epoch));
     absl::MutexLock lock(&mu_);
     TESSERA_RETURN_IF_ERROR(RefetchIfEvictedLocked(ids, epoch, &fetched));
-    if (epoch >= 0) RememberAbsentLocked(ids, fetched);
     // Every row is found first, with the index entries of the ids ahead
     // prefetched, then copied, so that the cache misses of several ids
     // overlap: random pulls of 4096 ids from 2M rows take as long as they did
@@ -549,7 +543,13 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
       rows[i] = FindLocked(ids[i]);
     }
     int64_t hits = 0;
-    for (uint64_t row : rows) hits += row != kNoRow;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (rows[i] != kNoRow) {
+        ++hits;
+      } else if (epoch >= 0 && !fetched.contains(ids[i])) {
+        RememberAbsentLocked(ids[i]);
+      }
+    }
     stats_.pull_hits += hits;
     stats_.pull_misses += static_cast<int64_t>(ids.size()) - hits;
     if (!fetched.empty()) {
@@ -635,6 +635,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     // Per distinct id: its row as read from the disk tier for a new row
     // (created with those values, not admitted), else nullptr.
     std::vector<const StoredRow*> stored;
+    bool read_disk = false;  // its new ids were looked up on disk
   };
 
   // The table's lock, for TensorStore::PushTables to hold several tables'.
@@ -651,6 +652,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
                           absl::Span<const float> grad, const Fetched* fetched,
                           PushPlan* plan) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    plan->read_disk = fetched != nullptr;
     absl::flat_hash_map<uint64_t, size_t> first;
     std::array<int64_t, kIndexMaps> new_per_map{};
     for (size_t i = 0; i < std::min(ids.size(), kPrefetchAhead); ++i) {
@@ -719,7 +721,11 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
                    Growth* growth) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const int64_t allocated = AllocatedBytesLocked();
     const int64_t rows_before = num_rows_;
-    for (uint64_t id : plan.dropped) SketchAddLocked(id);
+    for (uint64_t id : plan.dropped) {
+      SketchAddLocked(id);
+      // Not on disk either (the new rows created now need no such note).
+      if (plan.read_disk) RememberAbsentLocked(id);
+    }
     stats_.admission_drops += plan.dropped.size();
     if (plan.evict > 0) EvictLocked(plan.evict, plan.rows);
     const int64_t version = version_ + 1;
@@ -793,18 +799,17 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     return n > 0;
   }
 
-  // After a successful flush wrote rows `ids` (of this tiered table): those
-  // not changed since are clean and may be evicted.
-  void MarkFlushed(absl::Span<const DirtySnapshot::Row* const> rows) {
+  // After the write of the last TakeDirty succeeded (flushes are one at a
+  // time): every row in flight was in it, so none is any more. A row changed
+  // since is dirty again, and the rows of a write that failed are dirty again
+  // too (TensorStore::MarkDirty), so both stay unevictable.
+  void MarkFlushed() {
     absl::MutexLock lock(&mu_);
-    if (!tiered_) return;
-    for (const DirtySnapshot::Row* r : rows) {
-      const uint64_t row = FindLocked(r->id);
-      if (row == kNoRow) continue;
-      Chunk& chunk = chunks_[row >> 32];
-      const uint64_t offset = row & 0xffffffffu;
-      InflightBitsOf(chunk)[offset / 64] &= ~(uint64_t{1} << (offset % 64));
+    for (uint32_t c : inflight_chunks_) {
+      Chunk& chunk = chunks_[c];
+      std::fill_n(InflightBitsOf(chunk), (chunk.capacity + 63) / 64, 0);
     }
+    inflight_chunks_.clear();
   }
 
   // Deletes up to `max_slots` slots' worth of expired rows, resuming where
@@ -959,6 +964,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
         bits[w] = 0;
       }
       chunk.num_dirty = 0;
+      if (tiered_) inflight_chunks_.push_back(c);
     }
     dirty_chunks_.clear();
     out->versions.push_back({name(), version_, 0, false, TotalRowsLocked()});
@@ -1293,7 +1299,7 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   // are clean (a flush cleans them). Without a disk tier, none.
   int64_t EvictCleanLocked(int64_t n, const std::vector<uint64_t>& keep)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (source_ == nullptr || n <= 0) return 0;
+    if (source_.load() == nullptr || n <= 0) return 0;
     absl::flat_hash_set<uint64_t> kept;
     for (uint64_t row : keep) {
       if (row != kNoRow) kept.insert(row);
@@ -1352,11 +1358,9 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   }
 
   // Reads the stored rows of `ids` (distinct) into `*fetched`, in calls of
-  // at most RowSource::kMaxRowsPerCall ids; source_ is set once, before
-  // serving. Counts the lookups.
-  absl::Status Fetch(const std::vector<uint64_t>& ids,
-                     Fetched* fetched) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    RowSource* source = source_;
+  // at most RowSource::kMaxRowsPerCall ids. Counts the lookups.
+  absl::Status Fetch(const std::vector<uint64_t>& ids, Fetched* fetched) {
+    RowSource* source = source_.load();
     int64_t found = 0;
     for (size_t begin = 0; begin < ids.size();
          begin += RowSource::kMaxRowsPerCall) {
@@ -1601,6 +1605,9 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   // Moves only the Chunk structs when it grows; the rows stay put.
   std::vector<Chunk> chunks_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> dirty_chunks_ ABSL_GUARDED_BY(mu_);  // num_dirty > 0
+  // A tiered table's chunks with rows in flight (taken, not yet written):
+  // those of every TakeDirty since the last successful write.
+  std::vector<uint32_t> inflight_chunks_ ABSL_GUARDED_BY(mu_);
   int64_t num_rows_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t slots_ ABSL_GUARDED_BY(mu_) = 0;  // sum of the chunks' `used`
   int64_t chunk_bytes_ ABSL_GUARDED_BY(mu_) = 0;
@@ -1618,7 +1625,8 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   Hand evict_hand_ ABSL_GUARDED_BY(mu_);
   // The disk tier (set once, before serving), and whether rows missing from
   // memory are looked up there.
-  RowSource* source_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // Set before serving (AttachDisk) and read by lookups outside the lock.
+  std::atomic<RowSource*> source_{nullptr};
   bool reads_disk_ ABSL_GUARDED_BY(mu_) = false;
   // The count in the stored version record (-1: none), and while reading the
   // disk, the table's rows in memory and on disk: never deleted there, so
@@ -2025,9 +2033,6 @@ absl::StatusOr<TablesPushResult> TensorStore::PushTables(
   for (size_t i = 0; i < n; ++i) {
     TESSERA_RETURN_IF_ERROR(parts[i]->RefetchIfEvictedLocked(
         tables[i].ids, epochs[i], &fetched[i]));
-    if (epochs[i] >= 0) {
-      parts[i]->RememberAbsentLocked(tables[i].ids, fetched[i]);
-    }
     absl::Status planned =
         parts[i]->PlanLocked(tables[i].ids, tables[i].grad,
                              epochs[i] < 0 ? nullptr : &fetched[i], &plans[i]);
@@ -2288,11 +2293,14 @@ absl::StatusOr<RowScanBatch> TensorStore::ScanRows(const std::string& tensor,
   batch.ids.reserve(stored->rows.size());
   batch.values.reserve(stored->rows.size() * dim);
   for (const auto& [id, row] : stored->rows) {
+    if (static_cast<int64_t>(row.values.size()) < dim) {
+      return absl::DataLossError(absl::StrCat("stored row ", id, " of ", tensor,
+                                              " has ", row.values.size(),
+                                              " floats, fewer than its dim"));
+    }
     batch.ids.push_back(id);
-    batch.values.insert(
-        batch.values.end(), row.values.begin(),
-        row.values.begin() + std::min<int64_t>(dim, row.values.size()));
-    batch.values.resize(batch.ids.size() * dim);
+    batch.values.insert(batch.values.end(), row.values.begin(),
+                        row.values.begin() + dim);
   }
   batch.version = (*table)->Overlay(batch.ids, absl::MakeSpan(batch.values));
   batch.done = stored->done || batch.ids.empty() ||
@@ -2338,23 +2346,13 @@ void TensorStore::MarkDirty(const DirtySnapshot& snapshot) {
 
 void TensorStore::MarkPersisted(const DirtySnapshot& snapshot) {
   for (const auto& v : snapshot.versions) {
-    if (!v.initialized) continue;
-    auto part = FindDense(v.tensor);
-    if (part.ok()) (*part)->MarkInitPersisted();
-  }
-  if (source_.load() == nullptr) return;
-  // A table's rows are adjacent in a snapshot (TakeDirty, table by table).
-  std::vector<const DirtySnapshot::Row*> rows;
-  for (size_t begin = 0; begin < snapshot.rows.size();) {
-    const std::string& tensor = snapshot.rows[begin].tensor;
-    size_t end = begin;
-    rows.clear();
-    while (end < snapshot.rows.size() && snapshot.rows[end].tensor == tensor) {
-      rows.push_back(&snapshot.rows[end++]);
+    if (v.initialized) {
+      auto part = FindDense(v.tensor);
+      if (part.ok()) (*part)->MarkInitPersisted();
+    } else if (v.rows >= 0) {  // an embedding table
+      auto table = FindEmbedding(v.tensor);
+      if (table.ok() && (*table)->tiered()) (*table)->MarkFlushed();
     }
-    auto table = FindEmbedding(tensor);
-    if (table.ok() && (*table)->tiered()) (*table)->MarkFlushed(rows);
-    begin = end;
   }
 }
 

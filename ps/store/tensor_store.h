@@ -457,9 +457,9 @@ class TensorStore {
   // (memory always holds the newest values, so nothing is lost).
   void TakeDirty(DirtySnapshot* out) ABSL_LOCKS_EXCLUDED(mu_);
   void MarkDirty(const DirtySnapshot& snapshot) ABSL_LOCKS_EXCLUDED(mu_);
-  // After `snapshot` was written successfully: the initializations in it are
-  // on disk (InitializeResult::unpersisted becomes false), and its rows of
-  // tiered tables may be evicted.
+  // After `snapshot`, the last TakeDirty's, was written successfully: the
+  // initializations in it are on disk (InitializeResult::unpersisted becomes
+  // false), and its rows of tiered tables may be evicted.
   void MarkPersisted(const DirtySnapshot& snapshot) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Restores state read from disk into an already created tensor. The sizes

@@ -429,15 +429,15 @@ std::vector<uint64_t> AllRowIds(tessera::TensorStore* store,
   FUZZ_CHECK(ids.ok());
   if (!store->ReadsDisk(name)) return *std::move(ids);
   std::set<uint64_t> all(ids->begin(), ids->end());
-  std::optional<uint64_t> after;
-  for (int batch = 0; batch < 1000; ++batch) {
-    auto stored = g_storage->ScanStoredRows(
-        name, after, tessera::RowSource::kMaxRowsPerCall);
-    FUZZ_CHECK(stored.ok());
-    for (const auto& [id, row] : stored->rows) all.insert(id);
-    if (stored->done) break;
-    after = stored->next_start_after;
-  }
+  FUZZ_CHECK(g_storage
+                 ->WalkStoredRows(name, tessera::RowSource::kMaxRowsPerCall,
+                                  [&](const tessera::StoredRowBatch& batch) {
+                                    for (const auto& [id, row] : batch.rows) {
+                                      all.insert(id);
+                                    }
+                                    return absl::OkStatus();
+                                  })
+                 .ok());
   return std::vector<uint64_t>(all.begin(), all.end());
 }
 
