@@ -279,6 +279,69 @@ TEST_F(DiskTierTest, ATableFarOverItsMaxRowsIsFlushedEarly) {
   ExpectSameRows("t", Range(0, 100));
 }
 
+// At the shard's budget with every row dirty (max_rows far above what the
+// budget holds), a tiered table's push is refused and asks for a flush; once
+// the flush has made the rows clean, the same push succeeds by evicting them.
+TEST_F(DiskTierTest, APushRefusedAtTheBudgetAsksForAFlush) {
+  options_.max_memory_bytes = 64 << 10;
+  Open({Tiered("t", 1000000)});
+  ASSERT_THAT(reference_.CreateTensors({Table("t")}), IsOk());
+  int64_t next = 0;
+  absl::Status pushed;
+  for (int p = 0; p < 100 && pushed.ok(); ++p, next += 100) {
+    const std::vector<float> g = Grad(100, p);
+    pushed = store_->PushRows("t", Range(next, next + 100), g).status();
+    if (pushed.ok()) {
+      ASSERT_THAT(reference_.PushRows("t", Range(next, next + 100), g), IsOk());
+    }
+  }
+  ASSERT_THAT(pushed, StatusIs(absl::StatusCode::kResourceExhausted));
+  next -= 100;  // the refused push
+  EXPECT_TRUE(store_->TakeFlushRequest());
+  EXPECT_FALSE(store_->TakeFlushRequest());  // once
+  ASSERT_THAT(flusher_->FlushNow(), IsOk());
+  Push("t", Range(next, next + 100), 1000);
+  EXPECT_GT(Stats("t").evictions, 0);
+  ExpectSameRows("t", Range(0, next + 100));
+}
+
+// Filling a tiered table far past the shard's budget (new ids only, a flush
+// whenever the budget refuses a push): every refused push goes through after
+// one flush, and the table keeps about what the budget holds in memory. (A
+// refused push used to evict clean rows and still be refused, the free
+// slots' list having taken the store over its budget: the table emptied.)
+TEST_F(DiskTierTest, FillingFarPastTheBudgetGoesOnAfterEachFlush) {
+  options_.max_memory_bytes = 8 << 20;
+  Open({Tiered("t", 10000000)});
+  ASSERT_THAT(reference_.CreateTensors({Table("t")}), IsOk());
+  constexpr int kBatch = 8192;
+  int64_t next = 0, refused = 0, fewest = -1, most = 0;
+  for (int p = 0; p < 200; ++p) {
+    const std::vector<float> g = Grad(kBatch, p);
+    auto pushed = store_->PushRows("t", Range(next, next + kBatch), g);
+    if (!pushed.ok()) {
+      ASSERT_THAT(pushed, StatusIs(absl::StatusCode::kResourceExhausted));
+      ++refused;
+      ASSERT_TRUE(store_->TakeFlushRequest());
+      ASSERT_THAT(flusher_->FlushNow(), IsOk());
+      Push("t", Range(next, next + kBatch), p);  // goes through now
+    } else {
+      ASSERT_THAT(reference_.PushRows("t", Range(next, next + kBatch), g),
+                  IsOk());
+    }
+    next += kBatch;
+    const int64_t rows = RowsInMemory("t");
+    most = std::max(most, rows);
+    if (refused > 0) fewest = fewest < 0 ? rows : std::min(fewest, rows);
+  }
+  EXPECT_GT(refused, 5);
+  EXPECT_LT(refused, 150);
+  EXPECT_GT(fewest, most / 2);  // never emptied
+  const std::vector<uint64_t> some = {
+      0, 1, 4095, 100000, 1000000, static_cast<uint64_t>(next - 1)};
+  ExpectSameRows("t", some);
+}
+
 TEST_F(DiskTierTest, RowsUpdatedWhileTheirFlushIsWrittenAreKept) {
   Open({Tiered("t", 10)});
   ASSERT_THAT(reference_.CreateTensors({Table("t")}), IsOk());

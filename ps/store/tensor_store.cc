@@ -1850,7 +1850,11 @@ absl::StatusOr<TensorStore::EmbeddingPart*> TensorStore::FindEmbedding(
 
 absl::Status TensorStore::CheckMemory(int64_t more,
                                       const std::string& what) const {
-  if (options_.max_memory_bytes <= 0 ||
+  // Nothing more (rows into free slots and index room a table already
+  // holds) always fits: memory a table keeps after evictions (its free
+  // slots, their list) may leave the store a little over its budget, and
+  // refusing what allocates nothing would only evict more.
+  if (options_.max_memory_bytes <= 0 || more <= 0 ||
       memory_bytes() + more <= options_.max_memory_bytes) {
     return absl::OkStatus();
   }
@@ -2042,29 +2046,34 @@ absl::StatusOr<TablesPushResult> TensorStore::PushTables(
     new_bytes += plans[i].new_bytes;
   }
   std::vector<RowGrowth> growth(n);
-  if (new_rows > 0 && !CheckMemory(new_bytes, "").ok()) {
-    // Over the shard's budget: tiered tables make room by evicting clean
-    // rows of their own (their slots take the new rows), then plan again.
+  // Over the shard's budget: tiered tables make room by evicting clean rows
+  // of their own (their slots take the new rows), then plan again. Their
+  // index maps may still have to grow (erased rows leave tombstones that
+  // count against a map's load until it rehashes), so this evicts again, a
+  // push's worth each round, until the plan fits or nothing clean is left.
+  constexpr int kMakeRoomRounds = 8;
+  for (int round = 0; round < kMakeRoomRounds && new_rows > 0 &&
+                      !CheckMemory(new_bytes, "").ok();
+       ++round) {
     bool made_room = false;
     for (size_t i = 0; i < n; ++i) {
       if (parts[i]->tiered() && plans[i].num_new > 0) {
         made_room |= parts[i]->MakeRoomLocked(plans[i], &growth[i]);
       }
     }
-    if (made_room) {
-      new_rows = new_bytes = 0;
-      for (size_t i = 0; i < n; ++i) {
-        plans[i] = EmbeddingPart::PushPlan();
-        absl::Status planned = parts[i]->PlanLocked(
-            tables[i].ids, tables[i].grad,
-            epochs[i] < 0 ? nullptr : &fetched[i], &plans[i]);
-        if (!planned.ok()) {
-          for (const RowGrowth& g : growth) CountGrowth(g);
-          return planned;
-        }
-        new_rows += plans[i].num_new;
-        new_bytes += plans[i].new_bytes;
+    if (!made_room) break;
+    new_rows = new_bytes = 0;
+    for (size_t i = 0; i < n; ++i) {
+      plans[i] = EmbeddingPart::PushPlan();
+      absl::Status planned = parts[i]->PlanLocked(
+          tables[i].ids, tables[i].grad, epochs[i] < 0 ? nullptr : &fetched[i],
+          &plans[i]);
+      if (!planned.ok()) {
+        for (const RowGrowth& g : growth) CountGrowth(g);
+        return planned;
       }
+      new_rows += plans[i].num_new;
+      new_bytes += plans[i].new_bytes;
     }
   }
   if (new_rows > 0) {
@@ -2074,6 +2083,12 @@ absl::StatusOr<TablesPushResult> TensorStore::PushTables(
                : absl::StrCat(new_rows, " new rows of ", n, " tables"));
     if (!fits.ok()) {
       for (const RowGrowth& g : growth) CountGrowth(g);  // evictions
+      // A tiered table whose rows are all dirty can free memory only by a
+      // flush: ask for it now instead of at the next interval, so that the
+      // retried push finds clean rows to evict.
+      for (size_t i = 0; i < n; ++i) {
+        if (parts[i]->tiered() && plans[i].num_new > 0) wants_flush_ = true;
+      }
       return fits;
     }
   }

@@ -418,8 +418,9 @@ class TensorStore {
   // wrote. Returns the rows evicted.
   int64_t EvictFlushed() ABSL_LOCKS_EXCLUDED(mu_);
   // True (once) after a push left a tiered table holding more than twice its
-  // max_rows, all dirty rows a flush must write before they can go: the
-  // flusher then flushes before its interval is up.
+  // max_rows, or after the shard's budget refused a tiered table's new rows:
+  // either way dirty rows a flush must write before they can go. The flusher
+  // then flushes before its interval is up.
   bool TakeFlushRequest() { return wants_flush_.exchange(false); }
 
   // Every embedding table's policy counters, sorted by tensor name.
@@ -524,7 +525,7 @@ class TensorStore {
   // Adds what a table's push or restore allocated to the sizes.
   void CountGrowth(const RowGrowth& growth);
   absl::Time Now() const;
-  // ResourceExhausted if `more` bytes would exceed max_memory_bytes.
+  // ResourceExhausted if `more` (> 0) bytes would exceed max_memory_bytes.
   absl::Status CheckMemory(int64_t more, const std::string& what) const;
 
   // Tables reading the disk (tiered or loading), or all tables.
