@@ -254,7 +254,11 @@ class Monitor {
     for (size_t i = 0; i < last_.size(); ++i) {
       const ShardSample& s = last_[i];
       peak_rss_ = std::max(peak_rss_, s.rss);
-      peak_flush_age_ = std::max(peak_flush_age_, s.flush_age);
+      // Since a flush of this phase: the time since the last one before
+      // it (a shard that had nothing to write) says nothing about this one.
+      if (Counted(i, &ShardSample::flushes) > 0) {
+        peak_flush_age_ = std::max(peak_flush_age_, s.flush_age);
+      }
       const double hits = Counted(i, &ShardSample::pull_hits);
       const double pulled = hits + Counted(i, &ShardSample::pull_misses);
       const double flushes = Counted(i, &ShardSample::flushes);
@@ -513,6 +517,8 @@ int Run(const char* argv0) {
   Restart after_kill{}, after_term{};
   bool killed = false;
   v1::JobStatus status;
+  int64_t last_samples = 0;
+  absl::Time last_line = absl::Now();
   const absl::Time deadline =
       absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
   for (;;) {
@@ -532,9 +538,14 @@ int Run(const char* argv0) {
           "after its restart\n",
           victim, M(samples).c_str(), absl::ToDoubleSeconds(after_kill.start));
     }
-    train.Tick(
-        absl::StrFormat("%s samples, %.0f samples/s", M(samples),
-                        samples / absl::ToDoubleSeconds(train.elapsed())));
+    const absl::Time now = absl::Now();
+    train.Tick(absl::StrFormat(
+        "%s samples, %.0f samples/s (%.0f since the last line)", M(samples),
+        samples / absl::ToDoubleSeconds(train.elapsed()),
+        (samples - last_samples) /
+            std::max(1e-3, absl::ToDoubleSeconds(now - last_line))));
+    last_samples = samples;
+    last_line = now;
     absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_sample_s)));
   }
   train.Tick("job finished");
@@ -546,13 +557,9 @@ int Run(const char* argv0) {
 
   int64_t samples = 0;
   double loss = 0;
-  std::string test = "-";
   for (const v1::EpochStats& e : status.epoch_stats()) {
     samples += e.samples();
     loss += e.loss_sum();
-    if (e.test_samples() > 0) {
-      test = absl::StrFormat("%.4f", e.test_loss_sum() / e.test_samples());
-    }
   }
   const double pulled = train.Delta(&ShardSample::pull_hits) +
                         train.Delta(&ShardSample::pull_misses);
@@ -564,7 +571,7 @@ int Run(const char* argv0) {
       "  train: %lld samples in %.0f s (%.0f samples/s, %.0f rows pulled/s); "
       "pull hit rate %.3f; rows read from disk %s; evicted %s; flushes "
       "%.0f, %.2f s each on average; peak RSS of a shard %s; longest time "
-      "since a flush %.1f s; train loss %.4f, test loss %s\n"
+      "since a flush %.1f s; train loss %.4f\n"
       "  disk: %s in the shards' directories (RocksDB's estimate of the "
       "table: %s)\n"
       "  shard %d: SIGKILL -> SERVING %.2f s; SIGTERM: exit %.2f s, restart "
@@ -586,8 +593,7 @@ int Run(const char* argv0) {
       train.Delta(&ShardSample::flush_seconds) /
           std::max(1.0, train.Delta(&ShardSample::flushes)),
       Gb(train.peak_rss()).c_str(), train.peak_flush_age(),
-      samples > 0 ? loss / samples : 0.0, test.c_str(),
-      Gb(train.DirBytes()).c_str(),
+      samples > 0 ? loss / samples : 0.0, Gb(train.DirBytes()).c_str(),
       Gb(train.Sum(&ShardSample::disk_bytes)).c_str(), victim,
       absl::ToDoubleSeconds(after_kill.start),
       absl::ToDoubleSeconds(after_term.stop),
