@@ -18,9 +18,10 @@
 //
 // and prints training samples/s of each, the ratios (b)/(a) and (c)/(a), and
 // the test accuracy of each model after the same epochs (for (b) and (c) the
-// model pulled from the shards), against the goals (b) >= 80% of (a) and
-// distributed accuracy within 0.5 points of (a), and the TorchScript MLP's
-// samples/s at least 0.9x the built-in mlp's, both on 1 shard + 1 worker.
+// model pulled from the shards), against the goals (b) >= 0.9x (a) (issue #15;
+// it was 0.8x) and distributed accuracy within 0.5 points of (a), and the
+// TorchScript MLP's samples/s at least 0.9x the built-in mlp's, both on 1 shard
+// + 1 worker.
 //
 //   bazel run -c opt //bench:training_bench                 # ~1-2 minutes
 //   bazel run -c opt //bench:training_bench -- --epochs=10  # the demo's job
@@ -87,6 +88,11 @@ ABSL_FLAG(int, rounds, 1,
           "one's fastest round: load from elsewhere on the machine then "
           "disturbs all of them alike.");
 ABSL_FLAG(double, timeout_s, 900, "Give up on a distributed run after this.");
+ABSL_FLAG(std::vector<std::string>, shard_flags, {},
+          "Extra tessera-ps flags of the distributed runs, comma-separated "
+          "(e.g. --data_threads=1).");
+ABSL_FLAG(std::vector<std::string>, worker_flags, {},
+          "Extra tessera-worker flags of the distributed runs.");
 ABSL_FLAG(std::string, torchscript_mlp, "examples/fashion_mnist_mlp/mlp.pt",
           "The built-in mlp as a TorchScript file (784-256-128-10), trained "
           "on 1 shard + 1 worker beside the built-in one; empty: skip it. "
@@ -249,8 +255,14 @@ absl::StatusOr<Result> RunDistributed(int num_shards, int num_workers,
   options.num_shards = num_shards;
   options.job_config = JobConfig(torchscript);
   options.shard_flags = {"--flush_interval_s=5"};
+  for (const std::string& f : absl::GetFlag(FLAGS_shard_flags)) {
+    options.shard_flags.push_back(f);
+  }
   options.worker_flags = {
       absl::StrCat("--threads=", absl::GetFlag(FLAGS_threads))};
+  for (const std::string& f : absl::GetFlag(FLAGS_worker_flags)) {
+    options.worker_flags.push_back(f);
+  }
   auto cluster = testing::LocalCluster::Start(options);
   if (!cluster.ok()) return cluster.status();
   for (int i = 0; i < num_workers; ++i) {
@@ -387,10 +399,10 @@ int Run(const char* argv0) {
       results[2].samples_per_second() / a.samples_per_second();
   auto verdict = [](bool met) { return met ? "met" : "NOT met"; };
   std::printf(
-      "\ngoals: (b)/(a) = %.2f >= 0.80: %s; (c)/(a) = %.2f; "
+      "\ngoals: (b)/(a) = %.2f >= 0.90: %s; (c)/(a) = %.2f; "
       "|acc(b) - acc(a)| = %.2f <= 0.5: %s; |acc(c) - acc(a)| = %.2f <= 0.5: "
       "%s\n",
-      ratio_b, verdict(ratio_b >= 0.8), ratio_c,
+      ratio_b, verdict(ratio_b >= 0.9), ratio_c,
       std::fabs(results[1].test_accuracy - a.test_accuracy),
       verdict(std::fabs(results[1].test_accuracy - a.test_accuracy) <= 0.5),
       std::fabs(results[2].test_accuracy - a.test_accuracy),
