@@ -269,6 +269,8 @@ Cluster StartProcessCluster(const std::vector<int64_t>& sizes) {
   auto process = testing::ShardProcess::Start(
       0, 1, dir,
       {absl::StrCat("--data_threads=", absl::GetFlag(FLAGS_data_threads)),
+       absl::StrCat("--inline_max_bytes=",
+                    absl::GetFlag(FLAGS_inline_max_bytes)),
        "--split_threshold_bytes=1024", "--flush_interval_s=3600",
        "--max_message_bytes=134217728"},
       absl::Seconds(60), dir + ".log");
