@@ -51,6 +51,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "glog/logging.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -111,12 +112,6 @@ ABSL_FLAG(std::string, only, "",
 
 namespace tessera {
 namespace {
-
-#define BENCH_CHECK_OK(expr)                    \
-  do {                                          \
-    const absl::Status bench_status_ = (expr);  \
-    CHECK(bench_status_.ok()) << bench_status_; \
-  } while (0)
 
 constexpr int64_t kKiB = 1024;
 constexpr int64_t kMiB = 1024 * 1024;

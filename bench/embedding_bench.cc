@@ -84,6 +84,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "bench/bench_util.h"
 #include "glog/logging.h"
 #include "ps/client/ps_client.h"
 #include "ps/common/allocator.h"
@@ -116,12 +117,6 @@ ABSL_FLAG(std::string, tiers, "memory,tiered",
 
 namespace tessera {
 namespace {
-
-#define BENCH_CHECK_OK(expr)                    \
-  do {                                          \
-    const absl::Status bench_status_ = (expr);  \
-    CHECK(bench_status_.ok()) << bench_status_; \
-  } while (0)
 
 constexpr int kDeepDepth = 4;
 constexpr float kLearningRate = 0.01f;

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "grpcpp/client_context.h"
 #include "ps/client/model_pull.h"
 #include "tessera/v1/ps.grpc.pb.h"
@@ -45,7 +46,7 @@ namespace {
 std::string Message(const absl::Status& s) { return s.ToString(); }
 std::string Message(const grpc::Status& s) { return s.error_message(); }
 
-#define BENCH_CHECK_OK(expr)                             \
+#define PULL_BENCH_CHECK_OK(expr)                        \
   do {                                                   \
     const auto& _s = (expr);                             \
     if (!_s.ok()) {                                      \
@@ -53,18 +54,6 @@ std::string Message(const grpc::Status& s) { return s.error_message(); }
       std::exit(1);                                      \
     }                                                    \
   } while (0)
-
-// A line "Key:   123 kB" of /proc/<pid>/status, in bytes.
-int64_t StatusBytes(pid_t pid, const std::string& key) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) == 0) {
-      return std::stoll(line.substr(key.size() + 1)) * 1024;
-    }
-  }
-  return -1;
-}
 
 // Resets VmHWM to the current RSS (Linux >= 4.0).
 void ResetPeak(pid_t pid) {
@@ -86,13 +75,13 @@ Peaks Measure(pid_t shard, F pull) {
   Peaks p;
   ResetPeak(shard);
   ResetPeak(getpid());
-  p.shard_before = StatusBytes(shard, "VmRSS");
-  p.client_before = StatusBytes(getpid(), "VmRSS");
+  p.shard_before = bench::ProcStatusBytes(shard, "VmRSS");
+  p.client_before = bench::ProcStatusBytes(getpid(), "VmRSS");
   const absl::Time start = absl::Now();
   pull();
   p.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  p.shard_peak = StatusBytes(shard, "VmHWM");
-  p.client_peak = StatusBytes(getpid(), "VmHWM");
+  p.shard_peak = bench::ProcStatusBytes(shard, "VmHWM");
+  p.client_peak = bench::ProcStatusBytes(getpid(), "VmHWM");
   return p;
 }
 
@@ -119,7 +108,7 @@ int Run() {
   auto shard = testing::ShardProcess::Start(
       0, 1, dir + "/shard", {"--flush_interval_s=100000"}, absl::Seconds(60),
       dir + "/shard.log");
-  BENCH_CHECK_OK(shard.status());
+  PULL_BENCH_CHECK_OK(shard.status());
   const pid_t pid = (*shard)->child().pid();
   auto stub = v1::ParameterServer::NewStub((*shard)->channel());
   auto context = [] {
@@ -140,7 +129,7 @@ int Run() {
   spec->mutable_optimizer()->set_kind(v1::OptimizerConfig::SGD);
   spec->mutable_optimizer()->set_learning_rate(0.1f);
   v1::CreateTensorsResponse created;
-  BENCH_CHECK_OK(stub->CreateTensors(context().get(), create, &created));
+  PULL_BENCH_CHECK_OK(stub->CreateTensors(context().get(), create, &created));
 
   const absl::Time fill = absl::Now();
   const int64_t batch = std::max<int64_t>(1, (int64_t{8} << 20) / (dim * 4));
@@ -155,17 +144,17 @@ int Run() {
     push.set_values(reinterpret_cast<const char*>(grad.data()),
                     n * dim * sizeof(float));
     v1::PushGradientResponse pushed;
-    BENCH_CHECK_OK(stub->PushGradient(context().get(), push, &pushed));
+    PULL_BENCH_CHECK_OK(stub->PushGradient(context().get(), push, &pushed));
   }
   const int64_t table_bytes = rows * dim * 4;
   std::cout << absl::StrFormat(
       "table: %d rows x %d floats = %s of values (shard RSS %s), filled in "
       "%.0f s\n",
-      rows, dim, MiB(table_bytes), MiB(StatusBytes(pid, "VmRSS")),
+      rows, dim, MiB(table_bytes), MiB(bench::ProcStatusBytes(pid, "VmRSS")),
       absl::ToDoubleSeconds(absl::Now() - fill));
 
   auto format = ParseModelFileFormat(absl::GetFlag(FLAGS_format));
-  BENCH_CHECK_OK(format.status());
+  PULL_BENCH_CHECK_OK(format.status());
   const std::string path = dir + "/model." + absl::GetFlag(FLAGS_format);
   const std::vector<std::string> shards = {(*shard)->ports().grpc_address()};
   PullToFileOptions options;
@@ -173,7 +162,7 @@ int Run() {
   options.max_chunk_floats = absl::GetFlag(FLAGS_chunk_floats);
   const Peaks streaming = Measure(pid, [&] {
     auto pulled = PullModelToFile(shards, path, *format, options);
-    BENCH_CHECK_OK(pulled.status());
+    PULL_BENCH_CHECK_OK(pulled.status());
   });
   const int64_t file_bytes = std::filesystem::file_size(path);
   std::filesystem::remove(path);
@@ -183,8 +172,8 @@ int Run() {
   if (absl::GetFlag(FLAGS_in_memory)) {
     const Peaks in_memory = Measure(pid, [&] {
       auto tensors = PullModel(shards, absl::Seconds(600));
-      BENCH_CHECK_OK(tensors.status());
-      BENCH_CHECK_OK(WriteModelFile(path, *tensors, *format));
+      PULL_BENCH_CHECK_OK(tensors.status());
+      PULL_BENCH_CHECK_OK(WriteModelFile(path, *tensors, *format));
     });
     std::filesystem::remove(path);
     Print("in-memory pull:", in_memory, table_bytes);

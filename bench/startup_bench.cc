@@ -49,6 +49,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/bench_util.h"
 #include "glog/logging.h"
 #include "ps/client/ps_client.h"
 #include "ps/store/shard_storage.h"
@@ -68,12 +69,6 @@ ABSL_FLAG(int, kill_pushes, 256,
 
 namespace tessera {
 namespace {
-
-#define BENCH_CHECK_OK(expr)                    \
-  do {                                          \
-    const absl::Status bench_status_ = (expr);  \
-    CHECK(bench_status_.ok()) << bench_status_; \
-  } while (0)
 
 constexpr char kTable[] = "emb";
 constexpr char kDense[] = "dense";
@@ -161,16 +156,6 @@ void WriteDirectory(const std::string& dir, int dim, int64_t max_rows,
   }
 }
 
-int64_t DirectoryBytes(const std::string& dir) {
-  int64_t bytes = 0;
-  std::error_code ec;
-  for (const auto& entry :
-       std::filesystem::recursive_directory_iterator(dir, ec)) {
-    if (entry.is_regular_file(ec)) bytes += entry.file_size(ec);
-  }
-  return bytes;
-}
-
 struct Started {
   std::unique_ptr<testing::ShardProcess> process;
   absl::Duration took;
@@ -231,7 +216,7 @@ int Run(const char* argv0) {
     std::fprintf(stderr, "%g GB: %lld rows written in %.1f s\n", gb,
                  static_cast<long long>(rows),
                  absl::ToDoubleSeconds(absl::Now() - w0));
-    const int64_t disk = DirectoryBytes(dir);
+    const int64_t disk = bench::DirectoryBytes(dir);
 
     // Start, then a first pull of stored rows (all read from disk).
     Started s = StartShard(dir);

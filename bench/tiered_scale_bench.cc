@@ -54,6 +54,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/bench_util.h"
 #include "glog/logging.h"
 #include "ps/client/ps_client.h"
 #include "ps/common/job_config.h"
@@ -87,12 +88,6 @@ ABSL_FLAG(bool, keep, false, "Keep the data directories.");
 
 namespace tessera {
 namespace {
-
-#define BENCH_CHECK_OK(expr)                    \
-  do {                                          \
-    const absl::Status bench_status_ = (expr);  \
-    CHECK(bench_status_.ok()) << bench_status_; \
-  } while (0)
 
 constexpr char kTable[] = "embedding";
 
@@ -128,31 +123,6 @@ flush_interval_s: %g
       absl::GetFlag(FLAGS_rows), absl::GetFlag(FLAGS_zipf),
       std::max<int64_t>(1, absl::GetFlag(FLAGS_examples) / 25000),
       absl::GetFlag(FLAGS_flush_interval_s));
-}
-
-int64_t DirectoryBytes(const std::string& dir) {
-  int64_t bytes = 0;
-  std::error_code ec;
-  for (const auto& entry :
-       std::filesystem::recursive_directory_iterator(dir, ec)) {
-    if (entry.is_regular_file(ec)) bytes += entry.file_size(ec);
-  }
-  return bytes;
-}
-
-// VmRSS of `pid` in bytes (0 if it is gone).
-int64_t RssBytes(pid_t pid) {
-  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(status, line)) {
-    if (absl::StartsWith(line, "VmRSS:")) {
-      int64_t kb = 0;
-      std::vector<std::string> f =
-          absl::StrSplit(line, ' ', absl::SkipWhitespace());
-      if (f.size() >= 2 && absl::SimpleAtoi(f[1], &kb)) return kb << 10;
-    }
-  }
-  return 0;
 }
 
 // One scrape of a shard's /metrics: the series this bench reads.
@@ -197,8 +167,9 @@ absl::StatusOr<ShardSample> Sample(testing::ShardProcess& shard,
       }
     }
   }
-  s.rss = RssBytes(shard.child().pid());
-  s.dir_bytes = DirectoryBytes(dir);
+  s.rss = std::max<int64_t>(
+      0, bench::ProcStatusBytes(shard.child().pid(), "VmRSS"));
+  s.dir_bytes = bench::DirectoryBytes(dir);
   return s;
 }
 
