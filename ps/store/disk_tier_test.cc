@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ps/common/status_matchers.h"
@@ -476,18 +478,22 @@ TEST_F(DiskTierTest, ConcurrentPushesAndFlushesLoseNoUpdate) {
       ASSERT_THAT(flusher_->FlushNow(), IsOk());
     }
   });
-  constexpr int kThreads = 3, kPushes = 300, kMaxPushes = 3000;
+  // kMaxPushes x 1 ms bounds the wait for flushes (30 s).
+  constexpr int kThreads = 3, kPushes = 300, kMaxPushes = 30000;
   std::vector<std::thread> pushers;
   std::vector<std::vector<std::pair<std::vector<uint64_t>, int>>> done(
       kThreads);
   for (int t = 0; t < kThreads; ++t) {
     pushers.emplace_back([this, t, &done] {
       std::mt19937_64 rng(t + 1);
-      // At least kPushes, and on until flushes have cleaned rows to evict
-      // (a synced write may take longer than all kPushes).
-      for (int p = 0;
-           p < kMaxPushes && (p < kPushes || flusher_->stats().flushes < 20);
-           ++p) {
+      // At least kPushes, and on, one a millisecond, until flushes have
+      // cleaned rows to evict and pushes have read them back (a synced
+      // write may take longer than all kPushes on a loaded machine).
+      for (int p = 0; p < kMaxPushes; ++p) {
+        if (p >= kPushes) {
+          if (flusher_->stats().flushes >= 20) break;
+          absl::SleepFor(absl::Milliseconds(1));  // Polling period.
+        }
         std::vector<uint64_t> ids(16);
         for (uint64_t& id : ids) id = rng() % 500;
         const std::vector<float> g = Grad(ids.size(), t * kMaxPushes + p);
