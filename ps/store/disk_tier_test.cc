@@ -344,6 +344,23 @@ TEST_F(DiskTierTest, FillingFarPastTheBudgetGoesOnAfterEachFlush) {
   ExpectSameRows("t", some);
 }
 
+// After a flush evicted most of a table, most of its slots are free: a push
+// of a few new rows still evicts as many clean ones (free slots do not use
+// up the eviction's scan), so the table stays at max_rows.
+TEST_F(DiskTierTest, APushEvictsDownToMaxRowsWhenMostSlotsAreFree) {
+  Open({Tiered("t", 50)});
+  ASSERT_THAT(reference_.CreateTensors({Table("t")}), IsOk());
+  Push("t", Range(0, 4000), 1);
+  ASSERT_THAT(flusher_->FlushNow(), IsOk());
+  ASSERT_EQ(RowsInMemory("t"), 50);
+  for (int p = 0; p < 10; ++p) {
+    Push("t", Range(4000 + 4 * p, 4004 + 4 * p), 2 + p);  // 4 new rows
+    EXPECT_EQ(RowsInMemory("t"), 50) << "push " << p;
+    ASSERT_THAT(flusher_->FlushNow(), IsOk());
+  }
+  ExpectSameRows("t", Range(0, 4040));
+}
+
 TEST_F(DiskTierTest, RowsUpdatedWhileTheirFlushIsWrittenAreKept) {
   Open({Tiered("t", 10)});
   ASSERT_THAT(reference_.CreateTensors({Table("t")}), IsOk());

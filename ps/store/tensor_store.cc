@@ -1294,9 +1294,9 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
   // kNoRow ignored) to disk (they are there already: forgotten), each the
   // least recently used of the next kEvictSample clean rows of the CLOCK
   // hand (the next one, when evicting more than 1/kEvictSample of the
-  // slots), scanning at most kEvictScanPerRow slots per row asked and two
-  // passes over the slots. Returns the rows evicted; fewer when too few rows
-  // are clean (a flush cleans them). Without a disk tier, none.
+  // slots), looking at most at kEvictScanPerRow rows per row asked and at
+  // two passes over the slots. Returns the rows evicted; fewer when too few
+  // rows are clean (a flush cleans them). Without a disk tier, none.
   int64_t EvictCleanLocked(int64_t n, const std::vector<uint64_t>& keep)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (source_.load() == nullptr || n <= 0) return 0;
@@ -1308,18 +1308,24 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     // the first clean row goes.
     const int64_t slots = SlotsLocked();
     const int sample = n * kEvictSample > slots ? 1 : kEvictSample;
+    // Rows looked at (free slots do not count: after a large eviction most
+    // slots are free, and counting them left rows over max_rows), and slots
+    // visited in all, at most two passes.
     const int64_t budget =
         std::min((n + 1) * kEvictScanPerRow, 2 * slots + kEvictScanPerRow);
-    int64_t scanned = 0, evicted = 0;
-    while (evicted < n && scanned < budget) {
+    const int64_t max_visits = 2 * slots + kEvictScanPerRow;
+    int64_t scanned = 0, visited = 0, evicted = 0;
+    while (evicted < n && scanned < budget && visited < max_visits) {
       uint64_t best = kNoRow;
       int64_t best_version = std::numeric_limits<int64_t>::max();
-      for (int seen = 0; seen < sample && scanned < budget; ++scanned) {
+      for (int seen = 0;
+           seen < sample && scanned < budget && visited < max_visits;
+           ++visited) {
         const uint64_t row = NextSlotLocked(&evict_hand_);
         unsigned char* record = RecordLocked(row);
-        if (*StepOf(record) < 0 || !CleanLocked(row) || kept.contains(row)) {
-          continue;
-        }
+        if (*StepOf(record) < 0) continue;  // free
+        ++scanned;
+        if (!CleanLocked(row) || kept.contains(row)) continue;
         ++seen;
         if (*LastVersionOf(record) < best_version) {
           best = row;
