@@ -33,7 +33,7 @@ void Flusher::Loop() {
       return stop_;
     };
     // The interval, in slices that look for an early request (a tiered
-    // table whose dirty rows hold it over its max_rows).
+    // table whose dirty rows must be written before they can go).
     const absl::Time due = absl::Now() + interval_;
     bool early = false;
     for (absl::Time now = absl::Now(); now < due && !early && !stop_;
@@ -45,7 +45,8 @@ void Flusher::Loop() {
     if (stop_) break;
     if (early) {
       VLOG(1) << "flushing early: a tiered table holds more than twice its "
-                 "max_rows in rows a flush must write first";
+                 "max_rows, or the shard's budget refused its new rows, in "
+                 "rows a flush must write first";
     }
     stats_mu_.Unlock();
     FlushNow().IgnoreError();  // Reported in stats and the log.

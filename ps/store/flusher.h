@@ -10,9 +10,10 @@
 // successful write tells the store (TensorStore::MarkPersisted), so a caller
 // of FlushNow() knows an initialization it set is on disk, and tiered tables
 // over their max_rows evict the rows it wrote (TensorStore::EvictFlushed). A
-// tiered table whose unwritten rows hold it at more than twice its max_rows
-// asks for a flush (TensorStore::TakeFlushRequest), which then comes within
-// kRequestPoll rather than at the end of the interval.
+// tiered table whose unwritten rows hold it at more than twice its max_rows,
+// or whose new rows the shard's budget refused, asks for a flush
+// (TensorStore::TakeFlushRequest), which then comes within kRequestPoll
+// rather than at the end of the interval.
 //
 // Thread-safe.
 

@@ -25,6 +25,7 @@ namespace tessera {
 namespace {
 
 constexpr uint32_t kFormatVersion = 1;
+constexpr char kIdentityKey[] = "tessera/identity";
 
 // Bytes free on the file system of `dir`; the maximum if it cannot be told.
 uint64_t FreeBytes(const std::string& dir) {
@@ -32,7 +33,6 @@ uint64_t FreeBytes(const std::string& dir) {
   if (statvfs(dir.c_str(), &fs) != 0) return ~uint64_t{0};
   return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
 }
-constexpr char kIdentityKey[] = "tessera/identity";
 
 // Column families, in the order of ShardStorage::handles_.
 enum Cf { kDefault, kSpecs, kParams, kSlots, kRows, kVersions, kRecords };

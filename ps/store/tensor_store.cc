@@ -787,6 +787,11 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
     return tiered_ && num_rows_ > 2 * policy_.max_rows();
   }
 
+  // Evictions of a push's (or a pull's read-back) worth of rows a tiered
+  // table makes at most to fit the shard's budget: after the first, the
+  // index maps may still have to grow (erased rows leave tombstones that
+  // count against a map's load until it rehashes).
+  static constexpr int kMakeRoomRounds = 8;
   // A tiered table's push over the shard's budget: evicts up to the plan's
   // new rows' worth of clean rows not in it, so that the new rows reuse their
   // slots. Returns whether it evicted any (the caller plans again).
@@ -1420,9 +1425,12 @@ class TensorStore::EmbeddingPart : public TensorStore::Part {
         GrowthBytesLocked(install.size(), new_per_map, 0);
     const int64_t allocated = AllocatedBytesLocked();
     const int64_t rows_before = num_rows_;
-    if (bytes.ok() && !fits(*bytes) && tiered_) {
-      // Over the shard's budget: clean rows of this table make room.
-      EvictCleanLocked(install.size(), *rows);
+    // Over the shard's budget: clean rows of this table make room, in
+    // rounds as for a push (TensorStore::PushTables).
+    for (int round = 0;
+         round < kMakeRoomRounds && tiered_ && bytes.ok() && !fits(*bytes);
+         ++round) {
+      if (EvictCleanLocked(install.size(), *rows) == 0) break;
       bytes = GrowthBytesLocked(install.size(), new_per_map, 0);
     }
     if (!bytes.ok() || !fits(*bytes)) {
@@ -2053,12 +2061,9 @@ absl::StatusOr<TablesPushResult> TensorStore::PushTables(
   }
   std::vector<RowGrowth> growth(n);
   // Over the shard's budget: tiered tables make room by evicting clean rows
-  // of their own (their slots take the new rows), then plan again. Their
-  // index maps may still have to grow (erased rows leave tombstones that
-  // count against a map's load until it rehashes), so this evicts again, a
-  // push's worth each round, until the plan fits or nothing clean is left.
-  constexpr int kMakeRoomRounds = 8;
-  for (int round = 0; round < kMakeRoomRounds && new_rows > 0 &&
+  // of their own (their slots take the new rows), then plan again, a push's
+  // worth each round, until the plan fits or nothing clean is left.
+  for (int round = 0; round < EmbeddingPart::kMakeRoomRounds && new_rows > 0 &&
                       !CheckMemory(new_bytes, "").ok();
        ++round) {
     bool made_room = false;

@@ -376,6 +376,18 @@ std::string TieredInjected(const std::string& when) {
       when, ", ", TieredPusher::kIdsPerPush, " ids per push");
 }
 
+// The side client's pushes: a figure of `r` and a line on stdout.
+TieredPusher::Stats ReportPushes(const TieredPusher& pusher,
+                                 ScenarioReport& r) {
+  const TieredPusher::Stats pushed = pusher.stats();
+  r.Figure(absl::StrCat(kTieredTable, " pushes answered OK / failed"),
+           absl::StrCat(pushed.pushes, " / ", pushed.failed));
+  std::cout << kTieredTable << ": " << pushed.pushes << " pushes, "
+            << pushed.failed << " failed (last: " << pushed.last_error << ")"
+            << std::endl;
+  return pushed;
+}
+
 // Waits until every shard's tiered table has evicted rows and read rows back
 // from disk (the table really is tiered); what each shard reported.
 absl::StatusOr<std::vector<TieredMetrics>> WaitUntilTiered(
@@ -795,12 +807,7 @@ TEST_F(FaultTest, ShardsKilledMidTrainingResumeFromTheirLastFlush) {
                           " at the end (since its last restart)"),
              Describe(t));
   }
-  const TieredPusher::Stats pushed = pusher->stats();
-  r.Figure(absl::StrCat(kTieredTable, " pushes answered OK / failed"),
-           absl::StrCat(pushed.pushes, " / ", pushed.failed));
-  std::cout << kTieredTable << ": " << pushed.pushes << " pushes, "
-            << pushed.failed << " failed (last: " << pushed.last_error << ")"
-            << std::endl;
+  const TieredPusher::Stats pushed = ReportPushes(*pusher, r);
   EXPECT_GT(pushed.pushes, 0);
   r.Observed(absl::StrCat(
       "every kill restored at least the flushed versions of every part, "
@@ -972,12 +979,7 @@ TEST_F(FaultTest, ShardStoppedWithSigtermRestartsBitIdentical) {
   pusher->Stop();
   TESSERA_ASSERT_OK_AND_ASSIGN(std::vector<ShardSnapshot> tiered_final,
                                pull_tiered());
-  const TieredPusher::Stats pushed = pusher->stats();
-  r.Figure(absl::StrCat(kTieredTable, " pushes answered OK / failed"),
-           absl::StrCat(pushed.pushes, " / ", pushed.failed));
-  std::cout << kTieredTable << ": " << pushed.pushes << " pushes, "
-            << pushed.failed << " failed (last: " << pushed.last_error << ")"
-            << std::endl;
+  const TieredPusher::Stats pushed = ReportPushes(*pusher, r);
   // After the job: the final state survives SIGTERM + restart too. Checked
   // before FinishJob, whose accuracy pull (the whole model, the tiered table
   // included) would flush every shard; the workers exit first.
