@@ -24,6 +24,7 @@
 #include "ps/common/status_matchers.h"
 #include "ps/spec/placement.h"
 #include "ps/wire/data_wire.h"
+#include "ps/wire/shm_segment.h"
 #include "ps/wire/zmq_frames.h"
 #include "tessera/v1/data.pb.h"
 #include "tests/cluster.h"
@@ -197,6 +198,7 @@ class DataPlaneTest : public ::testing::Test {
       int64_t max_push_piece_bytes = PsClientOptions().max_push_piece_bytes) {
     PsClientOptions options;
     options.max_push_piece_bytes = max_push_piece_bytes;
+    options.shared_memory_min_bytes = shm_min_bytes_;
     for (auto& shard : shards_) {
       options.shard_addresses.push_back(shard->ports().grpc_address());
     }
@@ -210,6 +212,16 @@ class DataPlaneTest : public ::testing::Test {
   // Pushes and pulls over the shards, several in flight at once, against a
   // local SGD reference; returns the shards' count of push requests.
   double RunReferenceWorkload();
+  // Pushes from a thread while shard 1 is frozen, stopped and restarted;
+  // checks that every push was applied exactly once.
+  void RunRestartWorkload();
+
+  // The client's values moved through shared memory with `shard`.
+  double ShmBytes(int shard) {
+    return SeriesValue(Text(registry_),
+                       absl::StrCat("tessera_client_shm_bytes_total{shard=\"",
+                                    shard, "\"}"));
+  }
 
   std::vector<float> PullDense(const std::string& name, size_t floats) {
     std::vector<float> out(floats);
@@ -222,6 +234,9 @@ class DataPlaneTest : public ::testing::Test {
   std::vector<std::unique_ptr<ShardProcess>> shards_;
   metrics::Registry registry_;
   std::unique_ptr<PsClient> client_;
+  // PsClientOptions::shared_memory_min_bytes of ConnectClient. The default
+  // (16 KiB) leaves this suite's tensors (at most 6 KiB) in frames.
+  int64_t shm_min_bytes_ = PsClientOptions().shared_memory_min_bytes;
 };
 
 TEST_F(DataPlaneTest, PushesAndPullsOverThreeShardsMatchALocalSgdReference) {
@@ -602,6 +617,23 @@ TEST_F(DataPlaneTest, ShardRestartedMidStreamIsRetriedAndNothingIsLost) {
   StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600"},
               /*fixed_ports=*/true);
   ConnectClient(absl::Seconds(60));
+  RunRestartWorkload();
+}
+
+// The same with every dense request in shared memory: the restarted shard
+// does not know the old segment (shm_lost: sent again in frames), the one
+// frozen and drained leaves ranges unanswered (the client drops that
+// segment), and the client attaches a new one after reconnecting.
+TEST_F(DataPlaneTest, ShardRestartedMidStreamInSharedMemoryLosesNothing) {
+  StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600"},
+              /*fixed_ports=*/true);
+  shm_min_bytes_ = 1;
+  ConnectClient(absl::Seconds(60));
+  RunRestartWorkload();
+  for (int shard = 0; shard < 3; ++shard) EXPECT_GT(ShmBytes(shard), 0);
+}
+
+void DataPlaneTest::RunRestartWorkload() {
   ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
   Reference ref;
   ref.dense["big"] = PullDense("big", kBigRows * kBigCols);
@@ -909,6 +941,253 @@ TEST_F(DataPlaneTest, MalformedFramesGetErrorRepliesAndChangeNothing) {
   EXPECT_EQ(header->version(), 1);
   EXPECT_NE(PullDense("small", 32), before);
   EXPECT_THAT(client_->Ping(0), IsOk());
+}
+
+
+// Every dense push and pull in shared memory (shared_memory_min_bytes 1):
+// the same values as the reference, to the bit, and both ends count the
+// bytes that went through the segments.
+TEST_F(DataPlaneTest, SharedMemoryPushesAndPullsMatchTheReference) {
+  StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600"});
+  shm_min_bytes_ = 1;
+  ConnectClient();
+  RunReferenceWorkload();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_GT(ShmBytes(i), 0) << "shard " << i;
+    auto in = shards_[i]->Metric("tessera_ps_shm_bytes_total",
+                                 "direction=\"in\"");
+    auto out = shards_[i]->Metric("tessera_ps_shm_bytes_total",
+                                  "direction=\"out\"");
+    auto open = shards_[i]->Metric("tessera_ps_shm_segments");
+    ASSERT_TRUE(in.ok() && out.ok() && open.ok());
+    EXPECT_GT(*in, 0) << "shard " << i;
+    EXPECT_GT(*out, 0) << "shard " << i;
+    EXPECT_EQ(*open, 1) << "shard " << i;
+  }
+}
+
+// A shard with shared memory off, and a segment too small for what is in
+// flight: the requests go in frames, in order, and the values are right.
+TEST_F(DataPlaneTest, SharedMemoryOffOrFullFallsBackToFrames) {
+  StartShards(3, {"--shm_segment_bytes=0", "--split_threshold_bytes=4096",
+                  "--flush_interval_s=3600"});
+  shm_min_bytes_ = 1;
+  ConnectClient();
+  RunReferenceWorkload();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ShmBytes(i), 0);
+
+  // A 1 MiB segment, and 24 pushes of 96 KiB sent to a frozen shard: none
+  // is answered while they are sent, so 10 fit in the segment and the rest
+  // go in frames, all applied once and in order.
+  shards_.clear();
+  std::filesystem::remove_all(base_dir_);
+  StartShards(1, {"--shm_segment_bytes=1048576", "--flush_interval_s=3600"});
+  client_.reset();
+  ConnectClient();
+  v1::TensorSpec wide = Dense("wide", {24, 1024}, 9);
+  ASSERT_THAT(client_->CreateTensors({wide}), IsOk());
+  std::vector<float> ref = PullDense("wide", 24 * 1024);
+  const double before = ShmBytes(0);
+  StopAndWait(shards_[0]->child());
+  std::vector<std::future<absl::Status>> pushed;
+  for (int k = 0; k < 24; ++k) {
+    auto g = std::make_shared<const std::vector<float>>(
+        Gradient(24 * 1024, k, 5));
+    pushed.push_back(client_->PushDense("wide", 0, g));
+    Sgd(ref.data(), g->data(), g->size());
+  }
+  shards_[0]->child().Signal(SIGCONT);
+  for (auto& f : pushed) ASSERT_THAT(f.get(), IsOk());
+  const std::vector<float> got = PullDense("wide", 24 * 1024);
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_FLOAT_EQ(got[i], ref[i]) << "wide[" << i << "]";
+  }
+  // Which ones went through the segment depends on when the client sent
+  // them (the first 10 sent before SIGCONT did); the values above do not.
+  EXPECT_GT(ShmBytes(0), before);
+
+  // A push larger than the whole segment always goes in frames.
+  v1::TensorSpec huge = Dense("huge", {512, 1024}, 10);
+  ASSERT_THAT(client_->CreateTensors({huge}), IsOk());
+  std::vector<float> huge_ref = PullDense("huge", 512 * 1024);
+  const double unchanged = ShmBytes(0);
+  const std::vector<float> g = Gradient(512 * 1024, 1, 7);
+  ASSERT_THAT(client_->PushDense("huge", 0, absl::MakeConstSpan(g)).get(),
+              IsOk());
+  Sgd(huge_ref.data(), g.data(), g.size());
+  EXPECT_EQ(PullDense("huge", 512 * 1024), huge_ref);
+  EXPECT_EQ(ShmBytes(0), unchanged);
+}
+
+// One segment at a time on the shard: a second client's attach closes the
+// first client's segment, whose next requests are answered shm_lost and sent
+// again in frames, without an error or a lost update.
+TEST_F(DataPlaneTest, AClosedSegmentSendsTheRequestAgainInFrames) {
+  StartShards(1, {"--shm_max_segments=1", "--flush_interval_s=3600"});
+  shm_min_bytes_ = 1;
+  ConnectClient();
+  ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
+  std::vector<float> ref = PullDense("small", 32);
+  const double attached = ShmBytes(0);
+  EXPECT_GT(attached, 0);
+
+  metrics::Registry other_registry;
+  PsClientOptions options;
+  options.shard_addresses = {shards_[0]->ports().grpc_address()};
+  options.shared_memory_min_bytes = 1;
+  options.registry = &other_registry;
+  auto other = PsClient::Connect(options);
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_THAT((*other)->LoadSpecs(), IsOk());
+  // The other client's attach is answered before its first request.
+  std::vector<float> seen(32);
+  ASSERT_THAT((*other)->PullDense("small", 0, absl::MakeSpan(seen)).get(),
+              IsOk());
+  EXPECT_EQ(seen, ref);
+
+  for (int step = 0; step < 5; ++step) {
+    const std::vector<float> g = Gradient(32, step, 6);
+    ASSERT_THAT(client_->PushDense("small", 0, absl::MakeConstSpan(g)).get(),
+                IsOk());
+    Sgd(ref.data(), g.data(), g.size());
+  }
+  EXPECT_EQ(PullDense("small", 32), ref);
+  EXPECT_GT(SeriesValue(Text(registry_),
+                        "tessera_client_retries_total{shard=\"0\"}"),
+            0);
+  ASSERT_THAT((*other)->PullDense("small", 0, absl::MakeSpan(seen)).get(),
+              IsOk());
+  EXPECT_EQ(seen, ref);
+}
+
+// Hostile shared-memory requests, from a raw socket that attached a segment
+// of its own: each is answered with an error that says what was wrong and
+// changes nothing; well-formed ones then work.
+TEST_F(DataPlaneTest, BadSharedMemoryRequestsGetErrorsAndChangeNothing) {
+  StartShards(1, {"--flush_interval_s=3600"});
+  ConnectClient();
+  ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
+  const std::vector<float> before = PullDense("small", 32);
+  ShardProcess& shard = *shards_[0];
+  RawSocket raw(shard.ports().data);
+
+  auto header_of = [](const absl::StatusOr<std::vector<ZmqFrame>>& reply) {
+    EXPECT_TRUE(reply.ok()) << reply.status();
+    EXPECT_EQ(reply.ok() ? reply->size() : 0, 1u);
+    auto header = ParseDataHeader((*reply)[0].view());
+    EXPECT_TRUE(header.ok());
+    return header.ok() ? *header : v1::DataHeader();
+  };
+  v1::DataHeader attach;
+  attach.set_request_id(1);
+  attach.set_op(v1::DataHeader::SHM_ATTACH);
+  attach.set_shm_host("another-machine");
+  v1::DataHeader refused =
+      header_of(raw.RoundTrip({attach.SerializeAsString()}));
+  EXPECT_EQ(refused.status_code(),
+            static_cast<int>(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(refused.status_message(), HasSubstr("another machine"));
+  attach.set_shm_host(ShmHostId());
+  const v1::DataHeader attached =
+      header_of(raw.RoundTrip({attach.SerializeAsString()}));
+  ASSERT_EQ(attached.status_code(), 0) << attached.status_message();
+  auto segment = ShmSegment::Attach(attached.shm_pid(), attached.shm_fd(),
+                                    attached.shm_bytes(),
+                                    attached.shm_segment());
+  ASSERT_THAT(segment, IsOk());
+  const int64_t bytes = (*segment)->bytes();
+  const int64_t kMax = std::numeric_limits<int64_t>::max();
+
+  v1::DataHeader push;
+  push.set_request_id(2);
+  push.set_op(v1::DataHeader::PUSH_DENSE);
+  push.set_tensor_name("small");
+  push.set_row_count(4);
+  push.set_row_size(8);
+  push.set_shm_segment(attached.shm_segment());
+  push.set_shm_offset(4096);
+  const std::vector<float> ones(32, 1.0f);
+  std::memcpy((*segment)->data() + 4096, ones.data(), 32 * sizeof(float));
+  auto with = [&](v1::DataHeader h, auto change) {
+    change(h);
+    return h.SerializeAsString();
+  };
+  struct Case {
+    std::string what;
+    std::vector<std::string> frames;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"unknown segment",
+       {with(push, [](auto& h) { h.set_shm_segment(h.shm_segment() + 1); })},
+       "is not open on this shard"},
+      {"offset in the segment's header",
+       {with(push, [](auto& h) { h.set_shm_offset(0); })},
+       "not an aligned range"},
+      {"past the end",
+       {with(push, [&](auto& h) { h.set_shm_offset(bytes - 64); })},
+       "not an aligned range"},
+      {"offset near INT64_MAX",
+       {with(push, [&](auto& h) { h.set_shm_offset(kMax - 3); })},
+       "not an aligned range"},
+      {"misaligned offset",
+       {with(push, [](auto& h) { h.set_shm_offset(4097); })},
+       "not an aligned range"},
+      {"negative offset",
+       {with(push, [](auto& h) { h.set_shm_offset(-64); })},
+       "offset not be negative"},
+      {"no row size",
+       {with(push, [](auto& h) { h.set_row_size(0); })},
+       "counts must be positive"},
+      {"bytes overflow",
+       {with(push,
+             [&](auto& h) {
+               h.set_row_count(kMax / 8);
+               h.set_row_size(8);
+             })},
+       "fit in int64"},
+      {"a values frame as well",
+       {push.SerializeAsString(), FloatBytes(ones)},
+       "expected 0"},
+      {"a row push in shared memory",
+       {with(push, [](auto& h) { h.set_op(v1::DataHeader::PUSH_ROWS); }),
+        std::string(32, '\0'), FloatBytes(ones)},
+       "only push and pull do"},
+      {"a pull past the end",
+       {with(push,
+             [&](auto& h) {
+               h.set_op(v1::DataHeader::PULL_DENSE);
+               h.set_shm_offset(bytes - 4);
+             })},
+       "not an aligned range"},
+      {"the wrong rows",
+       {with(push, [](auto& h) { h.set_row_size(4); })},
+       "assumes rows of 4 floats"},
+  };
+  for (const Case& c : cases) {
+    const v1::DataHeader reply = header_of(raw.RoundTrip(c.frames));
+    EXPECT_NE(reply.status_code(), 0) << c.what;
+    EXPECT_THAT(reply.status_message(), HasSubstr(c.message)) << c.what;
+    EXPECT_EQ(reply.shm_lost(), c.what == "unknown segment") << c.what;
+  }
+  EXPECT_TRUE(shard.child().running());
+  EXPECT_EQ(PullDense("small", 32), before);
+
+  // Well-formed: the push applies the segment's values (SGD: p - 0.1 * 1),
+  // and the pull writes the tensor into the segment.
+  v1::DataHeader ok = header_of(raw.RoundTrip({push.SerializeAsString()}));
+  ASSERT_EQ(ok.status_code(), 0) << ok.status_message();
+  std::vector<float> want = before;
+  Sgd(want.data(), ones.data(), 32);
+  EXPECT_EQ(PullDense("small", 32), want);
+  v1::DataHeader pull = push;
+  pull.set_op(v1::DataHeader::PULL_DENSE);
+  pull.set_shm_offset(8192);
+  ok = header_of(raw.RoundTrip({pull.SerializeAsString()}));
+  ASSERT_EQ(ok.status_code(), 0) << ok.status_message();
+  std::vector<float> in_segment(32);
+  std::memcpy(in_segment.data(), (*segment)->data() + 8192, 32 * sizeof(float));
+  EXPECT_EQ(in_segment, want);
 }
 
 }  // namespace

@@ -44,6 +44,8 @@
 //   tessera_client_waiting_seconds{shard}     age of the oldest unanswered
 //                                             piece on a shard, 0 when none
 //   tessera_client_request_latency_seconds{op}  calls, start to completion
+//   tessera_client_shm_bytes_total{shard}     values moved through shared
+//                                             memory (pushes and pulls)
 //
 // Thread-safe: every method may be called concurrently. Callbacks run on the
 // client's I/O thread (or on the calling thread when a call fails before it
@@ -95,6 +97,15 @@ struct PsClientOptions {
   // still on the wire. They are applied in order (see Order above); another
   // client may see some of them applied and not yet the rest. 0 = never cut.
   int64_t max_push_piece_bytes = 2 << 20;
+  // Shared memory with shards on this machine: the client asks each shard
+  // for a segment (SHM_ATTACH) when it connects, and dense pushes and pulls
+  // of at least shared_memory_min_bytes then move their values through it
+  // instead of over the socket (the request and reply are headers only).
+  // A shard elsewhere, or one with --shm_segment_bytes=0, refuses, and its
+  // requests go over TCP as before; so do requests that find the segment
+  // full. Order, retries and failures are as for frames (see above).
+  bool shared_memory = true;
+  int64_t shared_memory_min_bytes = 16 << 10;
 };
 
 struct CallOptions {

@@ -38,6 +38,13 @@ PsClient::Transport::Create(const PsClientOptions& options,
                           "How long the oldest unanswered data-plane "
                           "request to a shard has waited; 0 when none.")
                       .Register(*registry);
+  auto& shm_bytes = metrics::BuildCounter()
+                        .Name("tessera_client_shm_bytes_total")
+                        .Help(
+                            "Values of dense pushes and pulls moved through "
+                            "a shared-memory segment with a shard on this "
+                            "machine instead of its socket.")
+                        .Register(*registry);
   t->latency_ = &metrics::BuildHistogram()
                      .Name("tessera_client_request_latency_seconds")
                      .Help(
@@ -53,6 +60,7 @@ PsClient::Transport::Create(const PsClientOptions& options,
     link.retries = &retries.Add(labels);
     link.timeouts = &timeouts.Add(labels);
     link.waiting = &waiting.Add(labels);
+    link.shm_bytes = &shm_bytes.Add(labels);
     t->links_.push_back(std::move(link));
   }
   for (Link& link : t->links_) {
@@ -110,7 +118,94 @@ absl::Status PsClient::Transport::OpenLink(Link* link) {
     auto received = ZmqRecvFrames(link->monitor.get(), &none, ZMQ_DONTWAIT, 2);
     if (!received.ok() || !received->received) break;
   }
+  if (shared_memory_) SendAttach(link);
   return absl::OkStatus();
+}
+
+void PsClient::Transport::SendAttach(Link* link) {
+  link->shm_retry_at = absl::InfiniteFuture();
+  link->shm_attach_request = 0;
+  if (!link->socket.valid() || ShmHostId().empty()) return;
+  v1::DataHeader header;
+  header.set_op(v1::DataHeader::SHM_ATTACH);
+  header.set_request_id(next_request_id_++);
+  header.set_shm_host(ShmHostId());
+  ZmqFrame frame = ZmqFrame::Copy(header.SerializeAsString());
+  if (ZmqSendFrames(link->socket.get(), absl::MakeSpan(&frame, 1),
+                    ZMQ_DONTWAIT)
+          .ok()) {
+    link->shm_attach_request = header.request_id();
+  }
+}
+
+void PsClient::Transport::HandleAttach(Link* link,
+                                       const v1::DataHeader& reply) {
+  link->shm_attach_request = 0;
+  const absl::Status refused = HeaderStatus(reply);
+  absl::StatusOr<std::unique_ptr<ShmSegment>> segment =
+      refused.ok() ? ShmSegment::Attach(reply.shm_pid(), reply.shm_fd(),
+                                        reply.shm_bytes(), reply.shm_segment())
+                   : refused;
+  const bool first = !link->shm_logged;
+  link->shm_logged = true;
+  if (!segment.ok()) {
+    // Asked again when the link reconnects (the shard may have restarted
+    // with other flags, or elsewhere).
+    LOG_IF(INFO, first) << "shard " << link->index << " at " << link->address
+                        << ": no shared memory ("
+                        << segment.status().message()
+                        << "); dense pushes and pulls go over TCP";
+    return;
+  }
+  link->shm = std::shared_ptr<ShmSegment>(*std::move(segment));
+  link->arena.Reset(ShmSegment::kHeaderBytes, link->shm->bytes());
+  LOG_IF(INFO, first) << "shard " << link->index << " at " << link->address
+                      << ": dense pushes and pulls of " << shared_memory_min_bytes_
+                      << " bytes or more go through a shared-memory segment of "
+                      << link->shm->bytes() / (1 << 20) << " MiB";
+  VLOG_IF(1, !first) << "shard " << link->index
+                     << ": shared-memory segment attached again";
+}
+
+void PsClient::Transport::PlaceInShm(Link* link, Piece* piece) {
+  piece->header.clear_shm_segment();
+  piece->header.clear_shm_offset();
+  piece->shm.reset();
+  const v1::DataHeader::Op op = piece->header.op();
+  if (link->shm == nullptr || piece->header.row_size() <= 0 ||
+      (op != v1::DataHeader::PUSH_DENSE && op != v1::DataHeader::PULL_DENSE)) {
+    return;
+  }
+  const bool push = op == v1::DataHeader::PUSH_DENSE;
+  const int64_t bytes = static_cast<int64_t>(push ? piece->values_bytes
+                                                  : piece->expected_bytes);
+  if (bytes <= 0 || bytes < shared_memory_min_bytes_) return;
+  const int64_t offset = link->arena.Allocate(bytes);
+  if (offset < 0) return;  // Full: this one goes in frames.
+  if (push) std::memcpy(link->shm->data() + offset, piece->values, bytes);
+  piece->shm = link->shm;
+  piece->shm_offset = offset;
+  piece->shm_bytes = bytes;
+  piece->header.set_shm_segment(link->shm->token());
+  piece->header.set_shm_offset(offset);
+}
+
+void PsClient::Transport::ReleaseShm(Link* link, Piece* piece) {
+  if (piece->shm == nullptr) return;
+  if (piece->shm == link->shm) {
+    link->arena.Free(piece->shm_offset, piece->shm_bytes);
+  }
+  piece->shm.reset();
+}
+
+void PsClient::Transport::RetireShm(Link* link, absl::Duration retry) {
+  // Pieces that still hold the old segment keep it mapped until they are
+  // done; nothing is allocated from it again.
+  link->shm.reset();
+  link->arena.Clear();
+  link->shm_attach_request = 0;
+  link->shm_retry_at =
+      shared_memory_ ? absl::Now() + retry : absl::InfiniteFuture();
 }
 
 void PsClient::Transport::CloseLink(Link* link) {
@@ -268,18 +363,20 @@ absl::Status PsClient::Transport::Send(Call* call, int index,
   }
   const uint64_t request_id = next_request_id_++;
   piece.header.set_request_id(request_id);
+  PlaceInShm(&link, &piece);
   ZmqFrame frames[3];
   size_t n = 0;
   frames[n++] = ZmqFrame::Copy(piece.header.SerializeAsString());
   if (piece.ids_bytes > 0) {
     frames[n++] = ZmqFrame::Share(piece.ids, piece.ids_bytes, piece.ids_owner);
   }
-  if (piece.values_bytes > 0) {
+  if (piece.values_bytes > 0 && piece.shm == nullptr) {
     frames[n++] =
         ZmqFrame::Share(piece.values, piece.values_bytes, piece.values_owner);
   }
   absl::Status sent =
       ZmqSendFrames(link.socket.get(), absl::MakeSpan(frames, n), ZMQ_DONTWAIT);
+  if (!sent.ok()) ReleaseShm(&link, &piece);  // The shard never saw it.
   if (absl::IsUnavailable(sent)) {  // High-water mark: wait for room.
     piece.state = Piece::State::kQueued;
     if (!from_backlog) link.backlog.emplace_back(call->id, index);
@@ -335,6 +432,12 @@ void PsClient::Transport::HandleReply(Link* link,
                  << " sent an unreadable reply: " << header.status();
     return;
   }
+  if (link->shm_attach_request != 0 &&
+      header->request_id() == link->shm_attach_request &&
+      header->op() == v1::DataHeader::SHM_ATTACH) {
+    HandleAttach(link, *header);
+    return;
+  }
   auto it = by_request_.find(header->request_id());
   if (it == by_request_.end()) {
     VLOG(1) << "shard " << link->index << ": late reply to request "
@@ -347,17 +450,36 @@ void PsClient::Transport::HandleReply(Link* link,
   if (call == nullptr) return;
   Piece& piece = call->pieces[index];
 
+  // The shard has answered: a range of shared memory it used is free again.
+  const bool in_shm = piece.shm != nullptr;
+  const bool current_shm = in_shm && piece.shm == link->shm;
   absl::Status status = HeaderStatus(*header);
   if (status.ok()) {
     std::vector<size_t> sizes;
     for (size_t i = 1; i < frames->size(); ++i) {
       sizes.push_back((*frames)[i].size());
     }
-    status = CheckReplyLayout(call->op, *header, sizes, piece.expected_bytes);
+    status = CheckReplyLayout(call->op, *header, sizes, piece.expected_bytes,
+                              in_shm);
+  }
+  if (in_shm && header->shm_lost()) {
+    // The shard does not have the segment (it restarted, or closed it for
+    // another client's): nothing was applied. Send it again in frames, and
+    // attach a new segment in a while.
+    ReleaseShm(link, &piece);
+    if (current_shm) RetireShm(link, absl::Seconds(1));
+    piece.state = Piece::State::kNew;
+    link->retries->Increment();
+    absl::Status sent = Send(call, index);
+    if (!sent.ok()) Finish(call, sent);
+    return;
   }
   if (status.ok()) {
     if (call->op == v1::DataHeader::PULL_DENSE) {
-      std::memcpy(piece.out, (*frames)[1].data(), piece.expected_bytes);
+      std::memcpy(piece.out,
+                  in_shm ? piece.shm->data() + piece.shm_offset
+                         : (*frames)[1].data(),
+                  piece.expected_bytes);
     } else if (IsPull(call->op)) {  // PULL_ROWS, PULL_TABLES
       // The reply's size was checked against out_runs (expected_bytes).
       const char* src = (*frames)[1].data();
@@ -369,10 +491,13 @@ void PsClient::Transport::HandleReply(Link* link,
         }
       }
     }
+    if (in_shm) link->shm_bytes->Increment(static_cast<double>(piece.shm_bytes));
+    ReleaseShm(link, &piece);
     piece.state = Piece::State::kDone;
     if (--call->pending == 0) Finish(call, absl::OkStatus());
     return;
   }
+  ReleaseShm(link, &piece);
   if (absl::IsUnavailable(status)) {
     // Loading or draining: nothing was applied; try again later.
     piece.last_error = status;
@@ -414,6 +539,9 @@ void PsClient::Transport::HandleMonitor(Link* link) {
   LOG(WARNING) << "shard " << link->index << " at " << link->address
                << ": connection lost; reconnecting and resending "
                << unanswered.size() << " unanswered requests";
+  // The shard may still be working on ranges of the segment that will never
+  // be answered: stop using it (OpenLink asks for a new one).
+  RetireShm(link, absl::ZeroDuration());
   CloseLink(link);
   absl::Status opened = OpenLink(link);
   if (!opened.ok()) {
@@ -492,8 +620,16 @@ void PsClient::Transport::TimeOut(Call* call) {
 }
 
 void PsClient::Transport::Finish(Call* call, absl::Status status) {
-  for (const Piece& piece : call->pieces) {
-    if (piece.state == Piece::State::kSent) by_request_.erase(piece.request_id);
+  for (Piece& piece : call->pieces) {
+    if (piece.state != Piece::State::kSent) continue;
+    by_request_.erase(piece.request_id);
+    // Unanswered: the shard may still read or write its range, which must
+    // not be handed to another request; the segment goes.
+    Link& link = links_[piece.shard];
+    if (piece.shm != nullptr && piece.shm == link.shm) {
+      RetireShm(&link, absl::Seconds(1));
+    }
+    piece.shm.reset();
   }
   deadlines_.erase({call->deadline, call->id});
   // Stale retry and backlog entries are skipped when they come up.
@@ -535,6 +671,10 @@ void PsClient::Transport::Tick(absl::Time now) {
       } else {
         FlushBacklog(&link);
       }
+    }
+    if (link.socket.valid() && link.shm == nullptr &&
+        link.shm_attach_request == 0 && now >= link.shm_retry_at) {
+      SendAttach(&link);
     }
     if (pending[s] == 0) {
       link.waiting->Set(0);

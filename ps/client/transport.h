@@ -14,6 +14,8 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <thread>
@@ -26,6 +28,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "ps/client/ps_client.h"
+#include "ps/wire/shm_segment.h"
 #include "ps/wire/zmq_frames.h"
 #include "tessera/v1/data.pb.h"
 
@@ -35,6 +38,57 @@ namespace client_internal {
 // How often the I/O thread refreshes waiting gauges and wait logs while
 // anything is pending.
 inline constexpr absl::Duration kTick = absl::Milliseconds(250);
+
+// Ranges of a shared-memory segment handed to requests in flight: first
+// fit over the free ranges, whole kAlignment blocks, neighbours merged when
+// freed. A handful of requests are in flight at once, so lists stay short.
+class ShmArena {
+ public:
+  // All of [begin, end) free.
+  void Reset(int64_t begin, int64_t end) {
+    free_.clear();
+    if (end > begin) free_[begin] = end - begin;
+  }
+  void Clear() { free_.clear(); }
+  // The offset of `bytes` (rounded up to the alignment), or -1 if no free
+  // range holds them.
+  int64_t Allocate(int64_t bytes) {
+    const int64_t want = Round(bytes);
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < want) continue;
+      const int64_t offset = it->first, left = it->second - want;
+      free_.erase(it);
+      if (left > 0) free_[offset + want] = left;
+      return offset;
+    }
+    return -1;
+  }
+  // Gives back what Allocate(bytes) returned at `offset`.
+  void Free(int64_t offset, int64_t bytes) {
+    int64_t size = Round(bytes);
+    auto next = free_.lower_bound(offset);
+    if (next != free_.end() && offset + size == next->first) {
+      size += next->second;
+      next = free_.erase(next);
+    }
+    if (next != free_.begin()) {
+      auto prev = std::prev(next);
+      if (prev->first + prev->second == offset) {
+        prev->second += size;
+        return;
+      }
+    }
+    free_[offset] = size;
+  }
+  size_t ranges() const { return free_.size(); }
+
+ private:
+  static int64_t Round(int64_t bytes) {
+    const int64_t a = ShmSegment::kAlignment;
+    return (bytes + a - 1) / a * a;
+  }
+  std::map<int64_t, int64_t> free_;  // offset -> bytes
+};
 
 inline std::string Pretty(absl::Duration d) {
   return absl::FormatDuration(absl::Trunc(d, absl::Milliseconds(100)));
@@ -75,6 +129,11 @@ struct Piece {
   std::vector<float*> out_rows;
   std::vector<std::pair<size_t, int64_t>> out_runs;
   size_t expected_bytes = 0;
+  // While a send of a dense piece uses shared memory: the segment (kept
+  // mapped until the piece is done with it) and its range there.
+  std::shared_ptr<ShmSegment> shm;
+  int64_t shm_offset = 0;
+  int64_t shm_bytes = 0;
 
   State state = State::kNew;
   uint64_t request_id = 0;
@@ -139,17 +198,38 @@ class PsClient::Transport {
     metrics::Counter* retries = nullptr;
     metrics::Counter* timeouts = nullptr;
     metrics::Gauge* waiting = nullptr;
+    metrics::Counter* shm_bytes = nullptr;
+    // Shared memory with the shard: attached (shm set), being attached
+    // (shm_attach_request), or neither, to be asked again at
+    // shm_retry_at (InfiniteFuture: not until the link reconnects).
+    std::shared_ptr<ShmSegment> shm;
+    client_internal::ShmArena arena;
+    uint64_t shm_attach_request = 0;
+    absl::Time shm_retry_at = absl::InfiniteFuture();
+    bool shm_logged = false;
   };
 
   Transport(const PsClientOptions& options, int wake_fd)
       : initial_backoff_(options.initial_backoff),
         max_backoff_(options.max_backoff),
         wait_log_interval_(options.wait_log_interval),
+        shared_memory_(options.shared_memory),
+        shared_memory_min_bytes_(options.shared_memory_min_bytes),
         context_(options.io_threads),
         wake_fd_(wake_fd) {}
 
   absl::Status OpenLink(Link* link);
   void CloseLink(Link* link);
+  // Shared memory: asks the shard for a segment; takes its answer; puts a
+  // piece's values (or room for them) in the segment for one send, or
+  // leaves them in frames; gives the range back once the shard has answered;
+  // and stops using a segment whose ranges may still be in use by the shard
+  // (a request that will not be answered), asking again after `retry`.
+  void SendAttach(Link* link);
+  void HandleAttach(Link* link, const v1::DataHeader& reply);
+  void PlaceInShm(Link* link, Piece* piece);
+  void ReleaseShm(Link* link, Piece* piece);
+  void RetireShm(Link* link, absl::Duration retry);
   void Loop();
   void Start(std::unique_ptr<Call> call);
   absl::Status Send(Call* call, int piece, bool from_backlog = false);
@@ -168,6 +248,8 @@ class PsClient::Transport {
   const absl::Duration initial_backoff_;
   const absl::Duration max_backoff_;
   const absl::Duration wait_log_interval_;
+  const bool shared_memory_;
+  const int64_t shared_memory_min_bytes_;
   ZmqContext context_;
   const int wake_fd_;  // eventfd: Submit -> I/O thread
   std::thread thread_;

@@ -1,5 +1,7 @@
 #include "ps/server/data_plane.h"
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -71,6 +73,11 @@ int64_t PayloadBytes(const v1::DataHeader& h, int64_t bytes_in) {
       }
       return bytes;
     }
+    case v1::DataHeader::PUSH_DENSE:
+      if (h.shm_segment() != 0) {  // The layout check passed ShmBytes.
+        return ShmBytes(h).value_or(std::numeric_limits<int64_t>::max());
+      }
+      return bytes_in;
     default:
       return bytes_in;
   }
@@ -204,8 +211,12 @@ struct DataPlane::Work {
 // Runs requests against the shard. One per thread (its cache is unlocked).
 class DataPlane::Handler {
  public:
-  Handler(Shard* shard, ReplyPool* pool, int64_t max_message_bytes)
-      : shard_(shard), pool_(pool), max_message_bytes_(max_message_bytes) {}
+  Handler(Shard* shard, ReplyPool* pool, int64_t max_message_bytes,
+          ShmSegments* shm)
+      : shard_(shard),
+        pool_(pool),
+        max_message_bytes_(max_message_bytes),
+        shm_(shm) {}
 
   // Fills w->status, w->reply and the reply's values.
   void Run(Work* w) {
@@ -282,6 +293,86 @@ class DataPlane::Handler {
     w->bytes_out = floats * sizeof(float);
   }
 
+  // The values of a dense request in shared memory: `bytes` at the request's
+  // offset in the segment it names, which *segment keeps mapped. The layout
+  // check passed ShmBytes. A segment this shard does not have is answered
+  // with shm_lost; a range outside it, or not float-aligned, is malformed.
+  absl::StatusOr<char*> ShmValues(Work* w, int64_t bytes,
+                                  std::shared_ptr<const ShmSegment>* segment) {
+    const v1::DataHeader& h = w->request;
+    *segment = shm_ == nullptr ? nullptr : shm_->Find(h.shm_segment());
+    if (*segment == nullptr) {
+      w->reply.set_shm_lost(true);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "shared-memory segment ", h.shm_segment(),
+          " is not open on this shard (it restarted, or closed it for a "
+          "newer one); send the values in frames"));
+    }
+    if (!(*segment)->Contains(h.shm_offset(), bytes) ||
+        h.shm_offset() % static_cast<int64_t>(alignof(float)) != 0) {
+      return Own(Rejected(
+          absl::StatusCode::kInvalidArgument, kReasonMalformed,
+          absl::StrCat(DataOpName(h.op()), " of ", h.tensor_name(), ": ", bytes,
+                       " bytes at offset ", h.shm_offset(),
+                       " are not an aligned range of its shared-memory "
+                       "segment of ",
+                       (*segment)->bytes(), " bytes")));
+    }
+    return (*segment)->data() + h.shm_offset();
+  }
+
+  // PUSH_DENSE / PULL_DENSE with the values in shared memory. A push's
+  // values are copied out once before anything reads them, so the client
+  // changing them meanwhile cannot make the shard check one gradient and
+  // apply another; a pull writes the values into the segment.
+  absl::Status RunDenseInShm(Work* w, int64_t row_size) {
+    const v1::DataHeader& h = w->request;
+    const bool push = h.op() == v1::DataHeader::PUSH_DENSE;
+    if (!push) {
+      absl::Status fits = CheckReplySize(h.row_count(), row_size,
+                                         h.tensor_name());
+      if (!fits.ok()) return fits;
+    }
+    const int64_t floats = h.row_count() * row_size;  // ShmBytes checked.
+    const int64_t bytes = floats * static_cast<int64_t>(sizeof(float));
+    std::shared_ptr<const ShmSegment> segment;
+    auto values = ShmValues(w, bytes, &segment);
+    if (!values.ok()) return values.status();
+    if (push) {
+      floats_.resize(floats);
+      std::memcpy(floats_.data(), *values, bytes);
+      auto result = shard_->PushDense(h.tensor_name(), h.row_begin(),
+                                      absl::MakeConstSpan(floats_));
+      if (!result.ok()) return result.status();
+      w->reply.set_version(result->version);
+      w->reply.set_skipped(result->skipped);
+      shm_->CountBytes(/*in=*/true, bytes);
+      return absl::OkStatus();
+    }
+    auto version = shard_->PullDense(
+        h.tensor_name(), h.row_begin(),
+        absl::MakeSpan(reinterpret_cast<float*>(*values), floats));
+    if (!version.ok()) return version.status();
+    w->reply.set_version(*version);
+    shm_->CountBytes(/*in=*/false, bytes);
+    return absl::OkStatus();
+  }
+
+  // SHM_ATTACH: a segment of the client's own.
+  absl::Status RunShmAttach(Work* w) {
+    if (shm_ == nullptr) {
+      return absl::FailedPreconditionError(
+          "shared memory is off on this shard (--shm_segment_bytes=0)");
+    }
+    auto segment = shm_->Attach(w->request.shm_host());
+    if (!segment.ok()) return segment.status();
+    w->reply.set_shm_pid(getpid());
+    w->reply.set_shm_fd((*segment)->fd());
+    w->reply.set_shm_bytes((*segment)->bytes());
+    w->reply.set_shm_segment((*segment)->token());
+    return absl::OkStatus();
+  }
+
   // PUSH_TABLES / PULL_TABLES. The layout check (CheckTables) made the runs
   // fill the frames exactly, so the offsets below stay inside them.
   absl::Status RunTables(Work* w) {
@@ -341,6 +432,8 @@ class DataPlane::Handler {
     switch (h.op()) {
       case v1::DataHeader::PING:
         return shard_->CheckServing(false);
+      case v1::DataHeader::SHM_ATTACH:
+        return RunShmAttach(w);
       case v1::DataHeader::PUSH_TABLES:
       case v1::DataHeader::PULL_TABLES:
         return RunTables(w);
@@ -350,6 +443,7 @@ class DataPlane::Handler {
         // applied as 1.
         auto row_size = RowSizeOf(h);
         if (!row_size.ok()) return row_size.status();
+        if (h.shm_segment() != 0) return RunDenseInShm(w, *row_size);
         // A frame in memory: its size fits in int64.
         const int64_t floats =
             static_cast<int64_t>(w->frames[1].size() / sizeof(float));
@@ -387,6 +481,7 @@ class DataPlane::Handler {
         // until ZeroMQ has sent them and releases the frame.
         auto row_size = RowSizeOf(h);
         if (!row_size.ok()) return row_size.status();
+        if (h.shm_segment() != 0) return RunDenseInShm(w, *row_size);
         absl::Status fits =
             CheckReplySize(h.row_count(), *row_size, h.tensor_name());
         if (!fits.ok()) return fits;
@@ -431,6 +526,7 @@ class DataPlane::Handler {
   Shard* const shard_;     // Not owned.
   ReplyPool* const pool_;  // Not owned.
   const int64_t max_message_bytes_;
+  ShmSegments* const shm_;  // Not owned; null: shared memory is off.
   absl::flat_hash_map<std::string, int64_t> row_sizes_;
   std::vector<TableRowsUpdate> updates_;  // Scratch for tables requests.
   std::vector<TableRowsRead> reads_;
@@ -485,6 +581,9 @@ DataPlane::~DataPlane() { Stop(); }
 void DataPlane::Start(Shard* shard) {
   CHECK(!started_.exchange(true)) << "DataPlane::Start called twice";
   shard_ = shard;
+  if (options_.shm.segment_bytes > 0) {
+    shm_ = std::make_unique<ShmSegments>(options_.shm, shard->registry());
+  }
   // Every socket is made here and handed to its thread; starting a thread
   // publishes it (ZeroMQ sockets may move between threads with a barrier).
   // Inproc queues are unbounded (HWM 0): the socket thread bounds them itself
@@ -516,7 +615,7 @@ void DataPlane::Start(Shard* shard) {
     auto* out = new ZmqSocket(open(ZMQ_PUSH, kRepliesEndpoint, false));
     workers_.emplace_back([this, in, out, pool] {
       std::unique_ptr<ZmqSocket> requests(in), answers(out);
-      Handler handler(shard_, pool, options_.max_message_bytes);
+      Handler handler(shard_, pool, options_.max_message_bytes, shm_.get());
       void* pointer = nullptr;
       while (RecvPointer(requests->get(), 0, &pointer) && pointer != nullptr) {
         handler.Run(static_cast<Work*>(pointer));
@@ -533,7 +632,8 @@ void DataPlane::Start(Shard* shard) {
 
 void DataPlane::SocketLoop(void* replies, std::vector<ZmqSocket>* workers) {
   const int n = static_cast<int>(workers->size());
-  Handler inline_handler(shard_, pools_[0].get(), options_.max_message_bytes);
+  Handler inline_handler(shard_, pools_[0].get(), options_.max_message_bytes,
+                         shm_.get());
   // `replies` only receives: poll its fd and drain it whenever it fires
   // (ZmqSocket::Fd), one zmq socket item less per poll.
   int replies_fd = -1;
@@ -703,7 +803,7 @@ void DataPlane::CheckRequest(Shard* shard, std::vector<ZmqFrame> frames,
 }
 
 DataReply DataPlane::RunOne(Shard* shard, absl::Span<const std::string> frames,
-                            int64_t max_message_bytes) {
+                            int64_t max_message_bytes, ShmSegments* shm) {
   ReplyPool pool(0);  // Declared before `work`: its reply frame returns here.
   Work work;
   std::vector<ZmqFrame> copies;
@@ -715,7 +815,7 @@ DataReply DataPlane::RunOne(Shard* shard, absl::Span<const std::string> frames,
   CheckRequest(shard, std::move(copies), frames.size(), bytes,
                max_message_bytes, &work);
   if (work.status.ok()) {
-    Handler handler(shard, &pool, max_message_bytes);
+    Handler handler(shard, &pool, max_message_bytes, shm);
     handler.Run(&work);
   }
   DataReply reply;

@@ -24,6 +24,12 @@
 // thread only when its worker has nothing queued). Requests to different
 // dense tensors, or from different clients, may overtake each other.
 //
+// Shared memory: a client on this machine may attach a segment (SHM_ATTACH,
+// ShmSegments) and move a dense push's or pull's values through it instead
+// of a payload frame; a push is copied out of the segment once, then applied
+// as a frame would be, a pull is written into it. Order and routing are the
+// same as for frames.
+//
 // Payloads are never copied through protobuf: a push applies the optimizer
 // straight from the received frame when its data is 4-byte aligned (copied
 // once otherwise). A dense pull is sent straight from the part's memory,
@@ -51,6 +57,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "ps/server/shard.h"
+#include "ps/server/shm_segments.h"
 #include "ps/wire/zmq_frames.h"
 #include "tessera/v1/data.pb.h"
 
@@ -73,6 +80,9 @@ struct DataPlaneOptions {
   int io_threads = 1;
   // On Stop, how long replies already queued may take to leave.
   absl::Duration linger = absl::Seconds(2);
+  // Shared-memory segments for clients on this machine (SHM_ATTACH);
+  // segment_bytes 0 turns them off.
+  ShmSegmentsOptions shm;
 };
 
 // The reply to one request run by DataPlane::RunOne.
@@ -88,9 +98,11 @@ class DataPlane {
   // layout checks, then the op against `shard`, counted and recorded in the
   // shard's metrics), without sockets: for tests and fuzzers. `frames` are
   // the request's frames after the client identity: the header, then the
-  // payload frames.
+  // payload frames. `shm` (null: shared memory off) serves SHM_ATTACH and
+  // the requests that name its segments.
   static DataReply RunOne(Shard* shard, absl::Span<const std::string> frames,
-                          int64_t max_message_bytes);
+                          int64_t max_message_bytes,
+                          ShmSegments* shm = nullptr);
 
   // Binds the ROUTER socket. ZeroMQ accepts connections and queues their
   // requests from here on; they are read once Start is called. Unavailable if
@@ -147,6 +159,7 @@ class DataPlane {
   ZmqSocket router_;        // Used by the socket thread only once started.
   ZmqSocket stop_sender_;   // Used by the thread calling Stop().
   Shard* shard_ = nullptr;  // Not owned; set by Start.
+  std::unique_ptr<ShmSegments> shm_;  // Set by Start when enabled.
   std::atomic<bool> started_{false};
   std::atomic<bool> stopped_{false};
   std::thread socket_thread_;

@@ -58,6 +58,14 @@ ABSL_FLAG(int64_t, inline_max_bytes, 64 << 10,
           "data plane's socket thread when their worker thread is idle "
           "(saves two thread hand-overs; larger ones delay other clients' "
           "requests while they run).");
+ABSL_FLAG(int64_t, shm_segment_bytes, 32 << 20,
+          "Bytes of the shared-memory segment each client on this machine "
+          "may attach, through which its dense pushes and pulls then move "
+          "(no socket copies); 0 = off. Pages cost memory once touched.");
+ABSL_FLAG(int, shm_max_segments, 8,
+          "Shared-memory segments open at once; one more closes the least "
+          "recently used (its client goes back to frames, then attaches "
+          "again).");
 ABSL_FLAG(int, metrics_port, 9100, "HTTP /metrics port; 0 picks one.");
 ABSL_FLAG(std::string, data_dir, "/var/lib/tessera",
           "RocksDB directory of this shard.");
@@ -198,6 +206,18 @@ int Run() {
   data_options.port = absl::GetFlag(FLAGS_data_port);
   data_options.threads = absl::GetFlag(FLAGS_data_threads);
   data_options.inline_max_bytes = absl::GetFlag(FLAGS_inline_max_bytes);
+  data_options.shm.segment_bytes = absl::GetFlag(FLAGS_shm_segment_bytes);
+  data_options.shm.max_segments = absl::GetFlag(FLAGS_shm_max_segments);
+  if (data_options.shm.segment_bytes < 0 ||
+      (data_options.shm.segment_bytes > 0 &&
+       data_options.shm.segment_bytes < (1 << 20)) ||
+      data_options.shm.max_segments < 1) {
+    Die(absl::InvalidArgumentError(absl::StrCat(
+        "--shm_segment_bytes must be 0 (off) or at least 1 MiB, and "
+        "--shm_max_segments at least 1; got ",
+        data_options.shm.segment_bytes, " and ",
+        data_options.shm.max_segments)));
+  }
   data_options.max_message_bytes = options.max_message_bytes;
   auto data_plane = DataPlane::Bind(data_options);
   if (!data_plane.ok()) Die(data_plane.status());

@@ -124,6 +124,8 @@ class Shard {
   // Null until Load() succeeded.
   ShardStorage* storage() { return storage_.get(); }
   v1::ShardInfo Info() const;
+  // The registry this shard's metrics are in (for its front ends').
+  metrics::Registry* registry() const { return registry_; }
 
   // Counts a request rejected before it reached the shard (malformed frame,
   // oversize message) under `reason`.

@@ -97,6 +97,8 @@ const char* DataOpName(v1::DataHeader::Op op) {
       return "pull_tables";
     case v1::DataHeader::PING:
       return "ping";
+    case v1::DataHeader::SHM_ATTACH:
+      return "shm_attach";
     default:
       return "invalid";
   }
@@ -124,13 +126,22 @@ absl::Status CheckRequestLayout(const v1::DataHeader& h,
   if (op == v1::DataHeader::OP_UNSPECIFIED || !v1::DataHeader::Op_IsValid(op)) {
     return Malformed(absl::StrCat("unknown op ", static_cast<int>(op)));
   }
-  const size_t want = RequestFrames(op);
+  const bool in_shm = h.shm_segment() != 0;
+  if (in_shm && op != v1::DataHeader::PUSH_DENSE &&
+      op != v1::DataHeader::PULL_DENSE) {
+    return Malformed(absl::StrCat(DataOpName(op),
+                                  " request names a shared-memory segment; "
+                                  "only push and pull do"));
+  }
+  const size_t want = in_shm ? 0 : RequestFrames(op);
   if (payload.size() != want) {
     return Malformed(absl::StrCat(DataOpName(op), " request has ",
                                   payload.size(), " payload frames; expected ",
                                   want));
   }
-  if (op == v1::DataHeader::PING) return absl::OkStatus();
+  if (op == v1::DataHeader::PING || op == v1::DataHeader::SHM_ATTACH) {
+    return absl::OkStatus();
+  }
   if (op == v1::DataHeader::PUSH_TABLES || op == v1::DataHeader::PULL_TABLES) {
     return CheckTablesLayout(h, payload);
   }
@@ -152,6 +163,7 @@ absl::Status CheckRequestLayout(const v1::DataHeader& h,
                                   h.tensor_name(),
                                   " has a negative row_begin or row_size"));
   }
+  if (in_shm) return ShmBytes(h).status();
   switch (op) {
     case v1::DataHeader::PUSH_DENSE:
       return CheckValues(h, payload[0], h.row_count());
@@ -165,6 +177,21 @@ absl::Status CheckRequestLayout(const v1::DataHeader& h,
     default:  // PULL_DENSE
       return absl::OkStatus();
   }
+}
+
+absl::StatusOr<int64_t> ShmBytes(const v1::DataHeader& h) {
+  int64_t floats = 0, bytes = 0;
+  if (h.row_count() <= 0 || h.row_size() <= 0 || h.shm_offset() < 0 ||
+      !CheckedMul(h.row_count(), h.row_size(), &floats) ||
+      !CheckedMul(floats, sizeof(float), &bytes)) {
+    return Malformed(absl::StrCat(
+        DataOpName(h.op()), " request in shared memory for ", h.tensor_name(),
+        " has row_count ", h.row_count(), ", row_size ", h.row_size(),
+        " and offset ", h.shm_offset(),
+        ": the counts must be positive, their bytes fit in int64, and the "
+        "offset not be negative"));
+  }
+  return bytes;
 }
 
 absl::StatusOr<TablesTotals> CheckTables(const v1::DataHeader& h) {
@@ -208,8 +235,10 @@ bool IsPull(v1::DataHeader::Op op) {
 absl::Status CheckReplyLayout(v1::DataHeader::Op op,
                               const v1::DataHeader& reply,
                               absl::Span<const size_t> payload,
-                              size_t expected_value_bytes) {
-  const size_t want = IsPull(op) && reply.status_code() == 0 ? 1 : 0;
+                              size_t expected_value_bytes,
+                              bool values_in_shm) {
+  const size_t want =
+      IsPull(op) && reply.status_code() == 0 && !values_in_shm ? 1 : 0;
   if (payload.size() != want) {
     return absl::InternalError(
         absl::StrCat(DataOpName(op), " reply has ", payload.size(),

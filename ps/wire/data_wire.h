@@ -32,7 +32,8 @@ inline constexpr size_t kMaxHeaderBytes = 64 << 10;
 inline constexpr int kMaxTablesPerRequest = 4096;
 
 // The metric label of an op: "push", "pull", "push_rows", "pull_rows",
-// "push_tables", "pull_tables", "ping", or "invalid" for anything else.
+// "push_tables", "pull_tables", "ping", "shm_attach", or "invalid" for
+// anything else.
 const char* DataOpName(v1::DataHeader::Op op);
 
 // Parses a header frame. Malformed (truncated, garbage, oversize) -> error.
@@ -41,9 +42,17 @@ absl::StatusOr<v1::DataHeader> ParseDataHeader(absl::string_view frame);
 // Checks that a request with `header` and payload frames of `payload_bytes`
 // (in order, header excluded) has the layout of its op: frame count, sizes
 // that are whole floats / uint64s, sizes that agree with row_count (and
-// row_size when set), a tensor name, non-negative rows.
+// row_size when set), a tensor name, non-negative rows. A request whose values
+// are in shared memory (shm_segment set: dense push and pull only) has no
+// payload frame and must pass ShmBytes.
+
 absl::Status CheckRequestLayout(const v1::DataHeader& header,
                                 absl::Span<const size_t> payload_bytes);
+
+// The bytes of a dense request's values in shared memory: row_count x
+// row_size floats (both positive, required), at a non-negative shm_offset.
+// Whether they lie in the segment is the segment's to say.
+absl::StatusOr<int64_t> ShmBytes(const v1::DataHeader& header);
 
 // The totals of a PUSH_TABLES / PULL_TABLES header: ids over its tables, and
 // floats (row_count x row_size summed). InvalidArgument ("malformed") for no
@@ -59,11 +68,13 @@ absl::StatusOr<TablesTotals> CheckTables(const v1::DataHeader& header);
 bool IsPull(v1::DataHeader::Op op);
 
 // Checks a reply to a request of `op`: OK pulls carry exactly one values
-// frame of `expected_value_bytes`; everything else carries none.
+// frame of `expected_value_bytes`, unless the request asked for them in
+// shared memory (`values_in_shm`); everything else carries none.
 absl::Status CheckReplyLayout(v1::DataHeader::Op op,
                               const v1::DataHeader& reply,
                               absl::Span<const size_t> payload_bytes,
-                              size_t expected_value_bytes);
+                              size_t expected_value_bytes,
+                              bool values_in_shm = false);
 
 // A status in a reply header, and back.
 void SetHeaderStatus(const absl::Status& status, v1::DataHeader* header);
