@@ -179,6 +179,9 @@ class PsClientTest : public ::testing::Test {
     options.registry = &registry_;
     options.default_deadline = absl::Seconds(20);
     options.initial_backoff = absl::Milliseconds(1);
+    // The fake shards answer frames; shared memory has its own tests in
+    // tests/data_plane_test.cc.
+    options.shared_memory = false;
     auto client = PsClient::Connect(options);
     ASSERT_THAT(client, IsOk());
     client_ = *std::move(client);
@@ -305,6 +308,7 @@ TEST_F(PsClientTest, RowsAreDeduplicatedAndScatteredBackInOrder) {
   FakeShard shard(0, 1);
   PsClientOptions options;
   options.shard_addresses = {shard.address()};
+  options.shared_memory = false;
   auto client = PsClient::Connect(options);
   ASSERT_THAT(client, IsOk());
   v1::TensorSpec table;
