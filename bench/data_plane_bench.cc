@@ -103,6 +103,11 @@ ABSL_FLAG(int64_t, push_piece_kib,
           tessera::PsClientOptions().max_push_piece_bytes >> 10,
           "PsClientOptions::max_push_piece_bytes, in KiB (0: a push goes to "
           "its shard as one request).");
+ABSL_FLAG(bool, shared_memory, false,
+          "PsClientOptions::shared_memory: dense pushes and pulls through a "
+          "shared-memory segment with the shard (same machine) instead of "
+          "the socket. Off by default: the goals compare the wire with raw "
+          "ZeroMQ over TCP.");
 ABSL_FLAG(std::string, raw_peer, "",
           "Internal: run as the receiving side of the two-process raw "
           "ceiling, writing the bound port to this file.");
@@ -243,6 +248,7 @@ Cluster StartCluster(int num_shards, int num_clients,
   }
   options.default_deadline = absl::Seconds(60);
   options.max_push_piece_bytes = absl::GetFlag(FLAGS_push_piece_kib) << 10;
+  options.shared_memory = absl::GetFlag(FLAGS_shared_memory);
   std::vector<v1::TensorSpec> specs;
   for (int64_t size : sizes) specs.push_back(Spec(size));
   for (int c = 0; c < num_clients; ++c) {
@@ -275,6 +281,7 @@ Cluster StartProcessCluster(const std::vector<int64_t>& sizes) {
   options.shard_addresses = {cluster.process->ports().grpc_address()};
   options.default_deadline = absl::Seconds(60);
   options.max_push_piece_bytes = absl::GetFlag(FLAGS_push_piece_kib) << 10;
+  options.shared_memory = absl::GetFlag(FLAGS_shared_memory);
   std::vector<v1::TensorSpec> specs;
   for (int64_t size : sizes) specs.push_back(Spec(size));
   auto client = PsClient::Connect(options);
