@@ -237,6 +237,58 @@ TEST(DataWireTest, RepliesMustCarryExactlyTheValuesAPullAskedFor) {
               IsOk());
 }
 
+TEST(DataWireTest, SharedMemoryRequestsAreDensePushesAndPullsWithoutFrames) {
+  using D = v1::DataHeader;
+  v1::DataHeader push = Header(D::PUSH_DENSE, 4, 8);
+  push.set_shm_segment(99);
+  push.set_shm_offset(4096);
+  EXPECT_THAT(Layout(push, {}), IsOk());
+  EXPECT_THAT(ShmBytes(push), IsOkAndHolds(4 * 8 * 4));
+  EXPECT_THAT(Layout(push, {128}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("expected 0")));
+  v1::DataHeader pull = push;
+  pull.set_op(D::PULL_DENSE);
+  EXPECT_THAT(Layout(pull, {}), IsOk());
+  // Shared memory names no other op.
+  for (D::Op op : {D::PUSH_ROWS, D::PULL_ROWS, D::PING, D::SHM_ATTACH}) {
+    v1::DataHeader h = push;
+    h.set_op(op);
+    EXPECT_THAT(Layout(h, {}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        HasSubstr("only push and pull do")))
+        << op;
+  }
+  // The row size is required, the offset not negative, the bytes in int64.
+  v1::DataHeader bad = push;
+  bad.set_row_size(0);
+  EXPECT_THAT(Layout(bad, {}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        HasSubstr("must be positive")));
+  bad = push;
+  bad.set_shm_offset(-8);
+  EXPECT_THAT(Layout(bad, {}), StatusIs(absl::StatusCode::kInvalidArgument));
+  bad = push;
+  bad.set_row_count(int64_t{1} << 40);
+  bad.set_row_size(int64_t{1} << 21);
+  EXPECT_THAT(Layout(bad, {}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        HasSubstr("fit in int64")));
+  EXPECT_EQ(RejectReasonOf(Layout(bad, {})), kReasonMalformed);
+  // An attach carries nothing.
+  v1::DataHeader attach;
+  attach.set_op(D::SHM_ATTACH);
+  EXPECT_THAT(Layout(attach, {}), IsOk());
+  EXPECT_THAT(Layout(attach, {8}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_STREQ(DataOpName(D::SHM_ATTACH), "shm_attach");
+}
+
+TEST(DataWireTest, APullInSharedMemoryIsAnsweredWithoutValues) {
+  v1::DataHeader ok;
+  EXPECT_THAT(CheckReplyLayout(v1::DataHeader::PULL_DENSE, ok, {}, 64,
+                               /*values_in_shm=*/true),
+              IsOk());
+  EXPECT_THAT(CheckReplyLayout(v1::DataHeader::PULL_DENSE, ok, {64}, 64,
+                               /*values_in_shm=*/true),
+              StatusIs(absl::StatusCode::kInternal));
+}
+
 TEST(DataWireTest, StatusRoundTripsThroughTheHeader) {
   v1::DataHeader h;
   SetHeaderStatus(absl::UnavailableError("shard 1 is loading"), &h);
