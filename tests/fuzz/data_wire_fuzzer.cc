@@ -88,7 +88,30 @@ void CheckAcceptedLayout(const DataHeader& h,
   if (h.op() != DataHeader::PUSH_TABLES && h.op() != DataHeader::PULL_TABLES) {
     FUZZ_CHECK(h.tables_size() == 0);
   }
+  const bool dense =
+      h.op() == DataHeader::PUSH_DENSE || h.op() == DataHeader::PULL_DENSE;
+  FUZZ_CHECK(h.shm_segment() == 0 || dense);
+  if (h.shm_segment() != 0) {
+    // Values in shared memory: no frames, both counts positive, their bytes
+    // (in 128 bits) within int64, the offset not negative.
+    FUZZ_CHECK(sizes.empty());
+    FUZZ_CHECK(h.row_count() > 0 && h.row_size() > 0 && h.shm_offset() >= 0);
+    FUZZ_CHECK(static_cast<unsigned __int128>(h.row_count()) *
+                   static_cast<unsigned __int128>(h.row_size()) *
+                   sizeof(float) <=
+               static_cast<unsigned __int128>(INT64_MAX));
+    auto bytes = tessera::ShmBytes(h);
+    FUZZ_CHECK(bytes.ok() &&
+               *bytes == h.row_count() * h.row_size() *
+                             static_cast<int64_t>(sizeof(float)));
+    FUZZ_CHECK(!h.tensor_name().empty());
+    FUZZ_CHECK(h.row_begin() >= 0);
+    return;
+  }
   switch (h.op()) {
+    case DataHeader::SHM_ATTACH:
+      FUZZ_CHECK(sizes.empty());
+      return;
     case DataHeader::PUSH_TABLES:
     case DataHeader::PULL_TABLES:
       CheckAcceptedTables(h, sizes);
