@@ -67,6 +67,7 @@
 #include "ps/common/status_macros.h"
 #include "ps/common/status_matchers.h"
 #include "ps/wire/data_wire.h"
+#include "ps/wire/shm_segment.h"
 #include "ps/wire/zmq_frames.h"
 #include "tessera/v1/data.pb.h"
 #include "tessera/v1/ps.grpc.pb.h"
@@ -2028,6 +2029,43 @@ TEST_F(FaultTest, BadInputGetsAClearErrorIsCountedAndChangesNothing) {
     check("data plane", "Inf in an embedding push",
           data({header(v1::DataHeader::PUSH_ROWS, "emb", 0, 2), id_bytes,
                 FloatBytes({1, 2, 3, 4, 5, 6, inf, 8})}));
+  }
+  {
+    // Shared memory: this suite attaches a segment of its own, then names
+    // ranges of it the shard must refuse.
+    v1::DataHeader attach;
+    attach.set_request_id(1);
+    attach.set_op(v1::DataHeader::SHM_ATTACH);
+    attach.set_shm_host(ShmHostId());
+    auto attached = RawDataRequest(zmq.get(), c->data_address(0),
+                                   {attach.SerializeAsString()});
+    ASSERT_TRUE(attached.ok()) << attached.status();
+    ASSERT_EQ(attached->status_code(), 0) << attached->status_message();
+    auto in_shm = [&](v1::DataHeader::Op op, int64_t offset, int64_t rows) {
+      v1::DataHeader h;
+      h.set_request_id(1);
+      h.set_op(op);
+      h.set_tensor_name("w");
+      h.set_row_count(rows);
+      h.set_row_size(4);
+      h.set_shm_segment(attached->shm_segment());
+      h.set_shm_offset(offset);
+      return h.SerializeAsString();
+    };
+    const int64_t end = attached->shm_bytes();
+    check("data plane", "shared memory: a push past the segment's end",
+          data({in_shm(v1::DataHeader::PUSH_DENSE, end - 8, 1)}));
+    check("data plane", "shared memory: a pull at offset INT64_MAX - 7",
+          data({in_shm(v1::DataHeader::PULL_DENSE,
+                       std::numeric_limits<int64_t>::max() - 7, 1)}));
+    check("data plane", "shared memory: a push over the segment's header",
+          data({in_shm(v1::DataHeader::PUSH_DENSE, 0, 1)}));
+    check("data plane", "shared memory: rows whose bytes overflow int64",
+          data({in_shm(v1::DataHeader::PUSH_DENSE, 4096,
+                       std::numeric_limits<int64_t>::max() / 4)}));
+    check("data plane", "shared memory: a push with a values frame too",
+          data({in_shm(v1::DataHeader::PUSH_DENSE, 4096, 1),
+                FloatBytes({1, 2, 3, 4})}));
   }
   r.Injected(
       "one shard with tensors w [8,4], b [4] and table emb [*,4]; "
