@@ -218,9 +218,9 @@ class DataPlaneTest : public ::testing::Test {
 
   // The client's values moved through shared memory with `shard`.
   double ShmBytes(int shard) {
-    return SeriesValue(Text(registry_),
-                       absl::StrCat("tessera_client_shm_bytes_total{shard=\"",
-                                    shard, "\"}"));
+    return SeriesValue(
+        Text(registry_),
+        absl::StrCat("tessera_client_shm_bytes_total{shard=\"", shard, "\"}"));
   }
 
   std::vector<float> PullDense(const std::string& name, size_t floats) {
@@ -943,7 +943,6 @@ TEST_F(DataPlaneTest, MalformedFramesGetErrorRepliesAndChangeNothing) {
   EXPECT_THAT(client_->Ping(0), IsOk());
 }
 
-
 // Every dense push and pull in shared memory (shared_memory_min_bytes 1):
 // the same values as the reference, to the bit, and both ends count the
 // bytes that went through the segments.
@@ -954,10 +953,10 @@ TEST_F(DataPlaneTest, SharedMemoryPushesAndPullsMatchTheReference) {
   RunReferenceWorkload();
   for (int i = 0; i < 3; ++i) {
     EXPECT_GT(ShmBytes(i), 0) << "shard " << i;
-    auto in = shards_[i]->Metric("tessera_ps_shm_bytes_total",
-                                 "direction=\"in\"");
-    auto out = shards_[i]->Metric("tessera_ps_shm_bytes_total",
-                                  "direction=\"out\"");
+    auto in =
+        shards_[i]->Metric("tessera_ps_shm_bytes_total", "direction=\"in\"");
+    auto out =
+        shards_[i]->Metric("tessera_ps_shm_bytes_total", "direction=\"out\"");
     auto open = shards_[i]->Metric("tessera_ps_shm_segments");
     ASSERT_TRUE(in.ok() && out.ok() && open.ok());
     EXPECT_GT(*in, 0) << "shard " << i;
@@ -991,8 +990,8 @@ TEST_F(DataPlaneTest, SharedMemoryOffOrFullFallsBackToFrames) {
   StopAndWait(shards_[0]->child());
   std::vector<std::future<absl::Status>> pushed;
   for (int k = 0; k < 24; ++k) {
-    auto g = std::make_shared<const std::vector<float>>(
-        Gradient(24 * 1024, k, 5));
+    auto g =
+        std::make_shared<const std::vector<float>>(Gradient(24 * 1024, k, 5));
     pushed.push_back(client_->PushDense("wide", 0, g));
     Sgd(ref.data(), g->data(), g->size());
   }
@@ -1052,9 +1051,9 @@ TEST_F(DataPlaneTest, AClosedSegmentSendsTheRequestAgainInFrames) {
     Sgd(ref.data(), g.data(), g.size());
   }
   EXPECT_EQ(PullDense("small", 32), ref);
-  EXPECT_GT(SeriesValue(Text(registry_),
-                        "tessera_client_retries_total{shard=\"0\"}"),
-            0);
+  EXPECT_GT(
+      SeriesValue(Text(registry_), "tessera_client_retries_total{shard=\"0\"}"),
+      0);
   ASSERT_THAT((*other)->PullDense("small", 0, absl::MakeSpan(seen)).get(),
               IsOk());
   EXPECT_EQ(seen, ref);
@@ -1091,9 +1090,9 @@ TEST_F(DataPlaneTest, BadSharedMemoryRequestsGetErrorsAndChangeNothing) {
   const v1::DataHeader attached =
       header_of(raw.RoundTrip({attach.SerializeAsString()}));
   ASSERT_EQ(attached.status_code(), 0) << attached.status_message();
-  auto segment = ShmSegment::Attach(attached.shm_pid(), attached.shm_fd(),
-                                    attached.shm_bytes(),
-                                    attached.shm_segment());
+  auto segment =
+      ShmSegment::Attach(attached.shm_pid(), attached.shm_fd(),
+                         attached.shm_bytes(), attached.shm_segment());
   ASSERT_THAT(segment, IsOk());
   const int64_t bytes = (*segment)->bytes();
   const int64_t kMax = std::numeric_limits<int64_t>::max();

@@ -131,8 +131,7 @@ void PsClient::Transport::SendAttach(Link* link) {
   header.set_request_id(next_request_id_++);
   header.set_shm_host(ShmHostId());
   ZmqFrame frame = ZmqFrame::Copy(header.SerializeAsString());
-  if (ZmqSendFrames(link->socket.get(), absl::MakeSpan(&frame, 1),
-                    ZMQ_DONTWAIT)
+  if (ZmqSendFrames(link->socket.get(), absl::MakeSpan(&frame, 1), ZMQ_DONTWAIT)
           .ok()) {
     link->shm_attach_request = header.request_id();
   }
@@ -152,15 +151,15 @@ void PsClient::Transport::HandleAttach(Link* link,
     // Asked again when the link reconnects (the shard may have restarted
     // with other flags, or elsewhere).
     LOG_IF(INFO, first) << "shard " << link->index << " at " << link->address
-                        << ": no shared memory ("
-                        << segment.status().message()
+                        << ": no shared memory (" << segment.status().message()
                         << "); dense pushes and pulls go over TCP";
     return;
   }
   link->shm = std::shared_ptr<ShmSegment>(*std::move(segment));
   link->arena.Reset(ShmSegment::kHeaderBytes, link->shm->bytes());
   LOG_IF(INFO, first) << "shard " << link->index << " at " << link->address
-                      << ": dense pushes and pulls of " << shared_memory_min_bytes_
+                      << ": dense pushes and pulls of "
+                      << shared_memory_min_bytes_
                       << " bytes or more go through a shared-memory segment of "
                       << link->shm->bytes() / (1 << 20) << " MiB";
   VLOG_IF(1, !first) << "shard " << link->index
@@ -177,8 +176,8 @@ void PsClient::Transport::PlaceInShm(Link* link, Piece* piece) {
     return;
   }
   const bool push = op == v1::DataHeader::PUSH_DENSE;
-  const int64_t bytes = static_cast<int64_t>(push ? piece->values_bytes
-                                                  : piece->expected_bytes);
+  const int64_t bytes =
+      static_cast<int64_t>(push ? piece->values_bytes : piece->expected_bytes);
   if (bytes <= 0 || bytes < shared_memory_min_bytes_) return;
   const int64_t offset = link->arena.Allocate(bytes);
   if (offset < 0) return;  // Full: this one goes in frames.
@@ -377,7 +376,7 @@ absl::Status PsClient::Transport::Send(Call* call, int index,
   absl::Status sent =
       ZmqSendFrames(link.socket.get(), absl::MakeSpan(frames, n), ZMQ_DONTWAIT);
   if (!sent.ok()) ReleaseShm(&link, &piece);  // The shard never saw it.
-  if (absl::IsUnavailable(sent)) {  // High-water mark: wait for room.
+  if (absl::IsUnavailable(sent)) {            // High-water mark: wait for room.
     piece.state = Piece::State::kQueued;
     if (!from_backlog) link.backlog.emplace_back(call->id, index);
     return absl::OkStatus();
@@ -476,10 +475,10 @@ void PsClient::Transport::HandleReply(Link* link,
   }
   if (status.ok()) {
     if (call->op == v1::DataHeader::PULL_DENSE) {
-      std::memcpy(piece.out,
-                  in_shm ? piece.shm->data() + piece.shm_offset
-                         : (*frames)[1].data(),
-                  piece.expected_bytes);
+      std::memcpy(
+          piece.out,
+          in_shm ? piece.shm->data() + piece.shm_offset : (*frames)[1].data(),
+          piece.expected_bytes);
     } else if (IsPull(call->op)) {  // PULL_ROWS, PULL_TABLES
       // The reply's size was checked against out_runs (expected_bytes).
       const char* src = (*frames)[1].data();
@@ -491,7 +490,8 @@ void PsClient::Transport::HandleReply(Link* link,
         }
       }
     }
-    if (in_shm) link->shm_bytes->Increment(static_cast<double>(piece.shm_bytes));
+    if (in_shm)
+      link->shm_bytes->Increment(static_cast<double>(piece.shm_bytes));
     ReleaseShm(link, &piece);
     piece.state = Piece::State::kDone;
     if (--call->pending == 0) Finish(call, absl::OkStatus());

@@ -329,8 +329,8 @@ class DataPlane::Handler {
     const v1::DataHeader& h = w->request;
     const bool push = h.op() == v1::DataHeader::PUSH_DENSE;
     if (!push) {
-      absl::Status fits = CheckReplySize(h.row_count(), row_size,
-                                         h.tensor_name());
+      absl::Status fits =
+          CheckReplySize(h.row_count(), row_size, h.tensor_name());
       if (!fits.ok()) return fits;
     }
     const int64_t floats = h.row_count() * row_size;  // ShmBytes checked.

@@ -32,9 +32,9 @@ TEST(ShmSegmentsTest, AttachGivesEachClientItsOwnSegment) {
   EXPECT_EQ(segments.Find((*b)->token()), *b);
   EXPECT_EQ(segments.Find(12345), nullptr);
   // A client maps it by pid and fd.
-  EXPECT_THAT(ShmSegment::Attach(getpid(), (*a)->fd(), (*a)->bytes(),
-                                 (*a)->token()),
-              IsOk());
+  EXPECT_THAT(
+      ShmSegment::Attach(getpid(), (*a)->fd(), (*a)->bytes(), (*a)->token()),
+      IsOk());
   EXPECT_THAT(registry.Serialize(), HasSubstr("tessera_ps_shm_segments 2"));
 }
 

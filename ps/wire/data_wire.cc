@@ -235,8 +235,7 @@ bool IsPull(v1::DataHeader::Op op) {
 absl::Status CheckReplyLayout(v1::DataHeader::Op op,
                               const v1::DataHeader& reply,
                               absl::Span<const size_t> payload,
-                              size_t expected_value_bytes,
-                              bool values_in_shm) {
+                              size_t expected_value_bytes, bool values_in_shm) {
   const size_t want =
       IsPull(op) && reply.status_code() == 0 && !values_in_shm ? 1 : 0;
   if (payload.size() != want) {

@@ -275,7 +275,8 @@ TEST(DataWireTest, SharedMemoryRequestsAreDensePushesAndPullsWithoutFrames) {
   v1::DataHeader attach;
   attach.set_op(D::SHM_ATTACH);
   EXPECT_THAT(Layout(attach, {}), IsOk());
-  EXPECT_THAT(Layout(attach, {8}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Layout(attach, {8}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_STREQ(DataOpName(D::SHM_ATTACH), "shm_attach");
 }
 

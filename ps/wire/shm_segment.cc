@@ -50,8 +50,7 @@ absl::StatusOr<std::unique_ptr<ShmSegment>> ShmSegment::Create(int64_t bytes) {
     close(fd);
     return error;
   }
-  void* data =
-      mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void* data = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (data == MAP_FAILED) {
     absl::Status error = Errno("mmap of a memfd");
     close(fd);
@@ -59,8 +58,7 @@ absl::StatusOr<std::unique_ptr<ShmSegment>> ShmSegment::Create(int64_t bytes) {
   }
   const uint64_t token = RandomToken();
   std::memcpy(data, kMagic, sizeof(kMagic));
-  std::memcpy(static_cast<char*>(data) + sizeof(kMagic), &token,
-              sizeof(token));
+  std::memcpy(static_cast<char*>(data) + sizeof(kMagic), &token, sizeof(token));
   return std::unique_ptr<ShmSegment>(
       new ShmSegment(fd, static_cast<char*>(data), bytes, token));
 }
@@ -71,9 +69,8 @@ absl::StatusOr<std::unique_ptr<ShmSegment>> ShmSegment::Attach(int64_t pid,
                                                                uint64_t token) {
   if (pid <= 0 || fd < 0 || fd > (1 << 30) || bytes <= kHeaderBytes ||
       bytes > kMaxBytes || token == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("no such segment: pid ", pid, ", fd ", fd, ", ", bytes,
-                     " bytes"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no such segment: pid ", pid, ", fd ", fd, ", ", bytes, " bytes"));
   }
   const std::string path = absl::StrCat("/proc/", pid, "/fd/", fd);
   const int own = open(path.c_str(), O_RDWR | O_CLOEXEC);
@@ -86,16 +83,14 @@ absl::StatusOr<std::unique_ptr<ShmSegment>> ShmSegment::Attach(int64_t pid,
     return absl::FailedPreconditionError(
         absl::StrCat(path, " is not a sealed segment of ", bytes, " bytes"));
   }
-  void* data =
-      mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, own, 0);
+  void* data = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, own, 0);
   if (data == MAP_FAILED) {
     absl::Status error = Errno(absl::StrCat("mmap ", path));
     close(own);
     return error;
   }
   uint64_t found = 0;
-  std::memcpy(&found, static_cast<char*>(data) + sizeof(kMagic),
-              sizeof(found));
+  std::memcpy(&found, static_cast<char*>(data) + sizeof(kMagic), sizeof(found));
   if (std::memcmp(data, kMagic, sizeof(kMagic)) != 0 || found != token) {
     munmap(data, bytes);
     close(own);

@@ -101,9 +101,8 @@ void CheckAcceptedLayout(const DataHeader& h,
                    sizeof(float) <=
                static_cast<unsigned __int128>(INT64_MAX));
     auto bytes = tessera::ShmBytes(h);
-    FUZZ_CHECK(bytes.ok() &&
-               *bytes == h.row_count() * h.row_size() *
-                             static_cast<int64_t>(sizeof(float)));
+    FUZZ_CHECK(bytes.ok() && *bytes == h.row_count() * h.row_size() *
+                                           static_cast<int64_t>(sizeof(float)));
     FUZZ_CHECK(!h.tensor_name().empty());
     FUZZ_CHECK(h.row_begin() >= 0);
     return;
