@@ -216,6 +216,21 @@ class DataPlaneTest : public ::testing::Test {
   // checks that every push was applied exactly once.
   void RunRestartWorkload();
 
+  // The attach is answered after a client's first requests may have left
+  // (in frames): pulls `tensor` from shard 0 until one went through the
+  // segment (20 s at most); whether one did.
+  static bool WaitForShm(PsClient& client, metrics::Registry& registry,
+                         const std::string& tensor, size_t floats) {
+    const std::string series = "tessera_client_shm_bytes_total{shard=\"0\"}";
+    std::vector<float> out(floats);
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (SeriesValue(Text(registry), series) <= 0 && absl::Now() < deadline) {
+      EXPECT_THAT(client.PullDense(tensor, 0, absl::MakeSpan(out)).get(),
+                  IsOk());
+    }
+    return SeriesValue(Text(registry), series) > 0;
+  }
+
   // The client's values moved through shared memory with `shard`.
   double ShmBytes(int shard) {
     return SeriesValue(
@@ -986,6 +1001,7 @@ TEST_F(DataPlaneTest, SharedMemoryOffOrFullFallsBackToFrames) {
   v1::TensorSpec wide = Dense("wide", {24, 1024}, 9);
   ASSERT_THAT(client_->CreateTensors({wide}), IsOk());
   std::vector<float> ref = PullDense("wide", 24 * 1024);
+  ASSERT_TRUE(WaitForShm(*client_, registry_, "wide", 24 * 1024));
   const double before = ShmBytes(0);
   StopAndWait(shards_[0]->child());
   std::vector<std::future<absl::Status>> pushed;
@@ -1027,8 +1043,7 @@ TEST_F(DataPlaneTest, AClosedSegmentSendsTheRequestAgainInFrames) {
   ConnectClient();
   ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
   std::vector<float> ref = PullDense("small", 32);
-  const double attached = ShmBytes(0);
-  EXPECT_GT(attached, 0);
+  ASSERT_TRUE(WaitForShm(*client_, registry_, "small", 32));
 
   metrics::Registry other_registry;
   PsClientOptions options;
@@ -1038,7 +1053,8 @@ TEST_F(DataPlaneTest, AClosedSegmentSendsTheRequestAgainInFrames) {
   auto other = PsClient::Connect(options);
   ASSERT_TRUE(other.ok()) << other.status();
   ASSERT_THAT((*other)->LoadSpecs(), IsOk());
-  // The other client's attach is answered before its first request.
+  // Once the other client has a segment, the first one's is closed.
+  ASSERT_TRUE(WaitForShm(**other, other_registry, "small", 32));
   std::vector<float> seen(32);
   ASSERT_THAT((*other)->PullDense("small", 0, absl::MakeSpan(seen)).get(),
               IsOk());
