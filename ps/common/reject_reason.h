@@ -27,17 +27,21 @@ inline constexpr char kReasonMalformed[] = "malformed";
 inline constexpr char kReasonShuttingDown[] = "shutting_down";
 inline constexpr char kReasonNotServing[] = "not_serving";
 inline constexpr char kReasonOutOfMemory[] = "out_of_memory";
+// A shared-memory request the shard cannot serve: the segment it names is
+// not open here (the shard restarted, or closed it), or an attach refused
+// (shared memory off, the client on another machine).
+inline constexpr char kReasonShmUnavailable[] = "shm_unavailable";
 // What RejectReasonOf() says of a non-OK status without a reason.
 inline constexpr char kReasonOther[] = "other";
 
 // Every reason, so a server can export each counter at 0 from start-up
 // (rate() and alerts then work from the first scrape).
 inline constexpr const char* kRejectReasons[] = {
-    kReasonUnknownTensor, kReasonWrongShape,   kReasonRowsOutOfRange,
-    kReasonWrongShard,    kReasonWrongKind,    kReasonNonFinite,
-    kReasonOversize,      kReasonBadSpec,      kReasonSpecConflict,
-    kReasonMalformed,     kReasonShuttingDown, kReasonNotServing,
-    kReasonOutOfMemory,   kReasonOther,
+    kReasonUnknownTensor, kReasonWrongShape,     kReasonRowsOutOfRange,
+    kReasonWrongShard,    kReasonWrongKind,      kReasonNonFinite,
+    kReasonOversize,      kReasonBadSpec,        kReasonSpecConflict,
+    kReasonMalformed,     kReasonShuttingDown,   kReasonNotServing,
+    kReasonOutOfMemory,   kReasonShmUnavailable, kReasonOther,
 };
 
 // A status with `code`, `message` and the reason payload attached.

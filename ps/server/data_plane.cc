@@ -303,10 +303,11 @@ class DataPlane::Handler {
     *segment = shm_ == nullptr ? nullptr : shm_->Find(h.shm_segment());
     if (*segment == nullptr) {
       w->reply.set_shm_lost(true);
-      return absl::FailedPreconditionError(absl::StrCat(
-          "shared-memory segment ", h.shm_segment(),
-          " is not open on this shard (it restarted, or closed it for a "
-          "newer one); send the values in frames"));
+      return Own(Rejected(
+          absl::StatusCode::kFailedPrecondition, kReasonShmUnavailable,
+          absl::StrCat("shared-memory segment ", h.shm_segment(),
+                       " is not open on this shard (it restarted, or closed "
+                       "it for a newer one); send the values in frames")));
     }
     if (!(*segment)->Contains(h.shm_offset(), bytes) ||
         h.shm_offset() % static_cast<int64_t>(alignof(float)) != 0) {
@@ -361,11 +362,12 @@ class DataPlane::Handler {
   // SHM_ATTACH: a segment of the client's own.
   absl::Status RunShmAttach(Work* w) {
     if (shm_ == nullptr) {
-      return absl::FailedPreconditionError(
-          "shared memory is off on this shard (--shm_segment_bytes=0)");
+      return Own(Rejected(
+          absl::StatusCode::kFailedPrecondition, kReasonShmUnavailable,
+          "shared memory is off on this shard (--shm_segment_bytes=0)"));
     }
     auto segment = shm_->Attach(w->request.shm_host());
-    if (!segment.ok()) return segment.status();
+    if (!segment.ok()) return Own(segment.status());
     w->reply.set_shm_pid(getpid());
     w->reply.set_shm_fd((*segment)->fd());
     w->reply.set_shm_bytes((*segment)->bytes());

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "ps/common/reject_reason.h"
 
 namespace tessera {
 
@@ -32,7 +33,8 @@ ShmSegments::ShmSegments(ShmSegmentsOptions options,
 absl::StatusOr<std::shared_ptr<const ShmSegment>> ShmSegments::Attach(
     absl::string_view host) {
   if (!enabled()) {
-    return absl::FailedPreconditionError(
+    return Rejected(
+        absl::StatusCode::kFailedPrecondition, kReasonShmUnavailable,
         "shared memory is off on this shard (--shm_segment_bytes=0)");
   }
   if (host.empty() || host != ShmHostId()) {
@@ -43,7 +45,8 @@ absl::StatusOr<std::shared_ptr<const ShmSegment>> ShmSegments::Attach(
   auto made = ShmSegment::Create(options_.segment_bytes);
   if (!made.ok()) {
     LOG(WARNING) << "shared memory for a client: " << made.status();
-    return absl::FailedPreconditionError(made.status().message());
+    return Rejected(absl::StatusCode::kFailedPrecondition,
+                    kReasonShmUnavailable, made.status().message());
   }
   std::shared_ptr<const ShmSegment> segment = *std::move(made);
   absl::MutexLock lock(&mu_);

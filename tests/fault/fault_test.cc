@@ -1890,7 +1890,7 @@ TEST_F(FaultTest, BadInputGetsAClearErrorIsCountedAndChangesNothing) {
     for (const char* reason :
          {"unknown_tensor", "wrong_shape", "rows_out_of_range", "wrong_shard",
           "wrong_kind", "non_finite", "oversize", "bad_spec", "spec_conflict",
-          "malformed", "out_of_memory", "other"}) {
+          "malformed", "out_of_memory", "shm_unavailable", "other"}) {
       const std::string label = absl::StrCat("reason=\"", reason, "\"");
       const double d =
           metrics_after->Get("tessera_ps_rejected_requests_total", label) -
