@@ -116,13 +116,17 @@ class Trainer::Impl {
                       .Name("tessera_worker_step_phase_seconds")
                       .Help(
                           "Time per step spent computing, waiting for "
-                          "pulls and waiting for pushes.")
+                          "pulls and waiting for pushes; and per partition "
+                          "(partition_switch) from its last step to the next "
+                          "partition's first, evaluations left out.")
                       .Register(r);
     compute_ = &phase.Add({{"phase", "compute"}}, metrics::LatencyBuckets());
     pull_wait_ =
         &phase.Add({{"phase", "pull_wait"}}, metrics::LatencyBuckets());
     push_wait_ =
         &phase.Add({{"phase", "push_wait"}}, metrics::LatencyBuckets());
+    partition_switch_ = &phase.Add({{"phase", "partition_switch"}},
+                                   metrics::LatencyBuckets());
     staleness_ = &metrics::BuildHistogram()
                       .Name("tessera_worker_staleness_steps")
                       .Help(
@@ -424,6 +428,14 @@ class Trainer::Impl {
         if (prefetch) WaitForClock();
       }
       const absl::Time start = absl::Now();
+      if (last_step_end_ != absl::InfinitePast()) {
+        // The first step of this partition: what the switch from the last
+        // one cost (its pushes drained, completion, the next lease, the
+        // first pull that nothing prefetched).
+        partition_switch_->Observe(
+            absl::ToDoubleSeconds(start - last_step_end_));
+        last_step_end_ = absl::InfinitePast();
+      }
       auto step = model_->TrainStep(batch);
       compute_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
       if (!step.ok()) return step.status();
@@ -440,7 +452,10 @@ class Trainer::Impl {
       totals.samples += step->num_examples;
       totals.loss_sum += step->loss * step->num_examples;
       totals.correct += step->num_correct;
-      if (!have_following) break;
+      if (!have_following) {
+        last_step_end_ = absl::Now();
+        break;
+      }
       std::swap(batch, following);
       if (prefetch) {
         std::swap(current, next);
@@ -569,6 +584,7 @@ class Trainer::Impl {
         if (source.open_test) {
           absl::Status e = Evaluate(source, lease.epoch());
           if (!e.ok()) LOG(WARNING) << "evaluation failed: " << e;
+          last_step_end_ = absl::InfinitePast();  // Not a switch's cost.
         }
       }
       if (completed.job_finished()) finished_ = true;
@@ -619,7 +635,11 @@ class Trainer::Impl {
   metrics::Histogram* compute_;
   metrics::Histogram* pull_wait_;
   metrics::Histogram* push_wait_;
+  metrics::Histogram* partition_switch_;
   metrics::Histogram* staleness_;
+  // When this worker's last partition ended (its last step pushed);
+  // InfinitePast once the next one's first step has counted it.
+  absl::Time last_step_end_ = absl::InfinitePast();
 };
 
 Trainer::Trainer(TrainerOptions options)
