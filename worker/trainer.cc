@@ -125,8 +125,8 @@ class Trainer::Impl {
         &phase.Add({{"phase", "pull_wait"}}, metrics::LatencyBuckets());
     push_wait_ =
         &phase.Add({{"phase", "push_wait"}}, metrics::LatencyBuckets());
-    partition_switch_ = &phase.Add({{"phase", "partition_switch"}},
-                                   metrics::LatencyBuckets());
+    partition_switch_ =
+        &phase.Add({{"phase", "partition_switch"}}, metrics::LatencyBuckets());
     staleness_ = &metrics::BuildHistogram()
                       .Name("tessera_worker_staleness_steps")
                       .Help(
