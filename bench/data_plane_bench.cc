@@ -233,6 +233,17 @@ struct Cluster {
   std::vector<std::unique_ptr<PsClient>> clients;
 };
 
+// The bench's client options (the flags' piece size and shared memory) for
+// `shards` (gRPC addresses).
+PsClientOptions ClientOptions(std::vector<std::string> shards) {
+  PsClientOptions options;
+  options.shard_addresses = std::move(shards);
+  options.default_deadline = absl::Seconds(60);
+  options.max_push_piece_bytes = absl::GetFlag(FLAGS_push_piece_kib) << 10;
+  options.shared_memory = absl::GetFlag(FLAGS_shared_memory);
+  return options;
+}
+
 Cluster StartCluster(int num_shards, int num_clients,
                      const std::vector<int64_t>& sizes) {
   Cluster cluster;
@@ -240,15 +251,13 @@ Cluster StartCluster(int num_shards, int num_clients,
       absl::StrCat(std::filesystem::temp_directory_path().string(),
                    "/tessera-data-plane-bench-", getpid(), "-", num_shards);
   std::filesystem::remove_all(base);
-  PsClientOptions options;
+  std::vector<std::string> addresses;
   for (int i = 0; i < num_shards; ++i) {
     cluster.shards.push_back(
         LocalShard::Start(i, num_shards, absl::StrCat(base, "/", i)));
-    options.shard_addresses.push_back(cluster.shards.back()->address());
+    addresses.push_back(cluster.shards.back()->address());
   }
-  options.default_deadline = absl::Seconds(60);
-  options.max_push_piece_bytes = absl::GetFlag(FLAGS_push_piece_kib) << 10;
-  options.shared_memory = absl::GetFlag(FLAGS_shared_memory);
+  const PsClientOptions options = ClientOptions(std::move(addresses));
   std::vector<v1::TensorSpec> specs;
   for (int64_t size : sizes) specs.push_back(Spec(size));
   for (int c = 0; c < num_clients; ++c) {
@@ -277,11 +286,8 @@ Cluster StartProcessCluster(const std::vector<int64_t>& sizes) {
       absl::Seconds(60), dir + ".log");
   BENCH_CHECK_OK(process.status());
   cluster.process = *std::move(process);
-  PsClientOptions options;
-  options.shard_addresses = {cluster.process->ports().grpc_address()};
-  options.default_deadline = absl::Seconds(60);
-  options.max_push_piece_bytes = absl::GetFlag(FLAGS_push_piece_kib) << 10;
-  options.shared_memory = absl::GetFlag(FLAGS_shared_memory);
+  const PsClientOptions options =
+      ClientOptions({cluster.process->ports().grpc_address()});
   std::vector<v1::TensorSpec> specs;
   for (int64_t size : sizes) specs.push_back(Spec(size));
   auto client = PsClient::Connect(options);

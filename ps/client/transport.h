@@ -80,7 +80,6 @@ class ShmArena {
     }
     free_[offset] = size;
   }
-  size_t ranges() const { return free_.size(); }
 
  private:
   static int64_t Round(int64_t bytes) {

@@ -300,7 +300,7 @@ class DataPlane::Handler {
   absl::StatusOr<char*> ShmValues(Work* w, int64_t bytes,
                                   std::shared_ptr<const ShmSegment>* segment) {
     const v1::DataHeader& h = w->request;
-    *segment = shm_ == nullptr ? nullptr : shm_->Find(h.shm_segment());
+    *segment = shm_->Find(h.shm_segment());
     if (*segment == nullptr) {
       w->reply.set_shm_lost(true);
       return Own(Rejected(
@@ -361,11 +361,6 @@ class DataPlane::Handler {
 
   // SHM_ATTACH: a segment of the client's own.
   absl::Status RunShmAttach(Work* w) {
-    if (shm_ == nullptr) {
-      return Own(Rejected(
-          absl::StatusCode::kFailedPrecondition, kReasonShmUnavailable,
-          "shared memory is off on this shard (--shm_segment_bytes=0)"));
-    }
     auto segment = shm_->Attach(w->request.shm_host());
     if (!segment.ok()) return Own(segment.status());
     w->reply.set_shm_pid(getpid());
@@ -528,11 +523,12 @@ class DataPlane::Handler {
   Shard* const shard_;     // Not owned.
   ReplyPool* const pool_;  // Not owned.
   const int64_t max_message_bytes_;
-  ShmSegments* const shm_;  // Not owned; null: shared memory is off.
+  ShmSegments* const shm_;  // Not owned; may be off (enabled() false).
   absl::flat_hash_map<std::string, int64_t> row_sizes_;
   std::vector<TableRowsUpdate> updates_;  // Scratch for tables requests.
   std::vector<TableRowsRead> reads_;
-  std::vector<float> floats_;  // Scratch for misaligned frames.
+  // Scratch for misaligned frames, and a push's copy out of shared memory.
+  std::vector<float> floats_;
   std::vector<uint64_t> ids_;  // Scratch for misaligned frames.
 };
 
@@ -583,9 +579,7 @@ DataPlane::~DataPlane() { Stop(); }
 void DataPlane::Start(Shard* shard) {
   CHECK(!started_.exchange(true)) << "DataPlane::Start called twice";
   shard_ = shard;
-  if (options_.shm.segment_bytes > 0) {
-    shm_ = std::make_unique<ShmSegments>(options_.shm, shard->registry());
-  }
+  shm_ = std::make_unique<ShmSegments>(options_.shm, shard->registry());
   // Every socket is made here and handed to its thread; starting a thread
   // publishes it (ZeroMQ sockets may move between threads with a barrier).
   // Inproc queues are unbounded (HWM 0): the socket thread bounds them itself
@@ -817,7 +811,11 @@ DataReply DataPlane::RunOne(Shard* shard, absl::Span<const std::string> frames,
   CheckRequest(shard, std::move(copies), frames.size(), bytes,
                max_message_bytes, &work);
   if (work.status.ok()) {
-    Handler handler(shard, &pool, max_message_bytes, shm);
+    ShmSegmentsOptions off_options;
+    off_options.segment_bytes = 0;
+    ShmSegments off(off_options, nullptr);
+    Handler handler(shard, &pool, max_message_bytes,
+                    shm != nullptr ? shm : &off);
     handler.Run(&work);
   }
   DataReply reply;

@@ -159,7 +159,7 @@ class DataPlane {
   ZmqSocket router_;        // Used by the socket thread only once started.
   ZmqSocket stop_sender_;   // Used by the thread calling Stop().
   Shard* shard_ = nullptr;  // Not owned; set by Start.
-  std::unique_ptr<ShmSegments> shm_;  // Set by Start when enabled.
+  std::unique_ptr<ShmSegments> shm_;  // Set by Start; off when so configured.
   std::atomic<bool> started_{false};
   std::atomic<bool> stopped_{false};
   std::thread socket_thread_;

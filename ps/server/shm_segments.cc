@@ -38,9 +38,11 @@ absl::StatusOr<std::shared_ptr<const ShmSegment>> ShmSegments::Attach(
         "shared memory is off on this shard (--shm_segment_bytes=0)");
   }
   if (host.empty() || host != ShmHostId()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the client is on another machine (boot id \"", host.substr(0, 64),
-        "\", this one \"", ShmHostId(), "\")"));
+    return Rejected(absl::StatusCode::kFailedPrecondition,
+                    kReasonShmUnavailable,
+                    absl::StrCat("the client is on another machine (boot id \"",
+                                 host.substr(0, 64), "\", this one \"",
+                                 ShmHostId(), "\")"));
   }
   auto made = ShmSegment::Create(options_.segment_bytes);
   if (!made.ok()) {

@@ -5,6 +5,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ps/common/metrics/metrics.h"
+#include "ps/common/reject_reason.h"
 #include "ps/common/status_matchers.h"
 
 namespace tessera {
@@ -59,6 +60,8 @@ TEST(ShmSegmentsTest, ClientsElsewhereAndAShardWithItOffAreRefused) {
   EXPECT_THAT(segments.Attach("another-boot-id"),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("another machine")));
+  EXPECT_EQ(RejectReasonOf(segments.Attach("another-boot-id").status()),
+            kReasonShmUnavailable);
   EXPECT_THAT(segments.Attach(""),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   ShmSegmentsOptions off;
