@@ -6,10 +6,13 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <random>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
@@ -20,6 +23,10 @@ namespace {
 
 // Poll interval while waiting for a condition; never a readiness sleep.
 constexpr absl::Duration kPoll = absl::Milliseconds(20);
+
+// The lowest port PickFreePort hands out: above the well-known and most
+// registered service ports.
+constexpr int kPickLow = 12768;
 
 bool Cancelled(const std::atomic<bool>* cancel) {
   return cancel != nullptr && cancel->load();
@@ -37,26 +44,65 @@ std::string Tail(const std::string& text, size_t bytes) {
   return text.size() <= bytes ? text : text.substr(text.size() - bytes);
 }
 
-absl::StatusOr<int> PickFreePort(const std::string& host) {
+namespace {
+
+// The kernel's range for bind(0) and for the source ports of outgoing
+// connections. A port picked inside it can be handed to any connect() on the
+// machine between the pick and the child's own bind, so picks stay below it.
+std::pair<int, int> EphemeralRange() {
+  int low = 32768, high = 60999;
+  if (FILE* f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (fscanf(f, "%d %d", &low, &high) != 2) low = 32768, high = 60999;
+    fclose(f);
+  }
+  return {low, high};
+}
+
+// Whether `port` on `addr` can be bound now (no SO_REUSEADDR, so a port in
+// TIME_WAIT counts as taken too).
+bool CanBind(sockaddr_in addr, int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket failed");
+  if (fd < 0) return false;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok =
+      bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+}  // namespace
+
+absl::StatusOr<int> PickFreePort(const std::string& host) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = 0;
   if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
-    close(fd);
     return absl::InvalidArgumentError(
         absl::StrCat("not an IPv4 address: ", host));
   }
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
+  // Ports handed out by this process, never handed out twice.
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* given = new absl::flat_hash_set<int>();
+  static auto* rng = new std::mt19937(std::random_device{}());
+  absl::MutexLock lock(&mu);
+  const auto [ephemeral_low, ephemeral_high] = EphemeralRange();
+  // Below the ephemeral range when it leaves room (Linux's default
+  // leaves 12,768-32,767), else above it.
+  int low = kPickLow, high = ephemeral_low - 1;
+  if (high - low < 1000) low = ephemeral_high + 1, high = 65535;
+  if (high - low < 1000) {
     return absl::UnavailableError(
-        absl::StrCat("cannot bind a free port on ", host));
+        absl::StrCat("no room for fixed ports outside the ephemeral range ",
+                     ephemeral_low, "-", ephemeral_high));
   }
-  close(fd);
-  return static_cast<int>(ntohs(addr.sin_port));
+  std::uniform_int_distribution<int> pick(low, high);
+  for (int attempt = 0; attempt < 500; ++attempt) {
+    const int port = pick(*rng);
+    if (given->contains(port) || !CanBind(addr, port)) continue;
+    given->insert(port);
+    return port;
+  }
+  return absl::UnavailableError(absl::StrCat(
+      "no free port on ", host, " in ", low, "-", high, " after 500 tries"));
 }
 
 absl::Status WaitForServing(const std::string& address, Subprocess* child,

@@ -26,8 +26,11 @@
 
 namespace tessera::launch {
 
-// A TCP port on `host` that was free a moment ago (bound to port 0, then
-// released), for processes that must keep their port across restarts.
+// A TCP port on `host` that was free a moment ago, for processes that must
+// keep their port across restarts. Picked at random outside the kernel's
+// ephemeral range (ip_local_port_range), so no outgoing connection or bind(0)
+// on the machine can take it before the child binds it; never the same port
+// twice in one process.
 absl::StatusOr<int> PickFreePort(const std::string& host = "127.0.0.1");
 
 // The last `bytes` of `text`.

@@ -2,9 +2,11 @@
 
 #include <signal.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -23,6 +25,22 @@ std::string Tmp(const std::string& name) {
 std::string Runfile(const std::string& path) {
   const char* dir = std::getenv("TEST_SRCDIR");
   return dir ? absl::StrCat(dir, "/tessera/", path) : path;
+}
+
+TEST(LauncherTest, PicksDistinctFreePortsOutsideTheEphemeralRange) {
+  int low = 0, high = 0;
+  FILE* f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(fscanf(f, "%d %d", &low, &high), 2);
+  fclose(f);
+  absl::flat_hash_set<int> seen;
+  for (int i = 0; i < 200; ++i) {
+    TESSERA_ASSERT_OK_AND_ASSIGN(int port, PickFreePort());
+    EXPECT_TRUE(port < low || port > high) << port;
+    EXPECT_TRUE(seen.insert(port).second) << "port " << port << " twice";
+  }
+  EXPECT_THAT(PickFreePort("localhost").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(LauncherTest, ShardCommandLineLetsExtraFlagsWin) {
