@@ -47,9 +47,8 @@ void ParameterExchange::PushRows(
   }
 }
 
-void ParameterExchange::DrainOne() {
-  const absl::Time start = absl::Now();
-  for (auto& f : pending_.front()) {
+void ParameterExchange::AwaitStep(StepPushes& step) const {
+  for (auto& f : step) {
     absl::Status s = f.get();
     if (!s.ok()) {
       if (options_.push_failures != nullptr) {
@@ -58,6 +57,11 @@ void ParameterExchange::DrainOne() {
       LOG_EVERY_N(WARNING, 20) << "push failed (update lost): " << s;
     }
   }
+}
+
+void ParameterExchange::DrainOne() {
+  const absl::Time start = absl::Now();
+  AwaitStep(pending_.front());
   pending_.pop_front();
   if (options_.push_wait != nullptr) {
     options_.push_wait->Observe(absl::ToDoubleSeconds(absl::Now() - start));

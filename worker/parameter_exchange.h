@@ -9,12 +9,14 @@
 // is lost; training goes on), a pull is retried while the shards are
 // unavailable.
 //
-// Thread-compatible: the trainer's loop uses it from one thread.
+// Thread-compatible: the trainer's loop uses it from one thread (AwaitStep
+// excepted).
 
 #include <atomic>
 #include <deque>
 #include <functional>
 #include <future>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -84,6 +86,17 @@ class ParameterExchange {
   // Waits for every outstanding push.
   void DrainAll();
 
+  // One step's pushes.
+  using StepPushes = std::vector<std::future<absl::Status>>;
+
+  // Hands over every outstanding push, oldest step first: the caller waits
+  // for them (AwaitStep) while this exchange goes on with the next ones.
+  std::deque<StepPushes> TakePending() { return std::exchange(pending_, {}); }
+
+  // Waits for one step's pushes; a failure is counted and logged (the update
+  // is lost). Safe to call from another thread than the trainer's loop.
+  void AwaitStep(StepPushes& step) const;
+
   // The rows of embedding table `table` that `batch` uses (none for a dense
   // batch or tensor).
   static const std::vector<uint64_t>& TableRows(const DenseBatch&,
@@ -116,7 +129,7 @@ class ParameterExchange {
   void DrainOne();
 
   const ParameterExchangeOptions options_;
-  std::deque<std::vector<std::future<absl::Status>>> pending_;
+  std::deque<StepPushes> pending_;
   int64_t debug_steps_ = 0;
 };
 

@@ -5,6 +5,7 @@
 #include <deque>
 #include <future>
 #include <limits>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -165,6 +166,9 @@ class Trainer::Impl {
     } else {
       s = Loop(data_.tabular);
     }
+    // A completion still on its way (the loop failed) lands before Leave:
+    // after it, it would make this worker join again.
+    completing_.reset();
     StopHeartbeat();
     Leave();
     if (s.ok() && job_failed_) {
@@ -466,8 +470,58 @@ class Trainer::Impl {
         issued = false;
       }
     }
-    exchange_->DrainAll();
+    // Under BSP the next partition's first pull sees every update. Otherwise
+    // the last steps' pushes drain with the completion (StartCompletion),
+    // while the next partition trains.
+    if (!prefetch) exchange_->DrainAll();
     return finish(totals);
+  }
+
+  // Completes `request`'s partition in the background: waits for the pushes
+  // of its last steps (`pushes`), then sends the completion, whose answer
+  // waits for the coordinator's synced write. Meanwhile the loop leases the
+  // next partition, naming this one as finishing so that it stays leased.
+  void StartCompletion(v1::CompletePartitionRequest request,
+                       std::deque<ParameterExchange::StepPushes> pushes) {
+    completing_.emplace();
+    completing_->epoch = request.epoch();
+    completing_->partition = request.partition();
+    completing_->response =
+        std::async(std::launch::async, [this, request = std::move(request),
+                                        pushes = std::move(pushes)]() mutable {
+          for (auto& step : pushes) exchange_->AwaitStep(step);
+          return coordinator_->CompletePartition(request, absl::Minutes(10));
+        });
+  }
+
+  // Waits for the completion StartCompletion sent, if any, and acts on its
+  // answer: the epoch's evaluation when it ended the epoch, the end of the
+  // loop when it ended (or failed) the job.
+  template <typename BatchT>
+  absl::Status FinishCompletion(const BatchSource<BatchT>& source) {
+    if (!completing_) return absl::OkStatus();
+    const int epoch = completing_->epoch;
+    absl::StatusOr<v1::CompletePartitionResponse> answer =
+        completing_->response.get();
+    completing_.reset();
+    TESSERA_ASSIGN_OR_RETURN(v1::CompletePartitionResponse completed,
+                             std::move(answer));
+    if (completed.accepted()) partitions_->Increment();
+    if (!completed.failed().empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the job failed: ", completed.failed()));
+    }
+    if (completed.epoch_finished()) {
+      LOG(INFO) << "epoch " << epoch + 1 << " of " << job_.epochs()
+                << " finished";
+      if (source.open_test) {
+        absl::Status e = Evaluate(source, epoch);
+        if (!e.ok()) LOG(WARNING) << "evaluation failed: " << e;
+        last_step_end_ = absl::InfinitePast();  // Not a switch's cost.
+      }
+    }
+    if (completed.job_finished()) finished_ = true;
+    return absl::OkStatus();
   }
 
   template <typename BatchT>
@@ -532,9 +586,18 @@ class Trainer::Impl {
     while (!stop_ && !finished_ && !job_failed_) {
       v1::AcquirePartitionRequest acquire;
       acquire.set_worker_id(options_.worker_id);
+      if (completing_) acquire.set_finishing_partition(completing_->partition);
       TESSERA_ASSIGN_OR_RETURN(
           v1::AcquirePartitionResponse lease,
           coordinator_->AcquirePartition(acquire, absl::Minutes(10)));
+      if (completing_ &&
+          (lease.result() != v1::AcquirePartitionResponse::LEASED ||
+           lease.epoch() != completing_->epoch)) {
+        // No lease until the completion is answered, or a lease of the next
+        // epoch, which that completion ended: its evaluation comes first.
+        TESSERA_RETURN_IF_ERROR(FinishCompletion(source));
+        if (lease.result() != v1::AcquirePartitionResponse::LEASED) continue;
+      }
       if (lease.result() == v1::AcquirePartitionResponse::FINISHED) break;
       if (lease.result() == v1::AcquirePartitionResponse::WAIT) {
         // Every partition is leased: wait for the epoch's stragglers.
@@ -552,6 +615,8 @@ class Trainer::Impl {
       epoch_gauge_->Set(epoch_);
       auto totals = TrainPartition(source, lease.epoch(), lease.partition());
       partition_ = -1;
+      // The previous partition's completion, answered while this one trained.
+      TESSERA_RETURN_IF_ERROR(FinishCompletion(source));
       if (!totals.ok()) {
         if (IsRetryable(totals.status()) || lease_lost_ || stop_) {
           LOG(WARNING) << "partition " << lease.partition()
@@ -570,25 +635,13 @@ class Trainer::Impl {
       complete.set_correct(totals->correct);
       complete.set_bad_lines(totals->bad_lines);
       complete.set_first_bad_line(totals->first_bad_line);
-      TESSERA_ASSIGN_OR_RETURN(
-          v1::CompletePartitionResponse completed,
-          coordinator_->CompletePartition(complete, absl::Minutes(10)));
-      if (completed.accepted()) partitions_->Increment();
-      if (!completed.failed().empty()) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("the job failed: ", completed.failed()));
-      }
-      if (completed.epoch_finished()) {
-        LOG(INFO) << "epoch " << lease.epoch() + 1 << " of " << job_.epochs()
-                  << " finished";
-        if (source.open_test) {
-          absl::Status e = Evaluate(source, lease.epoch());
-          if (!e.ok()) LOG(WARNING) << "evaluation failed: " << e;
-          last_step_end_ = absl::InfinitePast();  // Not a switch's cost.
-        }
-      }
-      if (completed.job_finished()) finished_ = true;
+      StartCompletion(std::move(complete), exchange_->TakePending());
+      // Under BSP every step follows the previous one's updates: the next
+      // partition waits for this one's completion.
+      if (staleness_bound_ == 0)
+        TESSERA_RETURN_IF_ERROR(FinishCompletion(source));
     }
+    TESSERA_RETURN_IF_ERROR(FinishCompletion(source));
     LOG(INFO) << "worker " << options_.worker_id
               << (stop_ ? ": stopping on request" : ": job finished")
               << " after " << clock_.load() << " steps";
@@ -601,6 +654,15 @@ class Trainer::Impl {
   std::unique_ptr<Model> model_;
   // After client_ and model_, which it uses: destroyed before them.
   std::unique_ptr<ParameterExchange> exchange_;
+  // A partition trained and being completed in the background
+  // (StartCompletion); after exchange_ and coordinator_, which its thread
+  // uses: destroyed (and so waited for) before them.
+  struct Completion {
+    int epoch = -1;
+    int partition = -1;
+    std::future<absl::StatusOr<v1::CompletePartitionResponse>> response;
+  };
+  std::optional<Completion> completing_;
   v1::JobConfig job_;
   int staleness_bound_ = -1;
   JobDatasets data_;

@@ -216,7 +216,7 @@ void Coordinator::StartEpochLocked() {
   std::mt19937_64 rng(job_.model().seed() * 1000003 + epoch_);
   std::shuffle(order.begin(), order.end(), rng);
   queue_.assign(order.begin(), order.end());
-  for (auto& [id, w] : workers_) w.partition = -1;
+  for (auto& [id, w] : workers_) w.partition = w.finishing = -1;
 }
 
 absl::Status Coordinator::CheckWorkerId(const std::string& id) const {
@@ -304,9 +304,14 @@ void Coordinator::ExpireStaleLocked() {
                  << (it->second.partition >= 0
                          ? absl::StrCat(" and requeueing partition ",
                                         it->second.partition)
+                         : "")
+                 << (it->second.finishing >= 0
+                         ? absl::StrCat(" and partition ", it->second.finishing,
+                                        ", whose completion never came")
                          : "");
-    if (it->second.partition >= 0) {
-      RequeueLocked(it->second.partition);
+    for (int p : {it->second.partition, it->second.finishing}) {
+      if (p < 0) continue;
+      RequeueLocked(p);
       lease_expirations_->Increment();
     }
     ++membership_changes_;
@@ -496,7 +501,9 @@ absl::Status Coordinator::Leave(const v1::LeaveRequest& request) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(request.worker_id());
   if (it == workers_.end()) return absl::OkStatus();
-  if (it->second.partition >= 0) RequeueLocked(it->second.partition);
+  for (int p : {it->second.partition, it->second.finishing}) {
+    if (p >= 0) RequeueLocked(p);
+  }
   workers_.erase(it);
   ++membership_changes_;
   membership_->Add({{"event", "leave"}}).Increment();
@@ -524,7 +531,17 @@ absl::StatusOr<v1::AcquirePartitionResponse> Coordinator::AcquirePartition(
     response.set_result(v1::AcquirePartitionResponse::FINISHED);
     return response;
   }
-  if (w.partition >= 0) RequeueLocked(w.partition);  // Abandoned.
+  if (w.partition >= 0) {
+    if (request.has_finishing_partition() &&
+        request.finishing_partition() == w.partition) {
+      // Trained; its completion is on the way. One at most: an older one
+      // whose completion never came is handed back.
+      if (w.finishing >= 0) RequeueLocked(w.finishing);
+      w.finishing = w.partition;
+    } else {
+      RequeueLocked(w.partition);  // Abandoned.
+    }
+  }
   w.partition = -1;
   if (queue_.empty()) {
     response.set_result(v1::AcquirePartitionResponse::WAIT);
@@ -580,6 +597,7 @@ absl::StatusOr<v1::CompletePartitionResponse> Coordinator::CompletePartition(
     const bool ours =
         holder == leased_.end() || holder->second == request.worker_id();
     if (w.partition == p) w.partition = -1;
+    if (w.finishing == p) w.finishing = -1;
     if (valid_partition && ours) {
       done_[p] = true;
       ++done_count_;

@@ -104,6 +104,9 @@ class Coordinator {
   struct Worker {
     int64_t clock = 0;
     int partition = -1;  // leased partition of the current epoch, or -1
+    // Trained, its completion on the way (AcquirePartitionRequest's
+    // finishing_partition); still leased to this worker; or -1.
+    int finishing = -1;
     absl::Time last_seen;
     int64_t samples = 0;
   };

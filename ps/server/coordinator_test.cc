@@ -54,6 +54,14 @@ class CoordinatorTest : public ::testing::Test {
     return *c->AcquirePartition(r);
   }
 
+  Result AcquireFinishing(Coordinator* c, const std::string& worker,
+                          int finishing) {
+    v1::AcquirePartitionRequest r;
+    r.set_worker_id(worker);
+    r.set_finishing_partition(finishing);
+    return *c->AcquirePartition(r);
+  }
+
   v1::CompletePartitionResponse Complete(Coordinator* c,
                                          const std::string& worker,
                                          const Result& lease) {
@@ -117,6 +125,74 @@ TEST_F(CoordinatorTest, SilentWorkersLeaseReturnsToTheQueue) {
   EXPECT_FALSE(Complete(c.get(), "dead", dead).accepted());
   EXPECT_TRUE(Complete(c.get(), "live", again).accepted());
   EXPECT_EQ(c->Status().epoch(), 1);
+}
+
+TEST_F(CoordinatorTest, FinishingPartitionStaysLeasedWhileTheNextOneTrains) {
+  auto c = Make();
+  Result first = Acquire(c.get(), "w");
+  ASSERT_EQ(first.result(), Result::LEASED);
+  // "w" leases its next partition before completing the first.
+  Result second = AcquireFinishing(c.get(), "w", first.partition());
+  ASSERT_EQ(second.result(), Result::LEASED);
+  EXPECT_NE(second.partition(), first.partition());
+  EXPECT_EQ(c->Status().partitions_leased(), 2);
+  // Nobody else gets either of them.
+  std::set<int> others;
+  for (int i = 0; i < 4; ++i) {
+    Result lease = Acquire(c.get(), "v");
+    ASSERT_EQ(lease.result(), Result::LEASED);
+    others.insert(lease.partition());
+    Complete(c.get(), "v", lease);
+  }
+  EXPECT_EQ(others.count(first.partition()), 0u);
+  EXPECT_EQ(others.count(second.partition()), 0u);
+  EXPECT_EQ(Acquire(c.get(), "v").result(), Result::WAIT);
+  EXPECT_TRUE(Complete(c.get(), "w", first).accepted());
+  auto last = Complete(c.get(), "w", second);
+  EXPECT_TRUE(last.accepted());
+  EXPECT_TRUE(last.epoch_finished());
+  EXPECT_EQ(c->Status().epoch(), 1);
+}
+
+TEST_F(CoordinatorTest, CompletionBeforeTheNextLeaseAndStaleFinishingNames) {
+  auto c = Make();
+  Result first = Acquire(c.get(), "w");
+  // The completion overtook the lease request that names it.
+  EXPECT_TRUE(Complete(c.get(), "w", first).accepted());
+  Result second = AcquireFinishing(c.get(), "w", first.partition());
+  ASSERT_EQ(second.result(), Result::LEASED);
+  EXPECT_EQ(c->Status().partitions_leased(), 1);
+  // Naming a partition the worker does not hold hands back the one it does,
+  // as a plain lease request would.
+  Result third = AcquireFinishing(c.get(), "w", first.partition());
+  ASSERT_EQ(third.result(), Result::LEASED);
+  EXPECT_EQ(c->Status().partitions_leased(), 1);
+  EXPECT_EQ(c->Status().partitions_queued(), 4);
+  // A second finishing partition hands back the first, whose completion
+  // never came: one at most.
+  Result fourth = AcquireFinishing(c.get(), "w", third.partition());
+  Result fifth = AcquireFinishing(c.get(), "w", fourth.partition());
+  ASSERT_EQ(fifth.result(), Result::LEASED);
+  EXPECT_EQ(c->Status().partitions_leased(), 2);
+  EXPECT_EQ(c->Status().partitions_queued(), 3);
+}
+
+TEST_F(CoordinatorTest, LeaveAndExpiryHandBackTheFinishingPartitionToo) {
+  auto c = Make();
+  Result first = Acquire(c.get(), "w");
+  AcquireFinishing(c.get(), "w", first.partition());
+  v1::LeaveRequest leave;
+  leave.set_worker_id("w");
+  ASSERT_THAT(c->Leave(leave), IsOk());
+  EXPECT_EQ(c->Status().partitions_leased(), 0);
+  EXPECT_EQ(c->Status().partitions_queued(), 6);
+
+  first = Acquire(c.get(), "x");
+  AcquireFinishing(c.get(), "x", first.partition());
+  now_ += absl::Seconds(11);  // "x" silent for longer than the lease timeout.
+  c->ExpireStale();
+  EXPECT_EQ(c->Status().partitions_leased(), 0);
+  EXPECT_EQ(c->Status().partitions_queued(), 6);
 }
 
 TEST_F(CoordinatorTest, RestartKeepsFinishedPartitionsAndReadoptsLeases) {
