@@ -50,8 +50,25 @@ struct ParameterExchangeOptions {
 
 class ParameterExchange {
  public:
-  // The parameters one batch needs, pulled asynchronously.
+  // The parameters one batch needs, pulled asynchronously: dense tensors
+  // into the model's staging memory (Model::DenseStaging), embedding rows
+  // into `values`. Destroying it waits for what is still being pulled, so
+  // that nothing writes to that memory afterwards.
   struct Pulled {
+    Pulled() = default;
+    Pulled(Pulled&&) = default;
+    Pulled& operator=(Pulled&& other) {
+      Wait();
+      values = std::move(other.values);
+      done = std::move(other.done);
+      return *this;
+    }
+    ~Pulled() { Wait(); }
+    void Wait() {
+      for (auto& f : done) {
+        if (f.valid()) f.wait();
+      }
+    }
     std::vector<std::vector<float>> values;  // per Model::Parameters() entry
     std::vector<std::future<absl::Status>> done;
   };
@@ -143,9 +160,16 @@ void ParameterExchange::IssuePull(const BatchT& batch, Pulled* p) {
     const TensorInfo& t = params[i];
     if (t.frozen) continue;  // The model holds its (never changing) values.
     if (t.kind == TensorKind::kDense) {
-      p->values[i].resize(t.num_elements());
-      p->done.push_back(
-          options_.client->PullDense(t.name, 0, absl::MakeSpan(p->values[i])));
+      // Straight into the model's staging memory; WaitAndLoad commits it.
+      absl::StatusOr<absl::Span<float>> staging =
+          options_.model->DenseStaging(t.name);
+      if (!staging.ok()) {
+        std::promise<absl::Status> failed;
+        failed.set_value(staging.status());
+        p->done.push_back(failed.get_future());
+        continue;
+      }
+      p->done.push_back(options_.client->PullDense(t.name, 0, *staging));
     } else {
       const std::vector<uint64_t>& ids = TableRows(batch, t);
       p->values[i].resize(ids.size() * t.shape[1]);
@@ -175,7 +199,7 @@ absl::Status ParameterExchange::WaitAndLoad(const BatchT& batch, Pulled* p) {
     if (params[i].frozen) continue;
     absl::Status s =
         params[i].kind == TensorKind::kDense
-            ? options_.model->LoadDense(params[i].name, p->values[i])
+            ? options_.model->CommitDense(params[i].name)
             : options_.model->LoadEmbeddingRows(
                   params[i].name, TableRows(batch, params[i]), p->values[i]);
     if (!s.ok()) return s;

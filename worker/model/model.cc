@@ -407,6 +407,22 @@ class BuiltinModel final : public Model {
     });
   }
 
+  absl::StatusOr<absl::Span<float>> DenseStaging(
+      absl::string_view name) override {
+    TESSERA_ASSIGN_OR_RETURN(const size_t slot, DenseSlot(name));
+    return GuardTorch("staging a dense tensor",
+                      [&]() -> absl::StatusOr<absl::Span<float>> {
+                        return staging_.Staging(dense_[slot], slot);
+                      });
+  }
+
+  absl::Status CommitDense(absl::string_view name) override {
+    TESSERA_ASSIGN_OR_RETURN(const size_t slot, DenseSlot(name));
+    return GuardTorch("committing a dense tensor", [&]() -> absl::Status {
+      return staging_.Commit(dense_[slot], slot);
+    });
+  }
+
   absl::Status LoadEmbeddingRows(absl::string_view name,
                                  absl::Span<const uint64_t> ids,
                                  absl::Span<const float> rows) override {
@@ -608,6 +624,7 @@ class BuiltinModel final : public Model {
   std::map<std::string, size_t, std::less<>> index_;  // Name -> infos_ slot.
   std::vector<torch::Tensor> dense_;       // The network's parameters, by slot.
   std::vector<EmbeddingSlot> embeddings_;  // Slot - dense_.size().
+  DenseDoubleBuffer staging_;              // DenseStaging, by dense_ slot.
 };
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(
@@ -640,6 +657,33 @@ absl::Status Model::WrongInput(InputKind kind) const {
   };
   return absl::InvalidArgumentError(absl::StrCat(
       "the model reads ", name(input_kind()), " batches, not ", name(kind)));
+}
+
+absl::StatusOr<absl::Span<float>> Model::DenseStaging(absl::string_view name) {
+  for (const TensorInfo& t : Parameters()) {
+    if (t.name != name) continue;
+    if (t.kind != TensorKind::kDense) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name, "' is an embedding table"));
+    }
+    auto it = staging_.find(name);
+    if (it == staging_.end()) {
+      it = staging_.emplace(std::string(name), std::vector<float>()).first;
+    }
+    it->second.resize(t.num_elements());
+    return absl::MakeSpan(it->second);
+  }
+  return absl::NotFoundError(
+      absl::StrCat("model has no tensor named '", name, "'"));
+}
+
+absl::Status Model::CommitDense(absl::string_view name) {
+  auto it = staging_.find(name);
+  if (it == staging_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("tensor '", name, "' was not staged"));
+  }
+  return LoadDense(name, it->second);
 }
 
 absl::StatusOr<StepResult> Model::TrainStep(const DenseBatch&) {

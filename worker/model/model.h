@@ -171,6 +171,22 @@ class Model {
   virtual absl::Status LoadDense(absl::string_view name,
                                  absl::Span<const float> values) = 0;
 
+  // Loads dense tensor `name` without a copy. DenseStaging returns memory
+  // for num_elements() floats that the caller fills (a pull writes into it,
+  // from another thread if it likes) while the model goes on training with
+  // its current values; CommitDense then makes what was written the current
+  // values. The memory stays valid while the model lives; after a commit,
+  // the next DenseStaging may hand out the old values' memory. One staging
+  // per tensor at a time, committed from the thread that trains. NotFound /
+  // InvalidArgument as for LoadDense.
+  //
+  // The default stages in a buffer of its own that CommitDense copies in
+  // with LoadDense; the built-in and TorchScript models swap two tensors'
+  // memory instead (DenseDoubleBuffer in torch_util.h).
+  virtual absl::StatusOr<absl::Span<float>> DenseStaging(
+      absl::string_view name);
+  virtual absl::Status CommitDense(absl::string_view name);
+
   // Sets the rows of embedding table `name` that the next steps use: row i
   // (values [i * dim, (i + 1) * dim)) belongs to ids[i]. `ids` must equal
   // the rows the batches passed to TrainStep/Evaluate use
@@ -206,6 +222,10 @@ class Model {
   Model() = default;
   // InvalidArgument: this model does not read `kind` batches.
   absl::Status WrongInput(InputKind kind) const;
+
+ private:
+  // The default DenseStaging's buffers, by tensor name.
+  std::map<std::string, std::vector<float>, std::less<>> staging_;
 };
 
 }  // namespace worker

@@ -163,6 +163,50 @@ TEST(ModelTest, LoadedValuesReadBack) {
   EXPECT_THAT(model->DenseValues("fc1.weight"), IsOkAndHolds(values));
 }
 
+TEST(ModelTest, StagedValuesAreCommittedWithoutACopyAndTrainAsLoadedOnes) {
+  ModelOptions options = Mlp();
+  options.input_dim = 4;
+  options.hidden_sizes = {3};
+  options.num_classes = 2;
+  auto staged = MakeModel(options);
+  auto loaded = MakeModel(options);
+  const DenseBatch batch = RandomDenseBatch(6, 4, 2, 5);
+  SplitMix64 rng(11);
+  // Two rounds: the second stages into the first round's old memory.
+  std::vector<float*> memory;
+  for (int round = 0; round < 2; ++round) {
+    for (const TensorInfo& t : staged->Parameters()) {
+      std::vector<float> values(t.num_elements());
+      for (float& v : values) v = static_cast<float>(rng.Normal());
+      absl::StatusOr<absl::Span<float>> staging = staged->DenseStaging(t.name);
+      ASSERT_THAT(staging, IsOk());
+      ASSERT_EQ(staging->size(), values.size());
+      std::copy(values.begin(), values.end(), staging->begin());
+      if (t.name == "fc1.weight") memory.push_back(staging->data());
+      // Staged, not yet current.
+      EXPECT_THAT(staged->DenseValues(t.name), IsOk());
+      EXPECT_NE(*staged->DenseValues(t.name), values);
+      ASSERT_THAT(staged->CommitDense(t.name), IsOk());
+      EXPECT_THAT(staged->DenseValues(t.name), IsOkAndHolds(values));
+      ASSERT_THAT(loaded->LoadDense(t.name, values), IsOk());
+    }
+    absl::StatusOr<StepResult> a = staged->TrainStep(batch);
+    absl::StatusOr<StepResult> b = loaded->TrainStep(batch);
+    ASSERT_THAT(a, IsOk());
+    ASSERT_THAT(b, IsOk());
+    EXPECT_EQ(a->loss, b->loss);
+    for (size_t i = 0; i < a->gradients.size(); ++i) {
+      EXPECT_EQ(a->gradients[i].values, b->gradients[i].values) << i;
+    }
+  }
+  // The two rounds used two buffers, swapped: no copy on commit.
+  ASSERT_EQ(memory.size(), 2u);
+  EXPECT_NE(memory[0], memory[1]);
+  EXPECT_EQ(staged->DenseStaging("fc1.weight")->data(), memory[0]);
+  EXPECT_THAT(staged->DenseStaging("fc9.weight"),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
 TEST(ModelTest, LoadingTheWrongNumberOfValuesIsInvalidArgument) {
   auto model = MakeModel(Mlp());
   const std::vector<float> values(255, 0.0f);

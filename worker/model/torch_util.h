@@ -44,6 +44,59 @@ inline uint64_t TensorSeed(uint64_t model_seed, absl::string_view name) {
                StableHash(std::string_view(name.data(), name.size())));
 }
 
+// Model::DenseStaging and CommitDense without a copy: a spare tensor per
+// dense slot, which a pull fills while the model trains with the live one.
+// Commit swaps the two tensors' memory (Tensor::set_data, PyTorch's
+// `param.data = spare`): the module keeps its parameter objects, now over the
+// staged values, and the old values' memory becomes the spare. A tensor that
+// is not contiguous float32 is staged in a plain buffer and copied in.
+class DenseDoubleBuffer {
+ public:
+  absl::Span<float> Staging(const torch::Tensor& live, size_t slot) {
+    if (slot >= spares_.size()) spares_.resize(slot + 1);
+    Spare& s = spares_[slot];
+    const bool swappable = live.scalar_type() == torch::kFloat32 &&
+                           live.is_contiguous() && !live.is_sparse();
+    if (!swappable) {
+      s.tensor = torch::Tensor();
+      s.buffer.resize(live.numel());
+      return absl::MakeSpan(s.buffer);
+    }
+    if (!s.tensor.defined() || s.tensor.sizes() != live.sizes()) {
+      s.tensor =
+          torch::empty(live.sizes(), live.options().requires_grad(false));
+    }
+    return absl::MakeSpan(s.tensor.data_ptr<float>(), s.tensor.numel());
+  }
+
+  absl::Status Commit(torch::Tensor& live, size_t slot) {
+    if (slot >= spares_.size()) {
+      return absl::FailedPreconditionError("dense tensor was not staged");
+    }
+    Spare& s = spares_[slot];
+    torch::NoGradGuard no_grad;
+    if (!s.tensor.defined()) {
+      if (static_cast<int64_t>(s.buffer.size()) != live.numel()) {
+        return absl::FailedPreconditionError("dense tensor was not staged");
+      }
+      live.copy_(
+          torch::from_blob(s.buffer.data(), live.sizes(), torch::kFloat32));
+      return absl::OkStatus();
+    }
+    torch::Tensor old = live.variable_data();  // Shares the old memory.
+    live.set_data(s.tensor);
+    s.tensor = std::move(old);
+    return absl::OkStatus();
+  }
+
+ private:
+  struct Spare {
+    torch::Tensor tensor;       // Swappable tensors.
+    std::vector<float> buffer;  // Others.
+  };
+  std::vector<Spare> spares_;
+};
+
 // Sets libtorch's intra-op threads and, when libtorch computes with
 // OpenBLAS, OpenBLAS's own pool to `n`: libtorch's setting does not reach it,
 // and its idle threads (one per core) spin. Measured on the DLRM example, 1

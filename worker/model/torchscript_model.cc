@@ -103,6 +103,22 @@ class TorchScriptModel final : public Model {
     });
   }
 
+  absl::StatusOr<absl::Span<float>> DenseStaging(
+      absl::string_view name) override {
+    TESSERA_ASSIGN_OR_RETURN(const size_t slot, DenseSlot(name));
+    return GuardTorch("staging a dense tensor",
+                      [&]() -> absl::StatusOr<absl::Span<float>> {
+                        return staging_.Staging(dense_[slot], slot);
+                      });
+  }
+
+  absl::Status CommitDense(absl::string_view name) override {
+    TESSERA_ASSIGN_OR_RETURN(const size_t slot, DenseSlot(name));
+    return GuardTorch("committing a dense tensor", [&]() -> absl::Status {
+      return staging_.Commit(dense_[slot], slot);
+    });
+  }
+
   absl::Status LoadEmbeddingRows(absl::string_view name,
                                  absl::Span<const uint64_t> ids,
                                  absl::Span<const float> rows) override {
@@ -488,6 +504,7 @@ class TorchScriptModel final : public Model {
   std::vector<TensorInfo> infos_;  // Dense (parameters, buffers), tables.
   std::map<std::string, size_t, std::less<>> index_;  // Name -> infos_ slot.
   std::vector<torch::Tensor> dense_;  // Aliases of the module's tensors.
+  DenseDoubleBuffer staging_;         // DenseStaging, by dense_ slot.
   std::vector<Table> tables_;         // Slot - dense_.size().
 };
 
