@@ -47,6 +47,29 @@ void ParameterExchange::PushRows(
   }
 }
 
+void ParameterExchange::IssueDense(Pulled* p) {
+  const auto& params = options_.model->Parameters();
+  p->values.resize(params.size());
+  for (const TensorInfo& t : params) {
+    if (t.frozen || t.kind != TensorKind::kDense) continue;
+    absl::StatusOr<absl::Span<float>> staging =
+        options_.model->DenseStaging(t.name);
+    if (!staging.ok()) {
+      std::promise<absl::Status> failed;
+      failed.set_value(staging.status());
+      p->done.push_back(failed.get_future());
+      continue;
+    }
+    p->done.push_back(options_.client->PullDense(t.name, 0, *staging));
+  }
+}
+
+void ParameterExchange::PrefetchDense() {
+  prefetched_.reset();  // Waits for an earlier one.
+  prefetched_.emplace();
+  IssueDense(&*prefetched_);
+}
+
 void ParameterExchange::AwaitStep(StepPushes& step) const {
   for (auto& f : step) {
     absl::Status s = f.get();

@@ -16,6 +16,7 @@
 #include <deque>
 #include <functional>
 #include <future>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -77,9 +78,22 @@ class ParameterExchange {
       : options_(std::move(options)) {}
   ~ParameterExchange() { DrainAll(); }
 
-  // Starts pulling what `batch` needs into `p`.
+  // Starts pulling what `batch` needs into `p`. With `use_prefetch`, the
+  // dense tensors PrefetchDense started pulling are taken over (only the
+  // batch's embedding rows are pulled now); otherwise such a prefetch is
+  // dropped first.
   template <typename BatchT>
-  void IssuePull(const BatchT& batch, Pulled* p);
+  void IssuePull(const BatchT& batch, Pulled* p, bool use_prefetch = false);
+
+  // Starts pulling the dense tensors for a batch not known yet (they are the
+  // same for every batch): a partition's last step prefetches the next
+  // partition's first step this way, as every other step prefetches the
+  // next one. Kept until an IssuePull takes it over or drops it.
+  void PrefetchDense();
+
+  // Drops what PrefetchDense started (waits for it: nothing may write to
+  // the model's staging memory after this returns).
+  void DropPrefetch() { prefetched_.reset(); }
 
   // Waits for `p` (issued for `batch` unless `issued` is false, in which
   // case it is issued first) and loads it into the model; retried with
@@ -144,33 +158,34 @@ class ParameterExchange {
   template <typename BatchT>
   absl::Status WaitAndLoad(const BatchT& batch, Pulled* p);
   void DrainOne();
+  // Starts pulling every dense tensor into the model's staging memory
+  // (WaitAndLoad commits it).
+  void IssueDense(Pulled* p);
 
   const ParameterExchangeOptions options_;
+  std::optional<Pulled> prefetched_;  // PrefetchDense's.
   std::deque<StepPushes> pending_;
   int64_t debug_steps_ = 0;
 };
 
 template <typename BatchT>
-void ParameterExchange::IssuePull(const BatchT& batch, Pulled* p) {
+void ParameterExchange::IssuePull(const BatchT& batch, Pulled* p,
+                                  bool use_prefetch) {
   const auto& params = options_.model->Parameters();
+  if (use_prefetch && prefetched_) {
+    *p = std::move(*prefetched_);
+    prefetched_.reset();
+  } else {
+    prefetched_.reset();  // Waits: it writes to the same staging memory.
+    *p = Pulled();
+    IssueDense(p);
+  }
   p->values.resize(params.size());
-  p->done.clear();
   std::vector<TableRowsPull> tables;
   for (size_t i = 0; i < params.size(); ++i) {
     const TensorInfo& t = params[i];
     if (t.frozen) continue;  // The model holds its (never changing) values.
-    if (t.kind == TensorKind::kDense) {
-      // Straight into the model's staging memory; WaitAndLoad commits it.
-      absl::StatusOr<absl::Span<float>> staging =
-          options_.model->DenseStaging(t.name);
-      if (!staging.ok()) {
-        std::promise<absl::Status> failed;
-        failed.set_value(staging.status());
-        p->done.push_back(failed.get_future());
-        continue;
-      }
-      p->done.push_back(options_.client->PullDense(t.name, 0, *staging));
-    } else {
+    if (t.kind != TensorKind::kDense) {
       const std::vector<uint64_t>& ids = TableRows(batch, t);
       p->values[i].resize(ids.size() * t.shape[1]);
       tables.push_back({t.name, ids, absl::MakeSpan(p->values[i])});

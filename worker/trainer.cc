@@ -408,7 +408,8 @@ class Trainer::Impl {
     if (!more) return finish(totals);
     ParameterExchange::Pulled current, next;
     WaitForClock();
-    exchange_->IssuePull(batch, &current);
+    // The dense tensors were prefetched by the last partition's last step.
+    exchange_->IssuePull(batch, &current, /*use_prefetch=*/prefetch);
     bool issued = true;
     while (true) {
       absl::Status pulled = exchange_->PullWithRetry(batch, &current, issued);
@@ -425,11 +426,14 @@ class Trainer::Impl {
         // Prefetch the next batch's parameters while this one computes.
         WaitForClock();
         exchange_->IssuePull(following, &next);
-      } else if (!have_following) {
+      } else if (!have_following && prefetch) {
         // The last step of the partition waits like every other: its pull
         // was checked one step earlier (prefetch), so ungated it would move
-        // this worker's clock two steps past the slowest one's.
-        if (prefetch) WaitForClock();
+        // this worker's clock two steps past the slowest one's. It
+        // prefetches the next partition's first step too, as far as it can
+        // without knowing that batch: the dense tensors.
+        WaitForClock();
+        if (!stop_ && !lease_lost_) exchange_->PrefetchDense();
       }
       const absl::Time start = absl::Now();
       if (last_step_end_ != absl::InfinitePast()) {
@@ -597,6 +601,9 @@ class Trainer::Impl {
         // epoch, which that completion ended: its evaluation comes first.
         TESSERA_RETURN_IF_ERROR(FinishCompletion(source));
         if (lease.result() != v1::AcquirePartitionResponse::LEASED) continue;
+      }
+      if (lease.result() != v1::AcquirePartitionResponse::LEASED) {
+        exchange_->DropPrefetch();  // Not the next step's after a wait.
       }
       if (lease.result() == v1::AcquirePartitionResponse::FINISHED) break;
       if (lease.result() == v1::AcquirePartitionResponse::WAIT) {
