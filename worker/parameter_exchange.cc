@@ -13,6 +13,11 @@ void ParameterExchange::PushRows(
   if (options_.debug_nan_every_n_steps > 0 &&
       ++debug_steps_ % options_.debug_nan_every_n_steps == 0) {
     for (TensorGradient& g : step.gradients) {
+      if (g.owner != nullptr) {  // A view: NaN in a copy of its own.
+        g.values.assign(g.view.begin(), g.view.end());
+        g.owner.reset();
+        g.view = {};
+      }
       std::fill(g.values.begin(), g.values.end(),
                 std::numeric_limits<float>::quiet_NaN());
     }
@@ -24,7 +29,11 @@ void ParameterExchange::PushRows(
   for (size_t i = 0; i < step.gradients.size(); ++i) {
     TensorGradient& g = step.gradients[i];
     if (options_.model->Parameters()[i].frozen) continue;
-    if (g.kind == TensorKind::kDense) {
+    if (g.kind == TensorKind::kDense && g.owner != nullptr) {
+      // libtorch's gradient tensor itself: no copy before the send.
+      pushes.push_back(
+          options_.client->PushDense(g.name, 0, std::move(g.owner), g.view));
+    } else if (g.kind == TensorKind::kDense) {
       auto values =
           std::make_shared<const std::vector<float>>(std::move(g.values));
       pushes.push_back(

@@ -246,6 +246,8 @@ class Trainer::Impl {
     exchange.pull_wait = pull_wait_;
     exchange.push_wait = push_wait_;
     exchange.push_failures = push_failures_;
+    // Dense gradients go to the shards straight from libtorch's tensors.
+    model_->set_dense_gradient_views(true);
     exchange_ = std::make_unique<ParameterExchange>(std::move(exchange));
     TESSERA_RETURN_IF_ERROR(client_->CreateTensors(specs));
     // The model's own initial values (a TorchScript file's), set once: a

@@ -214,6 +214,17 @@ class PsClient {
   void PushDenseAsync(const std::string& tensor, int64_t row_begin,
                       std::shared_ptr<const std::vector<float>> grad,
                       DoneCallback done, const CallOptions& options = {});
+  // As above, for `grad` in memory that `owner` keeps alive (e.g. a
+  // libtorch tensor's).
+  std::future<absl::Status> PushDense(const std::string& tensor,
+                                      int64_t row_begin,
+                                      std::shared_ptr<const void> owner,
+                                      absl::Span<const float> grad,
+                                      const CallOptions& options = {});
+  void PushDenseAsync(const std::string& tensor, int64_t row_begin,
+                      std::shared_ptr<const void> owner,
+                      absl::Span<const float> grad, DoneCallback done,
+                      const CallOptions& options = {});
 
   // Embedding rows, by id. Repeated ids are sent once: a pull copies the row
   // to every position that asked for it (out holds ids.size() rows, in the

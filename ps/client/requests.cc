@@ -180,6 +180,18 @@ void PsClient::PushDenseAsync(const std::string& tensor, int64_t row_begin,
   if (grad == nullptr) {
     return done(absl::InvalidArgumentError("null gradient"));
   }
+  const absl::Span<const float> values(*grad);
+  PushDenseAsync(tensor, row_begin, std::move(grad), values, std::move(done),
+                 options);
+}
+
+void PsClient::PushDenseAsync(const std::string& tensor, int64_t row_begin,
+                              std::shared_ptr<const void> owner,
+                              absl::Span<const float> grad, DoneCallback done,
+                              const CallOptions& options) {
+  if (owner == nullptr) {
+    return done(absl::InvalidArgumentError("null gradient owner"));
+  }
   auto info = Find(tensor);
   if (!info.ok()) return done(info.status());
   const TensorInfo& t = **info;
@@ -188,7 +200,7 @@ void PsClient::PushDenseAsync(const std::string& tensor, int64_t row_begin,
         tensor, " is an embedding table: push to it with PushRows")));
   }
   absl::Status range = CheckDenseRange(tensor, t.row_size, t.num_rows,
-                                       row_begin, grad->size(), "gradient");
+                                       row_begin, grad.size(), "gradient");
   if (!range.ok()) return done(range);
   auto call =
       NewCall(v1::DataHeader::PUSH_DENSE, tensor, std::move(done), options);
@@ -198,13 +210,13 @@ void PsClient::PushDenseAsync(const std::string& tensor, int64_t row_begin,
           ? std::max<int64_t>(1, options_.max_push_piece_bytes /
                                      std::max<int64_t>(1, row_bytes))
           : 0;
-  call->pieces = DensePieces(v1::DataHeader::PUSH_DENSE, tensor, t.parts,
-                             t.row_size, row_begin, grad->size() / t.row_size,
-                             options, max_piece_rows);
+  call->pieces =
+      DensePieces(v1::DataHeader::PUSH_DENSE, tensor, t.parts, t.row_size,
+                  row_begin, grad.size() / t.row_size, options, max_piece_rows);
   for (Piece& piece : call->pieces) {
     const int64_t offset = piece.header.row_begin() - row_begin;
-    piece.values_owner = grad;
-    piece.values = grad->data() + offset * t.row_size;
+    piece.values_owner = owner;
+    piece.values = grad.data() + offset * t.row_size;
     piece.values_bytes = piece.header.row_count() * t.row_size * sizeof(float);
   }
   Submit(std::move(call));
@@ -216,6 +228,17 @@ std::future<absl::Status> PsClient::PushDense(
     const CallOptions& options) {
   return AsFuture([&](DoneCallback done) {
     PushDenseAsync(tensor, row_begin, std::move(grad), std::move(done),
+                   options);
+  });
+}
+
+std::future<absl::Status> PsClient::PushDense(const std::string& tensor,
+                                              int64_t row_begin,
+                                              std::shared_ptr<const void> owner,
+                                              absl::Span<const float> grad,
+                                              const CallOptions& options) {
+  return AsFuture([&](DoneCallback done) {
+    PushDenseAsync(tensor, row_begin, std::move(owner), grad, std::move(done),
                    options);
   });
 }

@@ -611,9 +611,11 @@ class BuiltinModel final : public Model {
       gradient.name = infos_[slot].name;
       gradient.kind = TensorKind::kDense;
       const torch::Tensor& grad = dense_[slot].grad();
-      gradient.values = grad.defined()
-                            ? ToVector(grad)
-                            : std::vector<float>(dense_[slot].numel(), 0.0f);
+      if (grad.defined()) {
+        SetGradient(grad, dense_gradient_views(), &gradient);
+      } else {
+        gradient.values.assign(dense_[slot].numel(), 0.0f);
+      }
       result->gradients.push_back(std::move(gradient));
     }
   }

@@ -81,6 +81,16 @@ struct TensorGradient {
   // Dense: num_elements() values, row-major. Embedding: one row of `dim`
   // values per entry of the batch's unique_ids, in that order.
   std::vector<float> values;
+  // With Model::set_dense_gradient_views(true), a dense gradient may come
+  // as `view` instead, over memory that `owner` keeps alive (libtorch's
+  // gradient tensor; no copy), with `values` empty.
+  std::shared_ptr<const void> owner;
+  absl::Span<const float> view;
+
+  // The gradient, wherever it is.
+  absl::Span<const float> data() const {
+    return owner != nullptr ? view : absl::MakeConstSpan(values);
+  }
 };
 
 struct StepResult {
@@ -187,6 +197,13 @@ class Model {
       absl::string_view name);
   virtual absl::Status CommitDense(absl::string_view name);
 
+  // Whether TrainStep may hand dense gradients out as views of libtorch's
+  // gradient tensors (TensorGradient::owner, view) instead of copying them
+  // into `values`. Off by default; models without tensors of their own
+  // ignore it.
+  void set_dense_gradient_views(bool on) { dense_gradient_views_ = on; }
+  bool dense_gradient_views() const { return dense_gradient_views_; }
+
   // Sets the rows of embedding table `name` that the next steps use: row i
   // (values [i * dim, (i + 1) * dim)) belongs to ids[i]. `ids` must equal
   // the rows the batches passed to TrainStep/Evaluate use
@@ -226,6 +243,7 @@ class Model {
  private:
   // The default DenseStaging's buffers, by tensor name.
   std::map<std::string, std::vector<float>, std::less<>> staging_;
+  bool dense_gradient_views_ = false;
 };
 
 }  // namespace worker

@@ -207,6 +207,33 @@ TEST(ModelTest, StagedValuesAreCommittedWithoutACopyAndTrainAsLoadedOnes) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST(ModelTest, GradientViewsEqualCopiesAndOutliveTheNextStep) {
+  auto copies = MakeModel(Mlp());
+  auto views = MakeModel(Mlp());
+  views->set_dense_gradient_views(true);
+  const DenseBatch first = RandomDenseBatch(8, 784, 10, 3);
+  const DenseBatch second = RandomDenseBatch(8, 784, 10, 4);
+  absl::StatusOr<StepResult> a = copies->TrainStep(first);
+  absl::StatusOr<StepResult> b = views->TrainStep(first);
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  ASSERT_EQ(a->gradients.size(), b->gradients.size());
+  for (size_t i = 0; i < a->gradients.size(); ++i) {
+    EXPECT_EQ(a->gradients[i].owner, nullptr);
+    ASSERT_NE(b->gradients[i].owner, nullptr) << i;
+    EXPECT_TRUE(b->gradients[i].values.empty());
+    const absl::Span<const float> view = b->gradients[i].data();
+    EXPECT_EQ(std::vector<float>(view.begin(), view.end()),
+              a->gradients[i].values)
+        << i;
+  }
+  // The next step leaves the views it did not make alone.
+  const std::vector<float> kept(a->gradients[0].values);
+  ASSERT_THAT(views->TrainStep(second), IsOk());
+  const absl::Span<const float> view = b->gradients[0].data();
+  EXPECT_EQ(std::vector<float>(view.begin(), view.end()), kept);
+}
+
 TEST(ModelTest, LoadingTheWrongNumberOfValuesIsInvalidArgument) {
   auto model = MakeModel(Mlp());
   const std::vector<float> values(255, 0.0f);

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -18,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "ps/spec/placement.h"
+#include "worker/model/model.h"
 
 namespace tessera {
 namespace worker {
@@ -127,6 +129,22 @@ inline std::vector<float> ToVector(const torch::Tensor& tensor) {
   const torch::Tensor flat = tensor.contiguous();
   const float* data = flat.data_ptr<float>();
   return std::vector<float>(data, data + flat.numel());
+}
+
+// Sets `gradient` to `grad`'s values: a view of the tensor that keeps it
+// alive when `view` is set and the tensor is dense float32 (libtorch makes a
+// new gradient tensor each step once the old one is reset, so the view's
+// memory never changes), a copy otherwise.
+inline void SetGradient(const torch::Tensor& grad, bool view,
+                        TensorGradient* gradient) {
+  torch::Tensor dense = grad.is_sparse() ? grad.to_dense() : grad;
+  if (!view || dense.scalar_type() != torch::kFloat32) {
+    gradient->values = ToVector(dense.to(torch::kFloat32));
+    return;
+  }
+  auto held = std::make_shared<torch::Tensor>(dense.detach().contiguous());
+  gradient->view = absl::MakeConstSpan(held->data_ptr<float>(), held->numel());
+  gradient->owner = std::move(held);
 }
 
 }  // namespace worker

@@ -477,10 +477,11 @@ class TorchScriptModel final : public Model {
                   before[b++] - dense_[slot].detach().to(torch::kFloat32));
             } else {
               const torch::Tensor& grad = dense_[slot].grad();
-              gradient.values =
-                  grad.defined()
-                      ? ToVector(grad.is_sparse() ? grad.to_dense() : grad)
-                      : std::vector<float>(dense_[slot].numel(), 0.0f);
+              if (grad.defined()) {
+                SetGradient(grad, dense_gradient_views(), &gradient);
+              } else {
+                gradient.values.assign(dense_[slot].numel(), 0.0f);
+              }
             }
             result.gradients.push_back(std::move(gradient));
           }
