@@ -175,6 +175,13 @@ TEST_F(CoordinatorTest, CompletionBeforeTheNextLeaseAndStaleFinishingNames) {
   ASSERT_EQ(fifth.result(), Result::LEASED);
   EXPECT_EQ(c->Status().partitions_leased(), 2);
   EXPECT_EQ(c->Status().partitions_queued(), 3);
+  // Hostile names are partitions nobody holds: a plain lease request.
+  for (int hostile : {-1, std::numeric_limits<int32_t>::min(),
+                      std::numeric_limits<int32_t>::max()}) {
+    ASSERT_EQ(AcquireFinishing(c.get(), "w", hostile).result(),
+              Result::LEASED);
+    EXPECT_EQ(c->Status().partitions_leased(), 2);
+  }
 }
 
 TEST_F(CoordinatorTest, LeaveAndExpiryHandBackTheFinishingPartitionToo) {
