@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -54,7 +55,24 @@ inline uint64_t TensorSeed(uint64_t model_seed, absl::string_view name) {
 // is not contiguous float32 is staged in a plain buffer and copied in.
 class DenseDoubleBuffer {
  public:
-  absl::Span<float> Staging(const torch::Tensor& live, size_t slot) {
+  // Memory for the next values of `live`, the tensor of `slot`.
+  absl::StatusOr<absl::Span<float>> Staging(const torch::Tensor& live,
+                                            size_t slot) {
+    return GuardTorch("staging a dense tensor",
+                      [&]() -> absl::StatusOr<absl::Span<float>> {
+                        return StagingOrThrow(live, slot);
+                      });
+  }
+
+  // Makes the staged values those of `live`.
+  absl::Status Commit(torch::Tensor& live, size_t slot) {
+    return GuardTorch("committing a dense tensor", [&]() -> absl::Status {
+      return CommitOrThrow(live, slot);
+    });
+  }
+
+ private:
+  absl::Span<float> StagingOrThrow(const torch::Tensor& live, size_t slot) {
     if (slot >= spares_.size()) spares_.resize(slot + 1);
     Spare& s = spares_[slot];
     const bool swappable = live.scalar_type() == torch::kFloat32 &&
@@ -71,7 +89,7 @@ class DenseDoubleBuffer {
     return absl::MakeSpan(s.tensor.data_ptr<float>(), s.tensor.numel());
   }
 
-  absl::Status Commit(torch::Tensor& live, size_t slot) {
+  absl::Status CommitOrThrow(torch::Tensor& live, size_t slot) {
     if (slot >= spares_.size()) {
       return absl::FailedPreconditionError("dense tensor was not staged");
     }
@@ -91,7 +109,6 @@ class DenseDoubleBuffer {
     return absl::OkStatus();
   }
 
- private:
   struct Spare {
     torch::Tensor tensor;       // Swappable tensors.
     std::vector<float> buffer;  // Others.

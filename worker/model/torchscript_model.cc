@@ -106,17 +106,12 @@ class TorchScriptModel final : public Model {
   absl::StatusOr<absl::Span<float>> DenseStaging(
       absl::string_view name) override {
     TESSERA_ASSIGN_OR_RETURN(const size_t slot, DenseSlot(name));
-    return GuardTorch("staging a dense tensor",
-                      [&]() -> absl::StatusOr<absl::Span<float>> {
-                        return staging_.Staging(dense_[slot], slot);
-                      });
+    return staging_.Staging(dense_[slot], slot);
   }
 
   absl::Status CommitDense(absl::string_view name) override {
     TESSERA_ASSIGN_OR_RETURN(const size_t slot, DenseSlot(name));
-    return GuardTorch("committing a dense tensor", [&]() -> absl::Status {
-      return staging_.Commit(dense_[slot], slot);
-    });
+    return staging_.Commit(dense_[slot], slot);
   }
 
   absl::Status LoadEmbeddingRows(absl::string_view name,
