@@ -177,7 +177,8 @@ void ParameterExchange::IssuePull(const BatchT& batch, Pulled* p,
     prefetched_.reset();
   } else {
     prefetched_.reset();  // Waits: it writes to the same staging memory.
-    *p = Pulled();
+    p->Wait();            // Likewise (an abandoned pull).
+    p->done.clear();
     IssueDense(p);
   }
   p->values.resize(params.size());

@@ -596,6 +596,9 @@ class Trainer::Impl {
       TESSERA_ASSIGN_OR_RETURN(
           v1::AcquirePartitionResponse lease,
           coordinator_->AcquirePartition(acquire, absl::Minutes(10)));
+      if (lease.result() != v1::AcquirePartitionResponse::LEASED) {
+        exchange_->DropPrefetch();  // Not the next step's after a wait.
+      }
       if (completing_ &&
           (lease.result() != v1::AcquirePartitionResponse::LEASED ||
            lease.epoch() != completing_->epoch)) {
@@ -603,9 +606,6 @@ class Trainer::Impl {
         // epoch, which that completion ended: its evaluation comes first.
         TESSERA_RETURN_IF_ERROR(FinishCompletion(source));
         if (lease.result() != v1::AcquirePartitionResponse::LEASED) continue;
-      }
-      if (lease.result() != v1::AcquirePartitionResponse::LEASED) {
-        exchange_->DropPrefetch();  // Not the next step's after a wait.
       }
       if (lease.result() == v1::AcquirePartitionResponse::FINISHED) break;
       if (lease.result() == v1::AcquirePartitionResponse::WAIT) {
@@ -647,8 +647,9 @@ class Trainer::Impl {
       StartCompletion(std::move(complete), exchange_->TakePending());
       // Under BSP every step follows the previous one's updates: the next
       // partition waits for this one's completion.
-      if (staleness_bound_ == 0)
+      if (staleness_bound_ == 0) {
         TESSERA_RETURN_IF_ERROR(FinishCompletion(source));
+      }
     }
     TESSERA_RETURN_IF_ERROR(FinishCompletion(source));
     LOG(INFO) << "worker " << options_.worker_id
