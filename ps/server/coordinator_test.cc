@@ -178,8 +178,7 @@ TEST_F(CoordinatorTest, CompletionBeforeTheNextLeaseAndStaleFinishingNames) {
   // Hostile names are partitions nobody holds: a plain lease request.
   for (int hostile : {-1, std::numeric_limits<int32_t>::min(),
                       std::numeric_limits<int32_t>::max()}) {
-    ASSERT_EQ(AcquireFinishing(c.get(), "w", hostile).result(),
-              Result::LEASED);
+    ASSERT_EQ(AcquireFinishing(c.get(), "w", hostile).result(), Result::LEASED);
     EXPECT_EQ(c->Status().partitions_leased(), 2);
   }
 }
