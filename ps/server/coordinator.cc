@@ -287,6 +287,16 @@ void Coordinator::RequeueLocked(int partition) {
   }
 }
 
+int Coordinator::RequeueHeldLocked(const Worker& w) {
+  int requeued = 0;
+  for (int p : {w.partition, w.finishing}) {
+    if (p < 0) continue;
+    RequeueLocked(p);
+    ++requeued;
+  }
+  return requeued;
+}
+
 void Coordinator::ExpireStale() {
   absl::MutexLock lock(&mu_);
   ExpireStaleLocked();
@@ -309,11 +319,7 @@ void Coordinator::ExpireStaleLocked() {
                          ? absl::StrCat(" and partition ", it->second.finishing,
                                         ", whose completion never came")
                          : "");
-    for (int p : {it->second.partition, it->second.finishing}) {
-      if (p < 0) continue;
-      RequeueLocked(p);
-      lease_expirations_->Increment();
-    }
+    lease_expirations_->Increment(RequeueHeldLocked(it->second));
     ++membership_changes_;
     membership_->Add({{"event", "expire"}}).Increment();
     workers_.erase(it++);
@@ -501,9 +507,7 @@ absl::Status Coordinator::Leave(const v1::LeaveRequest& request) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(request.worker_id());
   if (it == workers_.end()) return absl::OkStatus();
-  for (int p : {it->second.partition, it->second.finishing}) {
-    if (p >= 0) RequeueLocked(p);
-  }
+  RequeueHeldLocked(it->second);
   workers_.erase(it);
   ++membership_changes_;
   membership_->Add({{"event", "leave"}}).Increment();

@@ -118,6 +118,9 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireStaleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RequeueLocked(int partition) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Requeues every partition `w` holds (its lease and a finishing one);
+  // returns how many.
+  int RequeueHeldLocked(const Worker& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartEpochLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Min clock over live workers holding a lease; -1 if none.
   int64_t MinActiveClockLocked(std::string* slowest) const

@@ -656,33 +656,6 @@ absl::Status Model::WrongInput(InputKind kind) const {
       "the model reads ", name(input_kind()), " batches, not ", name(kind)));
 }
 
-absl::StatusOr<absl::Span<float>> Model::DenseStaging(absl::string_view name) {
-  for (const TensorInfo& t : Parameters()) {
-    if (t.name != name) continue;
-    if (t.kind != TensorKind::kDense) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", name, "' is an embedding table"));
-    }
-    auto it = staging_.find(name);
-    if (it == staging_.end()) {
-      it = staging_.emplace(std::string(name), std::vector<float>()).first;
-    }
-    it->second.resize(t.num_elements());
-    return absl::MakeSpan(it->second);
-  }
-  return absl::NotFoundError(
-      absl::StrCat("model has no tensor named '", name, "'"));
-}
-
-absl::Status Model::CommitDense(absl::string_view name) {
-  auto it = staging_.find(name);
-  if (it == staging_.end()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("tensor '", name, "' was not staged"));
-  }
-  return LoadDense(name, it->second);
-}
-
 absl::StatusOr<StepResult> Model::TrainStep(const DenseBatch&) {
   return WrongInput(InputKind::kDense);
 }

@@ -188,14 +188,11 @@ class Model {
   // values. The memory stays valid while the model lives; after a commit,
   // the next DenseStaging may hand out the old values' memory. One staging
   // per tensor at a time, committed from the thread that trains. NotFound /
-  // InvalidArgument as for LoadDense.
-  //
-  // The default stages in a buffer of its own that CommitDense copies in
-  // with LoadDense; the built-in and TorchScript models swap two tensors'
-  // memory instead (DenseDoubleBuffer in torch_util.h).
+  // InvalidArgument as for LoadDense. The built-in and TorchScript models
+  // swap two tensors' memory (DenseDoubleBuffer in torch_util.h).
   virtual absl::StatusOr<absl::Span<float>> DenseStaging(
-      absl::string_view name);
-  virtual absl::Status CommitDense(absl::string_view name);
+      absl::string_view name) = 0;
+  virtual absl::Status CommitDense(absl::string_view name) = 0;
 
   // Whether TrainStep may hand dense gradients out as views of libtorch's
   // gradient tensors (TensorGradient::owner, view) instead of copying them
@@ -241,8 +238,6 @@ class Model {
   absl::Status WrongInput(InputKind kind) const;
 
  private:
-  // The default DenseStaging's buffers, by tensor name.
-  std::map<std::string, std::vector<float>, std::less<>> staging_;
   bool dense_gradient_views_ = false;
 };
 
