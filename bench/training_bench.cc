@@ -91,6 +91,9 @@ ABSL_FLAG(double, timeout_s, 900, "Give up on a distributed run after this.");
 ABSL_FLAG(std::vector<std::string>, shard_flags, {},
           "Extra tessera-ps flags of the distributed runs, comma-separated "
           "(e.g. --data_threads=1).");
+ABSL_FLAG(std::string, extrapolate_dense, "",
+          "The jobs' consistency.extrapolate_dense for (b) and (c): true or "
+          "false; empty leaves it unset (on).");
 ABSL_FLAG(std::vector<std::string>, worker_flags, {},
           "Extra tessera-worker flags of the distributed runs.");
 ABSL_FLAG(std::string, torchscript_mlp, "examples/fashion_mnist_mlp/mlp.pt",
@@ -239,7 +242,12 @@ std::string JobConfig(const std::string& torchscript) {
                       "batch_size: ", absl::GetFlag(FLAGS_batch_size), "\n",
                       "epochs: ", absl::GetFlag(FLAGS_epochs), "\n",
                       "partitions_per_epoch: ", absl::GetFlag(FLAGS_partitions),
-                      "\n", "consistency { mode: ASYNC }\n",
+                      "\n", "consistency { mode: ASYNC",
+                      absl::GetFlag(FLAGS_extrapolate_dense).empty()
+                          ? ""
+                          : absl::StrCat(" extrapolate_dense: ",
+                                         absl::GetFlag(FLAGS_extrapolate_dense)),
+                      " }\n",
                       "optimizer { kind: ADAM learning_rate: ",
                       absl::GetFlag(FLAGS_learning_rate),
                       " weight_decay: ", absl::GetFlag(FLAGS_weight_decay),

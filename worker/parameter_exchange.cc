@@ -59,7 +59,9 @@ void ParameterExchange::PushRows(
 void ParameterExchange::IssueDense(Pulled* p) {
   const auto& params = options_.model->Parameters();
   p->values.resize(params.size());
-  for (const TensorInfo& t : params) {
+  p->dense.assign(params.size(), absl::Span<float>());
+  for (size_t i = 0; i < params.size(); ++i) {
+    const TensorInfo& t = params[i];
     if (t.frozen || t.kind != TensorKind::kDense) continue;
     absl::StatusOr<absl::Span<float>> staging =
         options_.model->DenseStaging(t.name);
@@ -69,6 +71,7 @@ void ParameterExchange::IssueDense(Pulled* p) {
       p->done.push_back(failed.get_future());
       continue;
     }
+    p->dense[i] = *staging;
     p->done.push_back(options_.client->PullDense(t.name, 0, *staging));
   }
 }
@@ -77,6 +80,7 @@ void ParameterExchange::PrefetchDense() {
   prefetched_.reset();  // Waits for an earlier one.
   prefetched_.emplace();
   IssueDense(&*prefetched_);
+  prefetched_->ahead = true;
 }
 
 void ParameterExchange::AwaitStep(StepPushes& step) const {

@@ -7,7 +7,8 @@
 // waiting for them, keeping at most `max_pushes_in_flight` steps of pushes
 // outstanding. A push that fails for good is counted and logged (the update
 // is lost; training goes on), a pull is retried while the shards are
-// unavailable.
+// unavailable. With `extrapolate_dense`, a step's dense tensors pulled a step
+// ahead are trained on as extrapolated by DensePredictor.
 //
 // Thread-compatible: the trainer's loop uses it from one thread (AwaitStep
 // excepted).
@@ -30,6 +31,7 @@
 #include "ps/common/metrics/metrics.h"
 #include "worker/data/batch.h"
 #include "worker/data/tabular_batch.h"
+#include "worker/dense_predictor.h"
 #include "worker/model/model.h"
 
 namespace tessera {
@@ -39,6 +41,9 @@ struct ParameterExchangeOptions {
   PsClient* client = nullptr;  // Not owned.
   Model* model = nullptr;      // Not owned.
   int max_pushes_in_flight = 2;
+  // Trains on dense tensors pulled a step ahead (IssuePullAhead,
+  // PrefetchDense) as DensePredictor extrapolates them.
+  bool extrapolate_dense = false;
   // Testing only: every n-th step pushes NaN instead of its gradients.
   int debug_nan_every_n_steps = 0;
   // When it returns true, a failing pull stops being retried.
@@ -47,6 +52,7 @@ struct ParameterExchangeOptions {
   metrics::Histogram* pull_wait = nullptr;
   metrics::Histogram* push_wait = nullptr;
   metrics::Counter* push_failures = nullptr;
+  metrics::Counter* extrapolated = nullptr;  // dense pulls extrapolated
 };
 
 class ParameterExchange {
@@ -61,6 +67,8 @@ class ParameterExchange {
     Pulled& operator=(Pulled&& other) {
       Wait();
       values = std::move(other.values);
+      dense = std::move(other.dense);
+      ahead = other.ahead;
       done = std::move(other.done);
       return *this;
     }
@@ -71,6 +79,10 @@ class ParameterExchange {
       }
     }
     std::vector<std::vector<float>> values;  // per Model::Parameters() entry
+    // Where each dense tensor is being pulled to (the model's staging
+    // memory), per Model::Parameters() entry; empty spans for the others.
+    std::vector<absl::Span<float>> dense;
+    bool ahead = false;  // Issued a step before it is trained on.
     std::vector<std::future<absl::Status>> done;
   };
 
@@ -84,6 +96,14 @@ class ParameterExchange {
   // dropped first.
   template <typename BatchT>
   void IssuePull(const BatchT& batch, Pulled* p, bool use_prefetch = false);
+
+  // IssuePull for the next step's batch, while this one computes: its dense
+  // tensors miss this step's update, which `extrapolate_dense` makes up for.
+  template <typename BatchT>
+  void IssuePullAhead(const BatchT& batch, Pulled* p) {
+    IssuePull(batch, p);
+    p->ahead = true;
+  }
 
   // Starts pulling the dense tensors for a batch not known yet (they are the
   // same for every batch): a partition's last step prefetches the next
@@ -165,6 +185,7 @@ class ParameterExchange {
   const ParameterExchangeOptions options_;
   std::optional<Pulled> prefetched_;  // PrefetchDense's.
   std::deque<StepPushes> pending_;
+  DensePredictor predictor_;
   int64_t debug_steps_ = 0;
 };
 
@@ -180,6 +201,7 @@ void ParameterExchange::IssuePull(const BatchT& batch, Pulled* p,
     p->Wait();            // Likewise (an abandoned pull).
     p->done.clear();
     IssueDense(p);
+    p->ahead = false;
   }
   p->values.resize(params.size());
   std::vector<TableRowsPull> tables;
@@ -213,6 +235,12 @@ absl::Status ParameterExchange::WaitAndLoad(const BatchT& batch, Pulled* p) {
   const auto& params = options_.model->Parameters();
   for (size_t i = 0; i < params.size(); ++i) {
     if (params[i].frozen) continue;
+    if (options_.extrapolate_dense && params[i].kind == TensorKind::kDense &&
+        i < p->dense.size() && p->dense[i].data() != nullptr &&
+        predictor_.Predict(i, p->dense[i], p->ahead) &&
+        options_.extrapolated != nullptr) {
+      options_.extrapolated->Increment();
+    }
     absl::Status s =
         params[i].kind == TensorKind::kDense
             ? options_.model->CommitDense(params[i].name)

@@ -75,6 +75,15 @@ class Trainer::Impl {
                               "(their update is lost).")
                           .Register(r)
                           .Add({});
+    extrapolated_ =
+        &metrics::BuildCounter()
+             .Name("tessera_worker_dense_extrapolated_total")
+             .Help(
+                 "Dense tensor pulls trained on as extrapolated "
+                 "(consistency.extrapolate_dense): pulled a step ahead, after "
+                 "a previous step's pull.")
+             .Register(r)
+             .Add({});
     loss_ = &metrics::BuildGauge()
                  .Name("tessera_worker_loss")
                  .Help("Training loss, moving average over recent steps.")
@@ -246,6 +255,8 @@ class Trainer::Impl {
     exchange.pull_wait = pull_wait_;
     exchange.push_wait = push_wait_;
     exchange.push_failures = push_failures_;
+    exchange.extrapolate_dense = ExtrapolatesDense(job_);
+    exchange.extrapolated = extrapolated_;
     // Dense gradients go to the shards straight from libtorch's tensors.
     model_->set_dense_gradient_views(true);
     exchange_ = std::make_unique<ParameterExchange>(std::move(exchange));
@@ -427,7 +438,7 @@ class Trainer::Impl {
       if (have_following && prefetch) {
         // Prefetch the next batch's parameters while this one computes.
         WaitForClock();
-        exchange_->IssuePull(following, &next);
+        exchange_->IssuePullAhead(following, &next);
       } else if (!have_following && prefetch) {
         // The last step of the partition waits like every other: its pull
         // was checked one step earlier (prefetch), so ungated it would move
@@ -697,6 +708,7 @@ class Trainer::Impl {
   metrics::Counter* steps_;
   metrics::Counter* partitions_;
   metrics::Counter* push_failures_;
+  metrics::Counter* extrapolated_;
   metrics::Gauge* loss_;
   metrics::Gauge* train_accuracy_;
   metrics::Gauge* test_accuracy_;

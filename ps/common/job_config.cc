@@ -344,4 +344,9 @@ int StalenessBound(const v1::JobConfig& job) {
   }
 }
 
+bool ExtrapolatesDense(const v1::JobConfig& job) {
+  return !job.consistency().has_extrapolate_dense() ||
+         job.consistency().extrapolate_dense();
+}
+
 }  // namespace tessera

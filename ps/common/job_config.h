@@ -47,6 +47,10 @@ v1::OptimizerConfig OptimizerFor(const v1::JobConfig& job,
 // The staleness bound in steps; -1 for ASYNC (never wait).
 int StalenessBound(const v1::JobConfig& job);
 
+// Whether workers train on extrapolated dense tensors when they pull a step
+// ahead (consistency.extrapolate_dense; unset means true).
+bool ExtrapolatesDense(const v1::JobConfig& job);
+
 }  // namespace tessera
 
 #endif  // TESSERA_PS_COMMON_JOB_CONFIG_H_

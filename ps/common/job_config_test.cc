@@ -36,6 +36,7 @@ TEST(JobConfigTest, ParsesTheExampleAndFillsDefaults) {
   EXPECT_EQ(job->model().hidden_size(), 2);
   EXPECT_EQ(job->lease_timeout_s(), 30);
   EXPECT_EQ(StalenessBound(*job), 4);
+  EXPECT_TRUE(ExtrapolatesDense(*job));
   EXPECT_EQ(OptimizerFor(*job, "emb.weight").kind(),
             v1::OptimizerConfig::ADAGRAD);
   EXPECT_EQ(OptimizerFor(*job, "fc1.weight").kind(), v1::OptimizerConfig::ADAM);

@@ -9,20 +9,13 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "ps/common/status_macros.h"
+#include "ps/common/vector_clones.h"
 
 namespace tessera {
 namespace optim {
 
-// The elementwise loops below are compiled twice, for AVX2 and for the
-// x86-64 baseline (SSE2), and the loader picks the one the CPU runs (GCC's
-// target_clones, an ifunc). Both compute the same floats: the loops are
-// elementwise IEEE operations with no reduction, and "avx2" does not enable
-// FMA contraction. Other compilers (clang builds the fuzzers) get one copy.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define TESSERA_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define TESSERA_VECTOR_CLONES
-#endif
+// The elementwise loops below are compiled for AVX2 and for the baseline
+// (ps/common/vector_clones.h).
 namespace {
 
 using Kind = OptimizerConfig::Kind;
