@@ -87,6 +87,9 @@ ABSL_FLAG(int, rounds, 1,
           "one's fastest round: load from elsewhere on the machine then "
           "disturbs all of them alike.");
 ABSL_FLAG(double, timeout_s, 900, "Give up on a distributed run after this.");
+ABSL_FLAG(std::string, extrapolate_dense, "",
+          "The job's consistency.extrapolate_dense for (b) and (c): true or "
+          "false; empty leaves the job file's (unset: on).");
 
 namespace tessera {
 namespace {
@@ -384,6 +387,14 @@ int Run(const char* argv0) {
   job.mutable_dataset()->set_path((work_dir / "data" / "train").string());
   job.mutable_dataset()->set_test_path(planted->test_file);
   job.set_epochs(absl::GetFlag(FLAGS_epochs));
+  const std::string extrapolate = absl::GetFlag(FLAGS_extrapolate_dense);
+  if (!extrapolate.empty()) {
+    if (extrapolate != "true" && extrapolate != "false") {
+      return Fail("--extrapolate_dense",
+                  absl::InvalidArgumentError("is true, false or empty"));
+    }
+    job.mutable_consistency()->set_extrapolate_dense(extrapolate == "true");
+  }
   std::string job_text;
   google::protobuf::TextFormat::PrintToString(job, &job_text);
 

@@ -22,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ps/client/model_pull.h"
+#include "ps/common/status_macros.h"
 #include "ps/common/status_matchers.h"
 #include "tests/cluster.h"
 #include "tools/model_file.h"
@@ -58,6 +59,7 @@ struct JobSpec {
   int partitions = 12;
   std::string consistency = "ASYNC";
   int staleness = 0;
+  std::string consistency_extra;  // more ConsistencyConfig fields
   double lease_timeout_s = 30;
 };
 
@@ -67,8 +69,9 @@ std::string JobText(const JobSpec& j) {
       "dataset { format: FASHION_MNIST path: \"", testing::kFashionMnistDir,
       "\" limit: ", j.limit, " }\n", "batch_size: 64\n", "epochs: ", j.epochs,
       "\n", "partitions_per_epoch: ", j.partitions, "\n",
-      "consistency { mode: ", j.consistency, " staleness: ", j.staleness,
-      " }\n", "optimizer { kind: ADAM learning_rate: 0.001 }\n",
+      "consistency { mode: ", j.consistency, " staleness: ", j.staleness, " ",
+      j.consistency_extra, " }\n",
+      "optimizer { kind: ADAM learning_rate: 0.001 }\n",
       "flush_interval_s: 5\n", "lease_timeout_s: ", j.lease_timeout_s, "\n");
 }
 
@@ -404,6 +407,53 @@ TEST(TrainingTest, PulledModelFileGivesTheAccuracyTheWorkerReported) {
   std::cout << absl::StrFormat(
       "model file %s: test accuracy %.2f%%, worker reported %.2f%%\n", path,
       *accuracy, reported);
+}
+
+// Trains `job` on 1 shard + 1 worker and returns the shard's model.
+absl::StatusOr<std::vector<PulledTensor>> TrainOneWorker(const JobSpec& job) {
+  auto cluster = StartCluster(job, /*num_shards=*/1);
+  if (cluster == nullptr) return absl::InternalError("no cluster");
+  TESSERA_RETURN_IF_ERROR(cluster->StartWorker("w0").status());
+  TESSERA_RETURN_IF_ERROR(cluster->WaitUntilFinished(kJobTimeout).status());
+  auto codes = cluster->WaitForWorkers(kExitTimeout);
+  TESSERA_RETURN_IF_ERROR(codes.status());
+  if (codes->at("w0") != 0) {
+    return absl::InternalError(absl::StrCat("worker exited ", codes->at("w0"),
+                                            "\n", cluster->LogTails()));
+  }
+  return PullModel(cluster->shard_addresses(), absl::Seconds(60));
+}
+
+// One worker under ASYNC is deterministic: its pull for step t+1 is ordered
+// after its push of step t-1 on every part, so two runs end with the same
+// model, bit for bit. Training on extrapolated dense values (the default,
+// worker/dense_predictor.h) ends with another model than
+// `extrapolate_dense: false`: the setting reaches the worker's steps.
+TEST(TrainingTest, OneAsyncWorkerIsDeterministicAndExtrapolationMovesIt) {
+  JobSpec job;
+  job.limit = 3000;
+  job.partitions = 6;
+  job.epochs = 1;
+  job.name = "extrapolated-1";
+  auto first = TrainOneWorker(job);
+  ASSERT_THAT(first, IsOk());
+  job.name = "extrapolated-2";
+  auto second = TrainOneWorker(job);
+  ASSERT_THAT(second, IsOk());
+  job.name = "as-pulled";
+  job.consistency_extra = "extrapolate_dense: false";
+  auto plain = TrainOneWorker(job);
+  ASSERT_THAT(plain, IsOk());
+
+  ASSERT_EQ(first->size(), second->size());
+  ASSERT_EQ(first->size(), plain->size());
+  size_t differing = 0;
+  for (size_t i = 0; i < first->size(); ++i) {
+    ASSERT_EQ((*first)[i].name, (*second)[i].name);
+    EXPECT_EQ((*first)[i].values, (*second)[i].values) << (*first)[i].name;
+    if ((*first)[i].values != (*plain)[i].values) ++differing;
+  }
+  EXPECT_EQ(differing, first->size());
 }
 
 // Synthetic click-through data (logistic regression on an unbounded

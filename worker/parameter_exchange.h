@@ -235,8 +235,11 @@ absl::Status ParameterExchange::WaitAndLoad(const BatchT& batch, Pulled* p) {
   const auto& params = options_.model->Parameters();
   for (size_t i = 0; i < params.size(); ++i) {
     if (params[i].frozen) continue;
+    // A module buffer (BatchNorm's running statistics) is state that the
+    // step updates, not where a gradient is computed: trained on as pulled.
     if (options_.extrapolate_dense && params[i].kind == TensorKind::kDense &&
-        i < p->dense.size() && p->dense[i].data() != nullptr &&
+        !params[i].buffer && i < p->dense.size() &&
+        p->dense[i].data() != nullptr &&
         predictor_.Predict(i, p->dense[i], p->ahead) &&
         options_.extrapolated != nullptr) {
       options_.extrapolated->Increment();
