@@ -235,23 +235,23 @@ std::string JobConfig(const std::string& torchscript) {
           : absl::StrCat("model { name: \"torchscript\" torchscript: \"",
                          torchscript, "\" loss: CROSS_ENTROPY seed: ", kSeed,
                          " }\n");
-  return absl::StrCat("name: \"training-bench\"\n", model,
-                      "dataset { format: FASHION_MNIST path: \"",
-                      absl::GetFlag(FLAGS_dataset_dir),
-                      "\" limit: ", absl::GetFlag(FLAGS_limit), " }\n",
-                      "batch_size: ", absl::GetFlag(FLAGS_batch_size), "\n",
-                      "epochs: ", absl::GetFlag(FLAGS_epochs), "\n",
-                      "partitions_per_epoch: ", absl::GetFlag(FLAGS_partitions),
-                      "\n", "consistency { mode: ASYNC",
-                      absl::GetFlag(FLAGS_extrapolate_dense).empty()
-                          ? ""
-                          : absl::StrCat(" extrapolate_dense: ",
-                                         absl::GetFlag(FLAGS_extrapolate_dense)),
-                      " }\n",
-                      "optimizer { kind: ADAM learning_rate: ",
-                      absl::GetFlag(FLAGS_learning_rate),
-                      " weight_decay: ", absl::GetFlag(FLAGS_weight_decay),
-                      " }\n", "flush_interval_s: 5\n", "lease_timeout_s: 30\n");
+  return absl::StrCat(
+      "name: \"training-bench\"\n", model,
+      "dataset { format: FASHION_MNIST path: \"",
+      absl::GetFlag(FLAGS_dataset_dir),
+      "\" limit: ", absl::GetFlag(FLAGS_limit), " }\n",
+      "batch_size: ", absl::GetFlag(FLAGS_batch_size), "\n",
+      "epochs: ", absl::GetFlag(FLAGS_epochs), "\n",
+      "partitions_per_epoch: ", absl::GetFlag(FLAGS_partitions), "\n",
+      "consistency { mode: ASYNC",
+      absl::GetFlag(FLAGS_extrapolate_dense).empty()
+          ? ""
+          : absl::StrCat(" extrapolate_dense: ",
+                         absl::GetFlag(FLAGS_extrapolate_dense)),
+      " }\n", "optimizer { kind: ADAM learning_rate: ",
+      absl::GetFlag(FLAGS_learning_rate),
+      " weight_decay: ", absl::GetFlag(FLAGS_weight_decay), " }\n",
+      "flush_interval_s: 5\n", "lease_timeout_s: 30\n");
 }
 
 // (b), (c): the real binaries on loopback; with `torchscript`, the job
