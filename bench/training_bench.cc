@@ -68,6 +68,9 @@
 #include "worker/trainer.h"
 
 ABSL_FLAG(int, epochs, 3, "Training epochs of every setup.");
+ABSL_FLAG(uint64_t, seed, 1,
+          "The model's seed (initial values, partition order, shuffles) of "
+          "every setup: another one shows the accuracy's spread.");
 ABSL_FLAG(int64_t, limit, 0, "Train on the first N examples (0 = all 60000).");
 ABSL_FLAG(int, partitions, 60,
           "Partitions per epoch (distributed runs; the "
@@ -104,7 +107,7 @@ ABSL_FLAG(std::string, torchscript_mlp, "examples/fashion_mnist_mlp/mlp.pt",
 namespace tessera {
 namespace {
 
-constexpr uint64_t kSeed = 1;
+uint64_t Seed() { return absl::GetFlag(FLAGS_seed); }
 
 struct Result {
   std::string setup;
@@ -129,7 +132,7 @@ absl::StatusOr<std::unique_ptr<worker::Model>> NewModel() {
   worker::ModelOptions options;
   options.name = "mlp";
   options.hidden_sizes = HiddenSizes();
-  options.seed = kSeed;
+  options.seed = Seed();
   options.num_threads = absl::GetFlag(FLAGS_threads);
   return worker::Model::Create(options);
 }
@@ -186,14 +189,14 @@ absl::StatusOr<Result> RunSingleProcess(const worker::DenseDataset& train,
     // The coordinator's partition order of this epoch (coordinator.cc).
     std::vector<int> order(partitions);
     std::iota(order.begin(), order.end(), 0);
-    std::mt19937_64 rng(kSeed * 1000003 + epoch);
+    std::mt19937_64 rng(Seed() * 1000003 + epoch);
     std::shuffle(order.begin(), order.end(), rng);
     const absl::Time start = absl::Now();
     for (int partition : order) {
       worker::BatchOptions batches;
       batches.batch_size = absl::GetFlag(FLAGS_batch_size);
       batches.shuffle = true;
-      batches.shuffle_seed = kSeed * 7919 + epoch;  // As the worker.
+      batches.shuffle_seed = Seed() * 7919 + epoch;  // As the worker.
       auto reader = worker::PartitionReader<worker::DenseBatch>::Create(
           &train, partition, partitions, batches);
       if (!reader.ok()) return reader.status();
@@ -230,10 +233,10 @@ absl::StatusOr<Result> RunSingleProcess(const worker::DenseDataset& train,
 std::string JobConfig(const std::string& torchscript) {
   const std::string model =
       torchscript.empty()
-          ? absl::StrCat("model { name: \"mlp\" seed: ", kSeed, " hidden: [",
+          ? absl::StrCat("model { name: \"mlp\" seed: ", Seed(), " hidden: [",
                          absl::StrJoin(HiddenSizes(), ", "), "] }\n")
           : absl::StrCat("model { name: \"torchscript\" torchscript: \"",
-                         torchscript, "\" loss: CROSS_ENTROPY seed: ", kSeed,
+                         torchscript, "\" loss: CROSS_ENTROPY seed: ", Seed(),
                          " }\n");
   return absl::StrCat(
       "name: \"training-bench\"\n", model,
@@ -371,6 +374,7 @@ int Run(const char* argv0) {
   const int num_setups = torchscript.empty() ? 3 : 4;
 
   std::vector<Result> results(num_setups);
+  std::vector<std::vector<double>> accuracies(num_setups);  // every round's
   for (int round = 1; round <= std::max(1, absl::GetFlag(FLAGS_rounds));
        ++round) {
     for (int setup = 0; setup < num_setups; ++setup) {
@@ -385,6 +389,7 @@ int Run(const char* argv0) {
       std::fprintf(
           stderr, "round %d: %s: %.0f samples/s, test accuracy %.2f%%\n", round,
           r->setup.c_str(), r->samples_per_second(), r->test_accuracy);
+      accuracies[setup].push_back(r->test_accuracy);
       if (r->samples_per_second() > results[setup].samples_per_second()) {
         results[setup] = *r;
       }
@@ -400,6 +405,19 @@ int Run(const char* argv0) {
                 r.train_seconds, r.samples_per_second(),
                 r.samples_per_second() / a.samples_per_second(),
                 r.test_accuracy, r.test_accuracy - a.test_accuracy);
+  }
+  if (accuracies[0].size() > 1) {
+    // The rows above are each setup's fastest round; the accuracy of the
+    // others shows how much an asynchronous setup's varies.
+    std::printf("\ntest accuracy over %zu rounds:", accuracies[0].size());
+    const char* kLabels[] = {"(a)", "(b)", "(c)", "TorchScript"};
+    for (int setup = 0; setup < num_setups; ++setup) {
+      std::vector<double> acc = accuracies[setup];
+      std::sort(acc.begin(), acc.end());
+      std::printf("%s %s %.2f-%.2f%% (median %.2f)", setup == 0 ? "" : ";",
+                  kLabels[setup], acc.front(), acc.back(), acc[acc.size() / 2]);
+    }
+    std::printf("\n");
   }
   const double ratio_b =
       results[1].samples_per_second() / a.samples_per_second();
