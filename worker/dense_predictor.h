@@ -20,27 +20,38 @@
 // The guess only decides where a gradient is computed: what the shards hold
 // is never extrapolated.
 //
-// Measured in bench/training_bench (bench/README.md): it recovers most of the
-// test accuracy that one step of staleness costs.
+// This class keeps each dense tensor's previous pull and decides, per pull,
+// whether it extrapolates; the client's thread does the arithmetic as the
+// values arrive (PsClient::PullDense with a DenseHistory), so the training
+// thread pays nothing for it. Measured in bench/training_bench
+// (bench/README.md): it recovers most of the test accuracy that one step of
+// staleness costs.
+//
+// Thread-compatible; a slot's history must not be asked for again while its
+// last pull is in flight (the exchange waits for a pull before it issues the
+// next one of the same tensor).
 
 #include <cstddef>
-#include <cstdint>
 #include <vector>
 
-#include "absl/types/span.h"
+#include "ps/client/ps_client.h"
 
 namespace tessera {
 namespace worker {
 
 class DensePredictor {
  public:
-  // `values`: dense tensor `slot`'s values as pulled. When `ahead` (the pull
-  // was issued a step before its values are trained on) and the slot's
-  // previous pull had the same size, extrapolates `values` in place and
-  // returns true. Either way the pulled values become the slot's previous
-  // pull: a pull that is not ahead (the first of a partition that nothing
-  // prefetched, a retry, an evaluation) starts the chain again.
-  bool Predict(size_t slot, absl::Span<float> values, bool ahead);
+  // The history for the next pull of dense tensor `slot`, of `n` floats. It
+  // extrapolates when the pull is `ahead` (issued a step before its values
+  // are trained on) and the slot's last pull of the same size completed
+  // (Completed). A pull that is not ahead (a partition's first that nothing
+  // prefetched, a retry, an evaluation) is trained on as it comes and starts
+  // the chain again; so does one after a pull that never completed.
+  DenseHistory Next(size_t slot, size_t n, bool ahead);
+
+  // The slot's pull from the last Next completed: what it pulled is the
+  // slot's previous pull. Returns whether it was extrapolated.
+  bool Completed(size_t slot);
 
   // Forgets every previous pull.
   void Reset() { slots_.clear(); }
@@ -48,7 +59,8 @@ class DensePredictor {
  private:
   struct Slot {
     std::vector<float> previous;
-    bool valid = false;
+    bool valid = false;          // `previous` holds a completed pull
+    bool extrapolating = false;  // the pull in flight
   };
   std::vector<Slot> slots_;
 };

@@ -56,10 +56,10 @@ void ParameterExchange::PushRows(
   }
 }
 
-void ParameterExchange::IssueDense(Pulled* p) {
+void ParameterExchange::IssueDense(Pulled* p, bool ahead) {
   const auto& params = options_.model->Parameters();
   p->values.resize(params.size());
-  p->dense.assign(params.size(), absl::Span<float>());
+  p->with_history.clear();
   for (size_t i = 0; i < params.size(); ++i) {
     const TensorInfo& t = params[i];
     if (t.frozen || t.kind != TensorKind::kDense) continue;
@@ -71,7 +71,14 @@ void ParameterExchange::IssueDense(Pulled* p) {
       p->done.push_back(failed.get_future());
       continue;
     }
-    p->dense[i] = *staging;
+    // A module buffer (BatchNorm's running statistics) is state that the
+    // step updates, not where a gradient is computed: trained on as pulled.
+    if (options_.extrapolate_dense && !t.buffer) {
+      p->with_history.push_back(i);
+      p->done.push_back(options_.client->PullDense(
+          t.name, 0, *staging, predictor_.Next(i, staging->size(), ahead)));
+      continue;
+    }
     p->done.push_back(options_.client->PullDense(t.name, 0, *staging));
   }
 }
@@ -79,8 +86,7 @@ void ParameterExchange::IssueDense(Pulled* p) {
 void ParameterExchange::PrefetchDense() {
   prefetched_.reset();  // Waits for an earlier one.
   prefetched_.emplace();
-  IssueDense(&*prefetched_);
-  prefetched_->ahead = true;
+  IssueDense(&*prefetched_, /*ahead=*/true);
 }
 
 void ParameterExchange::AwaitStep(StepPushes& step) const {

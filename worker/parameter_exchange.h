@@ -7,8 +7,8 @@
 // waiting for them, keeping at most `max_pushes_in_flight` steps of pushes
 // outstanding. A push that fails for good is counted and logged (the update
 // is lost; training goes on), a pull is retried while the shards are
-// unavailable. With `extrapolate_dense`, a step's dense tensors pulled a step
-// ahead are trained on as extrapolated by DensePredictor.
+// unavailable. With `extrapolate_dense`, dense tensors pulled a step ahead
+// are trained on as DensePredictor extrapolates them.
 //
 // Thread-compatible: the trainer's loop uses it from one thread (AwaitStep
 // excepted).
@@ -67,8 +67,7 @@ class ParameterExchange {
     Pulled& operator=(Pulled&& other) {
       Wait();
       values = std::move(other.values);
-      dense = std::move(other.dense);
-      ahead = other.ahead;
+      with_history = std::move(other.with_history);
       done = std::move(other.done);
       return *this;
     }
@@ -79,10 +78,9 @@ class ParameterExchange {
       }
     }
     std::vector<std::vector<float>> values;  // per Model::Parameters() entry
-    // Where each dense tensor is being pulled to (the model's staging
-    // memory), per Model::Parameters() entry; empty spans for the others.
-    std::vector<absl::Span<float>> dense;
-    bool ahead = false;  // Issued a step before it is trained on.
+    // The Model::Parameters() entries pulled with a DenseHistory
+    // (`extrapolate_dense`).
+    std::vector<size_t> with_history;
     std::vector<std::future<absl::Status>> done;
   };
 
@@ -95,14 +93,15 @@ class ParameterExchange {
   // batch's embedding rows are pulled now); otherwise such a prefetch is
   // dropped first.
   template <typename BatchT>
-  void IssuePull(const BatchT& batch, Pulled* p, bool use_prefetch = false);
+  void IssuePull(const BatchT& batch, Pulled* p, bool use_prefetch = false) {
+    IssuePull(batch, p, use_prefetch, /*ahead=*/false);
+  }
 
   // IssuePull for the next step's batch, while this one computes: its dense
   // tensors miss this step's update, which `extrapolate_dense` makes up for.
   template <typename BatchT>
   void IssuePullAhead(const BatchT& batch, Pulled* p) {
-    IssuePull(batch, p);
-    p->ahead = true;
+    IssuePull(batch, p, /*use_prefetch=*/false, /*ahead=*/true);
   }
 
   // Starts pulling the dense tensors for a batch not known yet (they are the
@@ -178,9 +177,12 @@ class ParameterExchange {
   template <typename BatchT>
   absl::Status WaitAndLoad(const BatchT& batch, Pulled* p);
   void DrainOne();
+  template <typename BatchT>
+  void IssuePull(const BatchT& batch, Pulled* p, bool use_prefetch,
+                 bool ahead);
   // Starts pulling every dense tensor into the model's staging memory
-  // (WaitAndLoad commits it).
-  void IssueDense(Pulled* p);
+  // (WaitAndLoad commits it); `ahead` as IssuePullAhead.
+  void IssueDense(Pulled* p, bool ahead);
 
   const ParameterExchangeOptions options_;
   std::optional<Pulled> prefetched_;  // PrefetchDense's.
@@ -191,7 +193,7 @@ class ParameterExchange {
 
 template <typename BatchT>
 void ParameterExchange::IssuePull(const BatchT& batch, Pulled* p,
-                                  bool use_prefetch) {
+                                  bool use_prefetch, bool ahead) {
   const auto& params = options_.model->Parameters();
   if (use_prefetch && prefetched_) {
     *p = std::move(*prefetched_);
@@ -200,8 +202,7 @@ void ParameterExchange::IssuePull(const BatchT& batch, Pulled* p,
     prefetched_.reset();  // Waits: it writes to the same staging memory.
     p->Wait();            // Likewise (an abandoned pull).
     p->done.clear();
-    IssueDense(p);
-    p->ahead = false;
+    IssueDense(p, ahead);
   }
   p->values.resize(params.size());
   std::vector<TableRowsPull> tables;
@@ -232,18 +233,15 @@ absl::Status ParameterExchange::WaitAndLoad(const BatchT& batch, Pulled* p) {
   }
   p->done.clear();
   if (!status.ok()) return status;
+  for (size_t slot : p->with_history) {
+    if (predictor_.Completed(slot) && options_.extrapolated != nullptr) {
+      options_.extrapolated->Increment();
+    }
+  }
+  p->with_history.clear();
   const auto& params = options_.model->Parameters();
   for (size_t i = 0; i < params.size(); ++i) {
     if (params[i].frozen) continue;
-    // A module buffer (BatchNorm's running statistics) is state that the
-    // step updates, not where a gradient is computed: trained on as pulled.
-    if (options_.extrapolate_dense && params[i].kind == TensorKind::kDense &&
-        !params[i].buffer && i < p->dense.size() &&
-        p->dense[i].data() != nullptr &&
-        predictor_.Predict(i, p->dense[i], p->ahead) &&
-        options_.extrapolated != nullptr) {
-      options_.extrapolated->Increment();
-    }
     absl::Status s =
         params[i].kind == TensorKind::kDense
             ? options_.model->CommitDense(params[i].name)

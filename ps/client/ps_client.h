@@ -127,6 +127,17 @@ struct TableRowsPush {
   absl::Span<const float> grad;  // ids.size() rows
 };
 
+// A dense pull that keeps its history (worker/dense_predictor.h says what for):
+// `previous`, as many floats as the pull's `out`, gets the pulled values, and
+// with `extrapolate`, `out` gets pulled + (pulled - previous's old values)
+// instead of the pulled values. Both are written on the client's thread as
+// each piece arrives, in one pass. On an error `previous` may hold parts of
+// this pull and of the one before.
+struct DenseHistory {
+  absl::Span<float> previous;
+  bool extrapolate = false;
+};
+
 // Called once with the call's result.
 using DoneCallback = std::function<void(const absl::Status&)>;
 
@@ -200,6 +211,15 @@ class PsClient {
   void PullDenseAsync(const std::string& tensor, int64_t row_begin,
                       absl::Span<float> out, DoneCallback done,
                       const CallOptions& options = {});
+  // The same, keeping `history` (DenseHistory): `history.previous` must stay
+  // valid until the call completes, like `out`.
+  std::future<absl::Status> PullDense(const std::string& tensor,
+                                      int64_t row_begin, absl::Span<float> out,
+                                      const DenseHistory& history,
+                                      const CallOptions& options = {});
+  void PullDenseAsync(const std::string& tensor, int64_t row_begin,
+                      absl::Span<float> out, const DenseHistory& history,
+                      DoneCallback done, const CallOptions& options = {});
   // Copies `grad` once; the caller may reuse it as soon as this returns.
   std::future<absl::Status> PushDense(const std::string& tensor,
                                       int64_t row_begin,

@@ -209,6 +209,39 @@ TEST_F(PsClientTest, PullCopiesTheReplyIntoTheCallersBuffer) {
   EXPECT_EQ(out, std::vector<float>({1, 2, 3, 4}));
 }
 
+// With a DenseHistory the client's thread writes the pulled values into
+// `previous` and, extrapolating, pulled + (pulled - previous) into `out`.
+TEST_F(PsClientTest, PullWithAHistoryKeepsItAndExtrapolates) {
+  FakeShard shard(0, 1);
+  Connect({&shard});
+  std::vector<float> out(4), previous = {0, 2, 2, 5};
+  DenseHistory history;
+  history.previous = absl::MakeSpan(previous);
+  history.extrapolate = true;
+  auto pulled = client_->PullDense("w", 1, absl::MakeSpan(out), history);
+  auto request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  shard.Reply(*request, absl::OkStatus(), {Floats({1, 2, 3, 4})});
+  EXPECT_THAT(pulled.get(), IsOk());
+  EXPECT_EQ(out, std::vector<float>({2, 2, 4, 3}));
+  EXPECT_EQ(previous, std::vector<float>({1, 2, 3, 4}));
+
+  history.extrapolate = false;
+  pulled = client_->PullDense("w", 1, absl::MakeSpan(out), history);
+  request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  shard.Reply(*request, absl::OkStatus(), {Floats({5, 6, 7, 8})});
+  EXPECT_THAT(pulled.get(), IsOk());
+  EXPECT_EQ(out, std::vector<float>({5, 6, 7, 8}));
+  EXPECT_EQ(previous, out);
+
+  // A history of another size is refused before anything is sent.
+  std::vector<float> short_history(3);
+  history.previous = absl::MakeSpan(short_history);
+  EXPECT_THAT(client_->PullDense("w", 1, absl::MakeSpan(out), history).get(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST_F(PsClientTest, UnavailableIsRetriedUntilItSucceeds) {
   FakeShard shard(0, 1);
   Connect({&shard});

@@ -141,6 +141,20 @@ absl::Status CheckDenseRange(const std::string& tensor, int64_t row_size,
 void PsClient::PullDenseAsync(const std::string& tensor, int64_t row_begin,
                               absl::Span<float> out, DoneCallback done,
                               const CallOptions& options) {
+  PullDenseAsync(tensor, row_begin, out, DenseHistory(), std::move(done),
+                 options);
+}
+
+void PsClient::PullDenseAsync(const std::string& tensor, int64_t row_begin,
+                              absl::Span<float> out,
+                              const DenseHistory& history, DoneCallback done,
+                              const CallOptions& options) {
+  const bool keep_history = history.previous.data() != nullptr;
+  if (keep_history && history.previous.size() != out.size()) {
+    return done(absl::InvalidArgumentError(absl::StrCat(
+        "pull of ", out.size(), " floats for ", tensor, " with a history of ",
+        history.previous.size())));
+  }
   auto info = Find(tensor);
   if (!info.ok()) return done(info.status());
   const TensorInfo& t = **info;
@@ -159,6 +173,10 @@ void PsClient::PullDenseAsync(const std::string& tensor, int64_t row_begin,
   for (Piece& piece : call->pieces) {
     const int64_t offset = piece.header.row_begin() - row_begin;
     piece.out = out.data() + offset * t.row_size;
+    if (keep_history) {
+      piece.previous = history.previous.data() + offset * t.row_size;
+      piece.extrapolate = history.extrapolate;
+    }
     piece.expected_bytes =
         piece.header.row_count() * t.row_size * sizeof(float);
   }
@@ -171,6 +189,16 @@ std::future<absl::Status> PsClient::PullDense(const std::string& tensor,
                                               const CallOptions& options) {
   return AsFuture([&](DoneCallback done) {
     PullDenseAsync(tensor, row_begin, out, std::move(done), options);
+  });
+}
+
+std::future<absl::Status> PsClient::PullDense(const std::string& tensor,
+                                              int64_t row_begin,
+                                              absl::Span<float> out,
+                                              const DenseHistory& history,
+                                              const CallOptions& options) {
+  return AsFuture([&](DoneCallback done) {
+    PullDenseAsync(tensor, row_begin, out, history, std::move(done), options);
   });
 }
 

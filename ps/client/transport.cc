@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_join.h"
 #include "glog/logging.h"
+#include "ps/common/extrapolate.h"
 #include "ps/wire/data_wire.h"
 
 namespace tessera {
@@ -475,10 +476,14 @@ void PsClient::Transport::HandleReply(Link* link,
   }
   if (status.ok()) {
     if (call->op == v1::DataHeader::PULL_DENSE) {
-      std::memcpy(
-          piece.out,
-          in_shm ? piece.shm->data() + piece.shm_offset : (*frames)[1].data(),
-          piece.expected_bytes);
+      const void* values =
+          in_shm ? piece.shm->data() + piece.shm_offset : (*frames)[1].data();
+      if (piece.previous != nullptr) {
+        CopyWithHistory(values, piece.expected_bytes / sizeof(float),
+                        piece.out, piece.previous, piece.extrapolate);
+      } else {
+        std::memcpy(piece.out, values, piece.expected_bytes);
+      }
     } else if (IsPull(call->op)) {  // PULL_ROWS, PULL_TABLES
       // The reply's size was checked against out_runs (expected_bytes).
       const char* src = (*frames)[1].data();

@@ -123,6 +123,9 @@ struct Piece {
   size_t values_bytes = 0;
   // Pulls: where the reply's values go.
   float* out = nullptr;  // PULL_DENSE: contiguous
+  // PULL_DENSE with a DenseHistory: its range for this piece.
+  float* previous = nullptr;
+  bool extrapolate = false;
   // PULL_ROWS / PULL_TABLES: the destination of each row of the reply, in
   // reply order, in runs of (rows, floats per row): one run per table.
   std::vector<float*> out_rows;
