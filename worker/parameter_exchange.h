@@ -185,9 +185,11 @@ class ParameterExchange {
   void IssueDense(Pulled* p, bool ahead);
 
   const ParameterExchangeOptions options_;
+  // Before prefetched_: a prefetch still in flight writes to its histories
+  // until prefetched_'s destructor has waited for it.
+  DensePredictor predictor_;
   std::optional<Pulled> prefetched_;  // PrefetchDense's.
   std::deque<StepPushes> pending_;
-  DensePredictor predictor_;
   int64_t debug_steps_ = 0;
 };
 
