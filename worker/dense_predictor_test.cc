@@ -20,7 +20,8 @@ TEST(DensePredictorTest, AheadPullsAfterACompletedOneExtrapolate) {
   EXPECT_TRUE(predictor.Next(0, 3, true).extrapolate);
 }
 
-TEST(DensePredictorTest, APullThatIsNotAheadIsNotExtrapolatedButStartsTheChain) {
+TEST(DensePredictorTest,
+     APullThatIsNotAheadIsNotExtrapolatedButStartsTheChain) {
   DensePredictor predictor;
   predictor.Next(0, 2, true);
   predictor.Completed(0);

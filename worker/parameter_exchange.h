@@ -178,8 +178,7 @@ class ParameterExchange {
   absl::Status WaitAndLoad(const BatchT& batch, Pulled* p);
   void DrainOne();
   template <typename BatchT>
-  void IssuePull(const BatchT& batch, Pulled* p, bool use_prefetch,
-                 bool ahead);
+  void IssuePull(const BatchT& batch, Pulled* p, bool use_prefetch, bool ahead);
   // Starts pulling every dense tensor into the model's staging memory
   // (WaitAndLoad commits it); `ahead` as IssuePullAhead.
   void IssueDense(Pulled* p, bool ahead);

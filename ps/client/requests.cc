@@ -151,9 +151,9 @@ void PsClient::PullDenseAsync(const std::string& tensor, int64_t row_begin,
                               const CallOptions& options) {
   const bool keep_history = history.previous.data() != nullptr;
   if (keep_history && history.previous.size() != out.size()) {
-    return done(absl::InvalidArgumentError(absl::StrCat(
-        "pull of ", out.size(), " floats for ", tensor, " with a history of ",
-        history.previous.size())));
+    return done(absl::InvalidArgumentError(
+        absl::StrCat("pull of ", out.size(), " floats for ", tensor,
+                     " with a history of ", history.previous.size())));
   }
   auto info = Find(tensor);
   if (!info.ok()) return done(info.status());

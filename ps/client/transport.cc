@@ -479,8 +479,8 @@ void PsClient::Transport::HandleReply(Link* link,
       const void* values =
           in_shm ? piece.shm->data() + piece.shm_offset : (*frames)[1].data();
       if (piece.previous != nullptr) {
-        CopyWithHistory(values, piece.expected_bytes / sizeof(float),
-                        piece.out, piece.previous, piece.extrapolate);
+        CopyWithHistory(values, piece.expected_bytes / sizeof(float), piece.out,
+                        piece.previous, piece.extrapolate);
       } else {
         std::memcpy(piece.out, values, piece.expected_bytes);
       }
