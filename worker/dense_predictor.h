@@ -53,9 +53,6 @@ class DensePredictor {
   // slot's previous pull. Returns whether it was extrapolated.
   bool Completed(size_t slot);
 
-  // Forgets every previous pull.
-  void Reset() { slots_.clear(); }
-
  private:
   struct Slot {
     std::vector<float> previous;

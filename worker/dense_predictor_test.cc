@@ -38,10 +38,6 @@ TEST(DensePredictorTest, APullThatNeverCompletedRestartsTheChain) {
   EXPECT_FALSE(predictor.Next(0, 2, true).extrapolate);
   predictor.Completed(0);
   EXPECT_TRUE(predictor.Next(0, 2, true).extrapolate);
-
-  predictor.Completed(0);
-  predictor.Reset();
-  EXPECT_FALSE(predictor.Next(0, 2, true).extrapolate);
 }
 
 TEST(DensePredictorTest, SlotsAreSeparateAndASizeChangeRestarts) {

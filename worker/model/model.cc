@@ -10,6 +10,7 @@
 #include <cmath>
 #include <exception>
 #include <functional>
+#include <map>
 #include <utility>
 
 #include "absl/strings/match.h"

@@ -18,7 +18,6 @@
 // There is no optimizer here: TrainStep only computes gradients.
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
