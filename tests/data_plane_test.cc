@@ -13,6 +13,7 @@
 #include <limits>
 #include <map>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -1167,7 +1168,7 @@ TEST_F(DataPlaneTest, BadSharedMemoryRequestsGetErrorsAndChangeNothing) {
       {"a row push in shared memory",
        {with(push, [](auto& h) { h.set_op(v1::DataHeader::PUSH_ROWS); }),
         std::string(32, '\0'), FloatBytes(ones)},
-       "only push and pull do"},
+       "only dense pushes and pulls do"},
       {"a pull past the end",
        {with(push,
              [&](auto& h) {
@@ -1203,6 +1204,206 @@ TEST_F(DataPlaneTest, BadSharedMemoryRequestsGetErrorsAndChangeNothing) {
   std::vector<float> in_segment(32);
   std::memcpy(in_segment.data(), (*segment)->data() + 8192, 32 * sizeof(float));
   EXPECT_EQ(in_segment, want);
+}
+
+
+// Dense batches (PushDenseBatch / PullDenseBatch) over three shards, mixed
+// with single-tensor calls to the same tensors: every call is applied in the
+// order issued, so the values equal the local SGD reference exactly; a pull
+// batch with a history extrapolates like PullDense's.
+void DenseBatchWorkload(PsClient& client, std::vector<float>* previous) {
+  ASSERT_THAT(client.CreateTensors(Specs()), IsOk());
+  auto pull = [&](const std::string& name, size_t floats) {
+    std::vector<float> out(floats);
+    EXPECT_THAT(client.PullDense(name, 0, absl::MakeSpan(out)).get(), IsOk());
+    return out;
+  };
+  Reference ref;
+  ref.dense["big"] = pull("big", kBigRows * kBigCols);
+  ref.dense["small"] = pull("small", 32);
+  ref.dense["bias"] = pull("bias", 10);
+  for (int step = 0; step < 12; ++step) {
+    std::vector<std::future<absl::Status>> pushed;
+    auto big = std::make_shared<const std::vector<float>>(
+        Gradient(kBigRows * kBigCols, step, 0));
+    auto small = std::make_shared<const std::vector<float>>(
+        Gradient(32, step, 2));
+    auto bias =
+        std::make_shared<const std::vector<float>>(Gradient(4, step, 3));
+    pushed.push_back(client.PushDenseBatch(
+        {{"big", 0, big, *big}, {"small", 0, small, *small},
+         {"bias", 6, bias, *bias}}));
+    ref.PushDense("big", 0, kBigCols, *big);
+    ref.PushDense("small", 0, 8, *small);
+    ref.PushDense("bias", 6, 1, *bias);
+    // A single call behind the batch, to tensors the batch named.
+    const std::vector<float> more = Gradient(32, step, 5);
+    pushed.push_back(client.PushDense("small", 0, absl::MakeConstSpan(more)));
+    ref.PushDense("small", 0, 8, more);
+    auto rows = std::make_shared<const std::vector<float>>(
+        Gradient(10 * kBigCols, step, 6));
+    pushed.push_back(
+        client.PushDenseBatch({{"big", 40, rows, *rows}}));  // One range.
+    ref.PushDense("big", 40, kBigCols, *rows);
+    for (auto& f : pushed) ASSERT_THAT(f.get(), IsOk());
+  }
+  std::vector<float> big(kBigRows * kBigCols), small(32), bias(10);
+  ASSERT_THAT(client
+                  .PullDenseBatch({{"big", 0, absl::MakeSpan(big), {}},
+                                   {"small", 0, absl::MakeSpan(small), {}},
+                                   {"bias", 0, absl::MakeSpan(bias), {}}})
+                  .get(),
+              IsOk());
+  for (const auto& [name, got] :
+       std::vector<std::pair<std::string, std::vector<float>*>>{
+           {"big", &big}, {"small", &small}, {"bias", &bias}}) {
+    ASSERT_EQ(got->size(), ref.dense[name].size());
+    for (size_t i = 0; i < got->size(); ++i) {
+      ASSERT_FLOAT_EQ((*got)[i], ref.dense[name][i]) << name << "[" << i << "]";
+    }
+  }
+  // With a history: small = 2 x pulled - previous, previous = pulled.
+  previous->assign(32, 0.5f);
+  ASSERT_THAT(
+      client
+          .PullDenseBatch({{"small", 0, absl::MakeSpan(small),
+                            {absl::MakeSpan(*previous), true}},
+                           {"bias", 0, absl::MakeSpan(bias), {}}})
+          .get(),
+      IsOk());
+  for (size_t i = 0; i < small.size(); ++i) {
+    ASSERT_FLOAT_EQ((*previous)[i], ref.dense["small"][i]);
+    ASSERT_FLOAT_EQ(small[i], 2 * ref.dense["small"][i] - 0.5f);
+  }
+}
+
+TEST_F(DataPlaneTest, DenseBatchesMatchTheReferenceInFrames) {
+  StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600"});
+  ConnectClient();
+  std::vector<float> previous;
+  DenseBatchWorkload(*client_, &previous);
+  double batches = 0;
+  for (auto& shard : shards_) {
+    auto n = shard->Metric("tessera_ps_requests_total",
+                           "code=\"OK\",rpc=\"push_dense_batch\"");
+    ASSERT_TRUE(n.ok());
+    batches += *n;
+  }
+  // Each step's batch reaches the shards holding big's parts and the small
+  // tensors together: at least one batch request per step.
+  EXPECT_GE(batches, 12);
+  EXPECT_LE(ShmBytes(0), 0);  // Nothing went through shared memory.
+}
+
+TEST_F(DataPlaneTest, DenseBatchesMatchTheReferenceInSharedMemory) {
+  StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600"});
+  shm_min_bytes_ = 1;
+  ConnectClient();
+  std::vector<float> previous;
+  DenseBatchWorkload(*client_, &previous);
+  for (int i = 0; i < 3; ++i) {
+    auto in =
+        shards_[i]->Metric("tessera_ps_shm_bytes_total", "direction=\"in\"");
+    ASSERT_TRUE(in.ok());
+    EXPECT_GT(*in, 0) << "shard " << i;
+  }
+}
+
+// Hostile dense batches: each gets an error reply that says what was wrong,
+// and nothing changes (the other ranges of a batch included).
+TEST_F(DataPlaneTest, BadDenseBatchesGetErrorRepliesAndChangeNothing) {
+  StartShards(1, {"--max_message_bytes=65536"});
+  ConnectClient();
+  ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
+  const std::vector<float> small = PullDense("small", 32);
+  const std::vector<float> bias = PullDense("bias", 10);
+  RawSocket raw(shards_[0]->ports().data);
+  auto batch = [](v1::DataHeader::Op op,
+                  std::vector<std::tuple<std::string, int64_t, int64_t,
+                                         int64_t>> ranges) {
+    v1::DataHeader h;
+    h.set_request_id(9);
+    h.set_op(op);
+    for (const auto& [name, begin, rows, row_size] : ranges) {
+      auto* r = h.add_dense_ranges();
+      r->set_tensor_name(name);
+      r->set_row_begin(begin);
+      r->set_row_count(rows);
+      r->set_row_size(row_size);
+    }
+    return h.SerializeAsString();
+  };
+  const auto kPush = v1::DataHeader::PUSH_DENSE_BATCH;
+  const auto kPull = v1::DataHeader::PULL_DENSE_BATCH;
+  const int64_t kMax = std::numeric_limits<int64_t>::max();
+  const std::string values36 = FloatBytes(std::vector<float>(36, 0.25f));
+  std::vector<float> with_nan(36, 0.25f);
+  with_nan[35] = NAN;
+  struct Case {
+    std::string what;
+    std::vector<std::string> frames;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"an unknown tensor second",
+       {batch(kPush, {{"small", 0, 4, 8}, {"nope", 0, 4, 1}}), values36},
+       "nope"},
+      {"the wrong row size",
+       {batch(kPush, {{"small", 0, 4, 8}, {"bias", 0, 1, 4}}), values36},
+       "assumes rows of 4 floats"},
+      {"rows past the part",
+       {batch(kPush, {{"small", 0, 4, 8}, {"bias", 8, 4, 1}}), values36},
+       "not within"},
+      {"NaN in the last range",
+       {batch(kPush, {{"small", 0, 4, 8}, {"bias", 0, 4, 1}}),
+        FloatBytes(with_nan)},
+       "NaN"},
+      {"a range end that overflows",
+       {batch(kPush, {{"small", 0, 4, 8}, {"bias", kMax - 1, 4, 1}}), values36},
+       "overflow"},
+      {"a tensor twice",
+       {batch(kPush, {{"small", 0, 4, 8}, {"small", 0, 0, 1}}), values36},
+       "small twice"},
+      {"a short values frame",
+       {batch(kPush, {{"small", 0, 4, 8}, {"bias", 0, 4, 1}}),
+        values36.substr(4)},
+       "does not hold the ranges' 36 floats"},
+      {"an embedding table",
+       {batch(kPull, {{"small", 0, 4, 8}, {"emb", 0, 1, kDim}})},
+       "embedding table"},
+      {"a pull that assumes other rows",
+       {batch(kPull, {{"small", 0, 4, 8}, {"bias", 0, 1, int64_t{1} << 20}})},
+       "assumes rows of"},
+      {"a segment this shard never made",
+       {[&] {
+         v1::DataHeader h;
+         h.ParseFromString(batch(kPush, {{"small", 0, 4, 8}}));
+         h.set_shm_segment(12345);
+         h.set_shm_offset(0);
+         return h.SerializeAsString();
+       }()},
+       "not open on this shard"},
+  };
+  for (const Case& c : cases) {
+    auto reply = raw.RoundTrip(c.frames);
+    ASSERT_THAT(reply, IsOk()) << c.what;
+    ASSERT_EQ(reply->size(), 1u) << c.what;
+    auto header = ParseDataHeader((*reply)[0].view());
+    ASSERT_THAT(header, IsOk());
+    EXPECT_NE(header->status_code(), 0) << c.what;
+    EXPECT_THAT(header->status_message(), HasSubstr(c.message)) << c.what;
+  }
+  EXPECT_EQ(PullDense("small", 32), small);
+  EXPECT_EQ(PullDense("bias", 10), bias);
+  // The shard still serves a good batch.
+  auto reply = raw.RoundTrip(
+      {batch(kPush, {{"small", 0, 4, 8}, {"bias", 0, 4, 1}}), values36});
+  ASSERT_THAT(reply, IsOk());
+  auto header = ParseDataHeader((*reply)[0].view());
+  ASSERT_THAT(header, IsOk());
+  EXPECT_EQ(header->status_code(), 0) << header->status_message();
+  EXPECT_EQ(header->versions_size(), 2);
+  EXPECT_NE(PullDense("small", 32), small);
 }
 
 }  // namespace

@@ -26,21 +26,25 @@ void ParameterExchange::PushRows(
   }
   std::vector<std::future<absl::Status>> pushes;
   std::vector<TableRowsPush> tables;
+  // Every dense tensor in one call: one request per shard.
+  std::vector<DenseRangePush> dense;
   for (size_t i = 0; i < step.gradients.size(); ++i) {
     TensorGradient& g = step.gradients[i];
     if (options_.model->Parameters()[i].frozen) continue;
     if (g.kind == TensorKind::kDense && g.owner != nullptr) {
       // libtorch's gradient tensor itself: no copy before the send.
-      pushes.push_back(
-          options_.client->PushDense(g.name, 0, std::move(g.owner), g.view));
+      dense.push_back({g.name, 0, std::move(g.owner), g.view});
     } else if (g.kind == TensorKind::kDense) {
       auto values =
           std::make_shared<const std::vector<float>>(std::move(g.values));
-      pushes.push_back(
-          options_.client->PushDense(g.name, 0, std::move(values)));
+      const absl::Span<const float> view(*values);
+      dense.push_back({g.name, 0, std::move(values), view});
     } else {
       tables.push_back({g.name, *rows[i], g.values});
     }
+  }
+  if (!dense.empty()) {
+    pushes.push_back(options_.client->PushDenseBatch(std::move(dense)));
   }
   // Every table's rows in one request per shard (the ids and gradients are
   // copied before this returns).
@@ -60,6 +64,8 @@ void ParameterExchange::IssueDense(Pulled* p, bool ahead) {
   const auto& params = options_.model->Parameters();
   p->values.resize(params.size());
   p->with_history.clear();
+  // Every dense tensor in one call: one request per shard.
+  std::vector<DenseRangePull> dense;
   for (size_t i = 0; i < params.size(); ++i) {
     const TensorInfo& t = params[i];
     if (t.frozen || t.kind != TensorKind::kDense) continue;
@@ -71,15 +77,17 @@ void ParameterExchange::IssueDense(Pulled* p, bool ahead) {
       p->done.push_back(failed.get_future());
       continue;
     }
+    DenseRangePull range{t.name, 0, *staging, {}};
     // A module buffer (BatchNorm's running statistics) is state that the
     // step updates, not where a gradient is computed: trained on as pulled.
     if (options_.extrapolate_dense && !t.buffer) {
       p->with_history.push_back(i);
-      p->done.push_back(options_.client->PullDense(
-          t.name, 0, *staging, predictor_.Next(i, staging->size(), ahead)));
-      continue;
+      range.history = predictor_.Next(i, staging->size(), ahead);
     }
-    p->done.push_back(options_.client->PullDense(t.name, 0, *staging));
+    dense.push_back(std::move(range));
+  }
+  if (!dense.empty()) {
+    p->done.push_back(options_.client->PullDenseBatch(std::move(dense)));
   }
 }
 

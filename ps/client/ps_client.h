@@ -106,6 +106,11 @@ struct PsClientOptions {
   // full. Order, retries and failures are as for frames (see above).
   bool shared_memory = true;
   int64_t shared_memory_min_bytes = 16 << 10;
+  // PullDenseBatch / PushDenseBatch: the ranges of at most this many bytes
+  // that go to one shard travel together, in requests of at most this many
+  // bytes (PUSH_DENSE_BATCH / PULL_DENSE_BATCH); a larger range, or one alone,
+  // goes as a PullDense / PushDense of its own would. 0 = never batch.
+  int64_t max_batch_bytes = 2 << 20;
 };
 
 struct CallOptions {
@@ -136,6 +141,23 @@ struct TableRowsPush {
 struct DenseHistory {
   absl::Span<float> previous;
   bool extrapolate = false;
+};
+
+// One dense tensor's rows in PsClient::PullDenseBatch: as PullDense's
+// arguments (`history` optional: previous empty for none).
+struct DenseRangePull {
+  std::string tensor;
+  int64_t row_begin = 0;
+  absl::Span<float> out;
+  DenseHistory history;
+};
+// One dense tensor's rows in PsClient::PushDenseBatch: `grad` in memory that
+// `owner` keeps alive, as for PushDense without a copy.
+struct DenseRangePush {
+  std::string tensor;
+  int64_t row_begin = 0;
+  std::shared_ptr<const void> owner;
+  absl::Span<const float> grad;
 };
 
 // Called once with the call's result.
@@ -246,6 +268,25 @@ class PsClient {
                       absl::Span<const float> grad, DoneCallback done,
                       const CallOptions& options = {});
 
+  // Several dense tensors in one call, which completes when every range has
+  // answered (the first error otherwise): what a training step pulls and
+  // pushes. Ranges of at most PsClientOptions::max_batch_bytes that go to
+  // one shard are sent together, so a step costs each shard one request and
+  // one reply instead of one per tensor. Each range is checked as PullDense /
+  // PushDense would before anything is sent, and a tensor may be named only
+  // once. On the shard a batch is applied whole or not at all (data.proto),
+  // but a call spans several requests when the tensors span shards or
+  // max_batch_bytes: as for PushDense, a failed call may have been applied
+  // in part. Order, retries and failures as for PullDense / PushDense.
+  std::future<absl::Status> PullDenseBatch(std::vector<DenseRangePull> ranges,
+                                           const CallOptions& options = {});
+  void PullDenseBatchAsync(std::vector<DenseRangePull> ranges,
+                           DoneCallback done, const CallOptions& options = {});
+  std::future<absl::Status> PushDenseBatch(std::vector<DenseRangePush> ranges,
+                                           const CallOptions& options = {});
+  void PushDenseBatchAsync(std::vector<DenseRangePush> ranges,
+                           DoneCallback done, const CallOptions& options = {});
+
   // Embedding rows, by id. Repeated ids are sent once: a pull copies the row
   // to every position that asked for it (out holds ids.size() rows, in the
   // caller's order); a push sums their gradients first, as the shard would.
@@ -321,6 +362,9 @@ class PsClient {
   void SubmitRows(int op, absl::Span<const TableRowsPull> pulls,
                   absl::Span<const TableRowsPush> pushes, DoneCallback done,
                   const CallOptions& options);
+  void SubmitDenseBatch(bool push, absl::Span<const DenseRangePull> pulls,
+                        absl::Span<const DenseRangePush> pushes,
+                        DoneCallback done, const CallOptions& options);
   absl::Duration DeadlineOf(const CallOptions& options) const;
 
   const PsClientOptions options_;

@@ -452,6 +452,135 @@ TEST_F(PsClientTest, TablesGoToEachShardInOneRequest) {
   EXPECT_THAT(pushed.get(), IsOk());
 }
 
+v1::TensorSpec DenseSpec(const std::string& name, int64_t rows, int64_t cols) {
+  v1::TensorSpec spec;
+  spec.set_name(name);
+  spec.add_shape(rows);
+  spec.add_shape(cols);
+  return spec;
+}
+
+TEST_F(PsClientTest, DenseBatchesGoToTheShardInOneRequest) {
+  FakeShard shard(0, 1);
+  Connect({&shard});
+  ASSERT_THAT(client_->RegisterSpecs({DenseSpec("b", 3, 1)}), IsOk());
+  // Rows 1-2 of w with a history, all of b without.
+  std::vector<float> w_out(4), b_out(3), previous = {0, 2, 2, 5};
+  DenseHistory history{absl::MakeSpan(previous), /*extrapolate=*/true};
+  auto pulled = client_->PullDenseBatch(
+      {{"w", 1, absl::MakeSpan(w_out), history},
+       {"b", 0, absl::MakeSpan(b_out), {}}});
+  auto request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  EXPECT_EQ(request->header.op(), v1::DataHeader::PULL_DENSE_BATCH);
+  EXPECT_TRUE(request->header.tensor_name().empty());
+  ASSERT_EQ(request->header.dense_ranges_size(), 2);
+  EXPECT_EQ(request->header.dense_ranges(0).tensor_name(), "w");
+  EXPECT_EQ(request->header.dense_ranges(0).row_begin(), 1);
+  EXPECT_EQ(request->header.dense_ranges(0).row_count(), 2);
+  EXPECT_EQ(request->header.dense_ranges(0).row_size(), 2);
+  EXPECT_EQ(request->header.dense_ranges(1).tensor_name(), "b");
+  EXPECT_EQ(request->header.dense_ranges(1).row_count(), 3);
+  EXPECT_TRUE(request->payload.empty());
+  shard.Reply(*request, absl::OkStatus(), {Floats({1, 2, 3, 4, 7, 8, 9})});
+  ASSERT_THAT(pulled.get(), IsOk());
+  EXPECT_EQ(w_out, std::vector<float>({2, 2, 4, 3}));  // 2 x pulled - previous
+  EXPECT_EQ(previous, std::vector<float>({1, 2, 3, 4}));
+  EXPECT_EQ(b_out, std::vector<float>({7, 8, 9}));
+
+  // A reply of the wrong size fails the call and writes nothing.
+  std::fill(b_out.begin(), b_out.end(), 0);
+  pulled = client_->PullDenseBatch({{"w", 1, absl::MakeSpan(w_out), {}},
+                                    {"b", 0, absl::MakeSpan(b_out), {}}});
+  request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  shard.Reply(*request, absl::OkStatus(), {Floats({1, 2, 3, 4, 7, 8})});
+  EXPECT_THAT(pulled.get(), StatusIs(absl::StatusCode::kInternal));
+  EXPECT_EQ(b_out, std::vector<float>({0, 0, 0}));
+
+  // A push's ranges travel in one values frame, in order.
+  auto w_grad = std::make_shared<const std::vector<float>>(
+      std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8});
+  auto b_grad =
+      std::make_shared<const std::vector<float>>(std::vector<float>{9, 10});
+  auto pushed = client_->PushDenseBatch(
+      {{"b", 1, b_grad, *b_grad}, {"w", 0, w_grad, *w_grad}});
+  request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  EXPECT_EQ(request->header.op(), v1::DataHeader::PUSH_DENSE_BATCH);
+  ASSERT_EQ(request->header.dense_ranges_size(), 2);
+  EXPECT_EQ(request->header.dense_ranges(0).tensor_name(), "b");
+  EXPECT_EQ(request->header.dense_ranges(0).row_begin(), 1);
+  ASSERT_EQ(request->payload.size(), 1u);
+  EXPECT_EQ(request->payload[0], Floats({9, 10, 1, 2, 3, 4, 5, 6, 7, 8}));
+  // UNAVAILABLE: the whole batch is sent again.
+  shard.Reply(*request, absl::UnavailableError("loading"));
+  request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  EXPECT_EQ(request->header.op(), v1::DataHeader::PUSH_DENSE_BATCH);
+  ASSERT_EQ(request->payload.size(), 1u);
+  EXPECT_EQ(request->payload[0], Floats({9, 10, 1, 2, 3, 4, 5, 6, 7, 8}));
+  shard.Reply(*request, absl::OkStatus());
+  EXPECT_THAT(pushed.get(), IsOk());
+
+  // A batch of one range is that range's own request.
+  pushed = client_->PushDenseBatch({{"b", 1, b_grad, *b_grad}});
+  request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  EXPECT_EQ(request->header.op(), v1::DataHeader::PUSH_DENSE);
+  EXPECT_EQ(request->header.tensor_name(), "b");
+  shard.Reply(*request, absl::OkStatus());
+  EXPECT_THAT(pushed.get(), IsOk());
+  EXPECT_THAT(client_->PushDenseBatch({}).get(), IsOk());
+}
+
+TEST_F(PsClientTest, BadDenseBatchesFailBeforeAnythingIsSent) {
+  FakeShard shard(0, 1);
+  Connect({&shard});
+  ASSERT_THAT(client_->RegisterSpecs({DenseSpec("b", 3, 1), TableSpec("e", 2)}),
+              IsOk());
+  std::vector<float> w_out(8), b_out(3), odd(3), short_history(2);
+  const auto invalid = absl::StatusCode::kInvalidArgument;
+  EXPECT_THAT(client_
+                  ->PullDenseBatch({{"w", 0, absl::MakeSpan(w_out), {}},
+                                    {"w", 0, absl::MakeSpan(w_out), {}}})
+                  .get(),
+              StatusIs(invalid, HasSubstr("twice")));
+  EXPECT_THAT(client_
+                  ->PullDenseBatch({{"w", 0, absl::MakeSpan(w_out), {}},
+                                    {"x", 0, absl::MakeSpan(b_out), {}}})
+                  .get(),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(client_
+                  ->PullDenseBatch({{"w", 0, absl::MakeSpan(w_out), {}},
+                                    {"b", 1, absl::MakeSpan(b_out), {}}})
+                  .get(),
+              StatusIs(invalid, HasSubstr("outside")));
+  EXPECT_THAT(
+      client_->PullDenseBatch({{"w", 0, absl::MakeSpan(odd), {}}}).get(),
+      StatusIs(invalid));
+  EXPECT_THAT(
+      client_->PullDenseBatch({{"e", 0, absl::MakeSpan(b_out), {}}}).get(),
+      StatusIs(invalid, HasSubstr("embedding")));
+  EXPECT_THAT(client_
+                  ->PullDenseBatch({{"b", 0, absl::MakeSpan(b_out),
+                                     {absl::MakeSpan(short_history), true}}})
+                  .get(),
+              StatusIs(invalid, HasSubstr("history")));
+  auto grad = std::make_shared<const std::vector<float>>(3, 1.0f);
+  EXPECT_THAT(client_->PushDenseBatch({{"b", 0, nullptr, *grad}}).get(),
+              StatusIs(invalid, HasSubstr("null")));
+  // Nothing reached the shard: the next request it sees is this ping-like
+  // pull of b alone.
+  auto pulled = client_->PullDense("b", 0, absl::MakeSpan(b_out));
+  auto request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  EXPECT_EQ(request->header.op(), v1::DataHeader::PULL_DENSE);
+  EXPECT_EQ(request->header.tensor_name(), "b");
+  shard.Reply(*request, absl::OkStatus(), {Floats({1, 2, 3})});
+  EXPECT_THAT(pulled.get(), IsOk());
+}
+
 TEST_F(PsClientTest, BadTablesCallsFailBeforeAnythingIsSent) {
   FakeShard shard(0, 1);
   Connect({&shard});

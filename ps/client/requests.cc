@@ -281,6 +281,191 @@ std::future<absl::Status> PsClient::PushDense(const std::string& tensor,
       options);
 }
 
+void PsClient::SubmitDenseBatch(bool push,
+                                absl::Span<const DenseRangePull> pulls,
+                                absl::Span<const DenseRangePush> pushes,
+                                DoneCallback done, const CallOptions& options) {
+  const size_t count = push ? pushes.size() : pulls.size();
+  if (count == 0) return done(absl::OkStatus());
+  // Check every range before anything is sent.
+  std::vector<const TensorInfo*> infos(count);
+  std::vector<std::shared_ptr<const TensorInfo>> held(count);
+  absl::flat_hash_set<absl::string_view> names;
+  for (size_t i = 0; i < count; ++i) {
+    const std::string& tensor = push ? pushes[i].tensor : pulls[i].tensor;
+    const size_t floats = push ? pushes[i].grad.size() : pulls[i].out.size();
+    const int64_t row_begin =
+        push ? pushes[i].row_begin : pulls[i].row_begin;
+    if (!names.insert(tensor).second) {
+      return done(absl::InvalidArgumentError(
+          absl::StrCat("dense batch names ", tensor, " twice")));
+    }
+    if (push && pushes[i].owner == nullptr) {
+      return done(absl::InvalidArgumentError(
+          absl::StrCat("null gradient owner for ", tensor)));
+    }
+    if (!push && pulls[i].history.previous.data() != nullptr &&
+        pulls[i].history.previous.size() != floats) {
+      return done(absl::InvalidArgumentError(
+          absl::StrCat("pull of ", floats, " floats for ", tensor,
+                       " with a history of ",
+                       pulls[i].history.previous.size())));
+    }
+    auto info = Find(tensor);
+    if (!info.ok()) return done(info.status());
+    held[i] = *info;
+    infos[i] = held[i].get();
+    if (infos[i]->embedding) {
+      return done(absl::InvalidArgumentError(absl::StrCat(
+          tensor, " is an embedding table: address it by rows")));
+    }
+    absl::Status range =
+        CheckDenseRange(tensor, infos[i]->row_size, infos[i]->num_rows,
+                        row_begin, floats, push ? "gradient" : "pull");
+    if (!range.ok()) return done(range);
+  }
+  const auto single_op =
+      push ? v1::DataHeader::PUSH_DENSE : v1::DataHeader::PULL_DENSE;
+  const auto batch_op =
+      push ? v1::DataHeader::PUSH_DENSE_BATCH : v1::DataHeader::PULL_DENSE_BATCH;
+  const std::string& first = push ? pushes[0].tensor : pulls[0].tensor;
+  auto call = NewCall(
+      batch_op,
+      count == 1 ? first : absl::StrCat(first, " and ", count - 1, " more"),
+      std::move(done), options);
+  // Every range's pieces (one per part it covers), then per shard the small
+  // ones gathered into batches of at most max_batch_bytes.
+  struct Range {
+    Piece piece;
+    Piece::BatchRange memory;
+    int64_t bytes;
+  };
+  std::vector<std::vector<Range>> by_shard(shards_.size());
+  std::vector<std::shared_ptr<const void>> owners;
+  for (size_t i = 0; i < count; ++i) {
+    const TensorInfo& t = *infos[i];
+    const std::string& tensor = push ? pushes[i].tensor : pulls[i].tensor;
+    const int64_t row_begin = push ? pushes[i].row_begin : pulls[i].row_begin;
+    const size_t floats = push ? pushes[i].grad.size() : pulls[i].out.size();
+    if (push) owners.push_back(pushes[i].owner);
+    // A large push is cut as PushDense cuts it.
+    const int64_t row_bytes = t.row_size * static_cast<int64_t>(sizeof(float));
+    const int64_t max_piece_rows =
+        push && options_.max_push_piece_bytes > 0
+            ? std::max<int64_t>(1, options_.max_push_piece_bytes /
+                                       std::max<int64_t>(1, row_bytes))
+            : 0;
+    for (Piece& piece :
+         DensePieces(single_op, tensor, t.parts, t.row_size, row_begin,
+                     static_cast<int64_t>(floats) / t.row_size, options,
+                     max_piece_rows)) {
+      const int64_t offset =
+          (piece.header.row_begin() - row_begin) * t.row_size;
+      Range r;
+      r.memory.floats = piece.header.row_count() * t.row_size;
+      r.bytes = static_cast<int64_t>(r.memory.floats * sizeof(float));
+      if (push) {
+        r.memory.grad = pushes[i].grad.data() + offset;
+        piece.values_owner = pushes[i].owner;
+        piece.values = r.memory.grad;
+        piece.values_bytes = r.bytes;
+      } else {
+        r.memory.out = pulls[i].out.data() + offset;
+        piece.out = r.memory.out;
+        if (pulls[i].history.previous.data() != nullptr) {
+          r.memory.previous = pulls[i].history.previous.data() + offset;
+          r.memory.extrapolate = pulls[i].history.extrapolate;
+          piece.previous = r.memory.previous;
+          piece.extrapolate = r.memory.extrapolate;
+        }
+        piece.expected_bytes = r.bytes;
+      }
+      r.piece = std::move(piece);
+      by_shard[r.piece.shard].push_back(std::move(r));
+    }
+  }
+  std::shared_ptr<const void> batch_owner;
+  if (push) {
+    batch_owner = std::make_shared<std::vector<std::shared_ptr<const void>>>(
+        std::move(owners));
+  }
+  const int64_t limit = options_.max_batch_bytes;
+  for (size_t shard = 0; shard < by_shard.size(); ++shard) {
+    std::vector<Range>& ranges = by_shard[shard];
+    std::vector<Range*> small;
+    for (Range& r : ranges) {
+      if (limit > 0 && r.bytes <= limit) {
+        small.push_back(&r);
+      } else {
+        call->pieces.push_back(std::move(r.piece));
+      }
+    }
+    // Batches in order, each up to `limit` bytes; a batch of one range goes
+    // as that range's own request.
+    size_t k = 0;
+    while (k < small.size()) {
+      size_t end = k + 1;
+      int64_t bytes = small[k]->bytes;
+      while (end < small.size() && bytes + small[end]->bytes <= limit &&
+             end - k < static_cast<size_t>(kMaxDenseRangesPerRequest)) {
+        bytes += small[end++]->bytes;
+      }
+      if (end - k == 1) {
+        call->pieces.push_back(std::move(small[k]->piece));
+        k = end;
+        continue;
+      }
+      Piece batch;
+      batch.shard = static_cast<int>(shard);
+      batch.header.set_op(batch_op);
+      batch.header.set_clock(options.clock);
+      for (; k < end; ++k) {
+        const v1::DataHeader& h = small[k]->piece.header;
+        v1::DataHeader::DenseRange* range = batch.header.add_dense_ranges();
+        range->set_tensor_name(h.tensor_name());
+        range->set_row_begin(h.row_begin());
+        range->set_row_count(h.row_count());
+        range->set_row_size(h.row_size());
+        batch.batch.push_back(small[k]->memory);
+      }
+      if (push) {
+        batch.batch_owner = batch_owner;
+        batch.values_bytes = static_cast<size_t>(bytes);
+      } else {
+        batch.expected_bytes = static_cast<size_t>(bytes);
+      }
+      call->pieces.push_back(std::move(batch));
+    }
+  }
+  Submit(std::move(call));
+}
+
+void PsClient::PullDenseBatchAsync(std::vector<DenseRangePull> ranges,
+                                   DoneCallback done,
+                                   const CallOptions& options) {
+  SubmitDenseBatch(false, ranges, {}, std::move(done), options);
+}
+
+std::future<absl::Status> PsClient::PullDenseBatch(
+    std::vector<DenseRangePull> ranges, const CallOptions& options) {
+  return AsFuture([&](DoneCallback done) {
+    PullDenseBatchAsync(std::move(ranges), std::move(done), options);
+  });
+}
+
+void PsClient::PushDenseBatchAsync(std::vector<DenseRangePush> ranges,
+                                   DoneCallback done,
+                                   const CallOptions& options) {
+  SubmitDenseBatch(true, {}, ranges, std::move(done), options);
+}
+
+std::future<absl::Status> PsClient::PushDenseBatch(
+    std::vector<DenseRangePush> ranges, const CallOptions& options) {
+  return AsFuture([&](DoneCallback done) {
+    PushDenseBatchAsync(std::move(ranges), std::move(done), options);
+  });
+}
+
 void PsClient::SubmitRows(int op_number, absl::Span<const TableRowsPull> pulls,
                           absl::Span<const TableRowsPush> pushes,
                           DoneCallback done, const CallOptions& options) {

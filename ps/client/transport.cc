@@ -172,17 +172,29 @@ void PsClient::Transport::PlaceInShm(Link* link, Piece* piece) {
   piece->header.clear_shm_offset();
   piece->shm.reset();
   const v1::DataHeader::Op op = piece->header.op();
-  if (link->shm == nullptr || piece->header.row_size() <= 0 ||
-      (op != v1::DataHeader::PUSH_DENSE && op != v1::DataHeader::PULL_DENSE)) {
+  const bool batch = IsDenseBatch(op);
+  if (link->shm == nullptr ||
+      (!batch && (piece->header.row_size() <= 0 ||
+                  (op != v1::DataHeader::PUSH_DENSE &&
+                   op != v1::DataHeader::PULL_DENSE)))) {
     return;
   }
-  const bool push = op == v1::DataHeader::PUSH_DENSE;
+  const bool push =
+      op == v1::DataHeader::PUSH_DENSE || op == v1::DataHeader::PUSH_DENSE_BATCH;
   const int64_t bytes =
       static_cast<int64_t>(push ? piece->values_bytes : piece->expected_bytes);
   if (bytes <= 0 || bytes < shared_memory_min_bytes_) return;
   const int64_t offset = link->arena.Allocate(bytes);
   if (offset < 0) return;  // Full: this one goes in frames.
-  if (push) std::memcpy(link->shm->data() + offset, piece->values, bytes);
+  if (push && batch) {
+    char* to = link->shm->data() + offset;
+    for (const Piece::BatchRange& r : piece->batch) {
+      std::memcpy(to, r.grad, r.floats * sizeof(float));
+      to += r.floats * sizeof(float);
+    }
+  } else if (push) {
+    std::memcpy(link->shm->data() + offset, piece->values, bytes);
+  }
   piece->shm = link->shm;
   piece->shm_offset = offset;
   piece->shm_bytes = bytes;
@@ -371,6 +383,15 @@ absl::Status PsClient::Transport::Send(Call* call, int index,
     frames[n++] = ZmqFrame::Share(piece.ids, piece.ids_bytes, piece.ids_owner);
   }
   if (piece.values_bytes > 0 && piece.shm == nullptr) {
+    if (piece.values == nullptr) {  // A batch push: its ranges in one frame.
+      auto joined = std::make_shared<std::vector<float>>();
+      joined->reserve(piece.values_bytes / sizeof(float));
+      for (const Piece::BatchRange& r : piece.batch) {
+        joined->insert(joined->end(), r.grad, r.grad + r.floats);
+      }
+      piece.values = joined->data();
+      piece.values_owner = std::move(joined);
+    }
     frames[n++] =
         ZmqFrame::Share(piece.values, piece.values_bytes, piece.values_owner);
   }
@@ -459,8 +480,8 @@ void PsClient::Transport::HandleReply(Link* link,
     for (size_t i = 1; i < frames->size(); ++i) {
       sizes.push_back((*frames)[i].size());
     }
-    status = CheckReplyLayout(call->op, *header, sizes, piece.expected_bytes,
-                              in_shm);
+    status = CheckReplyLayout(piece.header.op(), *header, sizes,
+                              piece.expected_bytes, in_shm);
   }
   if (in_shm && header->shm_lost()) {
     // The shard does not have the segment (it restarted, or closed it for
@@ -475,7 +496,20 @@ void PsClient::Transport::HandleReply(Link* link,
     return;
   }
   if (status.ok()) {
-    if (call->op == v1::DataHeader::PULL_DENSE) {
+    const v1::DataHeader::Op op = piece.header.op();
+    if (op == v1::DataHeader::PULL_DENSE_BATCH) {
+      const char* values =
+          in_shm ? piece.shm->data() + piece.shm_offset : (*frames)[1].data();
+      // The reply's size was checked against the ranges' (expected_bytes).
+      for (const Piece::BatchRange& r : piece.batch) {
+        if (r.previous != nullptr) {
+          CopyWithHistory(values, r.floats, r.out, r.previous, r.extrapolate);
+        } else {
+          std::memcpy(r.out, values, r.floats * sizeof(float));
+        }
+        values += r.floats * sizeof(float);
+      }
+    } else if (op == v1::DataHeader::PULL_DENSE) {
       const void* values =
           in_shm ? piece.shm->data() + piece.shm_offset : (*frames)[1].data();
       if (piece.previous != nullptr) {
@@ -484,7 +518,7 @@ void PsClient::Transport::HandleReply(Link* link,
       } else {
         std::memcpy(piece.out, values, piece.expected_bytes);
       }
-    } else if (IsPull(call->op)) {  // PULL_ROWS, PULL_TABLES
+    } else if (IsPull(op)) {  // PULL_ROWS, PULL_TABLES
       // The reply's size was checked against out_runs (expected_bytes).
       const char* src = (*frames)[1].data();
       size_t row = 0;

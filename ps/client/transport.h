@@ -126,6 +126,18 @@ struct Piece {
   // PULL_DENSE with a DenseHistory: its range for this piece.
   float* previous = nullptr;
   bool extrapolate = false;
+  // PUSH_DENSE_BATCH / PULL_DENSE_BATCH: each range's memory, in the
+  // header's order (a push's values are copied into one frame, `values`, only
+  // when the batch goes in frames).
+  struct BatchRange {
+    const float* grad = nullptr;  // push
+    float* out = nullptr;         // pull
+    float* previous = nullptr;    // pull with a DenseHistory
+    bool extrapolate = false;
+    size_t floats = 0;
+  };
+  std::vector<BatchRange> batch;
+  std::shared_ptr<const void> batch_owner;  // a push's ranges' owners
   // PULL_ROWS / PULL_TABLES: the destination of each row of the reply, in
   // reply order, in runs of (rows, floats per row): one run per table.
   std::vector<float*> out_rows;

@@ -73,7 +73,13 @@ int64_t PayloadBytes(const v1::DataHeader& h, int64_t bytes_in) {
       }
       return bytes;
     }
+    case v1::DataHeader::PULL_DENSE_BATCH:
+      // The layout check passed CheckDenseRanges: the bytes fit in int64.
+      return CheckDenseRanges(h).value_or(std::numeric_limits<int64_t>::max() /
+                                          4) *
+             static_cast<int64_t>(sizeof(float));
     case v1::DataHeader::PUSH_DENSE:
+    case v1::DataHeader::PUSH_DENSE_BATCH:
       if (h.shm_segment() != 0) {  // The layout check passed ShmBytes.
         return ShmBytes(h).value_or(std::numeric_limits<int64_t>::max());
       }
@@ -313,8 +319,11 @@ class DataPlane::Handler {
         h.shm_offset() % static_cast<int64_t>(alignof(float)) != 0) {
       return Own(Rejected(
           absl::StatusCode::kInvalidArgument, kReasonMalformed,
-          absl::StrCat(DataOpName(h.op()), " of ", h.tensor_name(), ": ", bytes,
-                       " bytes at offset ", h.shm_offset(),
+          absl::StrCat(DataOpName(h.op()), " of ",
+                       IsDenseBatch(h.op())
+                           ? absl::StrCat(h.dense_ranges_size(), " ranges")
+                           : h.tensor_name(),
+                       ": ", bytes, " bytes at offset ", h.shm_offset(),
                        " are not an aligned range of its shared-memory "
                        "segment of ",
                        (*segment)->bytes(), " bytes")));
@@ -356,6 +365,84 @@ class DataPlane::Handler {
     if (!version.ok()) return version.status();
     w->reply.set_version(*version);
     shm_->CountBytes(/*in=*/false, bytes);
+    return absl::OkStatus();
+  }
+
+  // PUSH_DENSE_BATCH / PULL_DENSE_BATCH. The layout check (CheckDenseRanges)
+  // made the ranges' floats fit in int64 and, for a push in frames, fill the
+  // values frame exactly; in shared memory they lie from shm_offset on. A
+  // push's values in shared memory are copied out once first, as for one
+  // tensor.
+  absl::Status RunDenseBatch(Work* w) {
+    const v1::DataHeader& h = w->request;
+    const bool push = h.op() == v1::DataHeader::PUSH_DENSE_BATCH;
+    int64_t floats = 0;
+    for (const v1::DataHeader::DenseRange& r : h.dense_ranges()) {
+      auto row_size = RowSizeOf(r.tensor_name(), r.row_size());
+      if (!row_size.ok()) return row_size.status();
+      floats += r.row_count() * r.row_size();
+    }
+    const int64_t bytes = floats * static_cast<int64_t>(sizeof(float));
+    const std::string what = absl::StrCat(h.dense_ranges_size(), " ranges");
+    if (!push) {
+      absl::Status fits = CheckReplySize(floats, 1, what);
+      if (!fits.ok()) return fits;
+    }
+    const bool in_shm = h.shm_segment() != 0;
+    std::shared_ptr<const ShmSegment> segment;
+    const float* in = nullptr;
+    float* out = nullptr;
+    if (in_shm) {
+      auto values = ShmValues(w, bytes, &segment);
+      if (!values.ok()) return values.status();
+      if (push) {
+        floats_.resize(floats);
+        std::memcpy(floats_.data(), *values, bytes);
+        in = floats_.data();
+      } else {
+        out = reinterpret_cast<float*>(*values);
+      }
+    } else if (push) {
+      in = AlignedSpan(w->frames[1], &floats_).data();
+    } else {
+      auto buffer = ReplyBuffer(floats, 1, what);
+      if (!buffer.ok()) return buffer.status();
+      out = *buffer;
+    }
+    dense_updates_.clear();
+    dense_reads_.clear();
+    int64_t at = 0;
+    for (const v1::DataHeader::DenseRange& r : h.dense_ranges()) {
+      const size_t n = r.row_count() * r.row_size();
+      if (push) {
+        dense_updates_.push_back(
+            {r.tensor_name(), r.row_begin(), absl::MakeConstSpan(in + at, n)});
+      } else {
+        dense_reads_.push_back(
+            {r.tensor_name(), r.row_begin(), absl::MakeSpan(out + at, n)});
+      }
+      at += n;
+    }
+    if (push) {
+      auto result = shard_->PushDenseBatch(dense_updates_);
+      if (!result.ok()) return result.status();
+      *w->reply.mutable_versions() = {result->versions.begin(),
+                                      result->versions.end()};
+      w->reply.set_skipped(result->skipped);
+      if (in_shm) shm_->CountBytes(/*in=*/true, bytes);
+      return absl::OkStatus();
+    }
+    auto versions = shard_->PullDenseBatch(dense_reads_);
+    if (!versions.ok()) {
+      if (!in_shm) pool_->Give(out);
+      return versions.status();
+    }
+    *w->reply.mutable_versions() = {versions->begin(), versions->end()};
+    if (in_shm) {
+      shm_->CountBytes(/*in=*/false, bytes);
+    } else {
+      SetReplyValues(w, out, floats);
+    }
     return absl::OkStatus();
   }
 
@@ -434,6 +521,9 @@ class DataPlane::Handler {
       case v1::DataHeader::PUSH_TABLES:
       case v1::DataHeader::PULL_TABLES:
         return RunTables(w);
+      case v1::DataHeader::PUSH_DENSE_BATCH:
+      case v1::DataHeader::PULL_DENSE_BATCH:
+        return RunDenseBatch(w);
       case v1::DataHeader::PUSH_DENSE: {
         // The values must be exactly the header's rows of the tensor's row
         // size: a push that says 2 rows and carries 1 is refused, not
@@ -527,6 +617,8 @@ class DataPlane::Handler {
   absl::flat_hash_map<std::string, int64_t> row_sizes_;
   std::vector<TableRowsUpdate> updates_;  // Scratch for tables requests.
   std::vector<TableRowsRead> reads_;
+  std::vector<DenseRangeUpdate> dense_updates_;  // Scratch for dense batches.
+  std::vector<DenseRangeRead> dense_reads_;
   // Scratch for misaligned frames, and a push's copy out of shared memory.
   std::vector<float> floats_;
   std::vector<uint64_t> ids_;  // Scratch for misaligned frames.
@@ -692,17 +784,12 @@ void DataPlane::SocketLoop(void* replies, std::vector<ZmqSocket>* workers) {
       }
       int worker = -1;
       if (n > 0) {
-        // Row and tables requests: by client alone, so that one client's
-        // requests to a table stay in order whichever op names it.
-        const v1::DataHeader::Op op = work->request.op();
-        const bool by_client = op == v1::DataHeader::PUSH_ROWS ||
-                               op == v1::DataHeader::PULL_ROWS ||
-                               op == v1::DataHeader::PUSH_TABLES ||
-                               op == v1::DataHeader::PULL_TABLES;
-        uint64_t key = Mix64(StableHash(
-            std::string_view(work->identity.data(), work->identity.size())));
-        if (!by_client) key ^= Mix64(StableHash(work->request.tensor_name()));
-        worker = static_cast<int>(key % n);
+        // By client alone, so that one client's requests stay in order
+        // whichever op names a tensor (a dense batch names many).
+        worker = static_cast<int>(
+            Mix64(StableHash(std::string_view(work->identity.data(),
+                                              work->identity.size()))) %
+            n);
       }
       // Without workers, or for a small request whose worker is idle, run it
       // here: handing it over costs two thread wake-ups, more than such a

@@ -2,8 +2,8 @@
 #define TESSERA_PS_SERVER_DATA_PLANE_H_
 
 // The shard's ZeroMQ data plane: a ROUTER socket on the data port that serves
-// workers' PUSH_DENSE / PULL_DENSE / PUSH_ROWS / PULL_ROWS / PUSH_TABLES /
-// PULL_TABLES / PING requests
+// workers' PUSH_DENSE / PULL_DENSE / PUSH_DENSE_BATCH / PULL_DENSE_BATCH /
+// PUSH_ROWS / PULL_ROWS / PUSH_TABLES / PULL_TABLES / PING requests
 // (proto/tessera/v1/data.proto) over a Shard.
 //
 // Threads. One socket thread owns the ROUTER: it reads each request, checks
@@ -15,14 +15,14 @@
 // worker is idle run on the socket thread itself
 // (DataPlaneOptions::inline_max_bytes).
 //
-// Order. A dense request goes to worker hash(client identity, tensor name) %
-// threads; a row or tables request (PUSH_ROWS, PULL_ROWS, PUSH_TABLES,
-// PULL_TABLES) to worker hash(client identity) % threads, since a tables
-// request names many tables. Each worker runs its requests first come, first
-// served, so the requests of one client to one tensor part are applied, and
-// answered, in the order the client sent them (a request runs on the socket
-// thread only when its worker has nothing queued). Requests to different
-// dense tensors, or from different clients, may overtake each other.
+// Order. Every request goes to worker hash(client identity) % threads: a
+// tables request or a dense batch (PUSH_DENSE_BATCH, PULL_DENSE_BATCH) names
+// many tensors, and one client's requests must stay in order whichever op
+// names a tensor. Each worker runs its requests first come, first served, so
+// the requests of one client are applied, and answered, in the order the
+// client sent them (a request runs on the socket thread only when its worker
+// has nothing queued). Requests from different clients may overtake each
+// other, and run in parallel.
 //
 // Shared memory: a client on this machine may attach a segment (SHM_ATTACH,
 // ShmSegments) and move a dense push's or pull's values through it instead

@@ -595,6 +595,27 @@ absl::StatusOr<std::vector<int64_t>> Shard::PullTables(
   return versions;
 }
 
+absl::StatusOr<TablesPushResult> Shard::PushDenseBatch(
+    absl::Span<const DenseRangeUpdate> ranges) {
+  InFlight inflight(this);
+  absl::Status serving = inflight.Begin();
+  if (!serving.ok()) return Count(serving);
+  auto result = inflight.Apply([&] { return store_->PushDenseBatch(ranges); });
+  if (!result.ok()) return Count(result.status());
+  (result->skipped ? updates_skipped_ : updates_applied_)
+      ->Increment(static_cast<double>(ranges.size()));
+  return result;
+}
+
+absl::StatusOr<std::vector<int64_t>> Shard::PullDenseBatch(
+    absl::Span<const DenseRangeRead> ranges) {
+  absl::Status serving = CheckServing(false);
+  if (!serving.ok()) return Count(serving);
+  auto versions = store_->PullDenseBatch(ranges);
+  if (!versions.ok()) return Count(versions.status());
+  return versions;
+}
+
 absl::StatusOr<int64_t> Shard::PullDense(const std::string& tensor,
                                          int64_t row_begin,
                                          absl::Span<float> out) {

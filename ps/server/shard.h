@@ -111,6 +111,12 @@ class Shard {
       absl::Span<const TableRowsUpdate> tables);
   absl::StatusOr<std::vector<int64_t>> PullTables(
       absl::Span<const TableRowsRead> tables);
+  // TensorStore::PushDenseBatch / PullDenseBatch: all ranges or none; a push
+  // counts one update per range.
+  absl::StatusOr<TablesPushResult> PushDenseBatch(
+      absl::Span<const DenseRangeUpdate> ranges);
+  absl::StatusOr<std::vector<int64_t>> PullDenseBatch(
+      absl::Span<const DenseRangeRead> ranges);
   // TensorStore::ScanRows; the first batch (cursor 0) of a table that reads
   // the disk flushes first, so the scan sees every row held when it began.
   absl::StatusOr<RowScanBatch> ScanRows(const std::string& tensor,

@@ -1924,6 +1924,78 @@ absl::StatusOr<DenseView> TensorStore::PullDenseView(const std::string& tensor,
   return (*part)->View(row_begin, static_cast<size_t>(floats));
 }
 
+absl::StatusOr<std::vector<TensorStore::DensePart*>>
+TensorStore::DenseBatchParts(absl::Span<const absl::string_view> tensors,
+                             absl::Span<const int64_t> row_begins,
+                             absl::Span<const size_t> floats,
+                             const char* what) const {
+  std::vector<DensePart*> parts;
+  parts.reserve(tensors.size());
+  absl::flat_hash_set<const DensePart*> named;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    auto part = FindDense(tensors[i]);
+    if (!part.ok()) return part.status();
+    TESSERA_RETURN_IF_ERROR(
+        (*part)->CheckRange(row_begins[i], floats[i], what));
+    if (!named.insert(*part).second) {
+      return Rejected(absl::StatusCode::kInvalidArgument, kReasonMalformed,
+                      absl::StrCat(what, " names ", tensors[i], " twice"));
+    }
+    parts.push_back(*part);
+  }
+  return parts;
+}
+
+absl::StatusOr<TablesPushResult> TensorStore::PushDenseBatch(
+    absl::Span<const DenseRangeUpdate> ranges) {
+  std::vector<absl::string_view> tensors;
+  std::vector<int64_t> row_begins;
+  std::vector<size_t> floats;
+  for (const DenseRangeUpdate& r : ranges) {
+    tensors.push_back(r.tensor);
+    row_begins.push_back(r.row_begin);
+    floats.push_back(r.grad.size());
+  }
+  auto parts = DenseBatchParts(tensors, row_begins, floats, "gradient");
+  if (!parts.ok()) return parts.status();
+  TablesPushResult result;
+  result.versions.reserve(ranges.size());
+  for (const DenseRangeUpdate& r : ranges) {
+    if (optim::AllFinite(r.grad)) continue;
+    if (options_.non_finite == NonFinitePolicy::kReject) {
+      return NonFiniteError(std::string(r.tensor));
+    }
+    result.skipped = true;
+  }
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    result.versions.push_back(
+        result.skipped
+            ? (*parts)[i]->Read(ranges[i].row_begin, absl::Span<float>())
+            : (*parts)[i]->Apply(ranges[i].row_begin, ranges[i].grad).version);
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<int64_t>> TensorStore::PullDenseBatch(
+    absl::Span<const DenseRangeRead> ranges) const {
+  std::vector<absl::string_view> tensors;
+  std::vector<int64_t> row_begins;
+  std::vector<size_t> floats;
+  for (const DenseRangeRead& r : ranges) {
+    tensors.push_back(r.tensor);
+    row_begins.push_back(r.row_begin);
+    floats.push_back(r.out.size());
+  }
+  auto parts = DenseBatchParts(tensors, row_begins, floats, "pull");
+  if (!parts.ok()) return parts.status();
+  std::vector<int64_t> versions;
+  versions.reserve(ranges.size());
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    versions.push_back((*parts)[i]->Read(ranges[i].row_begin, ranges[i].out));
+  }
+  return versions;
+}
+
 absl::StatusOr<InitializeResult> TensorStore::InitializeDense(
     const std::string& tensor, int64_t row_begin,
     absl::Span<const float> values) {

@@ -186,6 +186,19 @@ struct TableRowsRead {
   absl::Span<float> out;  // ids.size() rows
 };
 
+// One range of a dense tensor in TensorStore::PushDenseBatch /
+// PullDenseBatch: rows from row_begin, whole rows in grad / out.
+struct DenseRangeUpdate {
+  absl::string_view tensor;
+  int64_t row_begin = 0;
+  absl::Span<const float> grad;
+};
+struct DenseRangeRead {
+  absl::string_view tensor;
+  int64_t row_begin = 0;
+  absl::Span<float> out;
+};
+
 // What PushTables did: each table's version after it (in request order), and
 // whether the whole push was dropped for non-finite values (kSkip).
 struct TablesPushResult {
@@ -321,6 +334,19 @@ class TensorStore {
   absl::StatusOr<DenseView> PullDenseView(const std::string& tensor,
                                           int64_t row_begin,
                                           int64_t floats) const;
+
+  // PushDense / PullDense over several dense tensors at once, all or
+  // nothing: every tensor and range is checked (and, for a push, every
+  // gradient's finiteness) before any part changes, so a failing call
+  // changes nothing. Parts are then applied (read) one after another, each
+  // under its own lock: another request may see some of a push's tensors
+  // updated and not yet the rest. A tensor named twice is InvalidArgument
+  // (malformed). With kSkip, one non-finite value drops the whole push.
+  // Versions (and TablesPushResult::skipped) as for PushTables.
+  absl::StatusOr<TablesPushResult> PushDenseBatch(
+      absl::Span<const DenseRangeUpdate> ranges);
+  absl::StatusOr<std::vector<int64_t>> PullDenseBatch(
+      absl::Span<const DenseRangeRead> ranges) const;
 
   // Sets a dense part to `values` (a user's own initial values), once: only
   // while the part has never been updated nor initialized (version 0).
@@ -515,6 +541,12 @@ class TensorStore {
   absl::StatusOr<Part*> FindPart(absl::string_view tensor) const
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<DensePart*> FindDense(absl::string_view tensor) const;
+  // The parts of a dense batch's ranges, each found, its range checked, and
+  // named once.
+  absl::StatusOr<std::vector<DensePart*>> DenseBatchParts(
+      absl::Span<const absl::string_view> tensors,
+      absl::Span<const int64_t> row_begins, absl::Span<const size_t> floats,
+      const char* what) const;
   absl::StatusOr<EmbeddingPart*> FindEmbedding(absl::string_view tensor) const;
   // The table `tensor` with `ids` checked, and `floats` (ids x dim) checked
   // against `have`; `what` names the buffer in the error.

@@ -283,6 +283,75 @@ TEST(TensorStoreTest, ATablesPushWithOneBadTableChangesNoTable) {
   EXPECT_THAT(a_out, ElementsAre(5, 5));
 }
 
+TEST(TensorStoreTest, DenseBatchesMoveEveryTensorInOneCall) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors({Dense("w", {2, 3}), Dense("b", {3})}),
+              IsOk());
+  std::vector<float> w_grad = {1, 2, 3}, b_grad = {2, 2, 2};
+  // Row 1 of w and all of b.
+  auto pushed = store.PushDenseBatch({{{"w", 1, w_grad}, {"b", 0, b_grad}}});
+  ASSERT_THAT(pushed, IsOk());
+  EXPECT_FALSE(pushed->skipped);
+  EXPECT_THAT(pushed->versions, ElementsAre(1, 1));
+  std::vector<float> w_out(6), b_out(3);
+  std::vector<DenseRangeRead> pull = {{"b", 0, absl::MakeSpan(b_out)},
+                                      {"w", 0, absl::MakeSpan(w_out)}};
+  EXPECT_THAT(store.PullDenseBatch(pull), IsOkAndHolds(ElementsAre(1, 1)));
+  EXPECT_THAT(w_out, ElementsAre(1, 1, 1, 0.5f, 0, -0.5f));
+  EXPECT_THAT(b_out, ElementsAre(0, 0, 0));
+}
+
+TEST(TensorStoreTest, ADenseBatchWithOneBadRangeChangesNoTensor) {
+  TensorStore store(Options());
+  ASSERT_THAT(store.CreateTensors(
+                  {Dense("w", {2, 3}), Dense("b", {3}), Table("e", 0, 3)}),
+              IsOk());
+  std::vector<float> row = {1, 1, 1}, nan = {1, NAN, 1}, two = {1, 1};
+  auto refused = [&](std::vector<DenseRangeUpdate> push,
+                     absl::StatusCode code, const std::string& why) {
+    EXPECT_THAT(store.PushDenseBatch(push), StatusIs(code, HasSubstr(why)))
+        << why;
+  };
+  const auto kInvalid = absl::StatusCode::kInvalidArgument;
+  refused({{"w", 0, row}, {"b", 1, row}}, kInvalid, "not within");
+  refused({{"w", 0, row}, {"w", 1, row}}, kInvalid, "twice");
+  refused({{"w", 0, row}, {"b", 2, two}}, kInvalid, "not within");
+  refused({{"w", 0, row}, {"w2", 0, row}}, absl::StatusCode::kNotFound, "");
+  refused({{"w", 0, row}, {"e", 0, row}}, kInvalid, "embedding table");
+  refused({{"w", 0, row}, {"b", 0, nan}}, kInvalid, "NaN");
+  refused({{"w", 2, row}}, kInvalid, "not within");
+  refused({{"w", -1, row}}, kInvalid, "not within");
+  // Nothing was applied: versions 0, the initial values.
+  std::vector<float> w_out(6, 5), b_out(3, 5);
+  std::vector<DenseRangeRead> pull = {{"w", 0, absl::MakeSpan(w_out)},
+                                      {"b", 0, absl::MakeSpan(b_out)}};
+  EXPECT_THAT(store.PullDenseBatch(pull), IsOkAndHolds(ElementsAre(0, 0)));
+  EXPECT_THAT(w_out, ElementsAre(1, 1, 1, 1, 1, 1));
+  // A pull with one bad range fills nothing.
+  std::fill(w_out.begin(), w_out.end(), 5);
+  std::vector<float> far(3, 5);
+  std::vector<DenseRangeRead> bad = {{"w", 0, absl::MakeSpan(w_out)},
+                                     {"b", 1, absl::MakeSpan(far)}};
+  EXPECT_THAT(store.PullDenseBatch(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(w_out, ElementsAre(5, 5, 5, 5, 5, 5));
+}
+
+TEST(TensorStoreTest, ANonFiniteDenseBatchIsSkippedWhole) {
+  StoreOptions options = Options();
+  options.non_finite = NonFinitePolicy::kSkip;
+  TensorStore store(options);
+  ASSERT_THAT(store.CreateTensors({Dense("a", {1}), Dense("b", {1})}), IsOk());
+  std::vector<float> one = {1}, nan = {NAN};
+  auto pushed = store.PushDenseBatch({{{"a", 0, one}, {"b", 0, nan}}});
+  ASSERT_THAT(pushed, IsOk());
+  EXPECT_TRUE(pushed->skipped);
+  EXPECT_THAT(pushed->versions, ElementsAre(0, 0));
+  std::vector<float> out(1);
+  EXPECT_THAT(store.PullDense("a", 0, absl::MakeSpan(out)), IsOkAndHolds(0));
+  EXPECT_THAT(out, ElementsAre(1));
+}
+
 TEST(TensorStoreTest, ANonFiniteTablesPushIsSkippedWhole) {
   StoreOptions options = Options();
   options.non_finite = NonFinitePolicy::kSkip;

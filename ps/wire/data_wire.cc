@@ -17,6 +17,7 @@ absl::Status Malformed(absl::string_view message) {
 size_t RequestFrames(v1::DataHeader::Op op) {
   switch (op) {
     case v1::DataHeader::PUSH_DENSE:
+    case v1::DataHeader::PUSH_DENSE_BATCH:
       return 1;  // values
     case v1::DataHeader::PUSH_ROWS:
     case v1::DataHeader::PUSH_TABLES:
@@ -79,6 +80,25 @@ absl::Status CheckTablesLayout(const v1::DataHeader& h,
   return absl::OkStatus();
 }
 
+// A dense batch: its ranges are valid, and a push's values frame holds
+// their floats exactly.
+absl::Status CheckDenseBatchLayout(const v1::DataHeader& h,
+                                   absl::Span<const size_t> payload) {
+  if (!h.tensor_name().empty() || h.tables_size() > 0) {
+    return Malformed(absl::StrCat(DataOpName(h.op()),
+                                  " request names a tensor or tables; its "
+                                  "ranges are in dense_ranges"));
+  }
+  auto floats = CheckDenseRanges(h);
+  if (!floats.ok() || payload.empty()) return floats.status();
+  if (payload[0] != static_cast<uint64_t>(*floats) * sizeof(float)) {
+    return Malformed(absl::StrCat("values frame of ", payload[0],
+                                  " bytes does not hold the ranges' ", *floats,
+                                  " floats"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const char* DataOpName(v1::DataHeader::Op op) {
@@ -99,6 +119,10 @@ const char* DataOpName(v1::DataHeader::Op op) {
       return "ping";
     case v1::DataHeader::SHM_ATTACH:
       return "shm_attach";
+    case v1::DataHeader::PUSH_DENSE_BATCH:
+      return "push_dense_batch";
+    case v1::DataHeader::PULL_DENSE_BATCH:
+      return "pull_dense_batch";
     default:
       return "invalid";
   }
@@ -128,10 +152,10 @@ absl::Status CheckRequestLayout(const v1::DataHeader& h,
   }
   const bool in_shm = h.shm_segment() != 0;
   if (in_shm && op != v1::DataHeader::PUSH_DENSE &&
-      op != v1::DataHeader::PULL_DENSE) {
+      op != v1::DataHeader::PULL_DENSE && !IsDenseBatch(op)) {
     return Malformed(absl::StrCat(DataOpName(op),
                                   " request names a shared-memory segment; "
-                                  "only push and pull do"));
+                                  "only dense pushes and pulls do"));
   }
   const size_t want = in_shm ? 0 : RequestFrames(op);
   if (payload.size() != want) {
@@ -141,6 +165,16 @@ absl::Status CheckRequestLayout(const v1::DataHeader& h,
   }
   if (op == v1::DataHeader::PING || op == v1::DataHeader::SHM_ATTACH) {
     return absl::OkStatus();
+  }
+  if (IsDenseBatch(op)) {
+    absl::Status layout = CheckDenseBatchLayout(h, payload);
+    if (!layout.ok() || !in_shm) return layout;
+    return ShmBytes(h).status();
+  }
+  if (h.dense_ranges_size() > 0) {
+    return Malformed(absl::StrCat(DataOpName(op),
+                                  " request lists dense ranges; only "
+                                  "push_dense_batch and pull_dense_batch do"));
   }
   if (op == v1::DataHeader::PUSH_TABLES || op == v1::DataHeader::PULL_TABLES) {
     return CheckTablesLayout(h, payload);
@@ -181,6 +215,16 @@ absl::Status CheckRequestLayout(const v1::DataHeader& h,
 
 absl::StatusOr<int64_t> ShmBytes(const v1::DataHeader& h) {
   int64_t floats = 0, bytes = 0;
+  if (IsDenseBatch(h.op())) {
+    auto total = CheckDenseRanges(h);
+    if (!total.ok()) return total.status();
+    if (h.shm_offset() < 0) {
+      return Malformed(absl::StrCat(DataOpName(h.op()),
+                                    " request in shared memory has offset ",
+                                    h.shm_offset(), "; it must not be negative"));
+    }
+    return *total * static_cast<int64_t>(sizeof(float));  // Checked to fit.
+  }
   if (h.row_count() <= 0 || h.row_size() <= 0 || h.shm_offset() < 0 ||
       !CheckedMul(h.row_count(), h.row_size(), &floats) ||
       !CheckedMul(floats, sizeof(float), &bytes)) {
@@ -227,9 +271,54 @@ absl::StatusOr<TablesTotals> CheckTables(const v1::DataHeader& h) {
   return totals;
 }
 
+absl::StatusOr<int64_t> CheckDenseRanges(const v1::DataHeader& h) {
+  const char* op = DataOpName(h.op());
+  if (h.dense_ranges_size() == 0 ||
+      h.dense_ranges_size() > kMaxDenseRangesPerRequest) {
+    return Malformed(absl::StrCat(op, " request lists ", h.dense_ranges_size(),
+                                  " ranges; it must list 1 to ",
+                                  kMaxDenseRangesPerRequest));
+  }
+  int64_t total = 0;
+  absl::flat_hash_set<absl::string_view> names;
+  for (const v1::DataHeader::DenseRange& r : h.dense_ranges()) {
+    if (r.tensor_name().empty()) {
+      return Malformed(absl::StrCat(op, " request lists a range with no name"));
+    }
+    if (!names.insert(r.tensor_name()).second) {
+      return Malformed(
+          absl::StrCat(op, " request lists ", r.tensor_name(), " twice"));
+    }
+    if (r.row_begin() < 0 || r.row_count() <= 0 || r.row_size() <= 0) {
+      return Malformed(absl::StrCat(
+          op, " request for ", r.tensor_name(), " has row_begin ",
+          r.row_begin(), ", row_count ", r.row_count(), " and row_size ",
+          r.row_size(), "; the first must not be negative, the others must be "
+          "positive"));
+    }
+    int64_t floats = 0, end = 0;
+    if (!CheckedMul(r.row_count(), r.row_size(), &floats) ||
+        !CheckedAdd(total, floats, &total) ||
+        !CheckedAdd(r.row_begin(), r.row_count(), &end)) {
+      return Malformed(absl::StrCat(op, " request's row counts overflow"));
+    }
+  }
+  int64_t bytes = 0;
+  if (!CheckedMul(total, sizeof(float), &bytes)) {
+    return Malformed(absl::StrCat(op, " request's row counts overflow"));
+  }
+  return total;
+}
+
+bool IsDenseBatch(v1::DataHeader::Op op) {
+  return op == v1::DataHeader::PUSH_DENSE_BATCH ||
+         op == v1::DataHeader::PULL_DENSE_BATCH;
+}
+
 bool IsPull(v1::DataHeader::Op op) {
   return op == v1::DataHeader::PULL_DENSE || op == v1::DataHeader::PULL_ROWS ||
-         op == v1::DataHeader::PULL_TABLES;
+         op == v1::DataHeader::PULL_TABLES ||
+         op == v1::DataHeader::PULL_DENSE_BATCH;
 }
 
 absl::Status CheckReplyLayout(v1::DataHeader::Op op,

@@ -30,10 +30,12 @@ inline constexpr size_t kMaxHeaderBytes = 64 << 10;
 
 // Tables one PUSH_TABLES / PULL_TABLES request may name.
 inline constexpr int kMaxTablesPerRequest = 4096;
+// Ranges one PUSH_DENSE_BATCH / PULL_DENSE_BATCH request may name.
+inline constexpr int kMaxDenseRangesPerRequest = 4096;
 
 // The metric label of an op: "push", "pull", "push_rows", "pull_rows",
-// "push_tables", "pull_tables", "ping", "shm_attach", or "invalid" for
-// anything else.
+// "push_tables", "pull_tables", "ping", "shm_attach", "push_dense_batch",
+// "pull_dense_batch", or "invalid" for anything else.
 const char* DataOpName(v1::DataHeader::Op op);
 
 // Parses a header frame. Malformed (truncated, garbage, oversize) -> error.
@@ -43,15 +45,16 @@ absl::StatusOr<v1::DataHeader> ParseDataHeader(absl::string_view frame);
 // (in order, header excluded) has the layout of its op: frame count, sizes
 // that are whole floats / uint64s, sizes that agree with row_count (and
 // row_size when set), a tensor name, non-negative rows. A request whose values
-// are in shared memory (shm_segment set: dense push and pull only) has no
-// payload frame and must pass ShmBytes.
+// are in shared memory (shm_segment set: dense pushes and pulls, batched or
+// not, only) has no payload frame and must pass ShmBytes.
 
 absl::Status CheckRequestLayout(const v1::DataHeader& header,
                                 absl::Span<const size_t> payload_bytes);
 
 // The bytes of a dense request's values in shared memory: row_count x
-// row_size floats (both positive, required), at a non-negative shm_offset.
-// Whether they lie in the segment is the segment's to say.
+// row_size floats (both positive, required), or a batch's ranges' floats
+// (CheckDenseRanges), at a non-negative shm_offset. Whether they lie in the
+// segment is the segment's to say.
 absl::StatusOr<int64_t> ShmBytes(const v1::DataHeader& header);
 
 // The totals of a PUSH_TABLES / PULL_TABLES header: ids over its tables, and
@@ -63,6 +66,15 @@ struct TablesTotals {
   int64_t floats = 0;
 };
 absl::StatusOr<TablesTotals> CheckTables(const v1::DataHeader& header);
+
+// The floats of a PUSH_DENSE_BATCH / PULL_DENSE_BATCH header's ranges
+// (row_count x row_size summed). InvalidArgument ("malformed") for no ranges,
+// too many, an empty or repeated name, a negative row_begin, a non-positive
+// row_count or row_size, or a total whose bytes overflow int64.
+absl::StatusOr<int64_t> CheckDenseRanges(const v1::DataHeader& header);
+
+// Whether `op` is PUSH_DENSE_BATCH or PULL_DENSE_BATCH.
+bool IsDenseBatch(v1::DataHeader::Op op);
 
 // Whether `op` is answered with a values frame (a pull).
 bool IsPull(v1::DataHeader::Op op);

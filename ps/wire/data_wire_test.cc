@@ -219,6 +219,106 @@ TEST(DataWireTest, TablesRequestsWithBadRunsAreRefused) {
                                           HasSubstr("lists tables")));
 }
 
+// A dense batch over (name, row_begin, row_count, row_size) ranges.
+v1::DataHeader Batch(
+    v1::DataHeader::Op op,
+    std::vector<std::tuple<std::string, int64_t, int64_t, int64_t>> ranges) {
+  v1::DataHeader h;
+  h.set_op(op);
+  for (const auto& [name, begin, rows, row_size] : ranges) {
+    v1::DataHeader::DenseRange* r = h.add_dense_ranges();
+    r->set_tensor_name(name);
+    r->set_row_begin(begin);
+    r->set_row_count(rows);
+    r->set_row_size(row_size);
+  }
+  return h;
+}
+
+TEST(DataWireTest, DenseBatchesHoldEveryRangeInOneFrame) {
+  using Op = v1::DataHeader;
+  // 3 x 4 + 2 x 8 = 28 floats.
+  const auto push =
+      Batch(Op::PUSH_DENSE_BATCH, {{"fc1.weight", 0, 3, 4}, {"fc1.bias", 5, 2, 8}});
+  EXPECT_THAT(Layout(push, {112}), IsOk());
+  EXPECT_THAT(Layout(push, {108}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("does not hold the ranges' 28 floats")));
+  EXPECT_THAT(Layout(push, {}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Layout(push, {56, 56}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  const auto pull =
+      Batch(Op::PULL_DENSE_BATCH, {{"fc1.weight", 0, 3, 4}, {"fc1.bias", 5, 2, 8}});
+  EXPECT_THAT(Layout(pull, {}), IsOk());
+  EXPECT_THAT(Layout(pull, {112}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(CheckDenseRanges(pull), IsOkAndHolds(28));
+  EXPECT_TRUE(IsPull(Op::PULL_DENSE_BATCH));
+  EXPECT_FALSE(IsPull(Op::PUSH_DENSE_BATCH));
+  // In shared memory: no frame, the ranges' bytes from shm_offset.
+  auto in_shm = push;
+  in_shm.set_shm_segment(7);
+  in_shm.set_shm_offset(4096);
+  EXPECT_THAT(Layout(in_shm, {}), IsOk());
+  EXPECT_THAT(ShmBytes(in_shm), IsOkAndHolds(112));
+  EXPECT_THAT(Layout(in_shm, {112}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  in_shm.set_shm_offset(-8);
+  EXPECT_THAT(Layout(in_shm, {}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("must not be negative")));
+  EXPECT_THAT(CheckReplyLayout(Op::PULL_DENSE_BATCH, v1::DataHeader(), {112},
+                               112),
+              IsOk());
+  EXPECT_THAT(CheckReplyLayout(Op::PULL_DENSE_BATCH, v1::DataHeader(), {},
+                               112, /*values_in_shm=*/true),
+              IsOk());
+  EXPECT_THAT(CheckReplyLayout(Op::PULL_DENSE_BATCH, v1::DataHeader(), {},
+                               112),
+              StatusIs(absl::StatusCode::kInternal));
+}
+
+TEST(DataWireTest, DenseBatchesWithBadRangesAreRefused) {
+  using Op = v1::DataHeader;
+  const auto refused = [](const v1::DataHeader& h, std::vector<size_t> sizes,
+                          const std::string& says) {
+    absl::Status s = Layout(h, sizes);
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(says)))
+        << h.ShortDebugString();
+    EXPECT_EQ(RejectReasonOf(s), kReasonMalformed);
+  };
+  refused(Batch(Op::PULL_DENSE_BATCH, {}), {}, "lists 0 ranges");
+  refused(Batch(Op::PULL_DENSE_BATCH, {{"", 0, 1, 4}}), {}, "no name");
+  refused(Batch(Op::PULL_DENSE_BATCH, {{"a", 0, 1, 4}, {"a", 1, 1, 4}}), {},
+          "a twice");
+  refused(Batch(Op::PULL_DENSE_BATCH, {{"a", -1, 1, 4}}), {},
+          "must not be negative");
+  refused(Batch(Op::PULL_DENSE_BATCH, {{"a", 0, 0, 4}}), {}, "positive");
+  refused(Batch(Op::PULL_DENSE_BATCH, {{"a", 0, 1, 0}}), {}, "positive");
+  refused(Batch(Op::PULL_DENSE_BATCH, {{"a", 0, -3, -4}}), {}, "positive");
+  // Sums, products and ends that wrap int64 are refused, not wrapped.
+  const int64_t big = int64_t{1} << 62;
+  refused(Batch(Op::PULL_DENSE_BATCH, {{"a", 0, big, 1}, {"b", 0, big, 1}}),
+          {}, "overflow");
+  refused(Batch(Op::PULL_DENSE_BATCH, {{"a", 0, 2, big}}), {}, "overflow");
+  refused(Batch(Op::PULL_DENSE_BATCH, {{"a", big, big, 1}}), {}, "overflow");
+  // 2^61 floats: their bytes wrap to 0.
+  refused(Batch(Op::PUSH_DENSE_BATCH, {{"a", 0, 1, int64_t{1} << 61}}), {0},
+          "overflow");
+  std::vector<std::tuple<std::string, int64_t, int64_t, int64_t>> many;
+  for (int i = 0; i <= kMaxDenseRangesPerRequest; ++i) {
+    many.emplace_back(absl::StrCat("t", i), 0, 1, 1);
+  }
+  refused(Batch(Op::PULL_DENSE_BATCH, many), {}, "it must list 1 to");
+  // A batch names its tensors in its ranges only.
+  auto named = Batch(Op::PULL_DENSE_BATCH, {{"a", 0, 1, 4}});
+  named.set_tensor_name("a");
+  refused(named, {}, "names a tensor or tables");
+  // Other ops never list dense ranges.
+  v1::DataHeader one = Header(Op::PULL_DENSE, 1, 4);
+  one.add_dense_ranges()->set_tensor_name("a");
+  refused(one, {}, "lists dense ranges");
+}
+
 TEST(DataWireTest, RepliesMustCarryExactlyTheValuesAPullAskedFor) {
   v1::DataHeader ok;
   EXPECT_THAT(CheckReplyLayout(v1::DataHeader::PULL_DENSE, ok, {64}, 64),
@@ -254,7 +354,7 @@ TEST(DataWireTest, SharedMemoryRequestsAreDensePushesAndPullsWithoutFrames) {
     v1::DataHeader h = push;
     h.set_op(op);
     EXPECT_THAT(Layout(h, {}), StatusIs(absl::StatusCode::kInvalidArgument,
-                                        HasSubstr("only push and pull do")))
+                                        HasSubstr("only dense pushes and pulls do")))
         << op;
   }
   // The row size is required, the offset not negative, the bytes in int64.
@@ -309,6 +409,10 @@ TEST(DataWireTest, OpsHaveLowCardinalityMetricNames) {
   EXPECT_STREQ(DataOpName(v1::DataHeader::PUSH_TABLES), "push_tables");
   EXPECT_STREQ(DataOpName(v1::DataHeader::PULL_TABLES), "pull_tables");
   EXPECT_STREQ(DataOpName(v1::DataHeader::PING), "ping");
+  EXPECT_STREQ(DataOpName(v1::DataHeader::PUSH_DENSE_BATCH),
+               "push_dense_batch");
+  EXPECT_STREQ(DataOpName(v1::DataHeader::PULL_DENSE_BATCH),
+               "pull_dense_batch");
   EXPECT_STREQ(DataOpName(static_cast<v1::DataHeader::Op>(99)), "invalid");
 }
 
