@@ -163,9 +163,6 @@ absl::Status CheckRequestLayout(const v1::DataHeader& h,
                                   payload.size(), " payload frames; expected ",
                                   want));
   }
-  if (op == v1::DataHeader::PING || op == v1::DataHeader::SHM_ATTACH) {
-    return absl::OkStatus();
-  }
   if (IsDenseBatch(op)) {
     absl::Status layout = CheckDenseBatchLayout(h, payload);
     if (!layout.ok() || !in_shm) return layout;
@@ -183,6 +180,9 @@ absl::Status CheckRequestLayout(const v1::DataHeader& h,
     return Malformed(absl::StrCat(DataOpName(op),
                                   " request lists tables; only "
                                   "push_tables and pull_tables do"));
+  }
+  if (op == v1::DataHeader::PING || op == v1::DataHeader::SHM_ATTACH) {
+    return absl::OkStatus();
   }
   if (h.tensor_name().empty()) {
     return Malformed(absl::StrCat(DataOpName(op), " request names no tensor"));

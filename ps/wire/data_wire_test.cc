@@ -317,6 +317,14 @@ TEST(DataWireTest, DenseBatchesWithBadRangesAreRefused) {
   v1::DataHeader one = Header(Op::PULL_DENSE, 1, 4);
   one.add_dense_ranges()->set_tensor_name("a");
   refused(one, {}, "lists dense ranges");
+  // Not even the ops without a tensor (found by data_wire_fuzzer).
+  v1::DataHeader ping;
+  ping.set_op(Op::PING);
+  ping.add_dense_ranges()->set_tensor_name("a");
+  refused(ping, {}, "lists dense ranges");
+  ping.clear_dense_ranges();
+  ping.add_tables()->set_tensor_name("a");
+  refused(ping, {}, "lists tables");
 }
 
 TEST(DataWireTest, RepliesMustCarryExactlyTheValuesAPullAskedFor) {

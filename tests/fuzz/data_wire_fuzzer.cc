@@ -82,12 +82,54 @@ void CheckAcceptedTables(const DataHeader& h,
   FUZZ_CHECK(static_cast<unsigned __int128>(totals->floats) == floats);
 }
 
+// A dense batch's layout: no tensor or tables of its own, distinct named
+// ranges with a non-negative begin, positive counts and row sizes, ends and
+// sums (computed here in 128 bits) within int64, filling the values frame
+// (a push in frames) exactly.
+void CheckAcceptedDenseBatch(const DataHeader& h,
+                             const std::vector<size_t>& sizes) {
+  const bool push = h.op() == DataHeader::PUSH_DENSE_BATCH;
+  const bool in_shm = h.shm_segment() != 0;
+  FUZZ_CHECK(sizes.size() == (push && !in_shm ? 1u : 0u));
+  FUZZ_CHECK(h.tensor_name().empty() && h.tables_size() == 0);
+  FUZZ_CHECK(h.dense_ranges_size() >= 1 &&
+             h.dense_ranges_size() <= tessera::kMaxDenseRangesPerRequest);
+  std::set<std::string> names;
+  unsigned __int128 floats = 0;
+  for (const DataHeader::DenseRange& r : h.dense_ranges()) {
+    FUZZ_CHECK(!r.tensor_name().empty());
+    FUZZ_CHECK(names.insert(r.tensor_name()).second);
+    FUZZ_CHECK(r.row_begin() >= 0 && r.row_count() > 0 && r.row_size() > 0);
+    FUZZ_CHECK(static_cast<unsigned __int128>(r.row_begin()) +
+                   static_cast<unsigned __int128>(r.row_count()) <=
+               static_cast<unsigned __int128>(INT64_MAX));
+    floats += static_cast<unsigned __int128>(r.row_count()) *
+              static_cast<unsigned __int128>(r.row_size());
+  }
+  FUZZ_CHECK(floats * sizeof(float) <=
+             static_cast<unsigned __int128>(INT64_MAX));
+  auto total = tessera::CheckDenseRanges(h);
+  FUZZ_CHECK(total.ok() && static_cast<unsigned __int128>(*total) == floats);
+  if (push && !in_shm) FUZZ_CHECK(floats * sizeof(float) == sizes[0]);
+  if (in_shm) {
+    FUZZ_CHECK(h.shm_offset() >= 0);
+    auto bytes = tessera::ShmBytes(h);
+    FUZZ_CHECK(bytes.ok() &&
+               static_cast<unsigned __int128>(*bytes) == floats * sizeof(float));
+  }
+}
+
 // The request layout of each op (proto/tessera/v1/data.proto).
 void CheckAcceptedLayout(const DataHeader& h,
                          const std::vector<size_t>& sizes) {
   if (h.op() != DataHeader::PUSH_TABLES && h.op() != DataHeader::PULL_TABLES) {
     FUZZ_CHECK(h.tables_size() == 0);
   }
+  if (tessera::IsDenseBatch(h.op())) {
+    CheckAcceptedDenseBatch(h, sizes);
+    return;
+  }
+  FUZZ_CHECK(h.dense_ranges_size() == 0);
   const bool dense =
       h.op() == DataHeader::PUSH_DENSE || h.op() == DataHeader::PULL_DENSE;
   FUZZ_CHECK(h.shm_segment() == 0 || dense);

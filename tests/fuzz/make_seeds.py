@@ -49,6 +49,7 @@ def u64s(values):
 # tessera.v1.DataHeader
 PUSH_DENSE, PULL_DENSE, PUSH_ROWS, PULL_ROWS, PING = 1, 2, 3, 4, 5
 PUSH_TABLES, PULL_TABLES = 6, 7
+PUSH_DENSE_BATCH, PULL_DENSE_BATCH = 9, 10
 
 
 def header(op, tensor="", row_begin=0, row_count=0, row_size=0,
@@ -76,6 +77,19 @@ def tables_header(op, tables, request_id=7):
         run = (field_bytes(1, name) + field_varint(2, rows)
                + field_varint(3, row_size))
         h += field_bytes(13, run)
+    return h
+
+
+def dense_batch_header(op, ranges, request_id=7):
+    """A PUSH_DENSE_BATCH / PULL_DENSE_BATCH header over (name, row_begin,
+    row_count, row_size)."""
+    h = field_varint(1, request_id) + field_varint(2, op)
+    for name, begin, rows, row_size in ranges:
+        r = field_bytes(1, name)
+        if begin:
+            r += field_varint(2, begin)
+        r += field_varint(3, rows) + field_varint(4, row_size)
+        h += field_bytes(22, r)
     return h
 
 
@@ -109,6 +123,14 @@ def data_wire():
     write(t, "pull_tables", data_wire_input(
         [40], 112,
         tables_header(PULL_TABLES, [("emb.0", 3, 4), ("emb.1", 2, 8)])))
+    write(t, "push_dense_batch", data_wire_input(
+        [112], 0,
+        dense_batch_header(PUSH_DENSE_BATCH,
+                           [("fc1.weight", 0, 3, 4), ("fc1.bias", 5, 2, 8)])))
+    write(t, "pull_dense_batch", data_wire_input(
+        [], 112,
+        dense_batch_header(PULL_DENSE_BATCH,
+                           [("fc1.weight", 0, 3, 4), ("fc1.bias", 5, 2, 8)])))
     write(t, "ping", data_wire_input([], 0, header(PING)))
     write(t, "pull_reply", data_wire_input(
         [32], 32, header(PULL_DENSE, "fc1.weight", 0, 2, 4)))

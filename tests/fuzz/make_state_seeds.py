@@ -26,8 +26,8 @@ UINT64_MAX = M64
 (DP_PUSH_DENSE, DP_PULL_DENSE, DP_PUSH_ROWS, DP_PULL_ROWS, DP_PING, DP_RAW,
  GRPC_PUSH_DENSE, GRPC_PUSH_ROWS, GRPC_PULL_TENSOR, GRPC_PULL_MODEL,
  GRPC_CREATE, GRPC_LIST, GRPC_INITIALIZE, DP_PUSH_TABLES,
- DP_PULL_TABLES) = range(15)
-NUM_OPS = 15
+ DP_PULL_TABLES, DP_PUSH_DENSE_BATCH, DP_PULL_DENSE_BATCH) = range(17)
+NUM_OPS = 17
 
 # kNames: picked by index; 9 means a name in the input.
 NAMES = ["big", "w", "b", "other", "table", "emb", "new0", "new1", "dense"]
@@ -304,6 +304,23 @@ class Input:
                 self.values_smooth()
         self.layout(layout)
 
+    def dp_dense_batch(self, push, ranges, rid=11, layout=0):
+        """ranges: (tensor, row_begin, row_count) ranges, each with the
+        tensor's row size, and for a push exactly its floats (smooth
+        values)."""
+        self.op(DP_PUSH_DENSE_BATCH if push else DP_PULL_DENSE_BATCH)
+        self.rid(rid)
+        self.u8(len(ranges), 0, 4)
+        for tensor, row_begin, row_count in ranges:
+            self.tensor(tensor)
+            self.x_value(row_begin)
+            self.x_value(row_count)
+            self.row_size(1)
+            if push:
+                self.count(0)
+                self.values_smooth()
+        self.layout(layout)
+
     def dp_ping(self, rid=9, layout=0, extra=b""):
         self.op(DP_PING)
         self.rid(rid)
@@ -488,6 +505,17 @@ def main():
         i.dp_tables(False, [("table", owned(1), False), ("w", owned(1), False)])
         i.dp_tables(True, [("emb", owned(1), False), ("emb", owned(1), False)])
     write("seq_tables_data_plane", one(tables_dp))
+
+    def dense_batch_dp(i):
+        i.dp_dense_batch(True, [("big", 4, 4), ("w", 0, 8), ("b", 1, 3)])
+        i.dp_dense_batch(False, [("b", 0, 5), ("big", 0, 32), ("w", 7, 1)])
+        # One bad range (rows past the part, a table, a tensor twice, a
+        # tensor elsewhere) refuses the whole request.
+        i.dp_dense_batch(True, [("w", 0, 8), ("big", 30, 4)])
+        i.dp_dense_batch(False, [("w", 0, 1), ("table", 0, 1)])
+        i.dp_dense_batch(True, [("b", 0, 1), ("b", 1, 1)])
+        i.dp_dense_batch(True, [("w", 0, 1), ("other", 0, 1)])
+    write("seq_dense_batch_data_plane", one(dense_batch_dp))
 
     # "pol", the table with a memory policy (admitted by the second push, at
     # most 6 rows): pushes before admission, admission, eviction, pulls.

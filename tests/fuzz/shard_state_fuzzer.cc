@@ -3,7 +3,8 @@
 // promises about its state, not only that nothing crashed:
 //
 //   - the ZeroMQ data plane's requests (PUSH_DENSE, PULL_DENSE, PUSH_ROWS,
-//     PULL_ROWS, PUSH_TABLES, PULL_TABLES, PING and garbage frame lists),
+//     PULL_ROWS, PUSH_TABLES, PULL_TABLES, PUSH_DENSE_BATCH,
+//     PULL_DENSE_BATCH, PING and garbage frame lists),
 //     run exactly as the data plane's threads run them (DataPlane::RunOne);
 //   - the gRPC service (PushGradient, PullTensor, PullModel, CreateTensors,
 //     ListTensors) over a real gRPC server on 127.0.0.1, so that the
@@ -47,7 +48,7 @@
 // make_state_seeds.py writes inputs in this format. In order:
 //
 //   repeat until the input is used up, at most kMaxOps times:
-//     op        u8 in [0, 14] (enum Op), then the op's fields:
+//     op        u8 in [0, 16] (enum Op), then the op's fields:
 //   DP_PUSH_DENSE    tensor rid row_begin=X row_count=X row_size count values
 //                    layout
 //   DP_PULL_DENSE    tensor rid row_begin=X row_count=X row_size layout
@@ -69,6 +70,10 @@
 //                    values), layout
 //   DP_PULL_TABLES   rid n u8[0,4], n x (tensor ids row_count row_size),
 //                    layout
+//   DP_PUSH_DENSE_BATCH  rid n u8[0,4], n x (tensor row_begin=X row_count=X
+//                    row_size count values), layout
+//   DP_PULL_DENSE_BATCH  rid n u8[0,4], n x (tensor row_begin=X row_count=X
+//                    row_size), layout
 //
 //   tensor    u8[0,9]: kNames[i], or 9: len u8[0,64], that many bytes
 //   rid       u8: the request id
@@ -200,6 +205,8 @@ enum Op : uint8_t {
   kGrpcInitialize,
   kDpPushTables,
   kDpPullTables,
+  kDpPushDenseBatch,
+  kDpPullDenseBatch,
   kNumOps,
 };
 
@@ -1073,6 +1080,50 @@ void CheckDataReply(tessera::TensorStore* store, const State& before,
       }
       return;
     }
+    case DataHeader::PUSH_DENSE_BATCH:
+    case DataHeader::PULL_DENSE_BATCH: {
+      // Every range, in order: its run of the values, its version.
+      const bool push = h.op() == DataHeader::PUSH_DENSE_BATCH;
+      FUZZ_CHECK(frames.size() == (push ? 2u : 1u));
+      FUZZ_CHECK(h.tensor_name().empty());
+      FUZZ_CHECK(reply.header.versions_size() == h.dense_ranges_size());
+      FUZZ_CHECK(push == reply.values.empty());
+      size_t float_at = 0;
+      std::set<std::string> named;
+      for (int i = 0; i < h.dense_ranges_size(); ++i) {
+        const DataHeader::DenseRange& r = h.dense_ranges(i);
+        const PartState* p = Find(before, r.tensor_name());
+        FUZZ_CHECK(p != nullptr && !p->embedding());
+        FUZZ_CHECK(r.row_size() == p->row_size());
+        FUZZ_CHECK(named.insert(r.tensor_name()).second);
+        FUZZ_CHECK(r.row_count() > 0);
+        const size_t floats = r.row_count() * p->row_size();
+        if (push) {
+          Pushed pushed;
+          pushed.name = r.tensor_name();
+          pushed.row_begin = r.row_begin();
+          pushed.num_rows = r.row_count();
+          pushed.version = reply.header.versions(i);
+          pushed.skipped = reply.header.skipped();
+          CheckPushedPart(before, after, pushed);
+        } else {
+          FUZZ_CHECK(float_at + floats <= reply.values.size());
+          CheckDenseRead(
+              *p, r.row_begin(), r.row_count(),
+              absl::MakeConstSpan(reply.values).subspan(float_at, floats),
+              reply.header.versions(i));
+        }
+        float_at += floats;
+      }
+      if (push) {
+        FUZZ_CHECK(frames[1].size() == float_at * 4);
+        CheckOthersUnchanged(before, after, named);
+      } else {
+        FUZZ_CHECK(float_at == reply.values.size());
+        CheckUnchanged(before, after);
+      }
+      return;
+    }
     default:
       FUZZ_CHECK(false && "an unknown op succeeded");
   }
@@ -1145,6 +1196,33 @@ std::vector<std::string> DataRequest(FuzzedDataProvider& fdp, uint8_t op,
     CurrentOp() = absl::StrCat("data plane ", h.ShortDebugString(), ", ",
                                frames.size(), " frames, ", ids_frame.size() / 8,
                                " ids, ", values_frame.size() / 4, " floats");
+    return frames;
+  }
+  if (op == kDpPushDenseBatch || op == kDpPullDenseBatch) {
+    const bool push = op == kDpPushDenseBatch;
+    h.set_request_id(fdp.ConsumeIntegral<uint8_t>());
+    h.set_op(push ? DataHeader::PUSH_DENSE_BATCH
+                  : DataHeader::PULL_DENSE_BATCH);
+    const uint8_t n = fdp.ConsumeIntegralInRange<uint8_t>(0, 4);
+    std::string values_frame;
+    for (int i = 0; i < n; ++i) {
+      const Target t = PickTensor(fdp, before, false);
+      DataHeader::DenseRange* r = h.add_dense_ranges();
+      r->set_tensor_name(t.name);
+      r->set_row_begin(Extreme(fdp, t.lo, t.hi));
+      r->set_row_count(Extreme(fdp, 0, t.hi - t.lo));
+      r->set_row_size(RowSizeField(fdp, t));
+      if (push) {
+        const int64_t exact = ExactFloats(r->row_count(), t.row_size);
+        values_frame += Bytes(Values(fdp, Count(fdp, exact, t.row_size)));
+      }
+    }
+    frames.push_back(Serialize(h));
+    if (push) frames.push_back(values_frame);
+    Layout(fdp, &frames);
+    CurrentOp() = absl::StrCat("data plane ", h.ShortDebugString(), ", ",
+                               frames.size(), " frames, ",
+                               values_frame.size() / 4, " floats");
     return frames;
   }
   const Target t = PickTensor(fdp, before, false);
@@ -1657,7 +1735,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case kDpPing:
       case kDpRaw:
       case kDpPushTables:
-      case kDpPullTables: {
+      case kDpPullTables:
+      case kDpPushDenseBatch:
+      case kDpPullDenseBatch: {
         const std::vector<std::string> frames = DataRequest(fdp, op, before);
         const tessera::DataReply reply =
             tessera::DataPlane::RunOne(f.shard(), frames, kMaxMessageBytes);
