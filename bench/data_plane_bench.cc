@@ -108,6 +108,14 @@ ABSL_FLAG(bool, shared_memory, false,
           "shared-memory segment with the shard (same machine) instead of "
           "the socket. Off by default: the goals compare the wire with raw "
           "ZeroMQ over TCP.");
+ABSL_FLAG(std::vector<std::string>, step_floats,
+          std::vector<std::string>({"200704", "256", "32768", "128", "1280",
+                                    "10"}),
+          "The dense tensors of one training step (floats each; default "
+          "training_bench's MLP, 784-256-128-10): the step cells pull and "
+          "push them all, one call per tensor against one dense batch "
+          "(PullDenseBatch / PushDenseBatch), between two processes. Empty: "
+          "no step cells.");
 ABSL_FLAG(std::string, raw_peer, "",
           "Internal: run as the receiving side of the two-process raw "
           "ceiling, writing the bound port to this file.");
@@ -643,6 +651,139 @@ double Median(std::vector<double> values) {
   return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
 }
 
+// A training step's dense tensors: names and specs.
+std::vector<v1::TensorSpec> StepSpecs(const std::vector<int64_t>& floats) {
+  std::vector<v1::TensorSpec> specs;
+  for (size_t i = 0; i < floats.size(); ++i) {
+    v1::TensorSpec spec;
+    spec.set_name(absl::StrCat("step", i));
+    spec.add_shape(floats[i]);
+    spec.mutable_initializer()->set_kind(v1::Initializer::ZEROS);
+    spec.mutable_optimizer()->set_kind(v1::OptimizerConfig::ADAM);
+    spec.mutable_optimizer()->set_learning_rate(1e-6f);
+    specs.push_back(spec);
+  }
+  return specs;
+}
+
+// One step's pull or push of every tensor in `floats`, as one call per
+// tensor (completing when the last has) or as one dense batch.
+Cell StepCell(PsClient& client, const std::vector<int64_t>& floats, bool push,
+              bool batch, absl::Duration duration) {
+  int64_t bytes = 0;
+  std::vector<std::shared_ptr<const std::vector<float>>> grads;
+  std::vector<std::vector<float>> out;
+  for (int64_t n : floats) {
+    bytes += n * static_cast<int64_t>(sizeof(float));
+    grads.push_back(std::make_shared<const std::vector<float>>(n, 1e-3f));
+    out.emplace_back(n);
+  }
+  Op op = [&](int, int, DoneCallback done) {
+    if (batch) {
+      if (push) {
+        std::vector<DenseRangePush> ranges;
+        for (size_t i = 0; i < floats.size(); ++i) {
+          ranges.push_back({absl::StrCat("step", i), 0, grads[i], *grads[i]});
+        }
+        client.PushDenseBatchAsync(std::move(ranges), std::move(done));
+      } else {
+        std::vector<DenseRangePull> ranges;
+        for (size_t i = 0; i < floats.size(); ++i) {
+          ranges.push_back(
+              {absl::StrCat("step", i), 0, absl::MakeSpan(out[i]), {}});
+        }
+        client.PullDenseBatchAsync(std::move(ranges), std::move(done));
+      }
+      return;
+    }
+    // One call per tensor; the step is done with the last answer.
+    struct Pending {
+      std::atomic<int> left;
+      absl::Mutex mu;
+      absl::Status status;
+      DoneCallback done;
+    };
+    auto pending = std::make_shared<Pending>();
+    pending->left = static_cast<int>(floats.size());
+    pending->done = std::move(done);
+    auto one = [pending](const absl::Status& s) {
+      if (!s.ok()) {
+        absl::MutexLock lock(&pending->mu);
+        if (pending->status.ok()) pending->status = s;
+      }
+      if (pending->left.fetch_sub(1) == 1) {
+        absl::Status status;
+        {
+          absl::MutexLock lock(&pending->mu);
+          status = pending->status;
+        }
+        pending->done(status);
+      }
+    };
+    for (size_t i = 0; i < floats.size(); ++i) {
+      const std::string name = absl::StrCat("step", i);
+      if (push) {
+        client.PushDenseAsync(name, 0, grads[i], one);
+      } else {
+        client.PullDenseAsync(name, 0, absl::MakeSpan(out[i]), one);
+      }
+    }
+  };
+  Drive(1, 1, absl::Milliseconds(50), op);  // Warm up.
+  Cell cell = Drive(1, 1, duration, op);
+  cell.size = bytes;
+  return cell;
+}
+
+// The step cells (--step_floats) against a tessera-ps child: steps/s of one
+// call per tensor and of one dense batch, round-robin, medians, and the
+// batch's speed-up measured in the same rounds.
+void RunStepCells(PsClient& client, const std::vector<int64_t>& floats,
+                  int rounds, absl::Duration duration) {
+  int64_t bytes = 0;
+  for (int64_t n : floats) bytes += n * static_cast<int64_t>(sizeof(float));
+  BENCH_CHECK_OK(client.CreateTensors(StepSpecs(floats)));
+  struct StepRow {
+    const char* name;
+    bool push, batch;
+    std::vector<double> steps, p50, cpu;
+  };
+  std::vector<StepRow> rows = {{"pull, a call per tensor", false, false},
+                               {"pull, one batch", false, true},
+                               {"push, a call per tensor", true, false},
+                               {"push, one batch", true, true}};
+  std::vector<std::vector<double>> speedups(2);
+  for (int r = 0; r < rounds; ++r) {
+    for (StepRow& row : rows) {
+      Cell cell = StepCell(client, floats, row.push, row.batch, duration);
+      row.steps.push_back(cell.ops_per_s());
+      row.p50.push_back(cell.Percentile(0.5));
+      row.cpu.push_back(cell.ops == 0 ? 0 : cell.cpu_seconds * 1e6 / cell.ops);
+    }
+    for (int k = 0; k < 2; ++k) {
+      speedups[k].push_back(rows[2 * k + 1].steps.back() /
+                            rows[2 * k].steps.back());
+    }
+  }
+  std::printf(
+      "\nA training step's dense tensors (%zu tensors, %.0f KiB in all; 1 "
+      "tessera-ps process x 1 client process, depth 1, %s):\n",
+      floats.size(), bytes / 1024.0,
+      absl::GetFlag(FLAGS_shared_memory) ? "shared memory" : "TCP");
+  std::printf("  %-26s %10s %9s %14s\n", "step", "steps/s", "p50",
+              "client cpu/step");
+  for (StepRow& row : rows) {
+    std::printf("  %-26s %10.0f %9s %14s\n", row.name, Median(row.steps),
+                Latency(Median(row.p50)).c_str(),
+                Latency(Median(row.cpu) * 1e-6).c_str());
+  }
+  std::printf(
+      "  one batch / a call per tensor, median over rounds: pull %.2fx, push "
+      "%.2fx\n",
+      Median(speedups[0]), Median(speedups[1]));
+}
+
+
 // One row of the table: a configuration measured once per round.
 struct Row {
   std::string path, topology;
@@ -910,6 +1051,17 @@ int Run() {
                   z->gbps() / g->gbps(),
                   z->gbps() >= 2 * g->gbps() ? "met" : "NOT MET");
     }
+  }
+  const std::vector<std::string> step = absl::GetFlag(FLAGS_step_floats);
+  if (two_process && !step.empty() && process.clients.size() == 1 &&
+      wanted("step")) {
+    std::vector<int64_t> floats;
+    for (const std::string& f : step) {
+      int64_t n = 0;
+      CHECK(absl::SimpleAtoi(f, &n) && n > 0) << "--step_floats=" << f;
+      floats.push_back(n);
+    }
+    RunStepCells(*process.clients[0], floats, rounds, duration);
   }
   std::fflush(stdout);
   process.clients.clear();

@@ -106,11 +106,17 @@ struct PsClientOptions {
   // full. Order, retries and failures are as for frames (see above).
   bool shared_memory = true;
   int64_t shared_memory_min_bytes = 16 << 10;
-  // PullDenseBatch / PushDenseBatch: the ranges of at most this many bytes
-  // that go to one shard travel together, in requests of at most this many
-  // bytes (PUSH_DENSE_BATCH / PULL_DENSE_BATCH); a larger range, or one alone,
-  // goes as a PullDense / PushDense of its own would. 0 = never batch.
+  // PullDenseBatch / PushDenseBatch: the ranges that go to one shard travel
+  // together, in requests of at most max_batch_bytes (PUSH_DENSE_BATCH /
+  // PULL_DENSE_BATCH). A range joins a batch if it has at most
+  // max_batch_range_bytes, or at most max_batch_bytes while the shard shares
+  // memory with this client: in frames a batch costs a copy of its values on
+  // each side (a lone pull is sent from the part's memory, a lone push from
+  // the caller's), in shared memory nothing more. A range that does not, or
+  // a batch of one, goes as a PullDense / PushDense of its own would.
+  // max_batch_bytes 0 = never batch.
   int64_t max_batch_bytes = 2 << 20;
+  int64_t max_batch_range_bytes = 64 << 10;
 };
 
 struct CallOptions {

@@ -392,9 +392,13 @@ void PsClient::SubmitDenseBatch(bool push,
   const int64_t limit = options_.max_batch_bytes;
   for (size_t shard = 0; shard < by_shard.size(); ++shard) {
     std::vector<Range>& ranges = by_shard[shard];
+    const int64_t range_limit =
+        transport_->SharesMemoryWith(static_cast<int>(shard))
+            ? limit
+            : std::min(limit, options_.max_batch_range_bytes);
     std::vector<Range*> small;
     for (Range& r : ranges) {
-      if (limit > 0 && r.bytes <= limit) {
+      if (limit > 0 && r.bytes <= range_limit) {
         small.push_back(&r);
       } else {
         call->pieces.push_back(std::move(r.piece));

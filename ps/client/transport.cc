@@ -64,6 +64,8 @@ PsClient::Transport::Create(const PsClientOptions& options,
     link.shm_bytes = &shm_bytes.Add(labels);
     t->links_.push_back(std::move(link));
   }
+  t->shm_attached_ = std::make_unique<std::atomic<bool>[]>(infos.size());
+  for (size_t i = 0; i < infos.size(); ++i) t->shm_attached_[i] = false;
   for (Link& link : t->links_) {
     absl::Status opened = t->OpenLink(&link);
     if (!opened.ok()) return opened;
@@ -158,6 +160,7 @@ void PsClient::Transport::HandleAttach(Link* link,
   }
   link->shm = std::shared_ptr<ShmSegment>(*std::move(segment));
   link->arena.Reset(ShmSegment::kHeaderBytes, link->shm->bytes());
+  shm_attached_[link->index] = true;
   LOG_IF(INFO, first) << "shard " << link->index << " at " << link->address
                       << ": dense pushes and pulls of "
                       << shared_memory_min_bytes_
@@ -214,6 +217,7 @@ void PsClient::Transport::RetireShm(Link* link, absl::Duration retry) {
   // Pieces that still hold the old segment keep it mapped until they are
   // done; nothing is allocated from it again.
   link->shm.reset();
+  shm_attached_[link->index] = false;
   link->arena.Clear();
   link->shm_attach_request = 0;
   link->shm_retry_at =

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -198,6 +199,12 @@ class PsClient::Transport {
   // Hands `call` to the I/O thread; fails it with CANCELLED after Stop.
   void Submit(std::unique_ptr<Call> call) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Whether dense values to `shard` go through a shared-memory segment now
+  // (attached; it may be dropped at any time, when they go in frames).
+  bool SharesMemoryWith(int shard) const {
+    return shm_attached_[shard].load(std::memory_order_relaxed);
+  }
+
  private:
   struct Link {
     int index = 0;
@@ -276,6 +283,8 @@ class PsClient::Transport {
   bool sleeping_ ABSL_GUARDED_BY(mu_) = false;
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
 
+  // Per link: shm set (written by the I/O thread, read by any).
+  std::unique_ptr<std::atomic<bool>[]> shm_attached_;
   // I/O thread only (and the constructor, before it starts).
   std::vector<Link> links_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Call>> calls_;
