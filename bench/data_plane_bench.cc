@@ -783,7 +783,6 @@ void RunStepCells(PsClient& client, const std::vector<int64_t>& floats,
       Median(speedups[0]), Median(speedups[1]));
 }
 
-
 // One row of the table: a configuration measured once per round.
 struct Row {
   std::string path, topology;

@@ -1206,7 +1206,6 @@ TEST_F(DataPlaneTest, BadSharedMemoryRequestsGetErrorsAndChangeNothing) {
   EXPECT_EQ(in_segment, want);
 }
 
-
 // Dense batches (PushDenseBatch / PullDenseBatch) over three shards, mixed
 // with single-tensor calls to the same tensors: every call is applied in the
 // order issued, so the values equal the local SGD reference exactly; a pull
@@ -1226,13 +1225,13 @@ void DenseBatchWorkload(PsClient& client, std::vector<float>* previous) {
     std::vector<std::future<absl::Status>> pushed;
     auto big = std::make_shared<const std::vector<float>>(
         Gradient(kBigRows * kBigCols, step, 0));
-    auto small = std::make_shared<const std::vector<float>>(
-        Gradient(32, step, 2));
+    auto small =
+        std::make_shared<const std::vector<float>>(Gradient(32, step, 2));
     auto bias =
         std::make_shared<const std::vector<float>>(Gradient(4, step, 3));
-    pushed.push_back(client.PushDenseBatch(
-        {{"big", 0, big, *big}, {"small", 0, small, *small},
-         {"bias", 6, bias, *bias}}));
+    pushed.push_back(client.PushDenseBatch({{"big", 0, big, *big},
+                                            {"small", 0, small, *small},
+                                            {"bias", 6, bias, *bias}}));
     ref.PushDense("big", 0, kBigCols, *big);
     ref.PushDense("small", 0, 8, *small);
     ref.PushDense("bias", 6, 1, *bias);
@@ -1264,13 +1263,14 @@ void DenseBatchWorkload(PsClient& client, std::vector<float>* previous) {
   }
   // With a history: small = 2 x pulled - previous, previous = pulled.
   previous->assign(32, 0.5f);
-  ASSERT_THAT(
-      client
-          .PullDenseBatch({{"small", 0, absl::MakeSpan(small),
-                            {absl::MakeSpan(*previous), true}},
-                           {"bias", 0, absl::MakeSpan(bias), {}}})
-          .get(),
-      IsOk());
+  ASSERT_THAT(client
+                  .PullDenseBatch({{"small",
+                                    0,
+                                    absl::MakeSpan(small),
+                                    {absl::MakeSpan(*previous), true}},
+                                   {"bias", 0, absl::MakeSpan(bias), {}}})
+                  .get(),
+              IsOk());
   for (size_t i = 0; i < small.size(); ++i) {
     ASSERT_FLOAT_EQ((*previous)[i], ref.dense["small"][i]);
     ASSERT_FLOAT_EQ(small[i], 2 * ref.dense["small"][i] - 0.5f);
@@ -1318,21 +1318,22 @@ TEST_F(DataPlaneTest, BadDenseBatchesGetErrorRepliesAndChangeNothing) {
   const std::vector<float> small = PullDense("small", 32);
   const std::vector<float> bias = PullDense("bias", 10);
   RawSocket raw(shards_[0]->ports().data);
-  auto batch = [](v1::DataHeader::Op op,
-                  std::vector<std::tuple<std::string, int64_t, int64_t,
-                                         int64_t>> ranges) {
-    v1::DataHeader h;
-    h.set_request_id(9);
-    h.set_op(op);
-    for (const auto& [name, begin, rows, row_size] : ranges) {
-      auto* r = h.add_dense_ranges();
-      r->set_tensor_name(name);
-      r->set_row_begin(begin);
-      r->set_row_count(rows);
-      r->set_row_size(row_size);
-    }
-    return h.SerializeAsString();
-  };
+  auto batch =
+      [](v1::DataHeader::Op op,
+         std::vector<std::tuple<std::string, int64_t, int64_t, int64_t>>
+             ranges) {
+        v1::DataHeader h;
+        h.set_request_id(9);
+        h.set_op(op);
+        for (const auto& [name, begin, rows, row_size] : ranges) {
+          auto* r = h.add_dense_ranges();
+          r->set_tensor_name(name);
+          r->set_row_begin(begin);
+          r->set_row_count(rows);
+          r->set_row_size(row_size);
+        }
+        return h.SerializeAsString();
+      };
   const auto kPush = v1::DataHeader::PUSH_DENSE_BATCH;
   const auto kPull = v1::DataHeader::PULL_DENSE_BATCH;
   const int64_t kMax = std::numeric_limits<int64_t>::max();

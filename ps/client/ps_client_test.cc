@@ -467,9 +467,9 @@ TEST_F(PsClientTest, DenseBatchesGoToTheShardInOneRequest) {
   // Rows 1-2 of w with a history, all of b without.
   std::vector<float> w_out(4), b_out(3), previous = {0, 2, 2, 5};
   DenseHistory history{absl::MakeSpan(previous), /*extrapolate=*/true};
-  auto pulled = client_->PullDenseBatch(
-      {{"w", 1, absl::MakeSpan(w_out), history},
-       {"b", 0, absl::MakeSpan(b_out), {}}});
+  auto pulled =
+      client_->PullDenseBatch({{"w", 1, absl::MakeSpan(w_out), history},
+                               {"b", 0, absl::MakeSpan(b_out), {}}});
   auto request = shard.Receive();
   ASSERT_THAT(request, IsOk());
   EXPECT_EQ(request->header.op(), v1::DataHeader::PULL_DENSE_BATCH);
@@ -563,7 +563,9 @@ TEST_F(PsClientTest, BadDenseBatchesFailBeforeAnythingIsSent) {
       client_->PullDenseBatch({{"e", 0, absl::MakeSpan(b_out), {}}}).get(),
       StatusIs(invalid, HasSubstr("embedding")));
   EXPECT_THAT(client_
-                  ->PullDenseBatch({{"b", 0, absl::MakeSpan(b_out),
+                  ->PullDenseBatch({{"b",
+                                     0,
+                                     absl::MakeSpan(b_out),
                                      {absl::MakeSpan(short_history), true}}})
                   .get(),
               StatusIs(invalid, HasSubstr("history")));

@@ -294,8 +294,7 @@ void PsClient::SubmitDenseBatch(bool push,
   for (size_t i = 0; i < count; ++i) {
     const std::string& tensor = push ? pushes[i].tensor : pulls[i].tensor;
     const size_t floats = push ? pushes[i].grad.size() : pulls[i].out.size();
-    const int64_t row_begin =
-        push ? pushes[i].row_begin : pulls[i].row_begin;
+    const int64_t row_begin = push ? pushes[i].row_begin : pulls[i].row_begin;
     if (!names.insert(tensor).second) {
       return done(absl::InvalidArgumentError(
           absl::StrCat("dense batch names ", tensor, " twice")));
@@ -306,18 +305,17 @@ void PsClient::SubmitDenseBatch(bool push,
     }
     if (!push && pulls[i].history.previous.data() != nullptr &&
         pulls[i].history.previous.size() != floats) {
-      return done(absl::InvalidArgumentError(
-          absl::StrCat("pull of ", floats, " floats for ", tensor,
-                       " with a history of ",
-                       pulls[i].history.previous.size())));
+      return done(absl::InvalidArgumentError(absl::StrCat(
+          "pull of ", floats, " floats for ", tensor, " with a history of ",
+          pulls[i].history.previous.size())));
     }
     auto info = Find(tensor);
     if (!info.ok()) return done(info.status());
     held[i] = *info;
     infos[i] = held[i].get();
     if (infos[i]->embedding) {
-      return done(absl::InvalidArgumentError(absl::StrCat(
-          tensor, " is an embedding table: address it by rows")));
+      return done(absl::InvalidArgumentError(
+          absl::StrCat(tensor, " is an embedding table: address it by rows")));
     }
     absl::Status range =
         CheckDenseRange(tensor, infos[i]->row_size, infos[i]->num_rows,
@@ -326,8 +324,8 @@ void PsClient::SubmitDenseBatch(bool push,
   }
   const auto single_op =
       push ? v1::DataHeader::PUSH_DENSE : v1::DataHeader::PULL_DENSE;
-  const auto batch_op =
-      push ? v1::DataHeader::PUSH_DENSE_BATCH : v1::DataHeader::PULL_DENSE_BATCH;
+  const auto batch_op = push ? v1::DataHeader::PUSH_DENSE_BATCH
+                             : v1::DataHeader::PULL_DENSE_BATCH;
   const std::string& first = push ? pushes[0].tensor : pulls[0].tensor;
   auto call = NewCall(
       batch_op,

@@ -177,13 +177,13 @@ void PsClient::Transport::PlaceInShm(Link* link, Piece* piece) {
   const v1::DataHeader::Op op = piece->header.op();
   const bool batch = IsDenseBatch(op);
   if (link->shm == nullptr ||
-      (!batch && (piece->header.row_size() <= 0 ||
-                  (op != v1::DataHeader::PUSH_DENSE &&
-                   op != v1::DataHeader::PULL_DENSE)))) {
+      (!batch &&
+       (piece->header.row_size() <= 0 || (op != v1::DataHeader::PUSH_DENSE &&
+                                          op != v1::DataHeader::PULL_DENSE)))) {
     return;
   }
-  const bool push =
-      op == v1::DataHeader::PUSH_DENSE || op == v1::DataHeader::PUSH_DENSE_BATCH;
+  const bool push = op == v1::DataHeader::PUSH_DENSE ||
+                    op == v1::DataHeader::PUSH_DENSE_BATCH;
   const int64_t bytes =
       static_cast<int64_t>(push ? piece->values_bytes : piece->expected_bytes);
   if (bytes <= 0 || bytes < shared_memory_min_bytes_) return;

@@ -307,8 +307,8 @@ TEST(TensorStoreTest, ADenseBatchWithOneBadRangeChangesNoTensor) {
                   {Dense("w", {2, 3}), Dense("b", {3}), Table("e", 0, 3)}),
               IsOk());
   std::vector<float> row = {1, 1, 1}, nan = {1, NAN, 1}, two = {1, 1};
-  auto refused = [&](std::vector<DenseRangeUpdate> push,
-                     absl::StatusCode code, const std::string& why) {
+  auto refused = [&](std::vector<DenseRangeUpdate> push, absl::StatusCode code,
+                     const std::string& why) {
     EXPECT_THAT(store.PushDenseBatch(push), StatusIs(code, HasSubstr(why)))
         << why;
   };

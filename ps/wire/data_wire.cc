@@ -219,9 +219,9 @@ absl::StatusOr<int64_t> ShmBytes(const v1::DataHeader& h) {
     auto total = CheckDenseRanges(h);
     if (!total.ok()) return total.status();
     if (h.shm_offset() < 0) {
-      return Malformed(absl::StrCat(DataOpName(h.op()),
-                                    " request in shared memory has offset ",
-                                    h.shm_offset(), "; it must not be negative"));
+      return Malformed(absl::StrCat(
+          DataOpName(h.op()), " request in shared memory has offset ",
+          h.shm_offset(), "; it must not be negative"));
     }
     return *total * static_cast<int64_t>(sizeof(float));  // Checked to fit.
   }
@@ -290,11 +290,12 @@ absl::StatusOr<int64_t> CheckDenseRanges(const v1::DataHeader& h) {
           absl::StrCat(op, " request lists ", r.tensor_name(), " twice"));
     }
     if (r.row_begin() < 0 || r.row_count() <= 0 || r.row_size() <= 0) {
-      return Malformed(absl::StrCat(
-          op, " request for ", r.tensor_name(), " has row_begin ",
-          r.row_begin(), ", row_count ", r.row_count(), " and row_size ",
-          r.row_size(), "; the first must not be negative, the others must be "
-          "positive"));
+      return Malformed(
+          absl::StrCat(op, " request for ", r.tensor_name(), " has row_begin ",
+                       r.row_begin(), ", row_count ", r.row_count(),
+                       " and row_size ", r.row_size(),
+                       "; the first must not be negative, the others must be "
+                       "positive"));
     }
     int64_t floats = 0, end = 0;
     if (!CheckedMul(r.row_count(), r.row_size(), &floats) ||

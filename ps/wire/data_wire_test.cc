@@ -238,8 +238,8 @@ v1::DataHeader Batch(
 TEST(DataWireTest, DenseBatchesHoldEveryRangeInOneFrame) {
   using Op = v1::DataHeader;
   // 3 x 4 + 2 x 8 = 28 floats.
-  const auto push =
-      Batch(Op::PUSH_DENSE_BATCH, {{"fc1.weight", 0, 3, 4}, {"fc1.bias", 5, 2, 8}});
+  const auto push = Batch(Op::PUSH_DENSE_BATCH,
+                          {{"fc1.weight", 0, 3, 4}, {"fc1.bias", 5, 2, 8}});
   EXPECT_THAT(Layout(push, {112}), IsOk());
   EXPECT_THAT(Layout(push, {108}),
               StatusIs(absl::StatusCode::kInvalidArgument,
@@ -247,10 +247,11 @@ TEST(DataWireTest, DenseBatchesHoldEveryRangeInOneFrame) {
   EXPECT_THAT(Layout(push, {}), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(Layout(push, {56, 56}),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  const auto pull =
-      Batch(Op::PULL_DENSE_BATCH, {{"fc1.weight", 0, 3, 4}, {"fc1.bias", 5, 2, 8}});
+  const auto pull = Batch(Op::PULL_DENSE_BATCH,
+                          {{"fc1.weight", 0, 3, 4}, {"fc1.bias", 5, 2, 8}});
   EXPECT_THAT(Layout(pull, {}), IsOk());
-  EXPECT_THAT(Layout(pull, {112}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Layout(pull, {112}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(CheckDenseRanges(pull), IsOkAndHolds(28));
   EXPECT_TRUE(IsPull(Op::PULL_DENSE_BATCH));
   EXPECT_FALSE(IsPull(Op::PUSH_DENSE_BATCH));
@@ -263,17 +264,15 @@ TEST(DataWireTest, DenseBatchesHoldEveryRangeInOneFrame) {
   EXPECT_THAT(Layout(in_shm, {112}),
               StatusIs(absl::StatusCode::kInvalidArgument));
   in_shm.set_shm_offset(-8);
-  EXPECT_THAT(Layout(in_shm, {}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("must not be negative")));
-  EXPECT_THAT(CheckReplyLayout(Op::PULL_DENSE_BATCH, v1::DataHeader(), {112},
-                               112),
+  EXPECT_THAT(Layout(in_shm, {}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                           HasSubstr("must not be negative")));
+  EXPECT_THAT(
+      CheckReplyLayout(Op::PULL_DENSE_BATCH, v1::DataHeader(), {112}, 112),
+      IsOk());
+  EXPECT_THAT(CheckReplyLayout(Op::PULL_DENSE_BATCH, v1::DataHeader(), {}, 112,
+                               /*values_in_shm=*/true),
               IsOk());
-  EXPECT_THAT(CheckReplyLayout(Op::PULL_DENSE_BATCH, v1::DataHeader(), {},
-                               112, /*values_in_shm=*/true),
-              IsOk());
-  EXPECT_THAT(CheckReplyLayout(Op::PULL_DENSE_BATCH, v1::DataHeader(), {},
-                               112),
+  EXPECT_THAT(CheckReplyLayout(Op::PULL_DENSE_BATCH, v1::DataHeader(), {}, 112),
               StatusIs(absl::StatusCode::kInternal));
 }
 
@@ -282,7 +281,8 @@ TEST(DataWireTest, DenseBatchesWithBadRangesAreRefused) {
   const auto refused = [](const v1::DataHeader& h, std::vector<size_t> sizes,
                           const std::string& says) {
     absl::Status s = Layout(h, sizes);
-    EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(says)))
+    EXPECT_THAT(s,
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(says)))
         << h.ShortDebugString();
     EXPECT_EQ(RejectReasonOf(s), kReasonMalformed);
   };
@@ -297,8 +297,8 @@ TEST(DataWireTest, DenseBatchesWithBadRangesAreRefused) {
   refused(Batch(Op::PULL_DENSE_BATCH, {{"a", 0, -3, -4}}), {}, "positive");
   // Sums, products and ends that wrap int64 are refused, not wrapped.
   const int64_t big = int64_t{1} << 62;
-  refused(Batch(Op::PULL_DENSE_BATCH, {{"a", 0, big, 1}, {"b", 0, big, 1}}),
-          {}, "overflow");
+  refused(Batch(Op::PULL_DENSE_BATCH, {{"a", 0, big, 1}, {"b", 0, big, 1}}), {},
+          "overflow");
   refused(Batch(Op::PULL_DENSE_BATCH, {{"a", 0, 2, big}}), {}, "overflow");
   refused(Batch(Op::PULL_DENSE_BATCH, {{"a", big, big, 1}}), {}, "overflow");
   // 2^61 floats: their bytes wrap to 0.
@@ -361,8 +361,9 @@ TEST(DataWireTest, SharedMemoryRequestsAreDensePushesAndPullsWithoutFrames) {
   for (D::Op op : {D::PUSH_ROWS, D::PULL_ROWS, D::PING, D::SHM_ATTACH}) {
     v1::DataHeader h = push;
     h.set_op(op);
-    EXPECT_THAT(Layout(h, {}), StatusIs(absl::StatusCode::kInvalidArgument,
-                                        HasSubstr("only dense pushes and pulls do")))
+    EXPECT_THAT(Layout(h, {}),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("only dense pushes and pulls do")))
         << op;
   }
   // The row size is required, the offset not negative, the bytes in int64.

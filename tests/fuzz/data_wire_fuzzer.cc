@@ -114,8 +114,8 @@ void CheckAcceptedDenseBatch(const DataHeader& h,
   if (in_shm) {
     FUZZ_CHECK(h.shm_offset() >= 0);
     auto bytes = tessera::ShmBytes(h);
-    FUZZ_CHECK(bytes.ok() &&
-               static_cast<unsigned __int128>(*bytes) == floats * sizeof(float));
+    FUZZ_CHECK(bytes.ok() && static_cast<unsigned __int128>(*bytes) ==
+                                 floats * sizeof(float));
   }
 }
 

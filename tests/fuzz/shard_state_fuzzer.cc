@@ -1220,9 +1220,9 @@ std::vector<std::string> DataRequest(FuzzedDataProvider& fdp, uint8_t op,
     frames.push_back(Serialize(h));
     if (push) frames.push_back(values_frame);
     Layout(fdp, &frames);
-    CurrentOp() = absl::StrCat("data plane ", h.ShortDebugString(), ", ",
-                               frames.size(), " frames, ",
-                               values_frame.size() / 4, " floats");
+    CurrentOp() =
+        absl::StrCat("data plane ", h.ShortDebugString(), ", ", frames.size(),
+                     " frames, ", values_frame.size() / 4, " floats");
     return frames;
   }
   const Target t = PickTensor(fdp, before, false);
