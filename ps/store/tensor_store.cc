@@ -1924,22 +1924,26 @@ absl::StatusOr<DenseView> TensorStore::PullDenseView(const std::string& tensor,
   return (*part)->View(row_begin, static_cast<size_t>(floats));
 }
 
+namespace {
+size_t FloatsOf(const DenseRangeUpdate& r) { return r.grad.size(); }
+size_t FloatsOf(const DenseRangeRead& r) { return r.out.size(); }
+}  // namespace
+
+template <typename Range>
 absl::StatusOr<std::vector<TensorStore::DensePart*>>
-TensorStore::DenseBatchParts(absl::Span<const absl::string_view> tensors,
-                             absl::Span<const int64_t> row_begins,
-                             absl::Span<const size_t> floats,
+TensorStore::DenseBatchParts(absl::Span<const Range> ranges,
                              const char* what) const {
   std::vector<DensePart*> parts;
-  parts.reserve(tensors.size());
+  parts.reserve(ranges.size());
   absl::flat_hash_set<const DensePart*> named;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    auto part = FindDense(tensors[i]);
+  for (const Range& r : ranges) {
+    auto part = FindDense(r.tensor);
     if (!part.ok()) return part.status();
     TESSERA_RETURN_IF_ERROR(
-        (*part)->CheckRange(row_begins[i], floats[i], what));
+        (*part)->CheckRange(r.row_begin, FloatsOf(r), what));
     if (!named.insert(*part).second) {
       return Rejected(absl::StatusCode::kInvalidArgument, kReasonMalformed,
-                      absl::StrCat(what, " names ", tensors[i], " twice"));
+                      absl::StrCat(what, " names ", r.tensor, " twice"));
     }
     parts.push_back(*part);
   }
@@ -1948,15 +1952,7 @@ TensorStore::DenseBatchParts(absl::Span<const absl::string_view> tensors,
 
 absl::StatusOr<TablesPushResult> TensorStore::PushDenseBatch(
     absl::Span<const DenseRangeUpdate> ranges) {
-  std::vector<absl::string_view> tensors;
-  std::vector<int64_t> row_begins;
-  std::vector<size_t> floats;
-  for (const DenseRangeUpdate& r : ranges) {
-    tensors.push_back(r.tensor);
-    row_begins.push_back(r.row_begin);
-    floats.push_back(r.grad.size());
-  }
-  auto parts = DenseBatchParts(tensors, row_begins, floats, "gradient");
+  auto parts = DenseBatchParts(ranges, "gradient");
   if (!parts.ok()) return parts.status();
   TablesPushResult result;
   result.versions.reserve(ranges.size());
@@ -1978,15 +1974,7 @@ absl::StatusOr<TablesPushResult> TensorStore::PushDenseBatch(
 
 absl::StatusOr<std::vector<int64_t>> TensorStore::PullDenseBatch(
     absl::Span<const DenseRangeRead> ranges) const {
-  std::vector<absl::string_view> tensors;
-  std::vector<int64_t> row_begins;
-  std::vector<size_t> floats;
-  for (const DenseRangeRead& r : ranges) {
-    tensors.push_back(r.tensor);
-    row_begins.push_back(r.row_begin);
-    floats.push_back(r.out.size());
-  }
-  auto parts = DenseBatchParts(tensors, row_begins, floats, "pull");
+  auto parts = DenseBatchParts(ranges, "pull");
   if (!parts.ok()) return parts.status();
   std::vector<int64_t> versions;
   versions.reserve(ranges.size());

@@ -543,10 +543,10 @@ class TensorStore {
   absl::StatusOr<DensePart*> FindDense(absl::string_view tensor) const;
   // The parts of a dense batch's ranges, each found, its range checked, and
   // named once.
+  // (Range: DenseRangeUpdate or DenseRangeRead; defined in the .cc.)
+  template <typename Range>
   absl::StatusOr<std::vector<DensePart*>> DenseBatchParts(
-      absl::Span<const absl::string_view> tensors,
-      absl::Span<const int64_t> row_begins, absl::Span<const size_t> floats,
-      const char* what) const;
+      absl::Span<const Range> ranges, const char* what) const;
   absl::StatusOr<EmbeddingPart*> FindEmbedding(absl::string_view tensor) const;
   // The table `tensor` with `ids` checked, and `floats` (ids x dim) checked
   // against `have`; `what` names the buffer in the error.
