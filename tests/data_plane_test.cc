@@ -1299,6 +1299,17 @@ TEST_F(DataPlaneTest, DenseBatchesMatchTheReferenceInSharedMemory) {
   StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600"});
   shm_min_bytes_ = 1;
   ConnectClient();
+  // Every link's attach is answered before the batches (under load the first
+  // requests may leave in frames): "big" has a part on each shard.
+  ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  auto attached = [&] {
+    return ShmBytes(0) > 0 && ShmBytes(1) > 0 && ShmBytes(2) > 0;
+  };
+  while (!attached() && absl::Now() < deadline) {
+    PullDense("big", kBigRows * kBigCols);
+  }
+  ASSERT_TRUE(attached()) << "no shared memory with every shard within 20 s";
   std::vector<float> previous;
   DenseBatchWorkload(*client_, &previous);
   for (int i = 0; i < 3; ++i) {
