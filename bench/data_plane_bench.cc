@@ -1083,5 +1083,7 @@ int main(int argc, char** argv) {
   if (!absl::GetFlag(FLAGS_raw_peer).empty()) {
     return tessera::RawPeer(absl::GetFlag(FLAGS_raw_peer));
   }
+  // Started from bazel-bin: the tessera-ps child is in the runfiles tree.
+  tessera::testing::EnterRunfiles(argv[0]);
   return tessera::Run();
 }
