@@ -331,6 +331,14 @@ class DataPlane::Handler {
     return (*segment)->data() + h.shm_offset();
   }
 
+  // Values moved through shared memory count as the request's payload (the
+  // shard's traffic, whichever way it travels: tessera_ps_received_bytes_total
+  // and tessera_ps_sent_bytes_total) and in the segments' own counter.
+  void CountShm(Work* w, bool in, int64_t bytes) {
+    shm_->CountBytes(in, bytes);
+    (in ? w->bytes_in : w->bytes_out) += bytes;
+  }
+
   // PUSH_DENSE / PULL_DENSE with the values in shared memory. A push's
   // values are copied out once before anything reads them, so the client
   // changing them meanwhile cannot make the shard check one gradient and
@@ -356,7 +364,7 @@ class DataPlane::Handler {
       if (!result.ok()) return result.status();
       w->reply.set_version(result->version);
       w->reply.set_skipped(result->skipped);
-      shm_->CountBytes(/*in=*/true, bytes);
+      CountShm(w, /*in=*/true, bytes);
       return absl::OkStatus();
     }
     auto version = shard_->PullDense(
@@ -364,7 +372,7 @@ class DataPlane::Handler {
         absl::MakeSpan(reinterpret_cast<float*>(*values), floats));
     if (!version.ok()) return version.status();
     w->reply.set_version(*version);
-    shm_->CountBytes(/*in=*/false, bytes);
+    CountShm(w, /*in=*/false, bytes);
     return absl::OkStatus();
   }
 
@@ -429,7 +437,7 @@ class DataPlane::Handler {
       *w->reply.mutable_versions() = {result->versions.begin(),
                                       result->versions.end()};
       w->reply.set_skipped(result->skipped);
-      if (in_shm) shm_->CountBytes(/*in=*/true, bytes);
+      if (in_shm) CountShm(w, /*in=*/true, bytes);
       return absl::OkStatus();
     }
     auto versions = shard_->PullDenseBatch(dense_reads_);
@@ -439,7 +447,7 @@ class DataPlane::Handler {
     }
     *w->reply.mutable_versions() = {versions->begin(), versions->end()};
     if (in_shm) {
-      shm_->CountBytes(/*in=*/false, bytes);
+      CountShm(w, /*in=*/false, bytes);
     } else {
       SetReplyValues(w, out, floats);
     }

@@ -88,11 +88,15 @@ void Shard::RegisterMetrics() {
                   .Register(*registry_);
   received_bytes_ = &BuildCounter()
                          .Name("tessera_ps_received_bytes_total")
-                         .Help("Request payload bytes received, by rpc.")
+                         .Help(
+                             "Request payload bytes received (in frames or "
+                             "through shared memory), by rpc.")
                          .Register(*registry_);
   sent_bytes_ = &BuildCounter()
                      .Name("tessera_ps_sent_bytes_total")
-                     .Help("Reply payload bytes sent, by rpc.")
+                     .Help(
+                         "Reply payload bytes sent (in frames or through "
+                         "shared memory), by rpc.")
                      .Register(*registry_);
   rejected_ = &BuildCounter()
                    .Name("tessera_ps_rejected_requests_total")
