@@ -136,6 +136,27 @@ absl::Status CheckDenseRange(const std::string& tensor, int64_t row_size,
   return absl::OkStatus();
 }
 
+// A history of `out_floats` floats, or none (previous empty).
+absl::Status CheckHistory(const std::string& tensor, size_t out_floats,
+                          const DenseHistory& history) {
+  if (history.previous.data() == nullptr ||
+      history.previous.size() == out_floats) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("pull of ", out_floats, " floats for ", tensor,
+                   " with a history of ", history.previous.size()));
+}
+
+// The rows of a push piece of at most `max_piece_bytes` (at least one row;
+// 0: not cut) for rows of `row_size` floats.
+int64_t MaxPieceRows(int64_t max_piece_bytes, int64_t row_size) {
+  if (max_piece_bytes <= 0) return 0;
+  const int64_t row_bytes = row_size * static_cast<int64_t>(sizeof(float));
+  return std::max<int64_t>(1,
+                           max_piece_bytes / std::max<int64_t>(1, row_bytes));
+}
+
 }  // namespace
 
 void PsClient::PullDenseAsync(const std::string& tensor, int64_t row_begin,
@@ -150,11 +171,8 @@ void PsClient::PullDenseAsync(const std::string& tensor, int64_t row_begin,
                               const DenseHistory& history, DoneCallback done,
                               const CallOptions& options) {
   const bool keep_history = history.previous.data() != nullptr;
-  if (keep_history && history.previous.size() != out.size()) {
-    return done(absl::InvalidArgumentError(
-        absl::StrCat("pull of ", out.size(), " floats for ", tensor,
-                     " with a history of ", history.previous.size())));
-  }
+  absl::Status history_ok = CheckHistory(tensor, out.size(), history);
+  if (!history_ok.ok()) return done(history_ok);
   auto info = Find(tensor);
   if (!info.ok()) return done(info.status());
   const TensorInfo& t = **info;
@@ -232,12 +250,8 @@ void PsClient::PushDenseAsync(const std::string& tensor, int64_t row_begin,
   if (!range.ok()) return done(range);
   auto call =
       NewCall(v1::DataHeader::PUSH_DENSE, tensor, std::move(done), options);
-  const int64_t row_bytes = t.row_size * static_cast<int64_t>(sizeof(float));
   const int64_t max_piece_rows =
-      options_.max_push_piece_bytes > 0
-          ? std::max<int64_t>(1, options_.max_push_piece_bytes /
-                                     std::max<int64_t>(1, row_bytes))
-          : 0;
+      MaxPieceRows(options_.max_push_piece_bytes, t.row_size);
   call->pieces =
       DensePieces(v1::DataHeader::PUSH_DENSE, tensor, t.parts, t.row_size,
                   row_begin, grad.size() / t.row_size, options, max_piece_rows);
@@ -288,8 +302,7 @@ void PsClient::SubmitDenseBatch(bool push,
   const size_t count = push ? pushes.size() : pulls.size();
   if (count == 0) return done(absl::OkStatus());
   // Check every range before anything is sent.
-  std::vector<const TensorInfo*> infos(count);
-  std::vector<std::shared_ptr<const TensorInfo>> held(count);
+  std::vector<std::shared_ptr<const TensorInfo>> infos(count);
   absl::flat_hash_set<absl::string_view> names;
   for (size_t i = 0; i < count; ++i) {
     const std::string& tensor = push ? pushes[i].tensor : pulls[i].tensor;
@@ -303,16 +316,13 @@ void PsClient::SubmitDenseBatch(bool push,
       return done(absl::InvalidArgumentError(
           absl::StrCat("null gradient owner for ", tensor)));
     }
-    if (!push && pulls[i].history.previous.data() != nullptr &&
-        pulls[i].history.previous.size() != floats) {
-      return done(absl::InvalidArgumentError(absl::StrCat(
-          "pull of ", floats, " floats for ", tensor, " with a history of ",
-          pulls[i].history.previous.size())));
+    if (!push) {
+      absl::Status history_ok = CheckHistory(tensor, floats, pulls[i].history);
+      if (!history_ok.ok()) return done(history_ok);
     }
     auto info = Find(tensor);
     if (!info.ok()) return done(info.status());
-    held[i] = *info;
-    infos[i] = held[i].get();
+    infos[i] = *std::move(info);
     if (infos[i]->embedding) {
       return done(absl::InvalidArgumentError(
           absl::StrCat(tensor, " is an embedding table: address it by rows")));
@@ -347,12 +357,8 @@ void PsClient::SubmitDenseBatch(bool push,
     const size_t floats = push ? pushes[i].grad.size() : pulls[i].out.size();
     if (push) owners.push_back(pushes[i].owner);
     // A large push is cut as PushDense cuts it.
-    const int64_t row_bytes = t.row_size * static_cast<int64_t>(sizeof(float));
     const int64_t max_piece_rows =
-        push && options_.max_push_piece_bytes > 0
-            ? std::max<int64_t>(1, options_.max_push_piece_bytes /
-                                       std::max<int64_t>(1, row_bytes))
-            : 0;
+        push ? MaxPieceRows(options_.max_push_piece_bytes, t.row_size) : 0;
     for (Piece& piece :
          DensePieces(single_op, tensor, t.parts, t.row_size, row_begin,
                      static_cast<int64_t>(floats) / t.row_size, options,

@@ -176,10 +176,11 @@ void PsClient::Transport::PlaceInShm(Link* link, Piece* piece) {
   piece->shm.reset();
   const v1::DataHeader::Op op = piece->header.op();
   const bool batch = IsDenseBatch(op);
-  if (link->shm == nullptr ||
-      (!batch &&
-       (piece->header.row_size() <= 0 || (op != v1::DataHeader::PUSH_DENSE &&
-                                          op != v1::DataHeader::PULL_DENSE)))) {
+  const bool dense = batch || op == v1::DataHeader::PUSH_DENSE ||
+                     op == v1::DataHeader::PULL_DENSE;
+  // (A batch's ranges carry their row sizes; a single piece must set one.)
+  if (link->shm == nullptr || !dense ||
+      (!batch && piece->header.row_size() <= 0)) {
     return;
   }
   const bool push = op == v1::DataHeader::PUSH_DENSE ||

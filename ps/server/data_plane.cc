@@ -73,13 +73,11 @@ int64_t PayloadBytes(const v1::DataHeader& h, int64_t bytes_in) {
       }
       return bytes;
     }
+    case v1::DataHeader::PUSH_DENSE_BATCH:
     case v1::DataHeader::PULL_DENSE_BATCH:
       // The layout check passed CheckDenseRanges: the bytes fit in int64.
-      return CheckDenseRanges(h).value_or(std::numeric_limits<int64_t>::max() /
-                                          4) *
-             static_cast<int64_t>(sizeof(float));
+      return DenseBatchFloats(h) * static_cast<int64_t>(sizeof(float));
     case v1::DataHeader::PUSH_DENSE:
-    case v1::DataHeader::PUSH_DENSE_BATCH:
       if (h.shm_segment() != 0) {  // The layout check passed ShmBytes.
         return ShmBytes(h).value_or(std::numeric_limits<int64_t>::max());
       }
@@ -331,6 +329,15 @@ class DataPlane::Handler {
     return (*segment)->data() + h.shm_offset();
   }
 
+  // A push's values copied out of shared memory once, before anything reads
+  // them, so the client changing them meanwhile cannot make the shard check
+  // one gradient and apply another.
+  absl::Span<const float> CopyPushOut(const char* values, int64_t floats) {
+    floats_.resize(floats);
+    std::memcpy(floats_.data(), values, floats * sizeof(float));
+    return floats_;
+  }
+
   // Values moved through shared memory count as the request's payload (the
   // shard's traffic, whichever way it travels: tessera_ps_received_bytes_total
   // and tessera_ps_sent_bytes_total) and in the segments' own counter.
@@ -339,10 +346,8 @@ class DataPlane::Handler {
     (in ? w->bytes_in : w->bytes_out) += bytes;
   }
 
-  // PUSH_DENSE / PULL_DENSE with the values in shared memory. A push's
-  // values are copied out once before anything reads them, so the client
-  // changing them meanwhile cannot make the shard check one gradient and
-  // apply another; a pull writes the values into the segment.
+  // PUSH_DENSE / PULL_DENSE with the values in shared memory: a push's are
+  // copied out first (CopyPushOut), a pull writes them into the segment.
   absl::Status RunDenseInShm(Work* w, int64_t row_size) {
     const v1::DataHeader& h = w->request;
     const bool push = h.op() == v1::DataHeader::PUSH_DENSE;
@@ -357,10 +362,8 @@ class DataPlane::Handler {
     auto values = ShmValues(w, bytes, &segment);
     if (!values.ok()) return values.status();
     if (push) {
-      floats_.resize(floats);
-      std::memcpy(floats_.data(), *values, bytes);
       auto result = shard_->PushDense(h.tensor_name(), h.row_begin(),
-                                      absl::MakeConstSpan(floats_));
+                                      CopyPushOut(*values, floats));
       if (!result.ok()) return result.status();
       w->reply.set_version(result->version);
       w->reply.set_skipped(result->skipped);
@@ -378,18 +381,16 @@ class DataPlane::Handler {
 
   // PUSH_DENSE_BATCH / PULL_DENSE_BATCH. The layout check (CheckDenseRanges)
   // made the ranges' floats fit in int64 and, for a push in frames, fill the
-  // values frame exactly; in shared memory they lie from shm_offset on. A
-  // push's values in shared memory are copied out once first, as for one
-  // tensor.
+  // values frame exactly; in shared memory they lie from shm_offset on, and
+  // a push's are copied out first, as for one tensor.
   absl::Status RunDenseBatch(Work* w) {
     const v1::DataHeader& h = w->request;
     const bool push = h.op() == v1::DataHeader::PUSH_DENSE_BATCH;
-    int64_t floats = 0;
     for (const v1::DataHeader::DenseRange& r : h.dense_ranges()) {
       auto row_size = RowSizeOf(r.tensor_name(), r.row_size());
       if (!row_size.ok()) return row_size.status();
-      floats += r.row_count() * r.row_size();
     }
+    const int64_t floats = DenseBatchFloats(h);
     const int64_t bytes = floats * static_cast<int64_t>(sizeof(float));
     const std::string what = absl::StrCat(h.dense_ranges_size(), " ranges");
     if (!push) {
@@ -404,9 +405,7 @@ class DataPlane::Handler {
       auto values = ShmValues(w, bytes, &segment);
       if (!values.ok()) return values.status();
       if (push) {
-        floats_.resize(floats);
-        std::memcpy(floats_.data(), *values, bytes);
-        in = floats_.data();
+        in = CopyPushOut(*values, floats).data();
       } else {
         out = reinterpret_cast<float*>(*values);
       }

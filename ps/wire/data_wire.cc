@@ -80,8 +80,15 @@ absl::Status CheckTablesLayout(const v1::DataHeader& h,
   return absl::OkStatus();
 }
 
+absl::Status CheckBatchShmOffset(const v1::DataHeader& h) {
+  if (h.shm_offset() >= 0) return absl::OkStatus();
+  return Malformed(absl::StrCat(DataOpName(h.op()),
+                                " request in shared memory has offset ",
+                                h.shm_offset(), "; it must not be negative"));
+}
+
 // A dense batch: its ranges are valid, and a push's values frame holds
-// their floats exactly.
+// their floats exactly (in shared memory: the offset is not negative).
 absl::Status CheckDenseBatchLayout(const v1::DataHeader& h,
                                    absl::Span<const size_t> payload) {
   if (!h.tensor_name().empty() || h.tables_size() > 0) {
@@ -90,7 +97,9 @@ absl::Status CheckDenseBatchLayout(const v1::DataHeader& h,
                                   "ranges are in dense_ranges"));
   }
   auto floats = CheckDenseRanges(h);
-  if (!floats.ok() || payload.empty()) return floats.status();
+  if (!floats.ok()) return floats.status();
+  if (h.shm_segment() != 0) return CheckBatchShmOffset(h);
+  if (payload.empty()) return absl::OkStatus();
   if (payload[0] != static_cast<uint64_t>(*floats) * sizeof(float)) {
     return Malformed(absl::StrCat("values frame of ", payload[0],
                                   " bytes does not hold the ranges' ", *floats,
@@ -163,11 +172,7 @@ absl::Status CheckRequestLayout(const v1::DataHeader& h,
                                   payload.size(), " payload frames; expected ",
                                   want));
   }
-  if (IsDenseBatch(op)) {
-    absl::Status layout = CheckDenseBatchLayout(h, payload);
-    if (!layout.ok() || !in_shm) return layout;
-    return ShmBytes(h).status();
-  }
+  if (IsDenseBatch(op)) return CheckDenseBatchLayout(h, payload);
   if (h.dense_ranges_size() > 0) {
     return Malformed(absl::StrCat(DataOpName(op),
                                   " request lists dense ranges; only "
@@ -218,11 +223,8 @@ absl::StatusOr<int64_t> ShmBytes(const v1::DataHeader& h) {
   if (IsDenseBatch(h.op())) {
     auto total = CheckDenseRanges(h);
     if (!total.ok()) return total.status();
-    if (h.shm_offset() < 0) {
-      return Malformed(absl::StrCat(
-          DataOpName(h.op()), " request in shared memory has offset ",
-          h.shm_offset(), "; it must not be negative"));
-    }
+    absl::Status offset = CheckBatchShmOffset(h);
+    if (!offset.ok()) return offset;
     return *total * static_cast<int64_t>(sizeof(float));  // Checked to fit.
   }
   if (h.row_count() <= 0 || h.row_size() <= 0 || h.shm_offset() < 0 ||
@@ -309,6 +311,14 @@ absl::StatusOr<int64_t> CheckDenseRanges(const v1::DataHeader& h) {
     return Malformed(absl::StrCat(op, " request's row counts overflow"));
   }
   return total;
+}
+
+int64_t DenseBatchFloats(const v1::DataHeader& h) {
+  int64_t floats = 0;
+  for (const v1::DataHeader::DenseRange& r : h.dense_ranges()) {
+    floats += r.row_count() * r.row_size();
+  }
+  return floats;
 }
 
 bool IsDenseBatch(v1::DataHeader::Op op) {

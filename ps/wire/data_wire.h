@@ -73,6 +73,11 @@ absl::StatusOr<TablesTotals> CheckTables(const v1::DataHeader& header);
 // row_count or row_size, or a total whose bytes overflow int64.
 absl::StatusOr<int64_t> CheckDenseRanges(const v1::DataHeader& header);
 
+// The floats of a dense batch whose layout CheckRequestLayout passed
+// (row_count x row_size summed; that check made the sum fit in int64, with
+// its bytes). Unchecked: for the shard's hot path after the layout check.
+int64_t DenseBatchFloats(const v1::DataHeader& header);
+
 // Whether `op` is PUSH_DENSE_BATCH or PULL_DENSE_BATCH.
 bool IsDenseBatch(v1::DataHeader::Op op);
 
