@@ -20,6 +20,10 @@
 //     pull at depths 1 and 4 against a real tessera-ps child (1 shard, 1
 //     client). Their "of raw" is against the two-process ceiling of the
 //     same round, and the goals of the first goal block are taken on them.
+//     Beside them, raw request/reply ("raw rr 2p": one message, wait for an
+//     8-byte answer, the next) to the same child: the most a depth-1 cell
+//     can reach on this machine, which the depth-1 goal lines also print;
+//     ZeroMQ's own per-message cost on each side does not overlap there.
 // and prints GB/s, ops/s, p50/p99 latency, GB/s as a ratio of the raw
 // ceiling of the same round, and the process's CPU time per MiB moved (the
 // figure that bounds throughput once both cores are busy, and the one that
@@ -84,6 +88,9 @@ ABSL_FLAG(int, depth, 8,
 ABSL_FLAG(int, data_threads, 2, "Data-plane worker threads per shard.");
 ABSL_FLAG(int64_t, inline_max_bytes, 64 << 10,
           "DataPlaneOptions::inline_max_bytes of the shards.");
+ABSL_FLAG(int64_t, idle_inline_max_bytes,
+          tessera::DataPlaneOptions().idle_inline_max_bytes,
+          "DataPlaneOptions::idle_inline_max_bytes of the shards.");
 ABSL_FLAG(bool, grpc, true, "Also measure the gRPC path.");
 ABSL_FLAG(bool, raw, true,
           "Measure the raw ZeroMQ ceiling (for profiling "
@@ -119,6 +126,9 @@ ABSL_FLAG(std::vector<std::string>, step_floats,
 ABSL_FLAG(std::string, raw_peer, "",
           "Internal: run as the receiving side of the two-process raw "
           "ceiling, writing the bound port to this file.");
+ABSL_FLAG(bool, raw_peer_reply, false,
+          "Internal: with --raw_peer, answer each message (the raw "
+          "request/reply cell).");
 ABSL_FLAG(std::string, only, "",
           "Run only the cells whose path contains this (raw, push, pull, "
           "grpc).");
@@ -192,6 +202,7 @@ class LocalShard {
     data.port = 0;
     data.threads = absl::GetFlag(FLAGS_data_threads);
     data.inline_max_bytes = absl::GetFlag(FLAGS_inline_max_bytes);
+    data.idle_inline_max_bytes = absl::GetFlag(FLAGS_idle_inline_max_bytes);
     auto plane = DataPlane::Bind(data);
     CHECK(plane.ok()) << plane.status();
     s->plane_ = *std::move(plane);
@@ -289,6 +300,8 @@ Cluster StartProcessCluster(const std::vector<int64_t>& sizes) {
       {absl::StrCat("--data_threads=", absl::GetFlag(FLAGS_data_threads)),
        absl::StrCat("--inline_max_bytes=",
                     absl::GetFlag(FLAGS_inline_max_bytes)),
+       absl::StrCat("--idle_inline_max_bytes=",
+                    absl::GetFlag(FLAGS_idle_inline_max_bytes)),
        "--split_threshold_bytes=1024", "--flush_interval_s=3600",
        "--max_message_bytes=134217728"},
       absl::Seconds(60), dir + ".log");
@@ -367,17 +380,19 @@ Cell RawZeroMq(int64_t size, int hwm, absl::Duration duration) {
   return cell;
 }
 
-// The receiving side of the two-process ceiling (--raw_peer=PORT_FILE): a
-// PULL socket on 127.0.0.1:0 whose port goes to PORT_FILE; it counts
-// messages until a 1-byte end marker and prints "messages bytes seconds"
-// (first to last message) on stdout.
-int RawPeer(const std::string& port_file) {
+// The receiving side of the two-process cells (--raw_peer=PORT_FILE), on
+// 127.0.0.1:0 with its port written to PORT_FILE. Streaming (the ceiling): a
+// PULL socket that counts messages until a 1-byte end marker and prints
+// "messages bytes seconds" (first to last message) on stdout. With
+// --raw_peer_reply: a ROUTER that answers each message with 8 bytes, as a
+// shard answers a push, until the end marker.
+int RawPeer(const std::string& port_file, bool reply) {
   ZmqContext context(1);
-  auto pull = ZmqSocket::Open(context.get(), ZMQ_PULL);
-  CHECK(pull.ok());
-  BENCH_CHECK_OK(pull->SetInt(ZMQ_RCVHWM, 64));
-  BENCH_CHECK_OK(pull->Bind("tcp://127.0.0.1:0"));
-  auto port = pull->BoundPort();
+  auto socket = ZmqSocket::Open(context.get(), reply ? ZMQ_ROUTER : ZMQ_PULL);
+  CHECK(socket.ok());
+  BENCH_CHECK_OK(socket->SetInt(ZMQ_RCVHWM, 64));
+  BENCH_CHECK_OK(socket->Bind("tcp://127.0.0.1:0"));
+  auto port = socket->BoundPort();
   BENCH_CHECK_OK(port.status());
   {
     const std::string tmp = port_file + ".tmp";
@@ -390,11 +405,19 @@ int RawPeer(const std::string& port_file) {
   int64_t messages = 0, bytes = 0;
   absl::Time first, last;
   while (true) {
+    zmq_msg_t identity;
+    zmq_msg_init(&identity);
+    if (reply) CHECK_GE(zmq_msg_recv(&identity, socket->get(), 0), 0);
     zmq_msg_t msg;
     zmq_msg_init(&msg);
-    CHECK_GE(zmq_msg_recv(&msg, pull->get(), 0), 0);
+    CHECK_GE(zmq_msg_recv(&msg, socket->get(), 0), 0);
     const size_t n = zmq_msg_size(&msg);
     zmq_msg_close(&msg);
+    if (reply) {
+      CHECK_GE(zmq_msg_send(&identity, socket->get(), ZMQ_SNDMORE), 0);
+      CHECK_GE(zmq_send(socket->get(), "answered", 8, 0), 0);
+    }
+    zmq_msg_close(&identity);
     if (n == 1) break;  // The end marker.
     const absl::Time now = absl::Now();
     if (messages == 0) first = now;
@@ -409,23 +432,43 @@ int RawPeer(const std::string& port_file) {
   return 0;
 }
 
-// Raw ZeroMQ PUSH -> PULL to a receiver child process: the ceiling of a
-// transfer between two processes. The first message starts the clock.
-Cell RawZeroMqTwoProcesses(int64_t size, int hwm, absl::Duration duration) {
+// A RawPeer child (`reply`: answering each message) and its port.
+struct RawPeerChild {
+  std::unique_ptr<Subprocess> process;
+  std::string port;
+  std::string port_file, log;
+  ~RawPeerChild() {
+    std::filesystem::remove(port_file);
+    std::filesystem::remove(log);
+  }
+  // Waits for the child to exit and returns its last line.
+  std::string Finish() {
+    auto code = process->Wait(absl::Seconds(60));
+    BENCH_CHECK_OK(code.status());
+    CHECK_EQ(*code, 0) << process->Log();
+    return process->Log();
+  }
+};
+
+std::unique_ptr<RawPeerChild> StartRawPeer(bool reply) {
+  auto peer = std::make_unique<RawPeerChild>();
   const std::string base =
       absl::StrCat(std::filesystem::temp_directory_path().string(),
                    "/tessera-data-plane-bench-raw-", getpid());
-  const std::string port_file = base + ".port";
-  const std::string log = base + ".log";
-  std::filesystem::remove(port_file);
-  std::filesystem::remove(log);
+  peer->port_file = base + ".port";
+  peer->log = base + ".log";
+  std::filesystem::remove(peer->port_file);
+  std::filesystem::remove(peer->log);
   auto child = Subprocess::Start(
-      {"/proc/self/exe", absl::StrCat("--raw_peer=", port_file)}, log);
+      {"/proc/self/exe", absl::StrCat("--raw_peer=", peer->port_file),
+       absl::StrCat("--raw_peer_reply=", reply)},
+      peer->log);
   BENCH_CHECK_OK(child.status());
+  peer->process = *std::move(child);
   absl::StatusOr<std::string> port_text =
       absl::NotFoundError("no port file yet");
   for (int i = 0; i < 1000 && !port_text.ok(); ++i) {
-    std::FILE* f = std::fopen(port_file.c_str(), "r");
+    std::FILE* f = std::fopen(peer->port_file.c_str(), "r");
     if (f != nullptr) {
       char line[32] = {0};
       if (std::fgets(line, sizeof(line), f) != nullptr) port_text = line;
@@ -434,24 +477,28 @@ Cell RawZeroMqTwoProcesses(int64_t size, int hwm, absl::Duration duration) {
     if (!port_text.ok()) absl::SleepFor(absl::Milliseconds(10));
   }
   BENCH_CHECK_OK(port_text.status());
+  peer->port = std::string(absl::StripAsciiWhitespace(*port_text));
+  return peer;
+}
+
+// Raw ZeroMQ PUSH -> PULL to a receiver child process: the ceiling of a
+// transfer between two processes. The first message starts the clock.
+Cell RawZeroMqTwoProcesses(int64_t size, int hwm, absl::Duration duration) {
+  std::unique_ptr<RawPeerChild> peer = StartRawPeer(/*reply=*/false);
   ZmqContext context(1);
   auto push = ZmqSocket::Open(context.get(), ZMQ_PUSH);
   CHECK(push.ok());
   BENCH_CHECK_OK(push->SetInt(ZMQ_SNDHWM, hwm));
-  BENCH_CHECK_OK(push->Connect(
-      absl::StrCat("tcp://127.0.0.1:",
-                   std::string(absl::StripAsciiWhitespace(*port_text)))));
+  BENCH_CHECK_OK(push->Connect(absl::StrCat("tcp://127.0.0.1:", peer->port)));
   std::vector<char> buffer(size, 1);
   SendForThenEnd(push->get(), buffer, duration);
-  auto code = (*child)->Wait(absl::Seconds(60));
-  BENCH_CHECK_OK(code.status());
-  CHECK_EQ(*code, 0) << (*child)->Log();
+  const std::string result = peer->Finish();
   long long messages = 0, bytes = 0;
   double seconds = 0;
-  CHECK_EQ(std::sscanf((*child)->Log().c_str(), "%lld %lld %lf", &messages,
-                       &bytes, &seconds),
-           3)
-      << (*child)->Log();
+  CHECK_EQ(
+      std::sscanf(result.c_str(), "%lld %lld %lf", &messages, &bytes, &seconds),
+      3)
+      << result;
   Cell cell;
   cell.path = "raw zmq 2p";
   cell.topology = "1x1";
@@ -459,8 +506,48 @@ Cell RawZeroMqTwoProcesses(int64_t size, int hwm, absl::Duration duration) {
   cell.size = size;
   cell.ops = messages - 1;
   cell.seconds = seconds;
-  std::filesystem::remove(port_file);
-  std::filesystem::remove(log);
+  return cell;
+}
+
+// Raw ZeroMQ request/reply to a child process: a DEALER sends one message
+// (zero-copy) and waits for the ROUTER's 8-byte answer before the next. What
+// any depth-1 transfer between two processes costs before doing anything
+// with the bytes; printed beside the depth-1 goals.
+Cell RawRequestReplyTwoProcesses(int64_t size, absl::Duration duration) {
+  std::unique_ptr<RawPeerChild> peer = StartRawPeer(/*reply=*/true);
+  ZmqContext context(1);
+  auto dealer = ZmqSocket::Open(context.get(), ZMQ_DEALER);
+  CHECK(dealer.ok());
+  BENCH_CHECK_OK(dealer->Connect(absl::StrCat("tcp://127.0.0.1:", peer->port)));
+  std::vector<char> buffer(size, 1);
+  auto noop = [](void*, void*) {};
+  auto round_trip = [&](const char* data, size_t n) {
+    zmq_msg_t msg;
+    zmq_msg_init_data(&msg, const_cast<char*>(data), n, noop, nullptr);
+    CHECK_GE(zmq_msg_send(&msg, dealer->get(), 0), 0);
+    char answer[8];
+    CHECK_EQ(zmq_recv(dealer->get(), answer, sizeof(answer), 0), 8);
+  };
+  Cell cell;
+  cell.path = "raw rr 2p";
+  cell.topology = "1x1";
+  cell.size = size;
+  round_trip(buffer.data(), buffer.size());  // Connects; not counted.
+  const double cpu_start = ProcessCpuSeconds();
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + duration;
+  absl::Time now = start;
+  while (now < end) {
+    round_trip(buffer.data(), buffer.size());
+    const absl::Time done = absl::Now();
+    cell.latencies.push_back(absl::ToDoubleSeconds(done - now));
+    now = done;
+  }
+  cell.cpu_seconds = ProcessCpuSeconds() - cpu_start;
+  cell.ops = static_cast<int64_t>(cell.latencies.size());
+  cell.seconds = absl::ToDoubleSeconds(now - start);
+  round_trip("e", 1);
+  peer->Finish();
   return cell;
 }
 
@@ -881,6 +968,12 @@ int Run() {
           {"raw zmq 2p", 1, raw_hwm,
            [=] { return RawZeroMqTwoProcesses(size, raw_hwm, duration); }});
     }
+    // The depth-1 request/reply floor: what a depth-1 cell could reach.
+    if (two_process && wanted("raw")) {
+      configs.push_back({"raw rr 2p", 1, 1, [=] {
+                           return RawRequestReplyTwoProcesses(size, duration);
+                         }});
+    }
     // Tessera between two processes (a tessera-ps child), at depths 1 and
     // 4: the cells the goals are measured on.
     for (bool push : {true, false}) {
@@ -1017,9 +1110,16 @@ int Run() {
             if (row.path != path || row.size != size || row.depth != d) {
               continue;
             }
-            std::printf("  %s %s depth %d: %.0f%% of raw (goal %.0f%%) %s\n",
+            std::printf("  %s %s depth %d: %.0f%% of raw (goal %.0f%%) %s",
                         path, SizeName(size).c_str(), d, 100 * row.ratio(),
                         100 * goal, row.ratio() >= goal ? "met" : "NOT MET");
+            const Row* rr = d == 1 ? best("raw rr 2p", size) : nullptr;
+            if (rr != nullptr && rr->ratio() > 0) {
+              std::printf(
+                  " (raw request/reply: %.0f%%; this cell %.0f%% of it)",
+                  100 * rr->ratio(), 100 * row.ratio() / rr->ratio());
+            }
+            std::printf("\n");
           }
         }
       }
@@ -1081,7 +1181,8 @@ int main(int argc, char** argv) {
   FLAGS_minloglevel = 1;  // Warnings and up.
   google::InitGoogleLogging(argv[0]);
   if (!absl::GetFlag(FLAGS_raw_peer).empty()) {
-    return tessera::RawPeer(absl::GetFlag(FLAGS_raw_peer));
+    return tessera::RawPeer(absl::GetFlag(FLAGS_raw_peer),
+                            absl::GetFlag(FLAGS_raw_peer_reply));
   }
   // Started from bazel-bin: the tessera-ps child is in the runfiles tree.
   tessera::testing::EnterRunfiles(argv[0]);

@@ -277,6 +277,41 @@ TEST_F(DataPlaneTest, PushesCutIntoPiecesMatchTheSameReference) {
   EXPECT_GT(cut, whole + 20 * 10) << "pushes were not cut";
 }
 
+// The same workload with every request that moves values either run on the
+// socket thread because the data plane is idle (--idle_inline_max_bytes) or
+// handed to a worker, then with every one handed over: the values equal the
+// reference either way, and tessera_ps_data_requests_run_total says which
+// thread ran them.
+TEST_F(DataPlaneTest, RequestsRunOnTheSocketThreadWhenIdleMatchTheReference) {
+  const auto run_on = [&](const char* thread) {
+    double sum = 0;
+    for (auto& shard : shards_) {
+      auto n = shard->Metric("tessera_ps_data_requests_run_total",
+                             absl::StrCat("thread=\"", thread, "\""));
+      EXPECT_TRUE(n.ok()) << n.status();
+      sum += n.value_or(0);
+    }
+    return sum;
+  };
+  StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600",
+                  "--inline_max_bytes=0", "--idle_inline_max_bytes=1048576"});
+  ConnectClient();
+  const double pushes = RunReferenceWorkload();
+  // The first pulls are one call at a time: each finds its shard idle.
+  EXPECT_GE(run_on("socket"), 3);
+  EXPECT_GE(run_on("socket") + run_on("worker"), pushes);
+
+  shards_.clear();
+  std::filesystem::remove_all(base_dir_);
+  StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600",
+                  "--inline_max_bytes=0", "--idle_inline_max_bytes=0"});
+  ConnectClient();
+  // Every push is handed over (only requests moving no values, such as a
+  // ping, may still run on the socket thread).
+  const double handed = RunReferenceWorkload();
+  EXPECT_GE(run_on("worker"), handed);
+}
+
 double DataPlaneTest::RunReferenceWorkload() {
   double applied = 0;
   [&] {

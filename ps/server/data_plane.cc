@@ -679,6 +679,18 @@ void DataPlane::Start(Shard* shard) {
   CHECK(!started_.exchange(true)) << "DataPlane::Start called twice";
   shard_ = shard;
   shm_ = std::make_unique<ShmSegments>(options_.shm, shard->registry());
+  if (shard->registry() != nullptr) {
+    auto& run = metrics::BuildCounter()
+                    .Name("tessera_ps_data_requests_run_total")
+                    .Help(
+                        "Data-plane requests by the thread that ran them: "
+                        "socket = on the socket thread (small, or the data "
+                        "plane idle; no hand-over), worker = handed to a "
+                        "data-plane worker thread.")
+                    .Register(*shard->registry());
+    run_on_socket_ = &run.Add({{"thread", "socket"}});
+    run_on_worker_ = &run.Add({{"thread", "worker"}});
+  }
   // Every socket is made here and handed to its thread; starting a thread
   // publishes it (ZeroMQ sockets may move between threads with a barrier).
   // Inproc queues are unbounded (HWM 0): the socket thread bounds them itself
@@ -800,17 +812,18 @@ void DataPlane::SocketLoop(void* replies, std::vector<ZmqSocket>* workers) {
       }
       // Without workers, or for a small request whose worker is idle, run it
       // here: handing it over costs two thread wake-ups, more than such a
-      // request's work. With nothing queued at that worker, nothing sent
-      // before it by the same client to the same part is still pending, so
-      // order holds.
-      if (n == 0 ||
-          (queued[worker] == 0 && PayloadBytes(work->request, work->bytes_in) <=
-                                      options_.inline_max_bytes)) {
+      // request's work. A larger one runs here too when nothing else is
+      // queued or waiting to be read: the hand-over would be pure latency.
+      // With nothing queued at that worker, nothing sent before it by the
+      // same client to the same part is still pending, so order holds.
+      if (n == 0 || (queued[worker] == 0 && RunsInline(*work, total_queued))) {
+        if (run_on_socket_ != nullptr) run_on_socket_->Increment();
         inline_handler.Run(work.get());
         SendReply(std::move(work));
         continue;
       }
       work->worker = worker;
+      if (run_on_worker_ != nullptr) run_on_worker_->Increment();
       if (queued[worker] >= kMaxQueuedPerWorker) {
         held = std::move(work);
         break;
@@ -825,6 +838,16 @@ void DataPlane::SocketLoop(void* replies, std::vector<ZmqSocket>* workers) {
               static_cast<int>(absl::ToInt64Milliseconds(options_.linger)))
       .IgnoreError();
   router_.Close();
+}
+
+bool DataPlane::RunsInline(const Work& work, int total_queued) {
+  const int64_t bytes = PayloadBytes(work.request, work.bytes_in);
+  if (bytes <= options_.inline_max_bytes) return true;
+  if (bytes > options_.idle_inline_max_bytes || total_queued > 0) return false;
+  int events = 0;
+  size_t size = sizeof(events);
+  return zmq_getsockopt(router_.get(), ZMQ_EVENTS, &events, &size) == 0 &&
+         !(events & ZMQ_POLLIN);
 }
 
 std::unique_ptr<DataPlane::Work> DataPlane::ReadRequest(bool* got) {

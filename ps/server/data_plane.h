@@ -13,7 +13,8 @@
 // for the socket thread to send. There is no lock of our own on this path:
 // the Shard's per-part locks are the only serialization. Small requests whose
 // worker is idle run on the socket thread itself
-// (DataPlaneOptions::inline_max_bytes).
+// (DataPlaneOptions::inline_max_bytes), and so do larger ones when the whole
+// data plane is idle (DataPlaneOptions::idle_inline_max_bytes).
 //
 // Order. Every request goes to worker hash(client identity) % threads: a
 // tables request or a dense batch (PUSH_DENSE_BATCH, PULL_DENSE_BATCH) names
@@ -56,6 +57,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "ps/common/metrics/metrics.h"
 #include "ps/server/shard.h"
 #include "ps/server/shm_segments.h"
 #include "ps/wire/zmq_frames.h"
@@ -72,6 +74,14 @@ struct DataPlaneOptions {
   // when their worker has nothing queued (a hand-over costs two thread
   // wake-ups, which is more than such a request's work).
   int64_t inline_max_bytes = 64 << 10;
+  // Requests moving at most this many payload bytes also run on the socket
+  // thread when the whole data plane is idle: nothing queued at any worker
+  // and no other request waiting to be read. At depth 1 (a client waiting on
+  // each request) the hand-over is then pure latency; while the data plane is
+  // busy they go to their worker, so other clients' requests keep running in
+  // parallel. A new request arriving meanwhile waits for this one's work (a
+  // 4 MiB push: about 0.3 ms).
+  int64_t idle_inline_max_bytes = 4 << 20;
   // Largest request accepted (all frames); larger ones get an error reply.
   // Frames beyond 2x this (plus 1 MiB) make ZeroMQ drop the connection
   // without reading them.
@@ -143,6 +153,9 @@ class DataPlane {
   // Reads one request from the ROUTER; returns it with its reply already
   // filled in if it is malformed (not to be dispatched).
   std::unique_ptr<Work> ReadRequest(bool* got);
+  // Whether a request whose worker has nothing queued runs on the socket
+  // thread (DataPlaneOptions::inline_max_bytes, idle_inline_max_bytes).
+  bool RunsInline(const Work& work, int total_queued);
   // Checks a request's frames (header first; `num_frames` counts dropped
   // ones too) and fills `work`: its request and frames, or its error reply.
   static void CheckRequest(Shard* shard, std::vector<ZmqFrame> frames,
@@ -160,6 +173,10 @@ class DataPlane {
   ZmqSocket stop_sender_;   // Used by the thread calling Stop().
   Shard* shard_ = nullptr;  // Not owned; set by Start.
   std::unique_ptr<ShmSegments> shm_;  // Set by Start; off when so configured.
+  // tessera_ps_data_requests_run_total{thread}: requests run on the socket
+  // thread, and handed to a worker. Set by Start (null without a registry).
+  metrics::Counter* run_on_socket_ = nullptr;
+  metrics::Counter* run_on_worker_ = nullptr;
   std::atomic<bool> started_{false};
   std::atomic<bool> stopped_{false};
   std::thread socket_thread_;

@@ -58,6 +58,10 @@ ABSL_FLAG(int64_t, inline_max_bytes, 64 << 10,
           "data plane's socket thread when their worker thread is idle "
           "(saves two thread hand-overs; larger ones delay other clients' "
           "requests while they run).");
+ABSL_FLAG(int64_t, idle_inline_max_bytes, 4 << 20,
+          "Requests moving at most this many payload bytes also run on the "
+          "socket thread when the whole data plane is idle (nothing queued, "
+          "nothing else to read): at depth 1 the hand-over is pure latency.");
 ABSL_FLAG(int64_t, shm_segment_bytes, 32 << 20,
           "Bytes of the shared-memory segment each client on this machine "
           "may attach, through which its dense pushes and pulls then move "
@@ -206,6 +210,8 @@ int Run() {
   data_options.port = absl::GetFlag(FLAGS_data_port);
   data_options.threads = absl::GetFlag(FLAGS_data_threads);
   data_options.inline_max_bytes = absl::GetFlag(FLAGS_inline_max_bytes);
+  data_options.idle_inline_max_bytes =
+      absl::GetFlag(FLAGS_idle_inline_max_bytes);
   data_options.shm.segment_bytes = absl::GetFlag(FLAGS_shm_segment_bytes);
   data_options.shm.max_segments = absl::GetFlag(FLAGS_shm_max_segments);
   if (data_options.shm.segment_bytes < 0 ||
