@@ -35,6 +35,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -549,6 +550,28 @@ Cell RawRequestReplyTwoProcesses(int64_t size, absl::Duration duration) {
   round_trip("e", 1);
   peer->Finish();
   return cell;
+}
+
+// One pass over a message's bytes in memory, as a push's check and optimizer
+// or a pull's copy into the caller's buffer make: GB/s of memcpy of `size`
+// bytes between buffers out of cache (64 MiB of them, rotated), median of 5
+// runs of 32 copies.
+double CopyGbps(int64_t size) {
+  const int buffers =
+      static_cast<int>(std::clamp<int64_t>((64 * kMiB) / size, 2, 64));
+  std::vector<std::vector<char>> from(buffers, std::vector<char>(size, 1));
+  std::vector<char> to(size, 2);
+  std::vector<double> runs;
+  for (int run = 0; run < 5; ++run) {
+    const absl::Time start = absl::Now();
+    for (int k = 0; k < 32; ++k) {
+      std::memcpy(to.data(), from[(run * 32 + k) % buffers].data(), size);
+    }
+    runs.push_back(32.0 * size / absl::ToDoubleSeconds(absl::Now() - start) /
+                   1e9);
+  }
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
 }
 
 // Runs `op` on every client at once, each with `depth` calls in flight, for
@@ -1103,6 +1126,15 @@ int Run() {
     std::printf(
         "\ngoals (1 tessera-ps process x 1 client process, of the "
         "two-process raw ZeroMQ ceiling):\n");
+    // What raw ZeroMQ never does and a push or pull must: a pass over the
+    // values in memory (docs/data_plane_profile.md).
+    for (int64_t size : {kMiB, 16 * kMiB}) {
+      if (std::find(sizes.begin(), sizes.end(), size) == sizes.end()) continue;
+      std::printf(
+          "  (memory on this machine: a %s copy out of cache runs at "
+          "%.1f GB/s)\n",
+          SizeName(size).c_str(), CopyGbps(size));
+    }
     for (const char* path : {"push 2p", "pull 2p"}) {
       for (int64_t size : {kMiB, 16 * kMiB}) {
         for (auto [d, goal] : {std::pair<int, double>{1, 0.7}, {4, 0.8}}) {
