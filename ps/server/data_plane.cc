@@ -752,6 +752,7 @@ void DataPlane::SocketLoop(void* replies, std::vector<ZmqSocket>* workers) {
   std::vector<int> queued(n, 0);
   int total_queued = 0;
   std::unique_ptr<Work> held;  // Read, waiting for room at its worker.
+  int since_busy = 0;          // RunsInline's count down.
   bool stopping = false;
 
   auto dispatch = [&](std::unique_ptr<Work> work) {
@@ -812,11 +813,12 @@ void DataPlane::SocketLoop(void* replies, std::vector<ZmqSocket>* workers) {
       }
       // Without workers, or for a small request whose worker is idle, run it
       // here: handing it over costs two thread wake-ups, more than such a
-      // request's work. A larger one runs here too when nothing else is
-      // queued or waiting to be read: the hand-over would be pure latency.
+      // request's work. A larger dense one runs here too when nothing else
+      // is queued or waiting to be read: the hand-over would be pure latency.
       // With nothing queued at that worker, nothing sent before it by the
       // same client to the same part is still pending, so order holds.
-      if (n == 0 || (queued[worker] == 0 && RunsInline(*work, total_queued))) {
+      if (n == 0 || (queued[worker] == 0 &&
+                     RunsInline(*work, total_queued, &since_busy))) {
         if (run_on_socket_ != nullptr) run_on_socket_->Increment();
         inline_handler.Run(work.get());
         SendReply(std::move(work));
@@ -840,14 +842,43 @@ void DataPlane::SocketLoop(void* replies, std::vector<ZmqSocket>* workers) {
   router_.Close();
 }
 
-bool DataPlane::RunsInline(const Work& work, int total_queued) {
+bool DataPlane::RunsInline(const Work& work, int total_queued,
+                           int* since_busy) {
   const int64_t bytes = PayloadBytes(work.request, work.bytes_in);
   if (bytes <= options_.inline_max_bytes) return true;
-  if (bytes > options_.idle_inline_max_bytes || total_queued > 0) return false;
-  int events = 0;
-  size_t size = sizeof(events);
-  return zmq_getsockopt(router_.get(), ZMQ_EVENTS, &events, &size) == 0 &&
-         !(events & ZMQ_POLLIN);
+  // Only dense values, whose cost is one pass over memory: rows and tables
+  // may read a tiered table's rows from disk, for as long as that takes.
+  switch (work.request.op()) {
+    case v1::DataHeader::PUSH_DENSE:
+    case v1::DataHeader::PULL_DENSE:
+    case v1::DataHeader::PUSH_DENSE_BATCH:
+    case v1::DataHeader::PULL_DENSE_BATCH:
+      break;
+    default:
+      return false;
+  }
+  if (bytes > options_.idle_inline_max_bytes) return false;
+  // Busy: another request queued at a worker or waiting to be read. Then
+  // requests are pipelined (a client with several in flight, or several
+  // clients), and the socket thread reading the next while a worker runs this
+  // one is worth more than the hand-over; so it stays that way for the next
+  // kIdleRequestsToInline requests, idle or not.
+  bool busy = total_queued > 0;
+  if (!busy) {
+    int events = 0;
+    size_t size = sizeof(events);
+    busy = zmq_getsockopt(router_.get(), ZMQ_EVENTS, &events, &size) != 0 ||
+           (events & ZMQ_POLLIN);
+  }
+  if (busy) {
+    *since_busy = kIdleRequestsToInline;
+    return false;
+  }
+  if (*since_busy > 0) {
+    --*since_busy;
+    return false;
+  }
+  return true;
 }
 
 std::unique_ptr<DataPlane::Work> DataPlane::ReadRequest(bool* got) {

@@ -13,8 +13,8 @@
 // for the socket thread to send. There is no lock of our own on this path:
 // the Shard's per-part locks are the only serialization. Small requests whose
 // worker is idle run on the socket thread itself
-// (DataPlaneOptions::inline_max_bytes), and so do larger ones when the whole
-// data plane is idle (DataPlaneOptions::idle_inline_max_bytes).
+// (DataPlaneOptions::inline_max_bytes), and so do larger dense ones when the
+// whole data plane is idle (DataPlaneOptions::idle_inline_max_bytes).
 //
 // Order. Every request goes to worker hash(client identity) % threads: a
 // tables request or a dense batch (PUSH_DENSE_BATCH, PULL_DENSE_BATCH) names
@@ -74,13 +74,16 @@ struct DataPlaneOptions {
   // when their worker has nothing queued (a hand-over costs two thread
   // wake-ups, which is more than such a request's work).
   int64_t inline_max_bytes = 64 << 10;
-  // Requests moving at most this many payload bytes also run on the socket
-  // thread when the whole data plane is idle: nothing queued at any worker
-  // and no other request waiting to be read. At depth 1 (a client waiting on
-  // each request) the hand-over is then pure latency; while the data plane is
-  // busy they go to their worker, so other clients' requests keep running in
-  // parallel. A new request arriving meanwhile waits for this one's work (a
-  // 4 MiB push: about 0.3 ms).
+  // Dense requests (PUSH_DENSE, PULL_DENSE, dense batches) moving at most
+  // this many payload bytes also run on the socket thread when the whole data
+  // plane is idle: nothing queued at any worker and no other request waiting
+  // to be read, nor for the last kIdleRequestsToInline such requests. (Rows
+  // and tables may read a tiered table from disk.) At depth 1 (a client
+  // waiting on each request) the hand-over is then pure latency; while
+  // requests pipeline they go to their worker, so the socket thread reads the
+  // next while a worker runs this one, and other clients' requests keep
+  // running in parallel. A new request arriving meanwhile waits for this
+  // one's work (a 4 MiB push: about 0.3 ms).
   int64_t idle_inline_max_bytes = 4 << 20;
   // Largest request accepted (all frames); larger ones get an error reply.
   // Frames beyond 2x this (plus 1 MiB) make ZeroMQ drop the connection
@@ -155,7 +158,10 @@ class DataPlane {
   std::unique_ptr<Work> ReadRequest(bool* got);
   // Whether a request whose worker has nothing queued runs on the socket
   // thread (DataPlaneOptions::inline_max_bytes, idle_inline_max_bytes).
-  bool RunsInline(const Work& work, int total_queued);
+  // `since_busy` counts down the requests since the data plane was last seen
+  // busy; the idle rule applies only once it is 0.
+  bool RunsInline(const Work& work, int total_queued, int* since_busy);
+  static constexpr int kIdleRequestsToInline = 8;
   // Checks a request's frames (header first; `num_frames` counts dropped
   // ones too) and fills `work`: its request and frames, or its error reply.
   static void CheckRequest(Shard* shard, std::vector<ZmqFrame> frames,

@@ -59,9 +59,10 @@ ABSL_FLAG(int64_t, inline_max_bytes, 64 << 10,
           "(saves two thread hand-overs; larger ones delay other clients' "
           "requests while they run).");
 ABSL_FLAG(int64_t, idle_inline_max_bytes, 4 << 20,
-          "Requests moving at most this many payload bytes also run on the "
-          "socket thread when the whole data plane is idle (nothing queued, "
-          "nothing else to read): at depth 1 the hand-over is pure latency.");
+          "Dense requests moving at most this many payload bytes also run "
+          "on the socket thread when the whole data plane is idle (nothing "
+          "queued, nothing else to read): at depth 1 the hand-over is pure "
+          "latency.");
 ABSL_FLAG(int64_t, shm_segment_bytes, 32 << 20,
           "Bytes of the shared-memory segment each client on this machine "
           "may attach, through which its dense pushes and pulls then move "
