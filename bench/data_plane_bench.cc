@@ -1142,7 +1142,7 @@ int Run() {
             if (row.path != path || row.size != size || row.depth != d) {
               continue;
             }
-            std::printf("  %s %s depth %d: %.0f%% of raw (goal %.0f%%) %s",
+            std::printf("  %s %s depth %d: %.1f%% of raw (goal %.0f%%) %s",
                         path, SizeName(size).c_str(), d, 100 * row.ratio(),
                         100 * goal, row.ratio() >= goal ? "met" : "NOT MET");
             const Row* rr = d == 1 ? best("raw rr 2p", size) : nullptr;
