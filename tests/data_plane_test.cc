@@ -239,6 +239,18 @@ class DataPlaneTest : public ::testing::Test {
         absl::StrCat("tessera_client_shm_bytes_total{shard=\"", shard, "\"}"));
   }
 
+  // tessera_ps_data_requests_run_total{thread} summed over the shards.
+  double RunOn(const std::string& thread) {
+    double sum = 0;
+    for (auto& shard : shards_) {
+      auto n = shard->Metric("tessera_ps_data_requests_run_total",
+                             absl::StrCat("thread=\"", thread, "\""));
+      EXPECT_TRUE(n.ok()) << n.status();
+      sum += n.value_or(0);
+    }
+    return sum;
+  }
+
   std::vector<float> PullDense(const std::string& name, size_t floats) {
     std::vector<float> out(floats);
     EXPECT_THAT(client_->PullDense(name, 0, absl::MakeSpan(out)).get(), IsOk());
@@ -283,23 +295,13 @@ TEST_F(DataPlaneTest, PushesCutIntoPiecesMatchTheSameReference) {
 // reference either way, and tessera_ps_data_requests_run_total says which
 // thread ran them.
 TEST_F(DataPlaneTest, RequestsRunOnTheSocketThreadWhenIdleMatchTheReference) {
-  const auto run_on = [&](const char* thread) {
-    double sum = 0;
-    for (auto& shard : shards_) {
-      auto n = shard->Metric("tessera_ps_data_requests_run_total",
-                             absl::StrCat("thread=\"", thread, "\""));
-      EXPECT_TRUE(n.ok()) << n.status();
-      sum += n.value_or(0);
-    }
-    return sum;
-  };
   StartShards(3, {"--split_threshold_bytes=4096", "--flush_interval_s=3600",
                   "--inline_max_bytes=0", "--idle_inline_max_bytes=1048576"});
   ConnectClient();
   const double pushes = RunReferenceWorkload();
   // The first pulls are one call at a time: each finds its shard idle.
-  EXPECT_GE(run_on("socket"), 3);
-  EXPECT_GE(run_on("socket") + run_on("worker"), pushes);
+  EXPECT_GE(RunOn("socket"), 3);
+  EXPECT_GE(RunOn("socket") + RunOn("worker"), pushes);
 
   shards_.clear();
   std::filesystem::remove_all(base_dir_);
@@ -309,7 +311,29 @@ TEST_F(DataPlaneTest, RequestsRunOnTheSocketThreadWhenIdleMatchTheReference) {
   // Every push is handed over (only requests moving no values, such as a
   // ping, may still run on the socket thread).
   const double handed = RunReferenceWorkload();
-  EXPECT_GE(run_on("worker"), handed);
+  EXPECT_GE(RunOn("worker"), handed);
+}
+
+// One call at a time, so the data plane is idle for each: dense pulls run on
+// the socket thread, row pulls (which may read a tiered table from disk) are
+// handed to a worker all the same.
+TEST_F(DataPlaneTest, OnlyDenseRequestsRunOnTheSocketThreadWhenIdle) {
+  StartShards(1, {"--flush_interval_s=3600", "--inline_max_bytes=0",
+                  "--idle_inline_max_bytes=1048576"});
+  ConnectClient();
+  ASSERT_THAT(client_->CreateTensors(Specs()), IsOk());
+  const double socket = RunOn("socket"), worker = RunOn("worker");
+  for (int i = 0; i < 5; ++i) PullDense("small", 32);
+  EXPECT_EQ(RunOn("socket") - socket, 5);
+  EXPECT_EQ(RunOn("worker") - worker, 0);
+  const std::vector<uint64_t> ids = {1, 2, 3};
+  std::vector<float> rows(ids.size() * kDim);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_THAT(client_->PullRows("emb", ids, absl::MakeSpan(rows)).get(),
+                IsOk());
+  }
+  EXPECT_EQ(RunOn("socket") - socket, 5);
+  EXPECT_EQ(RunOn("worker") - worker, 5);
 }
 
 double DataPlaneTest::RunReferenceWorkload() {
