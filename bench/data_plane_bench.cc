@@ -442,7 +442,7 @@ struct RawPeerChild {
     std::filesystem::remove(port_file);
     std::filesystem::remove(log);
   }
-  // Waits for the child to exit and returns its last line.
+  // Waits for the child to exit and returns what it printed.
   std::string Finish() {
     auto code = process->Wait(absl::Seconds(60));
     BENCH_CHECK_OK(code.status());
@@ -554,8 +554,8 @@ Cell RawRequestReplyTwoProcesses(int64_t size, absl::Duration duration) {
 
 // One pass over a message's bytes in memory, as a push's check and optimizer
 // or a pull's copy into the caller's buffer make: GB/s of memcpy of `size`
-// bytes between buffers out of cache (64 MiB of them, rotated), median of 5
-// runs of 32 copies.
+// bytes from sources out of cache (64 MiB of them, rotated) into one
+// destination, median of 5 runs of 32 copies.
 double CopyGbps(int64_t size) {
   const int buffers =
       static_cast<int>(std::clamp<int64_t>((64 * kMiB) / size, 2, 64));

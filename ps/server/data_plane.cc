@@ -684,9 +684,9 @@ void DataPlane::Start(Shard* shard) {
                     .Name("tessera_ps_data_requests_run_total")
                     .Help(
                         "Data-plane requests by the thread that ran them: "
-                        "socket = on the socket thread (small, or the data "
-                        "plane idle; no hand-over), worker = handed to a "
-                        "data-plane worker thread.")
+                        "socket = on the socket thread (small, or dense "
+                        "while the data plane is idle; no hand-over), "
+                        "worker = handed to a data-plane worker thread.")
                     .Register(*shard->registry());
     run_on_socket_ = &run.Add({{"thread", "socket"}});
     run_on_worker_ = &run.Add({{"thread", "worker"}});
@@ -848,16 +848,12 @@ bool DataPlane::RunsInline(const Work& work, int total_queued,
   if (bytes <= options_.inline_max_bytes) return true;
   // Only dense values, whose cost is one pass over memory: rows and tables
   // may read a tiered table's rows from disk, for as long as that takes.
-  switch (work.request.op()) {
-    case v1::DataHeader::PUSH_DENSE:
-    case v1::DataHeader::PULL_DENSE:
-    case v1::DataHeader::PUSH_DENSE_BATCH:
-    case v1::DataHeader::PULL_DENSE_BATCH:
-      break;
-    default:
-      return false;
+  const v1::DataHeader::Op op = work.request.op();
+  if ((op != v1::DataHeader::PUSH_DENSE && op != v1::DataHeader::PULL_DENSE &&
+       !IsDenseBatch(op)) ||
+      bytes > options_.idle_inline_max_bytes) {
+    return false;
   }
-  if (bytes > options_.idle_inline_max_bytes) return false;
   // Busy: another request queued at a worker or waiting to be read. Then
   // requests are pipelined (a client with several in flight, or several
   // clients), and the socket thread reading the next while a worker runs this

@@ -61,8 +61,8 @@ ABSL_FLAG(int64_t, inline_max_bytes, 64 << 10,
 ABSL_FLAG(int64_t, idle_inline_max_bytes, 4 << 20,
           "Dense requests moving at most this many payload bytes also run "
           "on the socket thread when the whole data plane is idle (nothing "
-          "queued, nothing else to read): at depth 1 the hand-over is pure "
-          "latency.");
+          "queued, nothing else to read, nor for the last 8 such requests): "
+          "at depth 1 the hand-over is pure latency.");
 ABSL_FLAG(int64_t, shm_segment_bytes, 32 << 20,
           "Bytes of the shared-memory segment each client on this machine "
           "may attach, through which its dense pushes and pulls then move "
