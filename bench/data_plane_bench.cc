@@ -647,8 +647,11 @@ Cell Drive(int num_clients, int depth, absl::Duration duration, const Op& op) {
   return cell;
 }
 
+// A push, a pull into the caller's buffer, or with `in_place` a pull read
+// where it arrived (PsClient::PullDenseInPlace; the values are dropped
+// unread).
 Cell TesseraCell(Cluster& cluster, bool push, int64_t size, int depth,
-                 absl::Duration duration) {
+                 absl::Duration duration, bool in_place = false) {
   const int num_clients = static_cast<int>(cluster.clients.size());
   const std::string name = TensorName(size);
   const size_t floats = size / sizeof(float);
@@ -660,7 +663,13 @@ Cell TesseraCell(Cluster& cluster, bool push, int64_t size, int depth,
     }
   }
   Op op = [&](int c, int slot, DoneCallback done) {
-    if (push) {
+    if (in_place) {
+      cluster.clients[c]->PullDenseInPlaceAsync(
+          name, 0, floats,
+          [done = std::move(done)](absl::StatusOr<PulledDense> pulled) {
+            done(pulled.status());
+          });
+    } else if (push) {
       cluster.clients[c]->PushDenseAsync(name, 0, grad, std::move(done));
     } else {
       cluster.clients[c]->PullDenseAsync(name, 0, absl::MakeSpan(out[c][slot]),
@@ -669,7 +678,7 @@ Cell TesseraCell(Cluster& cluster, bool push, int64_t size, int depth,
   };
   Drive(num_clients, depth, absl::Milliseconds(50), op);  // Warm up.
   Cell cell = Drive(num_clients, depth, duration, op);
-  cell.path = push ? "push" : "pull";
+  cell.path = push ? "push" : in_place ? "pull in place" : "pull";
   cell.topology = absl::StrCat(cluster.shards.size(), "x", num_clients);
   cell.size = size;
   return cell;
@@ -1008,6 +1017,14 @@ int Run() {
              }});
       }
     }
+    // A pull read in place, without the client's copy into a buffer.
+    for (int d : {1, 4}) {
+      if (!two_process || !wanted("pull") || size < kMiB) break;
+      configs.push_back({"pull in place 2p", 1, d, [&, d, size] {
+                           return TesseraCell(process, false, size, d, duration,
+                                              /*in_place=*/true);
+                         }});
+    }
     const auto listed = [](const std::vector<std::string>& list,
                            const std::string& item) {
       return list.empty() ||
@@ -1093,11 +1110,11 @@ int Run() {
     std::fprintf(stderr, "  %s done\n", SizeName(size).c_str());
   }
 
-  std::printf("\n%-8s %-10s %-5s %5s %8s %10s %9s %9s %7s %9s\n", "size",
+  std::printf("\n%-8s %-16s %-5s %5s %8s %10s %9s %9s %7s %9s\n", "size",
               "path", "s x c", "depth", "GB/s", "ops/s", "p50", "p99", "of raw",
               "cpu/MiB");
   for (const Row& row : rows) {
-    std::printf("%-8s %-10s %-5s %5d %8.2f %10.0f %9s %9s %6.0f%% %9s\n",
+    std::printf("%-8s %-16s %-5s %5d %8.2f %10.0f %9s %9s %6.0f%% %9s\n",
                 SizeName(row.size).c_str(), row.path.c_str(),
                 row.topology.c_str(), row.depth, row.gbps(), row.ops_per_s(),
                 Latency(row.Percentile(0.5)).c_str(),
@@ -1135,7 +1152,7 @@ int Run() {
           "%.1f GB/s)\n",
           SizeName(size).c_str(), CopyGbps(size));
     }
-    for (const char* path : {"push 2p", "pull 2p"}) {
+    for (const char* path : {"push 2p", "pull 2p", "pull in place 2p"}) {
       for (int64_t size : {kMiB, 16 * kMiB}) {
         for (auto [d, goal] : {std::pair<int, double>{1, 0.7}, {4, 0.8}}) {
           for (const Row& row : rows) {

@@ -419,6 +419,32 @@ double DataPlaneTest::RunReferenceWorkload() {
     for (size_t i = 0; i < middle.size(); ++i) {
       ASSERT_FLOAT_EQ(middle[i], ref.dense["big"][23 * kBigCols + i]);
     }
+    // Read in place (PullDenseInPlace): one span per part the rows cover,
+    // holding the same values, whether they came in frames or through
+    // shared memory; they stay readable after the next calls.
+    const size_t big = kBigRows * kBigCols;
+    auto whole = client_->PullDenseInPlace("big", 0, big).get();
+    auto part = client_->PullDenseInPlace("big", 23, middle.size()).get();
+    ASSERT_THAT(whole, IsOk());
+    ASSERT_THAT(part, IsOk());
+    EXPECT_EQ(whole->spans().size(), 3u);
+    size_t touched = 0;
+    for (const PartPlacement& p :
+         PlaceDense(Specs()[0], client_->placement())) {
+      touched += p.row_begin < 23 + 50 && p.row_end > 23;
+    }
+    EXPECT_EQ(part->spans().size(), touched);
+    ASSERT_EQ(whole->size(), big);
+    std::vector<float> copied(big);
+    ASSERT_THAT(whole->CopyTo(absl::MakeSpan(copied)), IsOk());
+    EXPECT_THAT(whole->CopyTo(absl::MakeSpan(middle)),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    for (size_t i = 0; i < big; ++i) {
+      ASSERT_FLOAT_EQ(copied[i], ref.dense["big"][i]) << "big[" << i << "]";
+    }
+    std::vector<float> part_copied(middle.size());
+    ASSERT_THAT(part->CopyTo(absl::MakeSpan(part_copied)), IsOk());
+    EXPECT_EQ(part_copied, middle);
     // Rows come back in the caller's order, repeats included.
     std::vector<uint64_t> ids = {all_ids[9], all_ids[2], all_ids[9],
                                  all_ids[31]};

@@ -169,6 +169,34 @@ struct DenseRangePush {
 // Called once with the call's result.
 using DoneCallback = std::function<void(const absl::Status&)>;
 
+// A dense pull's values read where they arrived (PsClient::PullDenseInPlace),
+// without the copy into a buffer of the caller's: it keeps the reply frames
+// alive and points into them. Values that came through shared memory are
+// copied out of the segment once (its ranges are reused), as are values in a
+// frame not aligned for floats. Move-only; the values never change and stay
+// valid until it is destroyed, on any thread.
+class PulledDense {
+ public:
+  PulledDense() = default;
+  PulledDense(PulledDense&&) = default;
+  PulledDense& operator=(PulledDense&&) = default;
+
+  // The values in row order: one span per piece of the pull (one per tensor
+  // part the rows cover), which together hold size() floats.
+  const std::vector<absl::Span<const float>>& spans() const { return spans_; }
+  size_t size() const;
+  // Copies the values into `out`; InvalidArgument unless it holds size()
+  // floats.
+  absl::Status CopyTo(absl::Span<float> out) const;
+
+ private:
+  friend class PsClient;
+  std::vector<std::shared_ptr<const void>> holds_;
+  std::vector<absl::Span<const float>> spans_;
+};
+
+using PulledDenseCallback = std::function<void(absl::StatusOr<PulledDense>)>;
+
 class PsClient {
  public:
   // Asks every shard for its ShardInfo over gRPC (retrying UNAVAILABLE until
@@ -248,6 +276,17 @@ class PsClient {
   void PullDenseAsync(const std::string& tensor, int64_t row_begin,
                       absl::Span<float> out, const DenseHistory& history,
                       DoneCallback done, const CallOptions& options = {});
+  // The same rows (`floats` of them) without a buffer of the caller's: the
+  // result points into the replies (PulledDense), so the client makes no
+  // pass over the values. For a caller that reads the values where they
+  // are (a model server, a checkpoint writer, a tensor built over them)
+  // rather than one that needs them in memory of its own.
+  std::future<absl::StatusOr<PulledDense>> PullDenseInPlace(
+      const std::string& tensor, int64_t row_begin, size_t floats,
+      const CallOptions& options = {});
+  void PullDenseInPlaceAsync(const std::string& tensor, int64_t row_begin,
+                             size_t floats, PulledDenseCallback done,
+                             const CallOptions& options = {});
   // Copies `grad` once; the caller may reuse it as soon as this returns.
   std::future<absl::Status> PushDense(const std::string& tensor,
                                       int64_t row_begin,

@@ -209,6 +209,52 @@ TEST_F(PsClientTest, PullCopiesTheReplyIntoTheCallersBuffer) {
   EXPECT_EQ(out, std::vector<float>({1, 2, 3, 4}));
 }
 
+// PullDenseInPlace points into the reply instead of copying it: the values
+// outlive the client, a retried piece lands once, and bad calls fail before
+// anything is sent.
+TEST_F(PsClientTest, PullInPlaceKeepsTheReplysValues) {
+  FakeShard shard(0, 1);
+  Connect({&shard});
+  auto pulled = client_->PullDenseInPlace("w", 1, 4);
+  auto request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  EXPECT_EQ(request->header.op(), v1::DataHeader::PULL_DENSE);
+  EXPECT_EQ(request->header.row_begin(), 1);
+  EXPECT_EQ(request->header.row_count(), 2);
+  shard.Reply(*request, absl::UnavailableError("loading"));
+  request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  shard.Reply(*request, absl::OkStatus(), {Floats({1, 2, 3, 4})});
+  absl::StatusOr<PulledDense> values = pulled.get();
+  ASSERT_THAT(values, IsOk());
+  ASSERT_EQ(values->spans().size(), 1u);
+  EXPECT_EQ(values->size(), 4u);
+
+  // A reply of the wrong size is an error, not a short span.
+  pulled = client_->PullDenseInPlace("w", 0, 8);
+  request = shard.Receive();
+  ASSERT_THAT(request, IsOk());
+  shard.Reply(*request, absl::OkStatus(), {Floats({1, 2})});
+  EXPECT_THAT(pulled.get(), StatusIs(absl::StatusCode::kInternal));
+
+  EXPECT_THAT(client_->PullDenseInPlace("w", 3, 4).get(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(client_->PullDenseInPlace("w", 0, 3).get(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(client_->PullDenseInPlace("nope", 0, 2).get(),
+              StatusIs(absl::StatusCode::kNotFound));
+
+  client_.reset();  // The frames outlive the client and its context.
+  std::vector<float> out(4);
+  ASSERT_THAT(values->CopyTo(absl::MakeSpan(out)), IsOk());
+  EXPECT_EQ(out, std::vector<float>({1, 2, 3, 4}));
+  EXPECT_EQ(
+      std::vector<float>(values->spans()[0].begin(), values->spans()[0].end()),
+      out);
+  PulledDense moved = *std::move(values);
+  EXPECT_EQ(moved.size(), 4u);
+}
+
 // With a DenseHistory the client's thread writes the pulled values into
 // `previous` and, extrapolating, pulled + (pulled - previous) into `out`.
 TEST_F(PsClientTest, PullWithAHistoryKeepsItAndExtrapolates) {

@@ -2,6 +2,7 @@
 // hold its rows (placement, ps/spec/placement.h), hands the pieces to the
 // transport, and gathers the replies.
 
+#include <cstring>
 #include <future>
 #include <memory>
 #include <utility>
@@ -218,6 +219,79 @@ std::future<absl::Status> PsClient::PullDense(const std::string& tensor,
   return AsFuture([&](DoneCallback done) {
     PullDenseAsync(tensor, row_begin, out, history, std::move(done), options);
   });
+}
+
+size_t PulledDense::size() const {
+  size_t floats = 0;
+  for (absl::Span<const float> span : spans_) floats += span.size();
+  return floats;
+}
+
+absl::Status PulledDense::CopyTo(absl::Span<float> out) const {
+  if (out.size() != size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("copy of ", size(), " pulled floats into ", out.size()));
+  }
+  float* to = out.data();
+  for (absl::Span<const float> span : spans_) {
+    std::memcpy(to, span.data(), span.size() * sizeof(float));
+    to += span.size();
+  }
+  return absl::OkStatus();
+}
+
+void PsClient::PullDenseInPlaceAsync(const std::string& tensor,
+                                     int64_t row_begin, size_t floats,
+                                     PulledDenseCallback done,
+                                     const CallOptions& options) {
+  auto info = Find(tensor);
+  if (!info.ok()) return done(info.status());
+  const TensorInfo& t = **info;
+  if (t.embedding) {
+    return done(absl::InvalidArgumentError(
+        absl::StrCat(tensor, " is an embedding table: pull it with PullRows")));
+  }
+  absl::Status range = CheckDenseRange(tensor, t.row_size, t.num_rows,
+                                       row_begin, floats, "pull");
+  if (!range.ok()) return done(range);
+  auto in_place = std::make_shared<client_internal::InPlacePull>();
+  auto call = NewCall(
+      v1::DataHeader::PULL_DENSE, tensor,
+      [in_place, done = std::move(done)](const absl::Status& status) {
+        if (!status.ok()) return done(status);
+        PulledDense pulled;
+        pulled.holds_ = std::move(in_place->holds);
+        pulled.spans_ = std::move(in_place->spans);
+        done(std::move(pulled));
+      },
+      options);
+  call->pieces = DensePieces(
+      v1::DataHeader::PULL_DENSE, tensor, t.parts, t.row_size, row_begin,
+      static_cast<int64_t>(floats) / t.row_size, options);
+  in_place->holds.resize(call->pieces.size());
+  in_place->spans.resize(call->pieces.size());
+  for (size_t i = 0; i < call->pieces.size(); ++i) {
+    Piece& piece = call->pieces[i];
+    piece.in_place = in_place;
+    piece.in_place_slot = i;
+    piece.expected_bytes =
+        piece.header.row_count() * t.row_size * sizeof(float);
+  }
+  Submit(std::move(call));
+}
+
+std::future<absl::StatusOr<PulledDense>> PsClient::PullDenseInPlace(
+    const std::string& tensor, int64_t row_begin, size_t floats,
+    const CallOptions& options) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<PulledDense>>>();
+  std::future<absl::StatusOr<PulledDense>> future = promise->get_future();
+  PullDenseInPlaceAsync(
+      tensor, row_begin, floats,
+      [promise](absl::StatusOr<PulledDense> pulled) {
+        promise->set_value(std::move(pulled));
+      },
+      options);
+  return future;
 }
 
 void PsClient::PushDenseAsync(const std::string& tensor, int64_t row_begin,

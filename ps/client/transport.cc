@@ -517,7 +517,9 @@ void PsClient::Transport::HandleReply(Link* link,
     } else if (op == v1::DataHeader::PULL_DENSE) {
       const void* values =
           in_shm ? piece.shm->data() + piece.shm_offset : (*frames)[1].data();
-      if (piece.previous != nullptr) {
+      if (piece.in_place != nullptr) {
+        KeepInPlace(&piece, values, in_shm ? nullptr : &(*frames)[1]);
+      } else if (piece.previous != nullptr) {
         CopyWithHistory(values, piece.expected_bytes / sizeof(float), piece.out,
                         piece.previous, piece.extrapolate);
       } else {
@@ -551,6 +553,25 @@ void PsClient::Transport::HandleReply(Link* link,
     return;
   }
   Finish(call, WithShard(link->index, link->address, status));
+}
+
+void PsClient::Transport::KeepInPlace(Piece* piece, const void* values,
+                                      ZmqFrame* frame) {
+  const size_t floats = piece->expected_bytes / sizeof(float);
+  client_internal::InPlacePull& pull = *piece->in_place;
+  const size_t slot = piece->in_place_slot;
+  if (frame != nullptr &&
+      reinterpret_cast<uintptr_t>(values) % alignof(float) == 0) {
+    auto held = std::make_shared<ZmqFrame>(std::move(*frame));
+    pull.spans[slot] = {reinterpret_cast<const float*>(held->data()), floats};
+    pull.holds[slot] = std::move(held);
+    return;
+  }
+  // Shared memory (its range is reused once answered) or a misaligned frame.
+  auto copy = std::make_shared<std::vector<float>>(floats);
+  std::memcpy(copy->data(), values, floats * sizeof(float));
+  pull.spans[slot] = *copy;
+  pull.holds[slot] = std::move(copy);
 }
 
 void PsClient::Transport::HandleMonitor(Link* link) {

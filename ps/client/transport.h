@@ -107,6 +107,13 @@ inline absl::Status WithShard(int shard, const std::string& address,
       absl::StrCat("shard ", shard, " at ", address, ": ", status.message()));
 }
 
+// Where a PullDenseInPlace call's pieces keep their values (slot i for piece
+// i), written on the I/O thread as each piece arrives.
+struct InPlacePull {
+  std::vector<std::shared_ptr<const void>> holds;
+  std::vector<absl::Span<const float>> spans;
+};
+
 }  // namespace client_internal
 
 // One shard's piece of a call.
@@ -124,6 +131,10 @@ struct Piece {
   size_t values_bytes = 0;
   // Pulls: where the reply's values go.
   float* out = nullptr;  // PULL_DENSE: contiguous
+  // PULL_DENSE read in place: the reply's values are kept in slot
+  // `in_place_slot` of `in_place` instead of copied to `out`.
+  std::shared_ptr<client_internal::InPlacePull> in_place;
+  size_t in_place_slot = 0;
   // PULL_DENSE with a DenseHistory: its range for this piece.
   float* previous = nullptr;
   bool extrapolate = false;
@@ -256,6 +267,10 @@ class PsClient::Transport {
   absl::Status Send(Call* call, int piece, bool from_backlog = false);
   void DrainReplies(Link* link);
   void HandleReply(Link* link, std::vector<ZmqFrame>* frames);
+  // A PULL_DENSE piece read in place: keeps `frame` (the reply's values
+  // frame, moved from; null for values in shared memory) in its slot, or a
+  // copy of `values` where the frame cannot be kept.
+  void KeepInPlace(Piece* piece, const void* values, ZmqFrame* frame);
   void HandleMonitor(Link* link);
   void FlushBacklog(Link* link);
   void RunRetries(absl::Time now);
