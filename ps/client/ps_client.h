@@ -399,6 +399,11 @@ class PsClient {
 
   absl::StatusOr<std::shared_ptr<const TensorInfo>> Find(
       const std::string& tensor) const ABSL_LOCKS_EXCLUDED(specs_mu_);
+  // Find, for a dense pull of `floats` from `row_begin`: InvalidArgument for
+  // an embedding table or rows outside the tensor.
+  absl::StatusOr<std::shared_ptr<const TensorInfo>> FindDensePull(
+      const std::string& tensor, int64_t row_begin, size_t floats) const
+      ABSL_LOCKS_EXCLUDED(specs_mu_);
   std::unique_ptr<Call> NewCall(int op, const std::string& tensor,
                                 DoneCallback done, const CallOptions& options);
   void Submit(std::unique_ptr<Call> call);

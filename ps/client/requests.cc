@@ -160,6 +160,22 @@ int64_t MaxPieceRows(int64_t max_piece_bytes, int64_t row_size) {
 
 }  // namespace
 
+absl::StatusOr<std::shared_ptr<const PsClient::TensorInfo>>
+PsClient::FindDensePull(const std::string& tensor, int64_t row_begin,
+                        size_t floats) const {
+  auto info = Find(tensor);
+  if (!info.ok()) return info.status();
+  const TensorInfo& t = **info;
+  if (t.embedding) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(tensor, " is an embedding table: pull it with PullRows"));
+  }
+  absl::Status range = CheckDenseRange(tensor, t.row_size, t.num_rows,
+                                       row_begin, floats, "pull");
+  if (!range.ok()) return range;
+  return info;
+}
+
 void PsClient::PullDenseAsync(const std::string& tensor, int64_t row_begin,
                               absl::Span<float> out, DoneCallback done,
                               const CallOptions& options) {
@@ -174,16 +190,9 @@ void PsClient::PullDenseAsync(const std::string& tensor, int64_t row_begin,
   const bool keep_history = history.previous.data() != nullptr;
   absl::Status history_ok = CheckHistory(tensor, out.size(), history);
   if (!history_ok.ok()) return done(history_ok);
-  auto info = Find(tensor);
+  auto info = FindDensePull(tensor, row_begin, out.size());
   if (!info.ok()) return done(info.status());
   const TensorInfo& t = **info;
-  if (t.embedding) {
-    return done(absl::InvalidArgumentError(
-        absl::StrCat(tensor, " is an embedding table: pull it with PullRows")));
-  }
-  absl::Status range = CheckDenseRange(tensor, t.row_size, t.num_rows,
-                                       row_begin, out.size(), "pull");
-  if (!range.ok()) return done(range);
   auto call =
       NewCall(v1::DataHeader::PULL_DENSE, tensor, std::move(done), options);
   call->pieces =
@@ -244,16 +253,9 @@ void PsClient::PullDenseInPlaceAsync(const std::string& tensor,
                                      int64_t row_begin, size_t floats,
                                      PulledDenseCallback done,
                                      const CallOptions& options) {
-  auto info = Find(tensor);
+  auto info = FindDensePull(tensor, row_begin, floats);
   if (!info.ok()) return done(info.status());
   const TensorInfo& t = **info;
-  if (t.embedding) {
-    return done(absl::InvalidArgumentError(
-        absl::StrCat(tensor, " is an embedding table: pull it with PullRows")));
-  }
-  absl::Status range = CheckDenseRange(tensor, t.row_size, t.num_rows,
-                                       row_begin, floats, "pull");
-  if (!range.ok()) return done(range);
   auto in_place = std::make_shared<client_internal::InPlacePull>();
   auto call = NewCall(
       v1::DataHeader::PULL_DENSE, tensor,
